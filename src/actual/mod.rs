@@ -1,0 +1,248 @@
+//! Actual: what one Envoy really holds for the asked service, read from its admin output and
+//! normalized into the same [`ProxyView`] shape as the intent.
+
+use crate::envoy::clusters::{self, HostStatus};
+use crate::envoy::config_dump::{ConfigDump, Node, Selection};
+use crate::envoy::server_info::{self, ServerInfo};
+use crate::envoy::stats::Stats;
+use crate::envoy::types::{HeaderMatcher, Route, RouteMatch, StringMatcher};
+use crate::error::Result;
+use crate::intent::target::Target;
+use crate::istio::names::{ClusterName, Protocol};
+use crate::snapshot::{Blob, ObjectRef, ProxyCapture};
+use crate::view::{Action, ClusterView, HeaderCondition, MatchView, PathMatch, PortView, ProxyView, RouteView, VirtualHostView, WeightedCluster};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One proxy's configuration and live state for the target.
+#[derive(Debug, Default)]
+pub struct Actual {
+    /// Normalized configuration (`None` without a config dump).
+    pub view: Option<ProxyView>,
+    /// The Envoy node (bootstrap or server_info).
+    pub node: Option<Node>,
+    /// `/server_info`.
+    pub server_info: Option<ServerInfo>,
+    /// Live hosts per cluster from `/clusters`.
+    pub hosts: BTreeMap<String, Vec<HostStatus>>,
+    /// Counters.
+    pub stats: Stats,
+    /// Whether the dump carried endpoints (`include_eds`).
+    pub has_eds: bool,
+    /// Listeners rejected by Envoy (NACKed updates), with details.
+    pub rejected: Vec<(String, String)>,
+    /// What was missing from the capture.
+    pub missing: Vec<String>,
+}
+
+/// Reads `capture` for `target`, decoding only what concerns it (plus `extra_clusters`).
+pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<String>) -> Result<Actual> {
+    let mut actual = Actual::default();
+    let wants_cluster = |name: &str| {
+        extra_clusters.contains(name) || ClusterName::parse(name).is_some_and(|c| c.host == target.fqdn)
+    };
+    let port_names: Vec<String> = target.ports.iter().map(|p| p.port.to_string()).collect();
+    let sniffed_names: Vec<String> = target.ports.iter().map(|p| format!("{}:{}", target.fqdn, p.port)).collect();
+    let route_config = |name: &str| port_names.iter().any(|p| p == name) || sniffed_names.iter().any(|p| p == name);
+    let fqdn = target.fqdn.clone();
+    let virtual_host = |name: &str, domains: &[String]| {
+        name.starts_with(&format!("{fqdn}:")) || domains.iter().any(|d| d == &fqdn || d.trim_end_matches('.') == fqdn)
+    };
+    let listener = |name: &str| port_names.iter().any(|p| name.ends_with(&format!("_{p}")));
+    let selection = Selection { route_config: &route_config, virtual_host: &virtual_host, cluster: &wants_cluster, listener: &listener };
+
+    let dump = match &capture.config_dump {
+        Some(blob) => Some(ConfigDump::parse(text(blob)?, &blob.origin, &selection)?),
+        None => {
+            actual.missing.push("config_dump.json".into());
+            None
+        }
+    };
+    if let Some(blob) = &capture.server_info {
+        actual.server_info = Some(server_info::parse(text(blob)?, &blob.origin)?);
+    } else {
+        actual.missing.push("server_info.json".into());
+    }
+    if let Some(blob) = &capture.clusters {
+        for c in clusters::parse(text(blob)?, &blob.origin, &wants_cluster)? {
+            actual.hosts.insert(c.name, c.hosts);
+        }
+    } else {
+        actual.missing.push("clusters.json".into());
+    }
+    if capture.stats.is_empty() {
+        actual.missing.push("stats".into());
+    }
+    for (format, blob) in &capture.stats {
+        actual.stats.add(*format, text(blob)?, &blob.origin, &wants_cluster)?;
+    }
+    actual.node = dump.as_ref().and_then(|d| d.node.clone()).or_else(|| actual.server_info.as_ref().and_then(|s| s.node.clone()));
+    if let Some(dump) = dump {
+        actual.has_eds = dump.endpoints.is_some();
+        actual.rejected = dump.listeners.iter().filter_map(|l| Some((l.name.clone(), l.error.clone()?))).collect();
+        actual.view = Some(normalize(&dump, target, &actual.hosts, extra_clusters));
+    }
+    Ok(actual)
+}
+
+fn text(blob: &Blob) -> Result<&str> {
+    std::str::from_utf8(&blob.bytes)
+        .map_err(|_| crate::error::Error::new("file is not UTF-8 text (binary content?)").at(&blob.origin).help("re-capture it from the proxy's admin port"))
+}
+
+/// Builds the normalized view of the dump.
+fn normalize(dump: &ConfigDump, target: &Target, hosts: &BTreeMap<String, Vec<HostStatus>>, extra: &BTreeSet<String>) -> ProxyView {
+    let mut view = ProxyView::default();
+    for tp in &target.ports {
+        let sniffed = format!("{}:{}", target.fqdn, tp.port);
+        let port_name = tp.port.to_string();
+        let found = dump
+            .route_configs
+            .iter()
+            .filter(|rc| rc.name == port_name || rc.name == sniffed)
+            .find_map(|rc| rc.virtual_hosts.first().map(|vh| (rc, vh)));
+        let mut pv = PortView { port: tp.port, protocol: tp.protocol, route_config: None, virtual_host: None, tcp_destinations: Vec::new() };
+        if let Some((rc, vh)) = found {
+            pv.protocol = if rc.name == sniffed { Protocol::Auto } else if tp.protocol.is_http() { tp.protocol } else { Protocol::Http };
+            pv.route_config = Some(rc.name.clone());
+            pv.virtual_host = Some(VirtualHostView {
+                name: vh.name.clone(),
+                domains: vh.domains.clone(),
+                routes: vh.routes.iter().map(route_view).collect(),
+            });
+        } else if let Some(l) = dump.listeners.iter().find(|l| l.name.ends_with(&format!("_{}", tp.port)) && !l.tcp_clusters.is_empty() && l.route_configs.is_empty()) {
+            pv.tcp_destinations = l
+                .tcp_clusters
+                .iter()
+                .filter(|c| ClusterName::parse(c).is_some_and(|n| n.host == target.fqdn))
+                .map(|c| WeightedCluster { name: c.clone(), weight: 100 })
+                .collect();
+            if !pv.tcp_destinations.is_empty() && !tp.protocol.is_tcp_class() {
+                pv.protocol = Protocol::Tcp;
+            }
+        }
+        view.ports.push(pv);
+    }
+    let mut names: BTreeSet<String> = dump.cluster_names.iter().filter(|n| ClusterName::parse(n).is_some_and(|c| c.host == target.fqdn)).cloned().collect();
+    names.extend(extra.iter().cloned());
+    for port in &view.ports {
+        names.extend(port.virtual_host.iter().flat_map(|vh| vh.routes.iter()).flat_map(|r| r.action.clusters()).map(|c| c.name.clone()));
+    }
+    for name in names {
+        let cluster = dump.cluster(&name);
+        let eds = dump.endpoints.as_ref().and_then(|eps| eps.iter().find(|e| e.cluster_name == name));
+        let endpoints = match (hosts.get(&name), eds) {
+            (Some(h), _) => Some(h.iter().map(|h| (h.address.clone(), h.is_healthy())).collect()),
+            (None, Some(cla)) => Some(
+                cla.endpoints
+                    .iter()
+                    .flat_map(|l| l.lb_endpoints.iter())
+                    .filter_map(|e| {
+                        let addr = e.endpoint.as_ref()?.address.as_ref()?.socket_address.as_ref()?.to_addr();
+                        Some((addr, matches!(e.health_status.as_deref(), None | Some("HEALTHY" | "UNKNOWN"))))
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
+        view.clusters.insert(
+            name.clone(),
+            ClusterView {
+                present: dump.has_cluster(&name),
+                lb_policy: cluster.map(|c| c.lb_policy.clone().unwrap_or_else(|| "ROUND_ROBIN".into())),
+                destination_rule: cluster.and_then(|c| c.metadata.as_ref()?.istio("config").and_then(config_ref)),
+                endpoints,
+                name,
+            },
+        );
+    }
+    view
+}
+
+/// `/apis/networking.istio.io/v1/namespaces/NS/virtual-service/NAME` → an object reference.
+pub fn config_ref(path: &str) -> Option<ObjectRef> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ns_at = parts.iter().position(|p| *p == "namespaces")?;
+    let kind = match *parts.get(ns_at + 2)? {
+        "virtual-service" => "VirtualService",
+        "destination-rule" => "DestinationRule",
+        other => other,
+    };
+    Some(ObjectRef::new(kind, parts.get(ns_at + 1)?, parts.get(ns_at + 3)?))
+}
+
+fn route_view(r: &Route) -> RouteView {
+    let action = if let Some(dr) = &r.direct_response {
+        Action::DirectResponse { status: dr.status }
+    } else if r.redirect.is_some() {
+        Action::Redirect
+    } else {
+        let ra = r.route.clone().unwrap_or_default();
+        let clusters = match (&ra.cluster, &ra.weighted_clusters) {
+            (Some(c), _) => vec![WeightedCluster { name: c.clone(), weight: 100 }],
+            (None, Some(w)) => w.clusters.iter().map(|c| WeightedCluster { name: c.name.clone(), weight: c.weight.unwrap_or(0) as u32 }).collect(),
+            _ => Vec::new(),
+        };
+        Action::Forward { clusters }
+    };
+    RouteView {
+        name: r.name.clone().unwrap_or_default(),
+        matcher: match_view(&r.matcher),
+        action,
+        timeout: r.route.as_ref().and_then(|a| a.timeout.clone()),
+        source: r.metadata.as_ref().and_then(|m| m.istio("config")).and_then(config_ref),
+        rule_index: None,
+    }
+}
+
+fn match_view(m: &RouteMatch) -> MatchView {
+    let path = if let Some(p) = &m.path {
+        PathMatch::Exact(p.clone())
+    } else if let Some(r) = m.safe_regex.as_ref().map(|r| r.regex.clone()).or_else(|| m.regex.clone()) {
+        PathMatch::Regex(r)
+    } else if let Some(p) = &m.path_separated_prefix {
+        PathMatch::SeparatedPrefix(p.clone())
+    } else {
+        PathMatch::Prefix(m.prefix.clone().unwrap_or_else(|| "/".into()))
+    };
+    let mut headers: Vec<HeaderCondition> = m.headers.iter().map(header_view).collect();
+    headers.sort();
+    let mut query: Vec<String> = m
+        .query_parameters
+        .iter()
+        .map(|q| {
+            let name = q.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+            let sm: StringMatcher = q.get("string_match").and_then(|s| serde_json::from_value(s.clone()).ok()).unwrap_or_default();
+            let (kind, value) = string_matcher(&sm).unwrap_or(("present", String::new()));
+            format!("{name} {kind} {value}").trim_end().to_string()
+        })
+        .collect();
+    query.sort();
+    MatchView { path, ignore_case: m.case_sensitive == Some(false), headers, query }
+}
+
+fn string_matcher(sm: &StringMatcher) -> Option<(&'static str, String)> {
+    if let Some(e) = &sm.exact {
+        Some(("exact", e.clone()))
+    } else if let Some(p) = &sm.prefix {
+        Some(("prefix", p.clone()))
+    } else if let Some(r) = &sm.safe_regex {
+        Some(("regex", r.regex.clone()))
+    } else if let Some(s) = &sm.suffix {
+        Some(("suffix", s.clone()))
+    } else {
+        sm.contains.as_ref().map(|c| ("contains", c.clone()))
+    }
+}
+
+fn header_view(h: &HeaderMatcher) -> HeaderCondition {
+    let (kind, value) = h
+        .string_match
+        .as_ref()
+        .and_then(string_matcher)
+        .or_else(|| h.exact_match.clone().map(|v| ("exact", v)))
+        .or_else(|| h.prefix_match.clone().map(|v| ("prefix", v)))
+        .or_else(|| h.safe_regex_match.as_ref().map(|r| ("regex", r.regex.clone())))
+        .or_else(|| h.regex_match.clone().map(|v| ("regex", v)))
+        .unwrap_or(("present", String::new()));
+    HeaderCondition { name: h.name.to_ascii_lowercase(), kind: kind.into(), value, invert: h.invert_match.unwrap_or(false) }
+}

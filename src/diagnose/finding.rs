@@ -1,0 +1,160 @@
+//! Findings: one cause each, with evidence and a fix, and the order they are shown in.
+
+use crate::snapshot::ObjectRef;
+use serde::Serialize;
+use std::fmt;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Traffic is (or will be) failing or misrouted.
+    Error,
+    /// Likely to misroute under some conditions, or the evidence is partial.
+    Warning,
+    /// Worth knowing; no misrouting by itself.
+    Info,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        })
+    }
+}
+
+/// A diagnosed cause.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Stable id from the findings catalogue.
+    pub id: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// The matching `istioctl analyze` code, when it has the same check.
+    pub istio_code: Option<&'static str>,
+    /// The object the problem is about.
+    pub subject: ObjectRef,
+    /// The cause in one sentence.
+    pub summary: String,
+    /// Why, in a few sentences.
+    pub detail: String,
+    /// Object fields and Envoy resources that show it.
+    pub evidence: Vec<String>,
+    /// What to change.
+    pub fix: String,
+    /// Callers affected (`namespace/pod`).
+    pub callers: Vec<String>,
+    /// Catalogue entry.
+    pub docs: String,
+}
+
+impl Finding {
+    /// A new finding; callers, evidence and detail are added by the builder methods.
+    pub fn new(id: &'static str, severity: Severity, subject: ObjectRef, summary: impl Into<String>) -> Finding {
+        Finding {
+            id,
+            severity,
+            istio_code: None,
+            subject,
+            summary: summary.into(),
+            detail: String::new(),
+            evidence: Vec::new(),
+            fix: String::new(),
+            callers: Vec::new(),
+            docs: format!("docs/findings.md#{id}"),
+        }
+    }
+
+    /// Sets the istioctl analyze code.
+    pub fn code(mut self, code: &'static str) -> Self {
+        self.istio_code = Some(code);
+        self
+    }
+
+    /// Sets the explanation.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+
+    /// Adds evidence lines.
+    pub fn evidence(mut self, lines: impl IntoIterator<Item = String>) -> Self {
+        self.evidence.extend(lines);
+        self
+    }
+
+    /// Sets the fix.
+    pub fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = fix.into();
+        self
+    }
+
+    /// Records an affected caller.
+    pub fn caller(mut self, caller: impl Into<String>) -> Self {
+        self.callers.push(caller.into());
+        self
+    }
+}
+
+/// Order in which ids best explain "traffic does not land where I expect": causes that make
+/// every rule moot first, then causes that fail requests, then drift and partial gaps.
+const EXPLANATORY_ORDER: &[&str] = &[
+    "caller-without-sidecar",
+    "namespace-not-injected",
+    "vs-gateway-only",
+    "vs-host-mismatch",
+    "vs-not-visible",
+    "vs-conflict",
+    "port-not-http",
+    "gateway-ignores-mesh-rules",
+    "subset-not-declared",
+    "host-not-found",
+    "destination-port-missing",
+    "gateway-not-found",
+    "gateway-host-not-served",
+    "dr-conflict",
+    "subset-no-endpoints",
+    "mtls-conflict",
+    "proxy-stale",
+    "endpoints-stale",
+    "endpoints-unhealthy",
+    "circuit-breaker-open",
+    "passthrough-fallback",
+    "split-skew",
+    "consistent-hash-with-weights",
+    "no-route-match",
+    "unreachable-rule",
+    "weights-managed-externally",
+];
+
+/// Merges findings of the same cause reported for several callers, then ranks them:
+/// severity, explanatory order, then how many callers are affected.
+pub fn merge_and_rank(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut merged: Vec<Finding> = Vec::new();
+    for f in findings {
+        match merged.iter_mut().find(|m| m.id == f.id && m.subject == f.subject && m.summary == f.summary) {
+            Some(m) => {
+                for c in f.callers {
+                    if !m.callers.contains(&c) {
+                        m.callers.push(c);
+                    }
+                }
+                for e in f.evidence {
+                    if !m.evidence.contains(&e) {
+                        m.evidence.push(e);
+                    }
+                }
+            }
+            None => merged.push(f),
+        }
+    }
+    let rank = |id: &str| EXPLANATORY_ORDER.iter().position(|x| *x == id).unwrap_or(EXPLANATORY_ORDER.len());
+    merged.sort_by(|a, b| {
+        (a.severity, rank(a.id), std::cmp::Reverse(a.callers.len()), &a.subject)
+            .cmp(&(b.severity, rank(b.id), std::cmp::Reverse(b.callers.len()), &b.subject))
+    });
+    merged
+}

@@ -1,0 +1,159 @@
+//! Diagnose: runs intent, actual and diff for every examined caller and turns what they show
+//! into ranked findings. Pure: it reads a snapshot value and returns a report value.
+
+mod finding;
+mod rules;
+
+pub use finding::{merge_and_rank, Finding, Severity};
+
+use crate::actual::{self, Actual};
+use crate::diff::{self, ProxyDiff};
+use crate::envoy::ProxyKind;
+use crate::error::Result;
+use crate::intent::{self, target::{Caller, SidecarState, Target}, Intent};
+use crate::question::{self, Question};
+use crate::snapshot::{Gap, Snapshot};
+use serde::Serialize;
+
+/// A caller that was examined, as shown in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyExamined {
+    /// `namespace/pod`.
+    pub caller: String,
+    /// `sidecar` or `gateway`.
+    pub kind: &'static str,
+    /// Whether it runs a proxy.
+    pub sidecar: bool,
+    /// Istio version of the proxy, when known.
+    pub istio_version: Option<String>,
+    /// Whether its Envoy admin output was read.
+    pub proxy_read: bool,
+}
+
+/// Diff for one caller.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallerDiff {
+    /// `namespace/pod`.
+    pub caller: String,
+    /// The differences.
+    #[serde(flatten)]
+    pub diff: ProxyDiff,
+}
+
+/// The result of one analysis.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The service asked about.
+    pub target: TargetSummary,
+    /// Callers examined.
+    pub proxies: Vec<ProxyExamined>,
+    /// Ranked findings.
+    pub findings: Vec<Finding>,
+    /// Intent vs proxy, per caller that had a proxy capture.
+    pub diff: Vec<CallerDiff>,
+    /// What could not be read, and why.
+    pub gaps: Vec<Gap>,
+    /// What traffic should do, per port, for the first caller (for the verdict line).
+    #[serde(skip)]
+    pub expected: Vec<String>,
+}
+
+/// The target as shown in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetSummary {
+    /// Service name.
+    pub service: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Fully qualified host.
+    pub host: String,
+    /// Ports with the protocol Istio uses.
+    pub ports: Vec<String>,
+}
+
+/// Everything the rules may look at for one caller.
+pub(crate) struct CallerContext<'a> {
+    /// The caller.
+    pub caller: &'a Caller,
+    /// What it should hold.
+    pub intent: &'a Intent<'a>,
+    /// What its proxy holds, if read.
+    pub actual: Option<&'a Actual>,
+    /// Their differences.
+    pub diff: Option<&'a ProxyDiff>,
+}
+
+/// Analyzes `snapshot` for `question`.
+pub fn analyze(snapshot: &Snapshot, question: &Question) -> Result<Report> {
+    let objects = &snapshot.objects;
+    let target = Target::resolve(objects, &question.service, &question.namespace, question.port)?;
+    let mut gaps = snapshot.gaps.clone();
+    let mut findings = rules::object_findings(objects, &target);
+    let mut proxies = Vec::new();
+    let mut diffs = Vec::new();
+    let mut expected = Vec::new();
+    for examined in question::callers(snapshot, &target, question)? {
+        let mut caller = examined.caller;
+        let mut actual = None;
+        if let Some(capture) = examined.capture {
+            let names = intent::derive(objects, &caller, &target).view.clusters.into_keys().collect();
+            let read = actual::read(capture, &target, &names)?;
+            match read.node.as_ref().map(|n| n.kind.clone()) {
+                Some(ProxyKind::Other(kind)) => gaps.push(Gap {
+                    source: format!("proxies/{}/{}", capture.namespace, capture.pod),
+                    reason: format!("refused: the proxy is an Istio `{kind}`, not a sidecar or gateway; mesh-why reads sidecars and gateways"),
+                }),
+                _ => {
+                    question::enrich(&mut caller, read.node.as_ref());
+                    for m in &read.missing {
+                        gaps.push(Gap { source: format!("proxies/{}/{}/{m}", capture.namespace, capture.pod), reason: "not captured; the checks that need it were skipped".into() });
+                    }
+                    actual = Some(read);
+                }
+            }
+        }
+        let intent = intent::derive(objects, &caller, &target);
+        let diff = actual.as_ref().and_then(|a| a.view.as_ref()).map(|v| diff::compare(&intent.view, v));
+        if expected.is_empty() {
+            expected = rules::describe_expected(&intent);
+        }
+        let ctx = CallerContext { caller: &caller, intent: &intent, actual: actual.as_ref(), diff: diff.as_ref() };
+        findings.extend(rules::caller_findings(objects, &target, &ctx));
+        proxies.push(ProxyExamined {
+            caller: caller.display(),
+            kind: if caller.kind == intent::target::CallerKind::Gateway { "gateway" } else { "sidecar" },
+            sidecar: !matches!(caller.sidecar, SidecarState::Missing(_)),
+            istio_version: caller.istio_version.map(|(a, b)| format!("{a}.{b}")),
+            proxy_read: actual.is_some(),
+        });
+        if let Some(d) = diff.filter(|d| !d.text.is_empty() || !d.differences.is_empty()) {
+            diffs.push(CallerDiff { caller: caller.display(), diff: d });
+        }
+    }
+    if snapshot.proxies.is_empty() {
+        gaps.push(Gap { source: "proxies/".into(), reason: "no proxy captures: data-plane checks (proxy-stale, endpoints-stale) were skipped".into() });
+    }
+    if objects.pods.is_empty() && objects.endpoint_slices.is_empty() {
+        gaps.push(Gap { source: "objects/ Pods and EndpointSlices".into(), reason: "none captured: subset endpoints could not be checked".into() });
+    }
+    Ok(Report {
+        target: TargetSummary {
+            service: target.name.clone(),
+            namespace: target.namespace.clone(),
+            host: target.fqdn.clone(),
+            ports: target.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect(),
+        },
+        proxies,
+        findings: merge_and_rank(findings),
+        diff: diffs,
+        gaps,
+        expected,
+    })
+}
+
+impl Report {
+    /// True when some finding has error severity.
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+}

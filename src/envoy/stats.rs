@@ -1,0 +1,117 @@
+//! Envoy stats in its three encodings, reduced to counters about the clusters in question, and
+//! Istio's `istio_requests_total` from the Prometheus form.
+
+use crate::error::{Error, Result};
+use crate::snapshot::StatsFormat;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Counters kept from one proxy's stats.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// `cluster.<name>.<stat>` values for selected clusters, keyed by (cluster, stat).
+    pub cluster: BTreeMap<(String, String), u64>,
+    /// `istio_requests_total` samples (source reporter), as label maps and counts.
+    pub istio_requests: Vec<(BTreeMap<String, String>, u64)>,
+}
+
+impl Stats {
+    /// A cluster counter, if Envoy reported it.
+    pub fn cluster_stat(&self, cluster: &str, stat: &str) -> Option<u64> {
+        self.cluster.get(&(cluster.to_string(), stat.to_string())).copied()
+    }
+
+    /// Merges one capture in; `want` selects clusters by name.
+    pub fn add(&mut self, format: StatsFormat, text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<()> {
+        match format {
+            StatsFormat::Text => {
+                for line in text.lines() {
+                    if let Some((name, value)) = line.rsplit_once(": ") {
+                        self.add_stat(name.trim(), value.trim(), want);
+                    }
+                }
+            }
+            StatsFormat::Json => {
+                let v: Value = serde_json::from_str(text)
+                    .map_err(|e| Error::new(format!("stats.json is not valid JSON: {e}")).at(origin))?;
+                for s in v.get("stats").and_then(Value::as_array).into_iter().flatten() {
+                    if let (Some(name), Some(value)) = (s.get("name").and_then(Value::as_str), s.get("value")) {
+                        self.add_stat(name, &value.to_string(), want);
+                    }
+                }
+            }
+            StatsFormat::Prometheus => self.add_prometheus(text),
+        }
+        Ok(())
+    }
+
+    fn add_stat(&mut self, name: &str, value: &str, want: &dyn Fn(&str) -> bool) {
+        let Some(rest) = name.strip_prefix("cluster.") else { return };
+        // Istio's alt_stat_name ends the cluster part with ';', e.g. `cluster.outbound|..;.upstream_rq_total`.
+        // Without the ';' the boundary between a dotted host name and a dotted stat name is
+        // ambiguous, so such lines are skipped.
+        let Some((cluster, stat)) = rest.split_once(";.") else { return };
+        if !want(cluster) {
+            return;
+        }
+        if let Ok(v) = value.parse::<u64>() {
+            self.cluster.insert((cluster.to_string(), stat.to_string()), v);
+        }
+    }
+
+    fn add_prometheus(&mut self, text: &str) {
+        for line in text.lines().filter(|l| l.starts_with("istio_requests_total{")) {
+            let Some((labels, value)) = line.rsplit_once("} ") else { continue };
+            let labels = parse_labels(&labels["istio_requests_total{".len()..]);
+            if let Ok(v) = value.trim().parse::<f64>() {
+                self.istio_requests.push((labels, v as u64));
+            }
+        }
+    }
+}
+
+/// Parses `a="1",b="x\"y"` into a map.
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = s;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        value.push(if n == 'n' { '\n' } else { n });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.insert(key.trim_start_matches(',').trim().to_string(), value);
+        rest = &after[end..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_istio_alt_stat_names_and_prometheus_labels() {
+        let mut s = Stats::default();
+        let text = "cluster.outbound|9080|v1|reviews.default.svc.cluster.local;.upstream_rq_total: 42\ncluster.xds-grpc.upstream_rq_total: 7\n";
+        s.add(StatsFormat::Text, text, "t", &|c| c.contains("reviews")).unwrap();
+        assert_eq!(s.cluster_stat("outbound|9080|v1|reviews.default.svc.cluster.local", "upstream_rq_total"), Some(42));
+        assert_eq!(s.cluster.len(), 1);
+        let prom = "# TYPE istio_requests_total counter\nistio_requests_total{reporter=\"source\",destination_version=\"v2\",response_code=\"200\"} 17\n";
+        s.add(StatsFormat::Prometheus, prom, "p", &|_| true).unwrap();
+        assert_eq!(s.istio_requests[0].0["destination_version"], "v2");
+        assert_eq!(s.istio_requests[0].1, 17);
+    }
+}

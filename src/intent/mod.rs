@@ -1,0 +1,201 @@
+//! Intent: the routes, clusters and endpoints istiod should push to one caller for the asked
+//! service, derived from the objects alone (pure: no I/O).
+
+pub mod endpoints;
+pub mod routes;
+pub mod scope;
+pub mod target;
+
+use crate::istio::names::{ClusterName, Protocol, DEFAULT_DOMAIN};
+use crate::istio::VirtualService;
+use crate::snapshot::{ObjectRef, Objects, Resource};
+use crate::view::{ClusterView, PortView, ProxyView, VirtualHostView, WeightedCluster};
+use scope::{claiming_host, destination_rule_for, mesh_virtual_services, service_hidden};
+use std::collections::BTreeMap;
+use target::{Caller, CallerKind, Target};
+
+/// Why the caller sees (or does not see) the service on one port.
+#[derive(Debug, Clone)]
+pub struct PortIntent<'a> {
+    /// Service port.
+    pub port: u32,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Set when the service is invisible to the caller: reason and the object responsible.
+    pub hidden: Option<(String, Option<ObjectRef>)>,
+    /// Mesh VirtualServices that claim the host, in precedence order.
+    pub candidates: Vec<&'a Resource<VirtualService>>,
+    /// The one whose routes are used.
+    pub winner: Option<&'a Resource<VirtualService>>,
+}
+
+/// What one caller's proxy should hold for the target.
+#[derive(Debug, Clone)]
+pub struct Intent<'a> {
+    /// The expected configuration.
+    pub view: ProxyView,
+    /// Per-port reasoning.
+    pub ports: Vec<PortIntent<'a>>,
+}
+
+/// Derives the caller's expected configuration for the target.
+pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Intent<'a> {
+    let mut view = ProxyView::default();
+    let mut ports = Vec::new();
+    for tp in &target.ports {
+        let hidden = if caller.kind == CallerKind::Sidecar { service_hidden(objects, caller, target, tp.port) } else { None };
+        let candidates: Vec<_> = mesh_virtual_services(objects, caller, tp.port)
+            .into_iter()
+            .filter(|vs| claiming_host(vs, &target.fqdn).is_some())
+            .collect();
+        let mut port_view = PortView {
+            port: tp.port,
+            protocol: tp.protocol,
+            route_config: None,
+            virtual_host: None,
+            tcp_destinations: Vec::new(),
+        };
+        let mut winner = None;
+        if hidden.is_none() && tp.protocol != Protocol::Udp {
+            if tp.protocol.is_tcp_class() {
+                port_view.tcp_destinations = vec![WeightedCluster { name: cluster(tp.port, "", &target.fqdn), weight: 100 }];
+            } else {
+                let routes_and_vs = candidates
+                    .iter()
+                    .map(|vs| (vs, routes::routes_for(objects, vs, caller, tp.port)))
+                    .find(|(_, routes)| !routes.is_empty());
+                let routes = match routes_and_vs {
+                    Some((vs, routes)) => {
+                        winner = Some(*vs);
+                        routes
+                    }
+                    None => vec![routes::default_route(&target.fqdn, tp.port)],
+                };
+                let sniffed = tp.protocol == Protocol::Auto;
+                port_view.route_config = Some(if sniffed { format!("{}:{}", target.fqdn, tp.port) } else { tp.port.to_string() });
+                port_view.virtual_host = Some(VirtualHostView {
+                    name: format!("{}:{}", target.fqdn, tp.port),
+                    domains: if sniffed { vec!["*".into()] } else { domains(caller, target) },
+                    routes,
+                });
+            }
+        }
+        ports.push(PortIntent { port: tp.port, protocol: tp.protocol, hidden, candidates, winner });
+        view.ports.push(port_view);
+    }
+    view.clusters = clusters(objects, caller, target, &view);
+    Intent { view, ports }
+}
+
+fn cluster(port: u32, subset: &str, host: &str) -> String {
+    ClusterName { port, subset: subset.into(), host: host.into() }.to_string()
+}
+
+/// Vhost domains for a sidecar: FQDN, (1.27+) FQDN with a trailing dot, short forms, ClusterIP.
+fn domains(caller: &Caller, target: &Target) -> Vec<String> {
+    let mut d = vec![target.fqdn.clone()];
+    if caller.at_least(1, 27) {
+        d.push(format!("{}.", target.fqdn));
+    }
+    let (name, ns) = (&target.name, &target.namespace);
+    if caller.namespace == *ns {
+        d.extend([name.clone(), format!("{name}.{ns}.svc"), format!("{name}.{ns}")]);
+    } else {
+        d.extend([format!("{name}.{ns}"), format!("{name}.{ns}.svc")]);
+    }
+    d.extend(target.cluster_ip.clone());
+    d
+}
+
+/// The clusters the caller should hold: every subset of the target's effective DestinationRule
+/// and every cluster a route names, with presence, rule and expected endpoints.
+fn clusters(objects: &Objects, caller: &Caller, target: &Target, view: &ProxyView) -> BTreeMap<String, ClusterView> {
+    let mut names: Vec<String> = Vec::new();
+    let target_rule = destination_rule_for(objects, caller, &target.fqdn, &target.namespace);
+    for tp in &target.ports {
+        if tp.protocol == Protocol::Udp {
+            continue;
+        }
+        names.push(cluster(tp.port, "", &target.fqdn));
+        for subset in target_rule.iter().flat_map(|r| r.subset_names()) {
+            names.push(cluster(tp.port, subset, &target.fqdn));
+        }
+    }
+    for port in &view.ports {
+        let from_routes = port.virtual_host.iter().flat_map(|vh| vh.routes.iter()).flat_map(|r| r.action.clusters());
+        names.extend(from_routes.chain(port.tcp_destinations.iter()).map(|c| c.name.clone()));
+    }
+    let mut out = BTreeMap::new();
+    for name in names {
+        if out.contains_key(&name) {
+            continue;
+        }
+        let Some(parsed) = ClusterName::parse(&name) else { continue };
+        let service_ns = service_namespace(&parsed.host);
+        let rule = destination_rule_for(objects, caller, &parsed.host, &service_ns);
+        let port_known = host_has_port(objects, &parsed.host, parsed.port);
+        let subset_declared = parsed.subset.is_empty() || rule.as_ref().is_some_and(|r| r.subset_owner(&parsed.subset).is_some());
+        let dr = match &rule {
+            Some(r) if !parsed.subset.is_empty() => r.subset_owner(&parsed.subset).or(Some(r.primary())),
+            Some(r) => Some(r.primary()),
+            None => None,
+        };
+        let lb_policy = dr.and_then(|d| {
+            let policy = d.spec.effective_policy(parsed.port, Some(&parsed.subset).filter(|s| !s.is_empty()).map(String::as_str));
+            lb_policy(policy.load_balancer.as_ref()?)
+        });
+        let endpoints = if parsed.host == target.fqdn {
+            target.ports.iter().find(|p| p.port == parsed.port).and_then(|tp| {
+                let labels = dr.and_then(|d| d.spec.subset(&parsed.subset)).map(|s| s.labels.clone()).unwrap_or_default();
+                endpoints::backends(objects, target, tp)
+                    .map(|b| endpoints::select(&b, &labels).into_iter().map(|a| (a, true)).collect())
+            })
+        } else {
+            None
+        };
+        out.insert(
+            name.clone(),
+            ClusterView {
+                name,
+                present: port_known && subset_declared,
+                lb_policy,
+                destination_rule: dr.map(|d| d.reference("DestinationRule")),
+                endpoints,
+            },
+        );
+    }
+    out
+}
+
+/// The namespace part of a Kubernetes service FQDN (empty for other hosts).
+pub fn service_namespace(host: &str) -> String {
+    let suffix = format!(".svc.{DEFAULT_DOMAIN}");
+    host.strip_suffix(&suffix).and_then(|h| h.split_once('.')).map(|(_, ns)| ns.to_string()).unwrap_or_default()
+}
+
+/// True when a Service or ServiceEntry defines `host` with `port`.
+pub fn host_has_port(objects: &Objects, host: &str, port: u32) -> bool {
+    let svc = objects.services.iter().find(|s| format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host);
+    if let Some(svc) = svc {
+        return svc.spec.spec.iter().flat_map(|s| s.ports.iter().flatten()).any(|p| p.port as u32 == port);
+    }
+    objects
+        .service_entries
+        .iter()
+        .any(|se| se.spec.hosts.iter().any(|h| h == host) && se.spec.ports.iter().any(|p| p.number == port))
+}
+
+/// Envoy's lb_policy for a DestinationRule `loadBalancer` block.
+fn lb_policy(lb: &serde_json::Value) -> Option<String> {
+    if lb.get("consistentHash").is_some() {
+        let maglev = lb.pointer("/consistentHash/maglev").is_some();
+        return Some(if maglev { "MAGLEV" } else { "RING_HASH" }.into());
+    }
+    let policy = match lb.get("simple")?.as_str()? {
+        "ROUND_ROBIN" => "ROUND_ROBIN",
+        "RANDOM" => "RANDOM",
+        "PASSTHROUGH" => "CLUSTER_PROVIDED",
+        _ => "LEAST_REQUEST",
+    };
+    Some(policy.into())
+}

@@ -1,0 +1,209 @@
+//! VirtualService rules → Envoy routes, the way istiod translates them for one caller and port.
+
+use super::target::Caller;
+use crate::istio::names::{resolve_short_name, ClusterName, DEFAULT_DOMAIN};
+use crate::istio::{Destination, HttpMatch, HttpRoute, StringMatch, VirtualService};
+use crate::snapshot::{Objects, Resource};
+use crate::view::{Action, HeaderCondition, MatchView, PathMatch, RouteView, WeightedCluster};
+
+/// The HTTP rules of `vs` with delegates expanded in place (one level, as istiod does).
+pub fn expanded_rules(objects: &Objects, vs: &Resource<VirtualService>) -> Vec<(usize, HttpRoute)> {
+    let mut out = Vec::new();
+    for (i, rule) in vs.spec.http.iter().enumerate() {
+        let Some(delegate) = &rule.delegate else {
+            out.push((i, rule.clone()));
+            continue;
+        };
+        let ns = delegate.namespace.as_deref().unwrap_or(&vs.meta.namespace);
+        let Some(child) = objects.virtual_services.iter().find(|d| d.meta.name == delegate.name && d.meta.namespace == ns && d.spec.hosts.is_empty()) else {
+            continue;
+        };
+        for child_rule in &child.spec.http {
+            let mut merged = child_rule.clone();
+            merged.matches = merge_matches(&rule.matches, &child_rule.matches);
+            if !rule.matches.is_empty() && !child_rule.matches.is_empty() && merged.matches.is_empty() {
+                continue;
+            }
+            for d in &mut merged.route {
+                d.destination.host = resolve_short_name(&d.destination.host, &child.meta.namespace, DEFAULT_DOMAIN);
+            }
+            merged.timeout = merged.timeout.or_else(|| rule.timeout.clone());
+            merged.retries = merged.retries.or_else(|| rule.retries.clone());
+            out.push((i, merged));
+        }
+    }
+    out
+}
+
+/// Combines root and delegate matches: each delegate match must narrow some root match.
+fn merge_matches(root: &[HttpMatch], child: &[HttpMatch]) -> Vec<HttpMatch> {
+    if root.is_empty() {
+        return child.to_vec();
+    }
+    if child.is_empty() {
+        return root.to_vec();
+    }
+    let mut out = Vec::new();
+    for c in child {
+        for r in root {
+            let uri_ok = match (&r.uri, &c.uri) {
+                (None, _) => true,
+                (Some(ru), Some(cu)) => match (&ru.prefix, &cu.prefix, &cu.exact) {
+                    (Some(rp), Some(cp), _) => cp.starts_with(rp.as_str()),
+                    (Some(rp), None, Some(ce)) => ce.starts_with(rp.as_str()),
+                    _ => ru == cu,
+                },
+                (Some(_), None) => true,
+            };
+            if uri_ok {
+                let mut m = c.clone();
+                if m.uri.is_none() {
+                    m.uri = r.uri.clone();
+                }
+                for (k, v) in &r.headers {
+                    m.headers.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                out.push(m);
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Whether istiod emits this match for this caller and port (static filters).
+pub fn match_applies(m: &HttpMatch, caller: &Caller, port: u32) -> bool {
+    if m.port.is_some_and(|p| p != port) {
+        return false;
+    }
+    if !m.gateways.is_empty() {
+        return m.gateways.iter().any(|g| g == "mesh");
+    }
+    crate::istio::labels_match(&m.source_labels, &caller.labels)
+        && m.source_namespace.as_ref().is_none_or(|ns| *ns == caller.namespace)
+}
+
+/// The routes istiod emits for `vs` on `port` for `caller`, stopping after a catch-all.
+pub fn routes_for(objects: &Objects, vs: &Resource<VirtualService>, caller: &Caller, port: u32) -> Vec<RouteView> {
+    let source = Some(vs.reference("VirtualService"));
+    let mut routes = Vec::new();
+    for (index, rule) in expanded_rules(objects, vs) {
+        let action = action_for(&rule, &vs.meta.namespace, port, caller);
+        let timeout = Some(rule.timeout.clone().unwrap_or_else(|| "0s".into()));
+        let base_name = rule.name.clone().unwrap_or_default();
+        if rule.matches.is_empty() {
+            routes.push(RouteView { name: base_name, matcher: MatchView::default(), action, timeout, source: source.clone(), rule_index: Some(index) });
+            return routes;
+        }
+        for m in rule.matches.iter().filter(|m| match_applies(m, caller, port)) {
+            let matcher = translate_match(m);
+            let catch_all = matcher.is_catch_all();
+            let name = match (&rule.name, &m.name) {
+                (Some(r), Some(n)) => format!("{r}.{n}"),
+                _ => base_name.clone(),
+            };
+            routes.push(RouteView { name, matcher, action: action.clone(), timeout: timeout.clone(), source: source.clone(), rule_index: Some(index) });
+            if catch_all {
+                return routes;
+            }
+        }
+    }
+    routes
+}
+
+/// The default route istiod gives a service without an applicable VirtualService.
+pub fn default_route(fqdn: &str, port: u32) -> RouteView {
+    RouteView {
+        name: "default".into(),
+        matcher: MatchView::default(),
+        action: Action::Forward { clusters: vec![WeightedCluster { name: cluster_name(port, "", fqdn), weight: 100 }] },
+        timeout: Some("0s".into()),
+        source: None,
+        rule_index: None,
+    }
+}
+
+fn cluster_name(port: u32, subset: &str, host: &str) -> String {
+    ClusterName { port, subset: subset.into(), host: host.into() }.to_string()
+}
+
+/// The Envoy cluster a destination resolves to on route-config port `port`.
+pub fn destination_cluster(dest: &Destination, vs_ns: &str, port: u32) -> String {
+    let host = resolve_short_name(&dest.host, vs_ns, DEFAULT_DOMAIN);
+    let port = dest.port.map(|p| p.number).filter(|n| *n > 0).unwrap_or(port);
+    cluster_name(port, dest.subset.as_deref().unwrap_or(""), &host)
+}
+
+fn action_for(rule: &HttpRoute, vs_ns: &str, port: u32, caller: &Caller) -> Action {
+    if rule.redirect.is_some() {
+        return Action::Redirect;
+    }
+    if let Some(dr) = &rule.direct_response {
+        return Action::DirectResponse { status: dr.get("status").and_then(|s| s.as_u64()).unwrap_or(0) as u32 };
+    }
+    let weighted: Vec<WeightedCluster> = rule
+        .route
+        .iter()
+        .map(|d| WeightedCluster { name: destination_cluster(&d.destination, vs_ns, port), weight: d.weight.unwrap_or(0).max(0) as u32 })
+        .collect();
+    let clusters = match weighted.as_slice() {
+        [one] => vec![WeightedCluster { name: one.name.clone(), weight: 100 }],
+        many => {
+            let nonzero: Vec<WeightedCluster> = many.iter().filter(|w| w.weight > 0).cloned().collect();
+            // Istio 1.18 collapsed a list with a single non-zero weight into a plain cluster.
+            if nonzero.len() == 1 && !caller.at_least(1, 19) {
+                vec![WeightedCluster { name: nonzero[0].name.clone(), weight: 100 }]
+            } else {
+                nonzero
+            }
+        }
+    };
+    Action::Forward { clusters }
+}
+
+/// Translates a VirtualService match into the canonical route match.
+pub fn translate_match(m: &HttpMatch) -> MatchView {
+    let path = match &m.uri {
+        None => PathMatch::Prefix("/".into()),
+        Some(StringMatch { exact: Some(e), .. }) => PathMatch::Exact(e.clone()),
+        Some(StringMatch { prefix: Some(p), .. }) => PathMatch::Prefix(p.clone()),
+        Some(StringMatch { regex: Some(r), .. }) => PathMatch::Regex(r.clone()),
+        Some(_) => PathMatch::Prefix("/".into()),
+    };
+    let mut headers: Vec<HeaderCondition> = Vec::new();
+    let mut push = |name: &str, sm: &StringMatch, invert: bool| headers.push(header_condition(name, sm, invert));
+    for (k, v) in &m.headers {
+        push(k, v, false);
+    }
+    for (k, v) in &m.without_headers {
+        push(k, v, true);
+    }
+    if let Some(v) = &m.method {
+        push(":method", v, false);
+    }
+    if let Some(v) = &m.authority {
+        push(":authority", v, false);
+    }
+    if let Some(v) = &m.scheme {
+        push(":scheme", v, false);
+    }
+    headers.sort();
+    let mut query: Vec<String> = m.query_params.iter().map(|(k, v)| format!("{k} {}", describe(v))).collect();
+    query.sort();
+    MatchView { path, ignore_case: m.ignore_uri_case, headers, query }
+}
+
+fn header_condition(name: &str, sm: &StringMatch, invert: bool) -> HeaderCondition {
+    let (kind, value) = match sm {
+        StringMatch { exact: Some(e), .. } => ("exact", e.clone()),
+        StringMatch { prefix: Some(p), .. } => ("prefix", p.clone()),
+        StringMatch { regex: Some(r), .. } if r != "*" => ("regex", r.clone()),
+        _ => ("present", String::new()),
+    };
+    HeaderCondition { name: name.to_ascii_lowercase(), kind: kind.into(), value, invert }
+}
+
+fn describe(sm: &StringMatch) -> String {
+    let c = header_condition("", sm, false);
+    format!("{} {}", c.kind, c.value).trim_end().to_string()
+}

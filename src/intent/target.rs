@@ -1,0 +1,229 @@
+//! The question's two ends: the asked service (target) and the proxies that call it.
+
+use crate::error::{Error, Result};
+use crate::istio::labels_match;
+use crate::istio::names::{Protocol, DEFAULT_DOMAIN};
+use crate::snapshot::{ObjectRef, Objects, Resource};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+/// The asked service.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Service name.
+    pub name: String,
+    /// Service namespace.
+    pub namespace: String,
+    /// `name.namespace.svc.<domain>`.
+    pub fqdn: String,
+    /// Ports considered (all, or the one asked with `--port`).
+    pub ports: Vec<TargetPort>,
+    /// Pod selector (empty for selector-less services).
+    pub selector: BTreeMap<String, String>,
+    /// ClusterIP, if any (`None` for headless).
+    pub cluster_ip: Option<String>,
+    /// Value of the `networking.istio.io/exportTo` annotation, split.
+    pub export_to: Vec<String>,
+}
+
+/// One service port.
+#[derive(Debug, Clone)]
+pub struct TargetPort {
+    /// Service port number.
+    pub port: u32,
+    /// Port name.
+    pub name: Option<String>,
+    /// `appProtocol`.
+    pub app_protocol: Option<String>,
+    /// Protocol as Istio sees it.
+    pub protocol: Protocol,
+    /// `targetPort`: a number or a container port name.
+    pub target_port: Option<IntOrString>,
+}
+
+impl Target {
+    /// Finds `name` in `namespace`, keeping only `port` when given.
+    pub fn resolve(objects: &Objects, name: &str, namespace: &str, port: Option<u32>) -> Result<Target> {
+        let Some(svc) = objects.service(namespace, name) else {
+            let others: Vec<String> = objects
+                .services
+                .iter()
+                .filter(|s| s.meta.name == name || s.meta.namespace == namespace)
+                .take(8)
+                .map(|s| format!("{}.{}", s.meta.name, s.meta.namespace))
+                .collect();
+            let help = if others.is_empty() {
+                "check the name and namespace (`SERVICE.NAMESPACE` or `-n NAMESPACE`)".to_string()
+            } else {
+                format!("services with that name or in that namespace: {}", others.join(", "))
+            };
+            return Err(Error::new(format!("service {name} not found in namespace {namespace}")).help(help));
+        };
+        let mut target = Target::from_service(svc);
+        if let Some(p) = port {
+            let all: Vec<String> = target.ports.iter().map(|tp| tp.port.to_string()).collect();
+            target.ports.retain(|tp| tp.port == p);
+            if target.ports.is_empty() {
+                return Err(Error::new(format!("service {name}.{namespace} has no port {p}"))
+                    .help(format!("its ports are: {}", all.join(", "))));
+            }
+        }
+        Ok(target)
+    }
+
+    /// Builds a target from a Service object.
+    pub fn from_service(svc: &Resource<Service>) -> Target {
+        let spec = svc.spec.spec.clone().unwrap_or_default();
+        let ports = spec
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| TargetPort {
+                port: p.port as u32,
+                protocol: Protocol::of_service_port(p.name.as_deref(), p.app_protocol.as_deref(), p.protocol.as_deref(), p.port as u32),
+                name: p.name,
+                app_protocol: p.app_protocol,
+                target_port: p.target_port,
+            })
+            .collect();
+        Target {
+            name: svc.meta.name.clone(),
+            namespace: svc.meta.namespace.clone(),
+            fqdn: format!("{}.{}.svc.{DEFAULT_DOMAIN}", svc.meta.name, svc.meta.namespace),
+            ports,
+            selector: spec.selector.unwrap_or_default(),
+            cluster_ip: spec.cluster_ip.filter(|ip| ip != "None" && !ip.is_empty()),
+            export_to: export_to_annotation(&svc.meta.annotations),
+        }
+    }
+
+    /// A reference to the Service object.
+    pub fn reference(&self) -> ObjectRef {
+        ObjectRef::new("Service", &self.namespace, &self.name)
+    }
+
+    /// True when `pod` backs this service.
+    pub fn selects(&self, pod: &Resource<Pod>) -> bool {
+        pod.meta.namespace == self.namespace && !self.selector.is_empty() && labels_match(&self.selector, &pod.meta.labels)
+    }
+}
+
+/// Splits the `networking.istio.io/exportTo` annotation.
+pub fn export_to_annotation(annotations: &BTreeMap<String, String>) -> Vec<String> {
+    annotations
+        .get("networking.istio.io/exportTo")
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a calling pod runs an Istio proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SidecarState {
+    /// An `istio-proxy` container (or native sidecar init container) is present.
+    Injected,
+    /// No proxy, with the reason.
+    Missing(String),
+    /// No pod object was captured, only its Envoy.
+    FromProxyOnly,
+}
+
+/// What kind of proxy the caller runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerKind {
+    /// Application sidecar.
+    Sidecar,
+    /// Istio ingress/egress gateway.
+    Gateway,
+}
+
+/// A calling workload.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name (or a description for a hypothetical caller).
+    pub name: String,
+    /// Pod labels.
+    pub labels: BTreeMap<String, String>,
+    /// Sidecar presence.
+    pub sidecar: SidecarState,
+    /// Sidecar or gateway.
+    pub kind: CallerKind,
+    /// Istio version of its proxy, when known.
+    pub istio_version: Option<(u32, u32)>,
+    /// True for the stand-in caller used when the snapshot names none.
+    pub hypothetical: bool,
+}
+
+impl Caller {
+    /// A caller built from a Pod object.
+    pub fn from_pod(pod: &Resource<Pod>) -> Caller {
+        let spec = pod.spec.spec.clone().unwrap_or_default();
+        let has_proxy = spec.containers.iter().any(|c| c.name == "istio-proxy")
+            || spec.init_containers.iter().flatten().any(|c| c.name == "istio-proxy" && c.restart_policy.as_deref() == Some("Always"));
+        let sidecar = if has_proxy {
+            SidecarState::Injected
+        } else if spec.host_network == Some(true) {
+            SidecarState::Missing("the pod uses hostNetwork, so it is never injected".into())
+        } else if pod.meta.annotations.get("sidecar.istio.io/inject").map(String::as_str) == Some("false")
+            || pod.meta.labels.get("sidecar.istio.io/inject").map(String::as_str) == Some("false")
+        {
+            SidecarState::Missing("the pod opts out with sidecar.istio.io/inject: \"false\"".into())
+        } else if pod.meta.labels.get("istio.io/dataplane-mode").map(String::as_str) == Some("ambient") {
+            SidecarState::Missing("the pod is in ambient mode (no sidecar)".into())
+        } else {
+            SidecarState::Missing("the pod has no istio-proxy container (it was not injected)".into())
+        };
+        let runs_router =
+            spec.containers.iter().any(|c| c.name == "istio-proxy" && c.args.iter().flatten().any(|a| a == "router"));
+        let gateway = runs_router
+            || matches!(pod.meta.labels.get("istio").map(String::as_str), Some("ingressgateway" | "egressgateway"));
+        Caller {
+            namespace: pod.meta.namespace.clone(),
+            name: pod.meta.name.clone(),
+            labels: pod.meta.labels.clone(),
+            sidecar: if gateway { SidecarState::Injected } else { sidecar },
+            kind: if gateway { CallerKind::Gateway } else { CallerKind::Sidecar },
+            istio_version: None,
+            hypothetical: false,
+        }
+    }
+
+    /// A stand-in sidecar in `namespace`, used when no calling pod is known.
+    pub fn hypothetical(namespace: &str) -> Caller {
+        Caller {
+            namespace: namespace.to_string(),
+            name: format!("(any sidecar in namespace {namespace})"),
+            labels: BTreeMap::new(),
+            sidecar: SidecarState::Injected,
+            kind: CallerKind::Sidecar,
+            istio_version: None,
+            hypothetical: true,
+        }
+    }
+
+    /// `namespace/name`.
+    pub fn display(&self) -> String {
+        if self.hypothetical { self.name.clone() } else { format!("{}/{}", self.namespace, self.name) }
+    }
+
+    /// A reference to the Pod.
+    pub fn reference(&self) -> ObjectRef {
+        ObjectRef::new("Pod", &self.namespace, &self.name)
+    }
+
+    /// True when the proxy runs Istio `major.minor` or later (unknown counts as current).
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        self.istio_version.is_none_or(|v| v >= (major, minor))
+    }
+}
+
+/// Parses `1.22.3`, `1.4-alpha.x`, `release-1.2-...` into (major, minor).
+pub fn parse_istio_version(v: &str) -> Option<(u32, u32)> {
+    let start = v.find(|c: char| c.is_ascii_digit())?;
+    let mut parts = v[start..].split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}

@@ -1,0 +1,161 @@
+//! `networking.istio.io` DestinationRule: subsets and traffic policy for one host.
+
+use super::{PortSelector, WorkloadSelector};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// DestinationRule `spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationRule {
+    /// The host the rule applies to (short names resolve in the rule's namespace).
+    #[serde(default)]
+    pub host: String,
+    /// Host-wide traffic policy.
+    #[serde(default)]
+    pub traffic_policy: Option<TrafficPolicy>,
+    /// Named subsets: label sets that pick a version of the service.
+    #[serde(default)]
+    pub subsets: Vec<Subset>,
+    /// Namespaces this rule is visible to.
+    #[serde(default)]
+    pub export_to: Vec<String>,
+    /// Limits the rule to proxies with these labels (in the rule's namespace).
+    #[serde(default)]
+    pub workload_selector: Option<WorkloadSelector>,
+}
+
+/// One `subsets[]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subset {
+    /// Subset name, the third field of the Envoy cluster name.
+    #[serde(default)]
+    pub name: String,
+    /// Pod labels the subset selects (added to the service selector).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Subset-level policy, overriding the host-wide one field by field.
+    #[serde(default)]
+    pub traffic_policy: Option<TrafficPolicy>,
+}
+
+/// `trafficPolicy`; blocks mesh-why does not interpret are kept as raw JSON.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficPolicy {
+    /// `loadBalancer` (`simple`, `consistentHash`, locality settings).
+    #[serde(default)]
+    pub load_balancer: Option<Value>,
+    /// `connectionPool` (circuit-breaker limits).
+    #[serde(default)]
+    pub connection_pool: Option<Value>,
+    /// `outlierDetection`.
+    #[serde(default)]
+    pub outlier_detection: Option<Value>,
+    /// Client-side TLS settings.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// Per-port overrides, each replacing the four blocks above wholesale.
+    #[serde(default)]
+    pub port_level_settings: Vec<PortTrafficPolicy>,
+}
+
+/// `portLevelSettings[]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortTrafficPolicy {
+    /// The port it applies to.
+    #[serde(default)]
+    pub port: Option<PortSelector>,
+    /// `loadBalancer`.
+    #[serde(default)]
+    pub load_balancer: Option<Value>,
+    /// `connectionPool`.
+    #[serde(default)]
+    pub connection_pool: Option<Value>,
+    /// `outlierDetection`.
+    #[serde(default)]
+    pub outlier_detection: Option<Value>,
+    /// TLS settings.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+}
+
+/// `tls` block of a traffic policy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSettings {
+    /// `DISABLE`, `SIMPLE`, `MUTUAL` or `ISTIO_MUTUAL`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Secret holding client credentials.
+    #[serde(default)]
+    pub credential_name: Option<String>,
+    /// SNI to present.
+    #[serde(default)]
+    pub sni: Option<String>,
+}
+
+/// The policy blocks in force for one port, after port-level settings are applied.
+#[derive(Debug, Clone, Default)]
+pub struct EffectivePolicy {
+    /// `loadBalancer`.
+    pub load_balancer: Option<Value>,
+    /// `connectionPool`.
+    pub connection_pool: Option<Value>,
+    /// `outlierDetection`.
+    pub outlier_detection: Option<Value>,
+    /// TLS settings.
+    pub tls: Option<TlsSettings>,
+}
+
+impl TrafficPolicy {
+    /// The four blocks for `port`: a matching port-level entry replaces them wholesale.
+    pub fn for_port(&self, port: u32) -> EffectivePolicy {
+        match self.port_level_settings.iter().find(|p| p.port.map(|s| s.number) == Some(port)) {
+            Some(p) => EffectivePolicy {
+                load_balancer: p.load_balancer.clone(),
+                connection_pool: p.connection_pool.clone(),
+                outlier_detection: p.outlier_detection.clone(),
+                tls: p.tls.clone(),
+            },
+            None => EffectivePolicy {
+                load_balancer: self.load_balancer.clone(),
+                connection_pool: self.connection_pool.clone(),
+                outlier_detection: self.outlier_detection.clone(),
+                tls: self.tls.clone(),
+            },
+        }
+    }
+}
+
+impl DestinationRule {
+    /// The policy for `port` and, when named, `subset`: subset blocks override host-wide ones.
+    pub fn effective_policy(&self, port: u32, subset: Option<&str>) -> EffectivePolicy {
+        let mut policy = self.traffic_policy.as_ref().map(|p| p.for_port(port)).unwrap_or_default();
+        let subset_policy = subset
+            .and_then(|name| self.subsets.iter().find(|s| s.name == name))
+            .and_then(|s| s.traffic_policy.as_ref());
+        if let Some(sp) = subset_policy {
+            let has_port_level =
+                sp.port_level_settings.iter().any(|p| p.port.map(|s| s.number) == Some(port));
+            let sub = sp.for_port(port);
+            if has_port_level {
+                policy = sub;
+            } else {
+                policy.load_balancer = sub.load_balancer.or(policy.load_balancer);
+                policy.connection_pool = sub.connection_pool.or(policy.connection_pool);
+                policy.outlier_detection = sub.outlier_detection.or(policy.outlier_detection);
+                policy.tls = sub.tls.or(policy.tls);
+            }
+        }
+        policy
+    }
+
+    /// The subset with this name, if declared.
+    pub fn subset(&self, name: &str) -> Option<&Subset> {
+        self.subsets.iter().find(|s| s.name == name)
+    }
+}

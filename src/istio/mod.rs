@@ -1,0 +1,47 @@
+//! Istio's configuration kinds, as serde structs holding the fields mesh-why reasons about.
+//!
+//! Unknown fields are accepted and ignored, so objects from newer Istio versions still load.
+//! Names follow Istio's API (`VirtualService`, `subset`, `exportTo`), in Rust case.
+
+mod destination_rule;
+mod gateway;
+pub mod names;
+mod peer_authentication;
+mod service_entry;
+mod sidecar;
+mod virtual_service;
+
+pub use destination_rule::{DestinationRule, Subset, TlsSettings, TrafficPolicy};
+pub use gateway::{Gateway, Server};
+pub use peer_authentication::PeerAuthentication;
+pub use service_entry::ServiceEntry;
+pub use sidecar::{EgressListener, Sidecar};
+pub use virtual_service::{
+    Delegate, Destination, HttpMatch, HttpRoute, RouteDestination, StringMatch, TcpRoute,
+    VirtualService,
+};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `workloadSelector` / `selector`: pods whose labels include all of these.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSelector {
+    /// Istio's `labels` (Sidecar, DestinationRule) or `matchLabels` (PeerAuthentication).
+    #[serde(default, alias = "matchLabels")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `portSelector` / `port` on Istio objects: `{number: 9080}`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub struct PortSelector {
+    /// The port number; 0 when unset.
+    #[serde(default)]
+    pub number: u32,
+}
+
+/// True when every `selector` label is present with the same value in `labels`.
+pub fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}

@@ -1,0 +1,200 @@
+//! `networking.istio.io` VirtualService: hosts, gateways and ordered HTTP/TCP/TLS rules.
+
+use super::PortSelector;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// VirtualService `spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualService {
+    /// Hosts this VirtualService claims (short names resolve in the VirtualService's namespace).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Gateways the rules apply to; empty means `mesh` (every sidecar).
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    /// Ordered HTTP rules; the first that matches a request wins.
+    #[serde(default)]
+    pub http: Vec<HttpRoute>,
+    /// TCP rules, used for ports Istio treats as TCP.
+    #[serde(default)]
+    pub tcp: Vec<TcpRoute>,
+    /// TLS (SNI) rules, used for TLS/HTTPS ports.
+    #[serde(default)]
+    pub tls: Vec<TcpRoute>,
+    /// Namespaces this VirtualService is visible to (`*`, `.`, or names).
+    #[serde(default)]
+    pub export_to: Vec<String>,
+}
+
+/// One `http[]` rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRoute {
+    /// Optional rule name, copied into the Envoy route name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Match conditions, OR-ed; none means "every request".
+    #[serde(default, rename = "match")]
+    pub matches: Vec<HttpMatch>,
+    /// Weighted destinations.
+    #[serde(default)]
+    pub route: Vec<RouteDestination>,
+    /// A redirect instead of a route.
+    #[serde(default)]
+    pub redirect: Option<Value>,
+    /// A direct response instead of a route.
+    #[serde(default)]
+    pub direct_response: Option<Value>,
+    /// Delegation to another VirtualService (root VirtualServices only).
+    #[serde(default)]
+    pub delegate: Option<Delegate>,
+    /// URI / authority rewrite.
+    #[serde(default)]
+    pub rewrite: Option<Value>,
+    /// Request timeout, e.g. `"2s"`; unset means no timeout.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Retry policy (`attempts`, `perTryTimeout`, `retryOn`).
+    #[serde(default)]
+    pub retries: Option<Value>,
+    /// Fault injection.
+    #[serde(default)]
+    pub fault: Option<Value>,
+    /// Mirror destination (single form).
+    #[serde(default)]
+    pub mirror: Option<Destination>,
+    /// Mirror destinations (list form, Istio 1.20+).
+    #[serde(default)]
+    pub mirrors: Vec<MirrorPolicy>,
+}
+
+/// One `mirrors[]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MirrorPolicy {
+    /// Where mirrored traffic goes.
+    pub destination: Destination,
+}
+
+/// `http[].delegate`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Delegate {
+    /// Delegate VirtualService name.
+    pub name: String,
+    /// Its namespace; defaults to the root VirtualService's.
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+/// One `match[]` entry of an HTTP rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpMatch {
+    /// Optional match name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// URI match.
+    #[serde(default)]
+    pub uri: Option<StringMatch>,
+    /// Header matches, keyed by header name.
+    #[serde(default)]
+    pub headers: BTreeMap<String, StringMatch>,
+    /// Headers that must not match.
+    #[serde(default)]
+    pub without_headers: BTreeMap<String, StringMatch>,
+    /// Query parameter matches.
+    #[serde(default)]
+    pub query_params: BTreeMap<String, StringMatch>,
+    /// HTTP method match.
+    #[serde(default)]
+    pub method: Option<StringMatch>,
+    /// Authority match.
+    #[serde(default)]
+    pub authority: Option<StringMatch>,
+    /// Scheme match.
+    #[serde(default)]
+    pub scheme: Option<StringMatch>,
+    /// Only for traffic to this port.
+    #[serde(default)]
+    pub port: Option<u32>,
+    /// Only from workloads with these labels.
+    #[serde(default)]
+    pub source_labels: BTreeMap<String, String>,
+    /// Only from this namespace.
+    #[serde(default)]
+    pub source_namespace: Option<String>,
+    /// Only on these gateways (`mesh` for sidecars).
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    /// Case-insensitive URI matching.
+    #[serde(default)]
+    pub ignore_uri_case: bool,
+}
+
+impl HttpMatch {
+    /// True when the match puts no condition on requests at all (a catch-all).
+    pub fn is_catch_all(&self) -> bool {
+        let uri_all = match &self.uri {
+            None => true,
+            Some(m) => m.prefix.as_deref() == Some("/") || m.regex.as_deref() == Some(".*"),
+        };
+        uri_all
+            && self.headers.is_empty()
+            && self.without_headers.is_empty()
+            && self.query_params.is_empty()
+            && self.method.is_none()
+            && self.authority.is_none()
+            && self.scheme.is_none()
+    }
+}
+
+/// Istio's `StringMatch`: exactly one of exact, prefix or regex.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StringMatch {
+    /// Exact value.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// Prefix.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// RE2 regex (full match).
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+/// `route[]` entry: a destination and its weight.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RouteDestination {
+    /// Where the traffic goes.
+    pub destination: Destination,
+    /// Relative weight; unset is 0 (Istio treats a lone destination as 100).
+    #[serde(default)]
+    pub weight: Option<i64>,
+}
+
+/// `destination`: a host, optional subset and port.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Destination {
+    /// Service host (short names resolve in the VirtualService's namespace).
+    #[serde(default)]
+    pub host: String,
+    /// DestinationRule subset name.
+    #[serde(default)]
+    pub subset: Option<String>,
+    /// Destination port.
+    #[serde(default)]
+    pub port: Option<PortSelector>,
+}
+
+/// A `tcp[]` or `tls[]` rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TcpRoute {
+    /// Match conditions (ports, SNI hosts, source labels).
+    #[serde(default, rename = "match")]
+    pub matches: Vec<Value>,
+    /// Weighted destinations.
+    #[serde(default)]
+    pub route: Vec<RouteDestination>,
+}

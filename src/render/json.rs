@@ -1,0 +1,21 @@
+//! JSON output, schema `mesh-why/v1`.
+
+use super::verdict;
+use crate::diagnose::Report;
+use serde_json::json;
+
+/// Renders the report as pretty JSON (control characters are escaped by the encoder).
+pub fn render(report: &Report) -> String {
+    let doc = json!({
+        "schema": "mesh-why/v1",
+        "verdict": verdict(report),
+        "target": report.target,
+        "proxies": report.proxies,
+        "findings": report.findings,
+        "diff": report.diff,
+        "gaps": report.gaps,
+    });
+    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    out.push('\n');
+    out
+}

@@ -1,0 +1,70 @@
+//! The snapshot: the one value both live and offline modes produce, and everything after
+//! gathering consumes. It holds the cluster's objects, each proxy's raw admin output, and the
+//! gaps: what could not be collected, and why.
+
+mod manifest;
+mod objects;
+
+pub use manifest::{Manifest, MANIFEST_FILE, FORMAT_VERSION};
+pub use objects::{Meta, MeshConfig, ObjectRef, Objects, Resource};
+
+use serde::{Deserialize, Serialize};
+
+/// A file's bytes and where they came from (for error messages and evidence).
+#[derive(Debug, Clone)]
+pub struct Blob {
+    /// Path inside the snapshot, or the URL it was fetched from.
+    pub origin: String,
+    /// Raw contents.
+    pub bytes: Vec<u8>,
+}
+
+/// Which encoding a stats capture uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsFormat {
+    /// `GET /stats`: `name: value` lines.
+    Text,
+    /// `GET /stats?format=json`.
+    Json,
+    /// `GET /stats/prometheus`.
+    Prometheus,
+}
+
+/// The admin output captured from one Envoy, unparsed until the question is known.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyCapture {
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// `GET /config_dump`.
+    pub config_dump: Option<Blob>,
+    /// `GET /clusters?format=json`.
+    pub clusters: Option<Blob>,
+    /// Stats in any of the three encodings (prometheus kept apart for `istio_requests_total`).
+    pub stats: Vec<(StatsFormat, Blob)>,
+    /// `GET /server_info`.
+    pub server_info: Option<Blob>,
+}
+
+/// Something that could not be collected or read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// What is missing (a kind, a proxy endpoint, a file).
+    pub source: String,
+    /// Why, in plain words.
+    pub reason: String,
+}
+
+/// Everything mesh-why knows about the cluster for one question.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// `mesh-why.json`, when present.
+    pub manifest: Option<Manifest>,
+    /// Kubernetes and Istio objects.
+    pub objects: Objects,
+    /// Proxies whose admin output was captured.
+    pub proxies: Vec<ProxyCapture>,
+    /// What could not be collected.
+    pub gaps: Vec<Gap>,
+}

@@ -1,0 +1,323 @@
+//! The cluster's objects as one typed, indexed store: Kubernetes core kinds and Istio kinds.
+//!
+//! Documents arrive as JSON values (YAML is converted by the reader) and are sorted by `kind`.
+//! Kinds mesh-why does not use are counted and skipped; Secrets are dropped unread so that no
+//! secret material can reach the output.
+
+use crate::error::{Error, Result};
+use crate::istio::{DestinationRule, Gateway, PeerAuthentication, ServiceEntry, Sidecar, VirtualService};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The identity and bookkeeping fields of any object.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`; `default` when the document has none, as `kubectl apply` would.
+    pub namespace: String,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// `metadata.creationTimestamp` (RFC 3339), used for istiod's oldest-first ordering.
+    pub creation_timestamp: Option<String>,
+    /// `kind/name` of each owner reference, plus field managers (who rewrites this object).
+    pub owners: Vec<String>,
+    /// Where the object was read from (file and document number).
+    pub origin: String,
+}
+
+impl Meta {
+    fn from_object_meta(m: &ObjectMeta, origin: &str) -> Meta {
+        let mut owners: Vec<String> = m
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| format!("{}/{}", o.kind, o.name))
+            .collect();
+        owners.extend(m.managed_fields.iter().flatten().filter_map(|f| f.manager.clone()).map(|m| format!("manager:{m}")));
+        Meta {
+            name: m.name.clone().unwrap_or_default(),
+            namespace: m.namespace.clone().unwrap_or_else(|| "default".to_string()),
+            labels: m.labels.clone().unwrap_or_default(),
+            annotations: m.annotations.clone().unwrap_or_default(),
+            creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
+            owners,
+            origin: origin.to_string(),
+        }
+    }
+}
+
+/// An object: its metadata plus its typed body (`spec` for Istio kinds, the whole object for
+/// Kubernetes kinds).
+#[derive(Debug, Clone)]
+pub struct Resource<T> {
+    /// Identity.
+    pub meta: Meta,
+    /// Typed body.
+    pub spec: T,
+}
+
+/// A reference to an object, used as the subject and evidence of findings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectRef {
+    /// Kind, as Kubernetes spells it.
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped kinds).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// A reference to `kind` `namespace/name`.
+    pub fn new(kind: &str, namespace: &str, name: &str) -> ObjectRef {
+        ObjectRef { kind: kind.to_string(), namespace: namespace.to_string(), name: name.to_string() }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+impl<T> Resource<T> {
+    /// A reference to this object as `kind`.
+    pub fn reference(&self, kind: &str) -> ObjectRef {
+        ObjectRef::new(kind, &self.meta.namespace, &self.meta.name)
+    }
+}
+
+/// The mesh-wide settings mesh-why uses, from the `istio` ConfigMap's `mesh` key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MeshConfig {
+    /// Namespace whose Sidecar/DestinationRule/PeerAuthentication apply mesh-wide.
+    pub root_namespace: String,
+    /// `ALLOW_ANY` or `REGISTRY_ONLY`.
+    pub outbound_traffic_policy: Option<istio_outbound::Policy>,
+    /// Default exportTo for Services.
+    pub default_service_export_to: Vec<String>,
+    /// Default exportTo for VirtualServices.
+    pub default_virtual_service_export_to: Vec<String>,
+    /// Default exportTo for DestinationRules.
+    pub default_destination_rule_export_to: Vec<String>,
+    /// Automatic mTLS towards sidecar endpoints.
+    pub enable_auto_mtls: bool,
+}
+
+/// Serde shape of meshConfig `outboundTrafficPolicy`.
+pub mod istio_outbound {
+    /// `{mode: ...}`.
+    #[derive(Debug, Clone, Default, serde::Deserialize)]
+    pub struct Policy {
+        /// `ALLOW_ANY` or `REGISTRY_ONLY`.
+        #[serde(default)]
+        pub mode: Option<String>,
+    }
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        MeshConfig {
+            root_namespace: "istio-system".into(),
+            outbound_traffic_policy: None,
+            default_service_export_to: vec![],
+            default_virtual_service_export_to: vec![],
+            default_destination_rule_export_to: vec![],
+            enable_auto_mtls: true,
+        }
+    }
+}
+
+/// Every object in the snapshot, by kind.
+#[derive(Debug, Default)]
+pub struct Objects {
+    /// Namespaces.
+    pub namespaces: Vec<Resource<Namespace>>,
+    /// Services.
+    pub services: Vec<Resource<Service>>,
+    /// Pods.
+    pub pods: Vec<Resource<Pod>>,
+    /// EndpointSlices.
+    pub endpoint_slices: Vec<Resource<EndpointSlice>>,
+    /// Deployments (to resolve `--from deploy/NAME`).
+    pub deployments: Vec<Resource<Deployment>>,
+    /// VirtualServices.
+    pub virtual_services: Vec<Resource<VirtualService>>,
+    /// DestinationRules.
+    pub destination_rules: Vec<Resource<DestinationRule>>,
+    /// Gateways.
+    pub gateways: Vec<Resource<Gateway>>,
+    /// ServiceEntries.
+    pub service_entries: Vec<Resource<ServiceEntry>>,
+    /// Sidecars.
+    pub sidecars: Vec<Resource<Sidecar>>,
+    /// PeerAuthentications.
+    pub peer_authentications: Vec<Resource<PeerAuthentication>>,
+    /// Mesh settings (defaults when no `istio` ConfigMap was captured).
+    pub mesh: MeshConfig,
+    /// Whether a mesh config was found.
+    pub mesh_config_found: bool,
+    /// Kinds seen but not used, with counts (reported so users know they were read).
+    pub skipped_kinds: BTreeMap<String, usize>,
+}
+
+/// Kubernetes object header used to route a document to its type.
+#[derive(Deserialize)]
+struct TypeMeta {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default, rename = "apiVersion")]
+    api_version: Option<String>,
+}
+
+/// An Istio object: Kubernetes metadata plus a typed `spec`.
+#[derive(Deserialize)]
+struct IstioObject<S> {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default = "Option::default")]
+    spec: Option<S>,
+}
+
+impl Objects {
+    /// Adds one document; `kind: List` is flattened. `origin` names the file and document.
+    pub fn add_document(&mut self, doc: Value, origin: &str) -> Result<()> {
+        if doc.is_null() {
+            return Ok(());
+        }
+        let header: TypeMeta = serde_json::from_value(doc.clone())
+            .map_err(|e| Error::new(format!("not a Kubernetes object: {e}")).at(origin))?;
+        let Some(kind) = header.kind else {
+            return Err(Error::new("document has no `kind`, so it is not a Kubernetes object")
+                .at(origin)
+                .help("objects/ takes `kubectl get -o yaml` or `-o json` output"));
+        };
+        let group = header.api_version.as_deref().and_then(|v| v.split_once('/')).map(|(g, _)| g).unwrap_or("");
+        match (group, kind.as_str()) {
+            (_, k) if k.ends_with("List") => {
+                let items = doc.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+                for (i, item) in items.into_iter().enumerate() {
+                    self.add_document(item, &format!("{origin} items[{i}]"))?;
+                }
+            }
+            ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, |n: &Namespace| &n.metadata)?),
+            ("", "Service") => self.services.push(kube_object(doc, origin, |s: &Service| &s.metadata)?),
+            ("", "Pod") => self.pods.push(kube_object(doc, origin, |p: &Pod| &p.metadata)?),
+            ("discovery.k8s.io", "EndpointSlice") => {
+                self.endpoint_slices.push(kube_object(doc, origin, |e: &EndpointSlice| &e.metadata)?)
+            }
+            ("apps", "Deployment") => self.deployments.push(kube_object(doc, origin, |d: &Deployment| &d.metadata)?),
+            ("", "ConfigMap") => self.add_config_map(&doc, origin)?,
+            ("networking.istio.io", "VirtualService") => self.virtual_services.push(istio_object(doc, origin)?),
+            ("networking.istio.io", "DestinationRule") => self.destination_rules.push(istio_object(doc, origin)?),
+            ("networking.istio.io", "Gateway") => self.gateways.push(istio_object(doc, origin)?),
+            ("networking.istio.io", "ServiceEntry") => self.service_entries.push(istio_object(doc, origin)?),
+            ("networking.istio.io", "Sidecar") => self.sidecars.push(istio_object(doc, origin)?),
+            ("security.istio.io", "PeerAuthentication") => self.peer_authentications.push(istio_object(doc, origin)?),
+            _ => *self.skipped_kinds.entry(kind).or_default() += 1,
+        }
+        Ok(())
+    }
+
+    /// Reads meshConfig from the `istio` ConfigMap (key `mesh`, itself YAML).
+    fn add_config_map(&mut self, doc: &Value, origin: &str) -> Result<()> {
+        let name = doc.pointer("/metadata/name").and_then(Value::as_str);
+        let Some(mesh) = doc.pointer("/data/mesh").and_then(Value::as_str).filter(|_| name == Some("istio")) else {
+            *self.skipped_kinds.entry("ConfigMap".into()).or_default() += 1;
+            return Ok(());
+        };
+        let parsed: Option<MeshConfig> = serde_saphyr::from_str(mesh)
+            .map_err(|e| Error::new(format!("meshConfig in ConfigMap istio is not valid: {e}")).at(format!("{origin} data.mesh")))?;
+        self.mesh = parsed.unwrap_or_default();
+        self.mesh_config_found = true;
+        Ok(())
+    }
+
+    /// Sorts every kind into istiod's precedence order: oldest first, then name, then namespace.
+    pub fn sort(&mut self) {
+        fn by_age<T>(v: &mut [Resource<T>]) {
+            v.sort_by(|a, b| {
+                (&a.meta.creation_timestamp, &a.meta.name, &a.meta.namespace)
+                    .cmp(&(&b.meta.creation_timestamp, &b.meta.name, &b.meta.namespace))
+            });
+        }
+        by_age(&mut self.virtual_services);
+        by_age(&mut self.destination_rules);
+        by_age(&mut self.sidecars);
+        by_age(&mut self.gateways);
+        by_age(&mut self.service_entries);
+        by_age(&mut self.peer_authentications);
+    }
+
+    /// The Namespace object named `name`.
+    pub fn namespace(&self, name: &str) -> Option<&Resource<Namespace>> {
+        self.namespaces.iter().find(|n| n.meta.name == name)
+    }
+
+    /// The Service `namespace/name`.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Resource<Service>> {
+        self.services.iter().find(|s| s.meta.namespace == namespace && s.meta.name == name)
+    }
+
+    /// The Pod `namespace/name`.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Resource<Pod>> {
+        self.pods.iter().find(|p| p.meta.namespace == namespace && p.meta.name == name)
+    }
+
+    /// Total number of objects mesh-why uses.
+    pub fn len(&self) -> usize {
+        self.namespaces.len()
+            + self.services.len()
+            + self.pods.len()
+            + self.endpoint_slices.len()
+            + self.deployments.len()
+            + self.virtual_services.len()
+            + self.destination_rules.len()
+            + self.gateways.len()
+            + self.service_entries.len()
+            + self.sidecars.len()
+            + self.peer_authentications.len()
+    }
+
+    /// True when no usable object was loaded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Deserializes with the JSON path of the failing field in the error.
+fn typed<T: DeserializeOwned>(doc: Value, origin: &str, kind: &str) -> Result<T> {
+    serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        Error::new(format!("{kind} has a field of the wrong type: {}", e.into_inner()))
+            .at(format!("{origin} field `{path}`"))
+            .help("fix the field, or re-export the object with `kubectl get -o yaml`")
+    })
+}
+
+fn kube_object<T: DeserializeOwned>(doc: Value, origin: &str, meta: impl Fn(&T) -> &ObjectMeta) -> Result<Resource<T>> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("object").to_string();
+    let obj: T = typed(doc, origin, &kind)?;
+    Ok(Resource { meta: Meta::from_object_meta(meta(&obj), origin), spec: obj })
+}
+
+fn istio_object<S: DeserializeOwned + Default>(doc: Value, origin: &str) -> Result<Resource<S>> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("object").to_string();
+    let obj: IstioObject<S> = typed(doc, origin, &kind)?;
+    Ok(Resource { meta: Meta::from_object_meta(&obj.metadata, origin), spec: obj.spec.unwrap_or_default() })
+}

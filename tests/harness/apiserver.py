@@ -1,0 +1,1142 @@
+#!/usr/bin/env python3
+"""A small read-only Kubernetes API server for mesh-why's end-to-end tests.
+
+It speaks the real wire protocols so that real clients (kube-rs in
+mesh-why, and /usr/bin/kubectl for fidelity checks) work against it
+unchanged:
+
+* REST: /version, discovery (/api, /apis, group versions), get and list of
+  core, discovery.k8s.io and Istio kinds, label and field selectors,
+  meta.k8s.io Table output, and Kubernetes Status objects for errors.
+* pods/portforward: WebSocket ``v4.channel.k8s.io`` (what kube-rs speaks),
+  SPDY/3.1 after ``Upgrade: SPDY/3.1`` and SPDY/3.1 tunnelled through
+  WebSocket ``SPDY/3.1+portforward.k8s.io`` (what kubectl speaks).  A pod's
+  port 15000 is forwarded to a real Envoy admin address given on the
+  command line; any other pod port behaves like a closed port.
+
+Objects come from JSON files; nothing is ever written.  Every request is
+appended to a JSON-lines log so tests can assert that the client under test
+only read.  Fault flags simulate RBAC denial, a cluster without Istio, and
+broken or hanging port-forward streams.  Everything listens on 127.0.0.1.
+
+    apiserver.py --objects DIR [--portforward NS/POD=127.0.0.1:PORT ...]
+                 [--request-log FILE] [--forbid PLURAL ...] [--no-istio-crds]
+                 [--portforward-cut-after BYTES] [--portforward-hang]
+
+The first line on stdout is ``LISTENING 127.0.0.1:PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime
+import hashlib
+import ipaddress
+import json
+import signal
+import struct
+import sys
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import streamproto as wire
+
+HOST = "127.0.0.1"
+HEAD_TIMEOUT_S = 120.0       # idle keep-alive connections are dropped after this
+POD_CONNECT_TIMEOUT_S = 5.0
+STREAM_PAIR_TIMEOUT_S = 30.0  # kubelet's default stream creation timeout
+READ_CHUNK = 32 * 1024
+FORWARDED_POD_PORT = 15000    # the Envoy admin port of an Istio sidecar
+USER = "system:serviceaccount:default:mesh-why"
+SERVER_VERSION = {
+    "major": "1", "minor": "32", "gitVersion": "v1.32.5",
+    "gitCommit": "9894294ef13a5b32803e3ca2c0d620a088cc84d1", "gitTreeState": "clean",
+    "buildDate": "2025-05-15T09:08:54Z", "goVersion": "go1.23.8", "compiler": "gc",
+    "platform": "linux/amd64",
+}
+PORTFORWARD_PROTOCOL = "portforward.k8s.io"
+TUNNEL_PREFIX = "SPDY/3.1+"
+V4_CHANNEL_PROTOCOL = "v4.channel.k8s.io"
+LOGGED_HEADERS = ("user-agent", "accept", "content-type", "connection", "upgrade",
+                  "sec-websocket-protocol", "x-stream-protocol-version")
+
+
+# --- The resources this server knows ----------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    """One REST resource as discovery advertises it."""
+
+    group: str
+    versions: tuple        # preferred version first
+    plural: str
+    kind: str
+    namespaced: bool = True
+    short_names: tuple = ()
+    subresources: tuple = ()
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def is_istio(self) -> bool:
+        return self.group.endswith("istio.io")
+
+    def api_version(self, version: str) -> str:
+        return f"{self.group}/{version}" if self.group else version
+
+    def qualified_name(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+ISTIO_NETWORKING = ("v1", "v1beta1", "v1alpha3")
+RESOURCES = (
+    Resource("", ("v1",), "namespaces", "Namespace", namespaced=False, short_names=("ns",)),
+    Resource("", ("v1",), "pods", "Pod", short_names=("po",),
+             subresources=(("portforward", "PodPortForwardOptions", ("create", "get")),)),
+    Resource("", ("v1",), "services", "Service", short_names=("svc",)),
+    Resource("discovery.k8s.io", ("v1",), "endpointslices", "EndpointSlice"),
+    Resource("networking.istio.io", ISTIO_NETWORKING, "virtualservices", "VirtualService",
+             short_names=("vs",)),
+    Resource("networking.istio.io", ISTIO_NETWORKING, "destinationrules", "DestinationRule",
+             short_names=("dr",)),
+    Resource("networking.istio.io", ISTIO_NETWORKING, "gateways", "Gateway", short_names=("gw",)),
+    Resource("networking.istio.io", ISTIO_NETWORKING, "serviceentries", "ServiceEntry",
+             short_names=("se",)),
+    Resource("networking.istio.io", ISTIO_NETWORKING, "sidecars", "Sidecar"),
+    Resource("security.istio.io", ("v1",), "peerauthentications", "PeerAuthentication",
+             short_names=("pa",)),
+    Resource("security.istio.io", ("v1",), "authorizationpolicies", "AuthorizationPolicy",
+             short_names=("ap",)),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Faults:
+    """Failure modes switched on from the command line."""
+
+    forbid: frozenset = frozenset()    # plurals, or "pods/portforward"
+    no_istio_crds: bool = False
+    cut_after: int | None = None       # bytes from the pod before the connection drops
+    hang: bool = False                 # accept port-forward streams, never serve them
+
+
+class Registry:
+    """The resources visible in discovery, honouring --no-istio-crds."""
+
+    def __init__(self, faults: Faults):
+        self.resources = [r for r in RESOURCES if not (faults.no_istio_crds and r.is_istio)]
+
+    def lookup(self, group: str, version: str, plural: str) -> Resource | None:
+        for resource in self.resources:
+            if (resource.group, resource.plural) == (group, plural) and version in resource.versions:
+                return resource
+        return None
+
+    def for_object(self, api_version: str, kind: str) -> Resource | None:
+        group = api_version.rpartition("/")[0]
+        return next((r for r in RESOURCES if (r.group, r.kind) == (group, kind)), None)
+
+    def groups(self) -> dict[str, tuple]:
+        """Named API groups and their versions, in registration order."""
+        found: dict[str, tuple] = {}
+        for resource in self.resources:
+            if resource.group:
+                found.setdefault(resource.group, resource.versions)
+        return found
+
+    def in_group_version(self, group: str, version: str) -> list[Resource]:
+        return [r for r in self.resources if r.group == group and version in r.versions]
+
+
+# --- Objects and selectors --------------------------------------------------
+
+class ObjectStore:
+    """Fixture objects, grouped by resource; read-only after loading."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self.objects: dict[Resource, list[dict]] = {}
+
+    def load_dir(self, directory: Path) -> None:
+        for path in sorted(directory.glob("*.json")):
+            document = json.loads(path.read_text())
+            items = document["items"] if document.get("kind", "").endswith("List") else [document]
+            for item in items:
+                self.add(item, path)
+
+    def add(self, item: dict, origin: Path) -> None:
+        resource = self.registry.for_object(item.get("apiVersion", ""), item.get("kind", ""))
+        if resource is None:
+            raise ValueError(f"{origin}: unsupported object {item.get('apiVersion')} {item.get('kind')}")
+        self.objects.setdefault(resource, []).append(item)
+
+    def select(self, resource: Resource, namespace: str | None,
+               labels: "Selector", fields: "Selector") -> list[dict]:
+        """Matching objects ordered like etcd keys: by namespace, then name."""
+        chosen = [obj for obj in self.objects.get(resource, [])
+                  if namespace is None or obj["metadata"].get("namespace") == namespace]
+        chosen = [obj for obj in chosen if labels.matches(obj["metadata"].get("labels") or {})
+                  and fields.matches(FieldView(obj))]
+        return sorted(chosen, key=lambda o: (o["metadata"].get("namespace", ""),
+                                             o["metadata"]["name"]))
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> dict | None:
+        for obj in self.objects.get(resource, []):
+            meta = obj["metadata"]
+            if meta["name"] == name and (namespace is None or meta.get("namespace") == namespace):
+                return obj
+        return None
+
+
+class FieldView:
+    """Dotted-path access into an object, as field selectors address it."""
+
+    def __init__(self, obj: dict):
+        self.obj = obj
+
+    def get(self, path: str, default: str = "") -> str:
+        value = self.obj
+        for part in path.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return default
+            value = value[part]
+        return str(value)
+
+    def __contains__(self, path: str) -> bool:
+        return self.get(path, "\0") != "\0"
+
+
+class Selector:
+    """A parsed label or field selector: a conjunction of requirements.
+
+    Supports =, ==, !=, "in (...)", "notin (...)", "key" and "!key" for labels
+    and =, ==, != for fields, which is what clients send.
+    """
+
+    def __init__(self, requirements: list[tuple[str, str, tuple]]):
+        self.requirements = requirements
+
+    @classmethod
+    def parse(cls, text: str | None, fields: bool = False) -> "Selector":
+        requirements = []
+        for term in split_terms(text or ""):
+            requirements.append(parse_term(term, fields))
+        return cls(requirements)
+
+    def matches(self, values) -> bool:
+        return all(requirement_holds(values, *requirement) for requirement in self.requirements)
+
+
+def split_terms(text: str) -> list[str]:
+    """Split on commas that are not inside a parenthesised value set."""
+    terms, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += char
+    terms.append(current)
+    return [term.strip() for term in terms if term.strip()]
+
+
+def parse_term(term: str, fields: bool) -> tuple[str, str, tuple]:
+    words = term.split(None, 1)
+    if not fields and len(words) == 2 and words[1].split("(")[0].strip() in ("in", "notin"):
+        operator, _, rest = words[1].partition("(")
+        if not rest.endswith(")"):
+            raise SelectorError(term)
+        values = tuple(v.strip() for v in rest[:-1].split(",") if v.strip())
+        return words[0], operator.strip(), values
+    for operator in ("==", "!=", "="):
+        key, found, value = term.partition(operator)
+        if found:
+            return key.strip(), "!=" if operator == "!=" else "=", (value.strip(),)
+    if fields:
+        raise SelectorError(term)
+    if term.startswith("!"):
+        return term[1:].strip(), "!exists", ()
+    return term, "exists", ()
+
+
+def requirement_holds(values, key: str, operator: str, operands: tuple) -> bool:
+    present = key in values
+    value = values.get(key, "") if present else None
+    if operator == "exists":
+        return present
+    if operator == "!exists":
+        return not present
+    if operator == "=":
+        return value == operands[0]
+    if operator == "!=":
+        return value != operands[0]
+    if operator == "in":
+        return present and value in operands
+    return not present or value not in operands  # notin
+
+
+class SelectorError(ValueError):
+    pass
+
+
+# --- Tables (what kubectl get prints without -o) ------------------------------
+
+def human_age(timestamp: str | None, now: float) -> str:
+    """Age the way Kubernetes prints it (apimachinery's HumanDuration)."""
+    if not timestamp:
+        return "<unknown>"
+    created = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    seconds = max(0, int(now - created))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 192:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    years = days // 365
+    return f"{years}y{days % 365}d" if years < 8 and days % 365 else f"{years}y"
+
+
+def dig(obj: dict, path: str):
+    """The value at a dotted path, or None."""
+    for part in path.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def jsonpath_cell(path: str):
+    """A CRD printer column: arrays and objects render as compact JSON."""
+    def cell(obj: dict, _now: float):
+        value = dig(obj, path)
+        if isinstance(value, (list, dict)):
+            return json.dumps(value, separators=(",", ":"))
+        return value
+    return cell
+
+
+def pod_ready(pod: dict, _now: float) -> str:
+    statuses = dig(pod, "status.containerStatuses") or []
+    ready = sum(1 for status in statuses if status.get("ready"))
+    return f"{ready}/{len(pod['spec'].get('containers', []))}"
+
+
+def pod_status(pod: dict, _now: float) -> str:
+    for status in dig(pod, "status.containerStatuses") or []:
+        waiting = dig(status, "state.waiting.reason")
+        if waiting:
+            return waiting
+    return dig(pod, "status.phase") or "Unknown"
+
+
+def pod_restarts(pod: dict, _now: float) -> int:
+    return sum(s.get("restartCount", 0) for s in dig(pod, "status.containerStatuses") or [])
+
+
+def service_ports(service: dict, _now: float) -> str:
+    ports = dig(service, "spec.ports") or []
+    return ",".join(f"{p['port']}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
+
+
+def service_selector(service: dict, _now: float) -> str:
+    selector = dig(service, "spec.selector") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "<none>"
+
+
+def slice_endpoints(endpoint_slice: dict, _now: float) -> str:
+    addresses = [a for e in endpoint_slice.get("endpoints") or [] for a in e.get("addresses", [])]
+    shown = ",".join(addresses[:3])
+    return f"{shown} + {len(addresses) - 3} more..." if len(addresses) > 3 else shown or "<unset>"
+
+
+def slice_ports(endpoint_slice: dict, _now: float) -> str:
+    ports = [str(p.get("port")) for p in endpoint_slice.get("ports") or []]
+    return ",".join(ports) or "<unset>"
+
+
+def age_cell(obj: dict, now: float) -> str:
+    return human_age(obj["metadata"].get("creationTimestamp"), now)
+
+
+def name_cell(obj: dict, _now: float) -> str:
+    return obj["metadata"]["name"]
+
+
+def constant(value):
+    return lambda _obj, _now: value
+
+
+# Per resource: (column name, type, priority, cell function).  Built-in kinds
+# follow kube-apiserver's printers; Istio kinds follow the CRDs'
+# additionalPrinterColumns.
+NAME = ("Name", "string", 0, name_cell)
+AGE = ("Age", "string", 0, age_cell)
+TABLE_COLUMNS = {
+    "namespaces": [NAME, ("Status", "string", 0, lambda o, n: dig(o, "status.phase") or "Active"),
+                   AGE],
+    "pods": [NAME, ("Ready", "string", 0, pod_ready), ("Status", "string", 0, pod_status),
+             ("Restarts", "integer", 0, pod_restarts), AGE,
+             ("IP", "string", 1, jsonpath_cell("status.podIP")),
+             ("Node", "string", 1, jsonpath_cell("spec.nodeName")),
+             ("Nominated Node", "string", 1, constant("<none>")),
+             ("Readiness Gates", "string", 1, constant("<none>"))],
+    "services": [NAME, ("Type", "string", 0, jsonpath_cell("spec.type")),
+                 ("Cluster-IP", "string", 0, jsonpath_cell("spec.clusterIP")),
+                 ("External-IP", "string", 0, constant("<none>")),
+                 ("Port(s)", "string", 0, service_ports), AGE,
+                 ("Selector", "string", 1, service_selector)],
+    "endpointslices": [NAME, ("AddressType", "string", 0, jsonpath_cell("addressType")),
+                       ("Ports", "string", 0, slice_ports),
+                       ("Endpoints", "string", 0, slice_endpoints), AGE],
+    "virtualservices": [NAME, ("Gateways", "string", 0, jsonpath_cell("spec.gateways")),
+                        ("Hosts", "string", 0, jsonpath_cell("spec.hosts")), AGE],
+    "destinationrules": [NAME, ("Host", "string", 0, jsonpath_cell("spec.host")), AGE],
+    "serviceentries": [NAME, ("Hosts", "string", 0, jsonpath_cell("spec.hosts")),
+                       ("Location", "string", 0, jsonpath_cell("spec.location")),
+                       ("Resolution", "string", 0, jsonpath_cell("spec.resolution")), AGE],
+    "peerauthentications": [NAME, ("Mode", "string", 0, jsonpath_cell("spec.mtls.mode")), AGE],
+    "authorizationpolicies": [NAME, ("Action", "string", 0, jsonpath_cell("spec.action")), AGE],
+}
+
+
+def wants_table(accept: str) -> bool:
+    return any("as=Table" in part for part in accept.split(","))
+
+
+def build_table(resource: Resource, objects: list[dict], include_object: str) -> dict:
+    """A meta.k8s.io/v1 Table; rows carry metadata so kubectl can add NAMESPACE."""
+    columns = TABLE_COLUMNS.get(resource.plural, [NAME, AGE])
+    now = time.time()
+    rows = []
+    for obj in objects:
+        row = {"cells": [cell(obj, now) for *_, cell in columns]}
+        if include_object == "Object":
+            row["object"] = obj
+        elif include_object != "None":
+            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                             "metadata": obj["metadata"]}
+        rows.append(row)
+    return {
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": "1"},
+        "columnDefinitions": [
+            {"name": name, "type": kind, "format": "name" if name == "Name" else "",
+             "description": "", "priority": priority}
+            for name, kind, priority, _ in columns],
+        "rows": rows,
+    }
+
+
+# --- HTTP plumbing ------------------------------------------------------------
+
+REASONS = {101: "Switching Protocols", 200: "OK", 400: "Bad Request", 403: "Forbidden",
+           404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+           500: "Internal Server Error"}
+STATUS_REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound",
+                  405: "MethodNotAllowed", 406: "NotAcceptable"}
+
+
+@dataclasses.dataclass
+class Request:
+    method: str
+    target: str
+    headers: dict[str, str]
+
+    @property
+    def path(self) -> str:
+        return urllib.parse.urlsplit(self.target).path
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return urllib.parse.parse_qs(urllib.parse.urlsplit(self.target).query,
+                                     keep_blank_values=True)
+
+    def param(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name, "")
+
+    def upgrade(self) -> str:
+        """The requested upgrade protocol, lowercased; '' if none."""
+        if "upgrade" not in self.header("connection").lower():
+            return ""
+        return self.header("upgrade").strip().lower()
+
+
+@dataclasses.dataclass
+class Response:
+    status: int
+    body: dict
+    headers: tuple = ()
+
+
+class HttpError(Exception):
+    """Raised by handlers; rendered as a Kubernetes Status object."""
+
+    def __init__(self, code: int, message: str, details: dict | None = None,
+                 headers: tuple = ()):
+        super().__init__(message)
+        self.code = code
+        self.details = details
+        self.headers = headers
+
+    def response(self) -> Response:
+        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": str(self), "reason": STATUS_REASONS.get(self.code, "InternalError"),
+                "code": self.code}
+        if self.details:
+            body["details"] = self.details
+        return Response(self.code, body, self.headers)
+
+
+def not_found(resource: Resource, name: str) -> HttpError:
+    return HttpError(404, f'{resource.qualified_name()} "{name}" not found',
+                     {"name": name, "group": resource.group, "kind": resource.plural})
+
+
+def no_such_path() -> HttpError:
+    return HttpError(404, "the server could not find the requested resource",
+                     {"causes": [{"reason": "UnexpectedServerResponse",
+                                  "message": "404 page not found"}]})
+
+
+def forbidden(resource: Resource, verb: str, namespace: str | None, name: str | None,
+              subresource: str | None = None) -> HttpError:
+    """RBAC denial worded exactly like kube-apiserver's authorizer message."""
+    plural = f"{resource.plural}/{subresource}" if subresource else resource.plural
+    subject = resource.qualified_name() + (f' "{name}"' if name else "")
+    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    message = (f'{subject} is forbidden: User "{USER}" cannot {verb} resource "{plural}" '
+               f'in API group "{resource.group}" {scope}')
+    details = {"group": resource.group, "kind": resource.plural}
+    if name:
+        details["name"] = name
+    return HttpError(403, message, details)
+
+
+async def read_request(reader: asyncio.StreamReader) -> Request | None:
+    """Read one request head; None at a clean end of the connection."""
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
+    except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError,
+            asyncio.LimitOverrunError):
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _version = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return Request(method, target, headers)
+
+
+async def discard_body(reader: asyncio.StreamReader, request: Request) -> bool:
+    """Skip a request body; False when it cannot be framed (connection must close)."""
+    if "chunked" in request.header("transfer-encoding").lower():
+        return False
+    length = int(request.header("content-length") or 0)
+    if length:
+        await reader.readexactly(length)
+    return True
+
+
+def response_bytes(status: int, headers: list[tuple[str, str]], body: bytes = b"") -> bytes:
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def json_response_bytes(response: Response, keep_alive: bool) -> bytes:
+    body = json.dumps(response.body).encode()
+    headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache, private"),
+               ("Content-Length", str(len(body))),
+               ("Connection", "keep-alive" if keep_alive else "close"), *response.headers]
+    return response_bytes(response.status, headers, body)
+
+
+class RequestLog:
+    """Appends one JSON line per request so tests can audit what a client sent."""
+
+    def __init__(self, path: Path | None):
+        self.file = open(path, "a", encoding="utf-8") if path else None
+
+    def record(self, request: Request, status: int) -> None:
+        if self.file is None:
+            return
+        entry = {"time": time.time(), "method": request.method, "path": request.target,
+                 "status": status,
+                 "headers": {h: request.headers[h] for h in LOGGED_HEADERS if h in request.headers}}
+        self.file.write(json.dumps(entry) + "\n")
+        self.file.flush()
+
+
+# --- REST handlers ------------------------------------------------------------
+
+class Api:
+    """Routes requests to discovery and resource handlers."""
+
+    def __init__(self, store: ObjectStore, registry: Registry, faults: Faults):
+        self.store = store
+        self.registry = registry
+        self.faults = faults
+
+    def handle(self, request: Request) -> Response:
+        parts = [urllib.parse.unquote(p) for p in request.path.strip("/").split("/") if p]
+        if request.method != "GET":
+            raise HttpError(405, f"the server does not allow this method on the requested resource")
+        if parts == ["version"]:
+            return Response(200, SERVER_VERSION)
+        if parts[:1] == ["api"]:
+            return self.core(parts[1:], request)
+        if parts[:1] == ["apis"]:
+            return self.named(parts[1:], request)
+        raise no_such_path()
+
+    def core(self, parts: list[str], request: Request) -> Response:
+        if not parts:
+            return Response(200, {"kind": "APIVersions", "versions": ["v1"],
+                                  "serverAddressByClientCIDRs": [
+                                      {"clientCIDR": "0.0.0.0/0",
+                                       "serverAddress": request.header("host")}]})
+        if parts[0] != "v1":
+            raise no_such_path()
+        return self.group_version("", "v1", parts[1:], request)
+
+    def named(self, parts: list[str], request: Request) -> Response:
+        groups = self.registry.groups()
+        if not parts:
+            return Response(200, {"kind": "APIGroupList", "apiVersion": "v1",
+                                  "groups": [api_group(g, v) for g, v in groups.items()]})
+        group = parts[0]
+        if group not in groups:
+            raise no_such_path()
+        if len(parts) == 1:
+            return Response(200, {"kind": "APIGroup", "apiVersion": "v1",
+                                  **api_group(group, groups[group])})
+        if parts[1] not in groups[group]:
+            raise no_such_path()
+        return self.group_version(group, parts[1], parts[2:], request)
+
+    def group_version(self, group: str, version: str, parts: list[str],
+                      request: Request) -> Response:
+        if not parts:
+            return Response(200, self.resource_list(group, version))
+        namespace = None
+        if parts[0] == "namespaces" and len(parts) >= 3:
+            namespace, parts = parts[1], parts[2:]
+        resource = self.registry.lookup(group, version, parts[0])
+        if resource is None or len(parts) > 3 or (namespace and not resource.namespaced):
+            raise no_such_path()
+        if len(parts) == 1:
+            return self.list(resource, version, namespace, request)
+        if len(parts) == 2:
+            return self.get(resource, version, namespace, parts[1], request)
+        raise no_such_path()
+
+    def resource_list(self, group: str, version: str) -> dict:
+        entries = []
+        for r in self.registry.in_group_version(group, version):
+            entries.append({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+                            "kind": r.kind, "verbs": ["get", "list"],
+                            **({"shortNames": list(r.short_names)} if r.short_names else {})})
+            for sub, kind, verbs in r.subresources:
+                entries.append({"name": f"{r.plural}/{sub}", "singularName": "",
+                                "namespaced": r.namespaced, "kind": kind, "verbs": list(verbs)})
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version, "resources": entries}
+
+    def list(self, resource: Resource, version: str, namespace: str | None,
+             request: Request) -> Response:
+        if resource.plural in self.faults.forbid:
+            raise forbidden(resource, "list", namespace, None)
+        try:
+            labels = Selector.parse(request.param("labelSelector"))
+            fields = Selector.parse(request.param("fieldSelector"), fields=True)
+        except SelectorError as error:
+            raise HttpError(400, f"unable to parse requirement: {error}") from error
+        items = [with_type(o, resource, version)
+                 for o in self.store.select(resource, namespace, labels, fields)]
+        if wants_table(request.header("accept")):
+            return Response(200, build_table(resource, items, request.param("includeObject") or ""))
+        return Response(200, {"kind": f"{resource.kind}List",
+                              "apiVersion": resource.api_version(version),
+                              "metadata": {"resourceVersion": "1"}, "items": items})
+
+    def get(self, resource: Resource, version: str, namespace: str | None, name: str,
+            request: Request) -> Response:
+        if resource.plural in self.faults.forbid:
+            raise forbidden(resource, "get", namespace, name)
+        obj = self.store.get(resource, namespace, name)
+        if obj is None:
+            raise not_found(resource, name)
+        obj = with_type(obj, resource, version)
+        if wants_table(request.header("accept")):
+            return Response(200, build_table(resource, [obj], request.param("includeObject") or ""))
+        return Response(200, obj)
+
+
+def api_group(group: str, versions: tuple) -> dict:
+    listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+    return {"name": group, "versions": listed, "preferredVersion": listed[0]}
+
+
+def with_type(obj: dict, resource: Resource, version: str) -> dict:
+    """A copy stamped with the apiVersion asked for (CRDs convert by relabelling)."""
+    return {**obj, "apiVersion": resource.api_version(version), "kind": resource.kind}
+
+
+# --- Port-forward -------------------------------------------------------------
+
+class PortForwardError(Exception):
+    """What the kubelet would write on a port's error stream."""
+
+
+class PodPorts:
+    """Reaches one pod's ports: 15000 maps to an Envoy admin, others are closed."""
+
+    def __init__(self, pod: dict, admin: tuple[str, int] | None):
+        self.pod = pod
+        self.admin = admin
+
+    def sandbox_id(self) -> str:
+        uid = self.pod["metadata"].get("uid") or self.pod["metadata"]["name"]
+        return hashlib.sha256(uid.encode()).hexdigest()
+
+    def refused(self, port: int) -> PortForwardError:
+        """containerd's message for a port nothing listens on, wrapped by the kubelet."""
+        sandbox = self.sandbox_id()
+        netns = uuid.UUID(sandbox[:32])
+        return PortForwardError(
+            f"error forwarding port {port} to pod {sandbox}, uid : failed to execute portforward "
+            f'in network namespace "/var/run/netns/cni-{netns}": failed to connect to '
+            f'localhost:{port} inside namespace "{sandbox}", IPv4: dial tcp4 127.0.0.1:{port}: '
+            f"connect: connection refused IPv6 dial tcp6 [::1]:{port}: connect: connection refused ")
+
+    async def connect(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if port != FORWARDED_POD_PORT or self.admin is None:
+            raise self.refused(port)
+        try:
+            return await asyncio.wait_for(asyncio.open_connection(*self.admin),
+                                          POD_CONNECT_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError) as error:
+            raise self.refused(port) from error
+
+
+class ConnectionCut(Exception):
+    """--portforward-cut-after reached: the whole client connection must drop."""
+
+
+async def copy_from_pod(reader: asyncio.StreamReader, send, cut_after: int | None) -> None:
+    """Relay pod bytes through send() until EOF, or raise ConnectionCut at the limit."""
+    sent = 0
+    while True:
+        try:
+            chunk = await reader.read(READ_CHUNK)
+        except ConnectionError:
+            return
+        if not chunk:
+            return
+        if cut_after is not None and sent + len(chunk) >= cut_after:
+            await send(chunk[:cut_after - sent])
+            raise ConnectionCut()
+        sent += len(chunk)
+        await send(chunk)
+
+
+def close_quietly(writer: asyncio.StreamWriter | None) -> None:
+    if writer is not None:
+        writer.close()
+
+
+def requested_ports(request: Request) -> list[int]:
+    """The ports query parameter: repeated and/or comma-separated, like the kubelet reads it."""
+    ports = []
+    for value in request.query.get("ports", []):
+        for piece in value.split(","):
+            if not piece.strip().isdigit() or not 0 < int(piece) < 65536:
+                raise HttpError(400, f'unable to parse "{value}" as a port')
+            ports.append(int(piece))
+    return ports
+
+
+class ChannelPortForward:
+    """WebSocket v4.channel.k8s.io port-forward, served like the kubelet does.
+
+    Per requested port i, channel 2i carries data and 2i+1 errors; the first
+    message on each channel is the port as 2 little-endian bytes.  The socket
+    closes once every port's pod connection has ended.
+    """
+
+    def __init__(self, websocket: wire.WebSocket, pod: PodPorts, ports: list[int], faults: Faults):
+        self.websocket = websocket
+        self.pod = pod
+        self.ports = ports
+        self.faults = faults
+        self.pod_writers: dict[int, asyncio.StreamWriter] = {}
+
+    async def run(self) -> None:
+        for index, port in enumerate(self.ports):
+            prefix = struct.pack("<H", port)
+            await self.websocket.send_binary(bytes([2 * index]) + prefix)
+            await self.websocket.send_binary(bytes([2 * index + 1]) + prefix)
+        if self.faults.hang:
+            while await self.websocket.receive() is not None:
+                pass
+            return
+        pumps = {asyncio.create_task(self.serve_port(i, p)) for i, p in enumerate(self.ports)}
+        inbound = asyncio.create_task(self.relay_to_pods())
+        pending = {inbound, *pumps}
+        try:
+            while inbound in pending and pending & pumps:  # client gone, or every port done
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            await self.websocket.close()
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for writer in self.pod_writers.values():
+                close_quietly(writer)
+
+    async def serve_port(self, index: int, port: int) -> None:
+        try:
+            reader, writer = await self.pod.connect(port)
+        except PortForwardError as error:
+            await self.websocket.send_binary(bytes([2 * index + 1]) + str(error).encode())
+            return
+        self.pod_writers[index] = writer
+        channel = bytes([2 * index])
+        try:
+            await copy_from_pod(reader, lambda chunk: self.websocket.send_binary(channel + chunk),
+                                self.faults.cut_after)
+        except ConnectionCut:
+            self.websocket.drop()
+
+    async def relay_to_pods(self) -> None:
+        while (message := await self.websocket.receive()) is not None:
+            _, payload = message
+            if len(payload) < 2 or payload[0] % 2:
+                continue
+            writer = self.pod_writers.get(payload[0] // 2)
+            if writer is not None:
+                writer.write(payload[1:])
+                await writer.drain()
+
+
+@dataclasses.dataclass
+class SpdyStream:
+    """One client-opened SPDY stream and the bytes it has delivered."""
+
+    stream_id: int
+    kind: str                     # "data" or "error"
+    port: int
+    inbound: asyncio.Queue = dataclasses.field(default_factory=asyncio.Queue)
+
+
+class SpdyPortForward:
+    """SPDY/3.1 port-forward server, direct or tunnelled in WebSocket.
+
+    kubectl opens an error stream then a data stream per local connection,
+    tagged with headers streamtype, port and requestID.  Each stream gets a
+    SYN_REPLY; once both of a request's streams exist the pod port is
+    dialled.  On a dial failure the message goes on the error stream; when
+    the pod side ends both streams are finished with FIN, which is what
+    kubectl waits for before closing its local connection.
+    """
+
+    def __init__(self, transport, pod: PodPorts, faults: Faults):
+        self.transport = transport
+        self.pod = pod
+        self.faults = faults
+        self.codec = wire.SpdyCodec()
+        self.pairs: dict[str, dict[str, SpdyStream]] = {}
+        self.streams: dict[int, SpdyStream] = {}
+        self.tasks: set[asyncio.Task] = set()
+
+    async def run(self) -> None:
+        try:
+            while (data := await self.transport.read()):
+                for frame in self.codec.feed(data):
+                    if not await self.dispatch(frame):
+                        return
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            await self.transport.close()
+
+    async def send(self, frame: bytes) -> None:
+        await self.transport.write(frame)
+
+    async def dispatch(self, frame) -> bool:
+        """Handle one frame; False when the session is over (GOAWAY)."""
+        if isinstance(frame, wire.DataFrame):
+            stream = self.streams.get(frame.stream_id)
+            if stream is not None:
+                if frame.data:
+                    stream.inbound.put_nowait(frame.data)
+                if frame.fin:
+                    stream.inbound.put_nowait(b"")
+            return True
+        if frame.kind == wire.SYN_STREAM:
+            await self.open_stream(frame)
+        elif frame.kind == wire.RST_STREAM:
+            stream = self.streams.get(wire.frame_stream_id(frame))
+            if stream is not None:
+                stream.inbound.put_nowait(None)
+        elif frame.kind == wire.PING and wire.ping_id(frame) % 2 == 1:
+            await self.send(wire.ping_frame(wire.ping_id(frame)))  # echo client pings
+        elif frame.kind == wire.GOAWAY:
+            return False
+        return True  # SETTINGS, WINDOW_UPDATE, HEADERS: nothing to do
+
+    async def open_stream(self, frame: wire.ControlFrame) -> None:
+        stream_id, headers = self.codec.syn_stream_headers(frame)
+        kind, port = headers.get("streamtype", ""), headers.get("port", "")
+        if kind not in ("data", "error") or not port.isdigit() or not 0 < int(port) < 65536:
+            await self.send(wire.rst_stream_frame(stream_id, wire.RST_CANCEL))
+            return
+        await self.send(self.codec.syn_reply(stream_id))
+        stream = SpdyStream(stream_id, kind, int(port))
+        self.streams[stream_id] = stream
+        request_id = headers.get("requestid") or str(stream_id - (2 if kind == "data" else 0))
+        pair = self.pairs.setdefault(request_id, {})
+        pair[kind] = stream
+        if len(pair) == 2:
+            self.spawn(self.forward(pair["data"], pair["error"]))
+
+    def spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def forward(self, data: SpdyStream, error: SpdyStream) -> None:
+        if self.faults.hang:
+            await asyncio.Event().wait()
+        writer = None
+        try:
+            reader, writer = await self.pod.connect(data.port)
+            to_pod = asyncio.create_task(self.relay_to_pod(data, writer))
+            try:
+                await copy_from_pod(reader, lambda chunk: self.send(wire.data_frame(
+                    data.stream_id, chunk)), self.faults.cut_after)
+            finally:
+                to_pod.cancel()
+        except PortForwardError as failure:
+            await self.send(wire.data_frame(error.stream_id, str(failure).encode()))
+        except ConnectionCut:
+            self.transport.drop()
+            return
+        finally:
+            close_quietly(writer)
+        await self.send(wire.data_frame(error.stream_id, b"", fin=True))
+        await self.send(wire.data_frame(data.stream_id, b"", fin=True))
+
+    async def relay_to_pod(self, data: SpdyStream, writer: asyncio.StreamWriter) -> None:
+        """Client bytes to the pod; FIN half-closes, RST_STREAM closes."""
+        while (chunk := await data.inbound.get()):
+            writer.write(chunk)
+            await writer.drain()
+        if chunk is None:
+            writer.close()
+        elif writer.can_write_eof():
+            writer.write_eof()
+
+
+class Server:
+    """The HTTP/1.1 front end: keep-alive REST plus port-forward upgrades."""
+
+    def __init__(self, store: ObjectStore, registry: Registry, faults: Faults,
+                 forwards: dict[str, tuple[str, int]], log: RequestLog):
+        self.store = store
+        self.registry = registry
+        self.faults = faults
+        self.forwards = forwards
+        self.log = log
+        self.api = Api(store, registry, faults)
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (request := await read_request(reader)) is not None:
+                if self.portforward_target(request):
+                    await self.portforward(request, reader, writer)
+                    return
+                keep_alive = await discard_body(reader, request) and \
+                    request.header("connection").lower() != "close"
+                response = self.respond(request)
+                self.log.record(request, response.status)
+                writer.write(json_response_bytes(response, keep_alive))
+                await writer.drain()
+                if not keep_alive:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    def respond(self, request: Request) -> Response:
+        try:
+            return self.api.handle(request)
+        except HttpError as error:
+            return error.response()
+
+    @staticmethod
+    def portforward_target(request: Request) -> tuple[str, str] | None:
+        parts = request.path.strip("/").split("/")
+        if len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] and \
+                parts[4] == "pods" and parts[6] == "portforward":
+            return parts[3], parts[5]
+        return None
+
+    async def portforward(self, request: Request, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        """Authorize, then upgrade to whichever port-forward protocol the client asked for."""
+        namespace, name = self.portforward_target(request)
+        pods = self.registry.lookup("", "v1", "pods")
+        try:
+            if request.method not in ("GET", "POST"):
+                raise HttpError(405, "the server does not allow this method on the requested resource")
+            if "pods/portforward" in self.faults.forbid or "pods" in self.faults.forbid:
+                raise forbidden(pods, "create", namespace, name, subresource="portforward")
+            pod = self.store.get(pods, namespace, name)
+            if pod is None:
+                raise not_found(pods, name)
+            handler = self.choose_protocol(request, PodPorts(pod, self.forwards.get(f"{namespace}/{name}")))
+        except HttpError as error:
+            response = error.response()
+            self.log.record(request, response.status)
+            writer.write(json_response_bytes(response, keep_alive=False))
+            await writer.drain()
+            return
+        self.log.record(request, 101)
+        await handler(reader, writer)
+
+    def choose_protocol(self, request: Request, pod: PodPorts):
+        """Pick the framing from the upgrade headers; returns a coroutine factory."""
+        upgrade = request.upgrade()
+        if upgrade == "websocket":
+            offered = [p.strip() for p in request.header("sec-websocket-protocol").split(",") if p.strip()]
+            if TUNNEL_PREFIX + PORTFORWARD_PROTOCOL in offered:
+                return self.websocket_upgrade(request, TUNNEL_PREFIX + PORTFORWARD_PROTOCOL,
+                                              lambda ws: SpdyPortForward(
+                                                  wire.WebSocketTransport(ws), pod, self.faults))
+            if offered and V4_CHANNEL_PROTOCOL not in offered:
+                raise HttpError(400, f"unable to upgrade websocket connection: requested protocol(s) "
+                                     f"are not supported: {offered}; supports {[V4_CHANNEL_PROTOCOL]}")
+            ports = requested_ports(request)
+            if not ports:
+                raise HttpError(400, 'query parameter "port" is required')
+            return self.websocket_upgrade(request, V4_CHANNEL_PROTOCOL if offered else "",
+                                          lambda ws: ChannelPortForward(ws, pod, ports, self.faults))
+        if upgrade.startswith("spdy/3.1"):
+            return self.spdy_upgrade(request, pod)
+        raise HttpError(400, "Upgrade request required")
+
+    def websocket_upgrade(self, request: Request, protocol: str, session_factory):
+        key = request.header("sec-websocket-key")
+        if not key:
+            raise HttpError(400, "websocket: not a websocket handshake: 'Sec-WebSocket-Key' header is missing")
+        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                   ("Sec-WebSocket-Accept", wire.websocket_accept(key))]
+        if protocol:
+            headers.append(("Sec-WebSocket-Protocol", protocol))
+
+        async def serve(reader, writer):
+            writer.write(response_bytes(101, headers))
+            await writer.drain()
+            await session_factory(wire.WebSocket(reader, writer)).run()
+        return serve
+
+    def spdy_upgrade(self, request: Request, pod: PodPorts):
+        offered = [p.strip() for p in request.header("x-stream-protocol-version").split(",")]
+        if PORTFORWARD_PROTOCOL not in offered:
+            raise HttpError(403, f"unable to upgrade: unable to negotiate protocol: client supports "
+                                 f"{offered}, server accepts {[PORTFORWARD_PROTOCOL]}",
+                            headers=(("X-Accepted-Stream-Protocol-Versions", PORTFORWARD_PROTOCOL),))
+
+        async def serve(reader, writer):
+            writer.write(response_bytes(101, [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"),
+                                              ("X-Stream-Protocol-Version", PORTFORWARD_PROTOCOL)]))
+            await writer.drain()
+            await SpdyPortForward(wire.RawTransport(reader, writer), pod, self.faults).run()
+        return serve
+
+
+# --- Command line -------------------------------------------------------------
+
+def loopback_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not ipaddress.ip_address(host).is_loopback:
+        raise argparse.ArgumentTypeError(f"{text}: port-forward targets must be loopback")
+    return host, int(port)
+
+
+def portforward_mapping(text: str) -> tuple[str, tuple[str, int]]:
+    pod, sep, address = text.partition("=")
+    if not sep or pod.count("/") != 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected NAMESPACE/POD=127.0.0.1:PORT")
+    return pod, loopback_address(address)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--objects", type=Path, required=True,
+                        help="directory of *.json objects (single objects or kind: List)")
+    parser.add_argument("--portforward", type=portforward_mapping, action="append", default=[],
+                        metavar="NS/POD=127.0.0.1:PORT",
+                        help="forward this pod's port 15000 to a local Envoy admin address")
+    parser.add_argument("--request-log", type=Path, help="append one JSON line per request")
+    parser.add_argument("--port", type=int, default=0, help="listen port (default: any free)")
+    parser.add_argument("--forbid", action="append", default=[], metavar="PLURAL",
+                        help="answer 403 for this resource (or pods/portforward)")
+    parser.add_argument("--no-istio-crds", action="store_true",
+                        help="serve no Istio API groups, as on a cluster without Istio")
+    parser.add_argument("--portforward-cut-after", type=int, metavar="BYTES",
+                        help="drop a port-forward connection after BYTES from the pod")
+    parser.add_argument("--portforward-hang", action="store_true",
+                        help="accept port-forward streams but never serve them")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    faults = Faults(forbid=frozenset(args.forbid), no_istio_crds=args.no_istio_crds,
+                    cut_after=args.portforward_cut_after, hang=args.portforward_hang)
+    registry = Registry(faults)
+    store = ObjectStore(registry)
+    store.load_dir(args.objects)
+    server = Server(store, registry, faults, dict(args.portforward), RequestLog(args.request_log))
+    listener = await asyncio.start_server(server.connection, HOST, args.port)
+    host, port = listener.sockets[0].getsockname()[:2]
+    print(f"LISTENING {host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with listener:
+        await stop.wait()
+
+
+def main(argv: list[str]) -> int:
+    asyncio.run(serve(parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
