@@ -355,24 +355,22 @@ fn proxy_stale(ctx: &CallerContext<'_>, diff: &crate::diff::ProxyDiff, out: &mut
 }
 
 fn endpoints_stale(target: &Target, ctx: &CallerContext<'_>, diff: &crate::diff::ProxyDiff, out: &mut Vec<Finding>) {
-    for d in diff.differences.iter().filter(|d| d.is_endpoints()) {
-        let Difference::Endpoints { cluster, missing, unexpected } = d else { continue };
-        out.push(
-            Finding::new(
-                "endpoints-stale",
-                Severity::Error,
-                target.reference(),
-                format!("the endpoints {} holds for {cluster} differ from the ready pods the subset selects", ctx.caller.display()),
-            )
-            .detail(format!(
-                "Missing ready pods: [{}]. Held but not ready or no longer selected: [{}]. Traffic goes to old pods or skips new ones until istiod pushes endpoints again.",
-                missing.join(", "),
-                unexpected.join(", ")
-            ))
-            .evidence([describe_difference(&ctx.caller.display(), d)])
-            .fix(format!("compare with `istioctl proxy-config endpoints {}.{} --cluster \"{cluster}\"` and check istiod's endpoint pushes (`istioctl proxy-status`)", ctx.caller.name, ctx.caller.namespace)),
-        );
-    }
+    let stale: Vec<&Difference> = diff.differences.iter().filter(|d| d.is_endpoints()).collect();
+    let Some(Difference::Endpoints { cluster, .. }) = stale.first() else { return };
+    out.push(
+        Finding::new(
+            "endpoints-stale",
+            Severity::Error,
+            target.reference(),
+            format!("the endpoints {} holds for {} differ from the ready pods ({} cluster(s))", ctx.caller.display(), target.name, stale.len()),
+        )
+        .detail("Envoy sends traffic to addresses that no ready pod of the subset has any more, or does not know pods that are ready now; requests fail or skip new pods until istiod pushes endpoints again.")
+        .evidence(stale.iter().map(|d| describe_difference(&ctx.caller.display(), d)))
+        .fix(format!(
+            "compare with `istioctl proxy-config endpoints {}.{} --cluster \"{cluster}\"`, check the Service's EndpointSlices and istiod's pushes (`istioctl proxy-status`)",
+            ctx.caller.name, ctx.caller.namespace
+        )),
+    );
 }
 
 fn describe_difference(caller: &str, d: &Difference) -> String {

@@ -165,15 +165,15 @@ impl Caller {
         let sidecar = if has_proxy {
             SidecarState::Injected
         } else if spec.host_network == Some(true) {
-            SidecarState::Missing("the pod uses hostNetwork, so it is never injected".into())
+            SidecarState::Missing("The pod uses hostNetwork, so it is never injected".into())
         } else if pod.meta.annotations.get("sidecar.istio.io/inject").map(String::as_str) == Some("false")
             || pod.meta.labels.get("sidecar.istio.io/inject").map(String::as_str) == Some("false")
         {
-            SidecarState::Missing("the pod opts out with sidecar.istio.io/inject: \"false\"".into())
+            SidecarState::Missing("The pod opts out with sidecar.istio.io/inject: \"false\"".into())
         } else if pod.meta.labels.get("istio.io/dataplane-mode").map(String::as_str) == Some("ambient") {
-            SidecarState::Missing("the pod is in ambient mode (no sidecar)".into())
+            SidecarState::Missing("The pod is in ambient mode (no sidecar)".into())
         } else {
-            SidecarState::Missing("the pod has no istio-proxy container (it was not injected)".into())
+            SidecarState::Missing("The pod has no istio-proxy container (it was not injected)".into())
         };
         let runs_router =
             spec.containers.iter().any(|c| c.name == "istio-proxy" && c.args.iter().flatten().any(|a| a == "router"));

@@ -24,7 +24,7 @@ pub fn render(report: &Report) -> String {
     let callers: Vec<String> = report
         .proxies
         .iter()
-        .map(|p| format!("{} ({}{})", p.caller, p.kind, if p.proxy_read { ", proxy read" } else { "" }))
+        .map(|p| format!("{} ({}{})", p.caller, if p.sidecar { p.kind } else { "no sidecar" }, if p.proxy_read { ", proxy read" } else { "" }))
         .collect();
     let _ = writeln!(out, "Callers examined: {}\n", cell(&callers.join(", ")));
     if !report.findings.is_empty() {

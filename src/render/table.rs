@@ -14,7 +14,8 @@ pub fn render(report: &Report, color: bool) -> String {
     for p in &report.proxies {
         let version = p.istio_version.as_deref().map(|v| format!(", Istio {v}")).unwrap_or_default();
         let read = if p.proxy_read { ", proxy read" } else { ", objects only" };
-        let _ = writeln!(out, "caller: {} ({}{version}{read})", clean(&p.caller), p.kind);
+        let kind = if p.sidecar { p.kind } else { "no sidecar" };
+        let _ = writeln!(out, "caller: {} ({kind}{version}{read})", clean(&p.caller));
     }
     if !report.findings.is_empty() {
         let mut table = Table::new();

@@ -1,0 +1,66 @@
+//! Runs every scenario snapshot under `testdata/scenarios/` through the built binary and checks
+//! the ranked finding ids and the exit status against the scenario's `expected.json`.
+//!
+//! `expected.json`: `{"service": "reviews.default", "args": [...], "exit": 1, "findings": [ids]}`.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn scenarios() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("testdata/scenarios exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("expected.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn run(dir: &Path) -> Result<(), String> {
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+        .map_err(|e| format!("expected.json: {e}"))?;
+    let service = expected["service"].as_str().ok_or("expected.json: no service")?;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why"));
+    cmd.arg(service).arg("--snapshot").arg(dir).args(["-o", "json"]);
+    for a in expected["args"].as_array().into_iter().flatten() {
+        cmd.arg(a.as_str().unwrap_or_default());
+    }
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("output is not JSON ({e}); stderr: {stderr}"))?;
+    let got: Vec<&str> = report["findings"].as_array().into_iter().flatten().filter_map(|f| f["id"].as_str()).collect();
+    let want: Vec<&str> = expected["findings"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if got != want {
+        return Err(format!("findings: expected {want:?}, got {got:?}"));
+    }
+    let code = out.status.code();
+    let want_code = expected["exit"].as_i64().map(|c| c as i32);
+    if code != want_code {
+        return Err(format!("exit status: expected {want_code:?}, got {code:?}; stderr: {stderr}"));
+    }
+    for f in report["findings"].as_array().into_iter().flatten() {
+        for field in ["summary", "detail", "fix"] {
+            if f[field].as_str().is_none_or(str::is_empty) {
+                return Err(format!("finding {} has an empty {field}", f["id"]));
+            }
+        }
+        if f["evidence"].as_array().is_none_or(Vec::is_empty) {
+            return Err(format!("finding {} has no evidence", f["id"]));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_scenario_yields_its_expected_ranked_findings() {
+    let dirs = scenarios();
+    assert!(!dirs.is_empty(), "no scenarios found");
+    let failures: Vec<String> = dirs
+        .iter()
+        .filter_map(|d| run(d).err().map(|e| format!("{}: {e}", d.file_name().unwrap().to_string_lossy())))
+        .collect();
+    println!("{} scenarios run", dirs.len());
+    assert!(failures.is_empty(), "{} of {} scenarios failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
+}

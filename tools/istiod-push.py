@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Make a scenario's proxy captures with a REAL Envoy.
+
+Each testdata scenario that needs data-plane evidence has a ``push.json``: what istiod
+pushed to one calling sidecar (routes per service port, subset clusters, endpoints with
+health), written compactly.  This tool expands it into Istio-shaped xDS (the same resource
+shapes istiod emits: ``outbound|P|subset|host`` clusters, route config named by port,
+``allow_any`` catch-all, default retry policy), loads it into Envoy through
+``path_config_source`` and saves Envoy's own admin output under
+``proxies/NAMESPACE/POD/``.  The fixtures therefore have Envoy's exact shape.
+
+Usage: tools/istiod-push.py SCENARIO_DIR [SCENARIO_DIR ...]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "harness"))
+import envoy  # noqa: E402  (the harness module, not the wheel)
+
+DEFAULT_RETRY = {
+    "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+    "num_retries": 2,
+    "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+    "host_selection_retry_max_attempts": "5",
+}
+
+
+def cluster_name(port: int, subset: str, host: str) -> str:
+    return f"outbound|{port}|{subset}|{host}"
+
+
+def route(svc: dict, spec: dict) -> dict:
+    """One Envoy route from a compact ``{"match":…, "to": [[subset, weight], …]}``."""
+    port, host = svc["port"], svc["host"]
+    targets = [cluster_name(port, subset, host) for subset, _ in spec["to"]]
+    action = {"timeout": spec.get("timeout", "0s"), "retry_policy": DEFAULT_RETRY,
+              "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"}}
+    if len(targets) == 1:
+        action["cluster"] = targets[0]
+    else:
+        action["weighted_clusters"] = {"clusters": [
+            {"name": name, "weight": weight} for name, (_, weight) in zip(targets, spec["to"]) if weight > 0]}
+    out = {"match": spec.get("match", {"prefix": "/"}), "route": action}
+    if spec.get("name"):
+        out["name"] = spec["name"]
+    if svc.get("vs"):
+        ns, name = svc["vs"].split("/")
+        out["metadata"] = {"filter_metadata": {"istio": {
+            "config": f"/apis/networking.istio.io/v1/namespaces/{ns}/virtual-service/{name}"}}}
+    return out
+
+
+def virtual_host(svc: dict) -> dict:
+    host, port = svc["host"], svc["port"]
+    name, ns = host.split(".")[:2]
+    domains = svc.get("domains") or [host, name, f"{name}.{ns}.svc", f"{name}.{ns}", svc["vip"]]
+    routes = svc.get("routes") or [{"name": "default", "to": [["", 100]]}]
+    return {"name": f"{host}:{port}", "domains": domains,
+            "routes": [route(svc, r) for r in routes], "include_request_attempt_count": True}
+
+
+def clusters_and_endpoints(svc: dict) -> tuple[list, list]:
+    clusters, assignments = [], []
+    for subset, endpoints in svc["subsets"].items():
+        name = cluster_name(svc["port"], subset, svc["host"])
+        istio_meta = {"services": [{"host": svc["host"], "name": svc["host"].split(".")[0],
+                                    "namespace": svc["host"].split(".")[1]}],
+                      "default_original_port": svc["port"]}
+        if subset:
+            istio_meta["subset"] = subset
+        if svc.get("dr"):
+            ns, dr = svc["dr"].split("/")
+            istio_meta["config"] = f"/apis/networking.istio.io/v1/namespaces/{ns}/destination-rule/{dr}"
+        clusters.append({
+            "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": name, "type": "EDS",
+            "eds_cluster_config": {"eds_config": {"path_config_source": {"path": "endpoints.json"},
+                                                  "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
+                                   "service_name": name},
+            "connect_timeout": "10s", "lb_policy": svc.get("lb_policy", "LEAST_REQUEST"),
+            "circuit_breakers": {"thresholds": [{"max_connections": 4294967295, "max_pending_requests": 4294967295,
+                                                 "max_requests": 4294967295, "max_retries": 4294967295}]},
+            "common_lb_config": {}, "alt_stat_name": name + ";",
+            "metadata": {"filter_metadata": {"istio": istio_meta}},
+        })
+        assignments.append({
+            "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", "cluster_name": name,
+            "endpoints": [{"locality": {}, "lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": ip, "port_value": port}}},
+                 "health_status": health, "load_balancing_weight": 1} for ip, port, health in endpoints]}]})
+    return clusters, assignments
+
+
+def listener(svc: dict) -> dict:
+    port = svc["port"]
+    if svc.get("protocol", "http") == "tcp":
+        first = next(iter(svc["subsets"]))
+        filters = [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "stat_prefix": cluster_name(port, first, svc["host"]), "cluster": cluster_name(port, first, svc["host"])}}]
+        name = f"{svc['vip']}_{port}"
+    else:
+        filters = [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": f"outbound_0.0.0.0_{port}",
+            "rds": {"config_source": {"path_config_source": {"path": "routes.json"}, "resource_api_version": "V3"},
+                    "route_config_name": str(port)},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]
+        name = f"0.0.0.0_{port}"
+    return {"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", "name": name,
+            "address": {"socket_address": {"address": "0.0.0.0", "port_value": port}},
+            "bind_to_port": False, "filter_chains": [{"filters": filters}]}
+
+
+def xds_for(push: dict) -> dict[str, list]:
+    """Every xDS resource of a push, by file name."""
+    files = {"listeners.json": [], "clusters.json": [], "endpoints.json": [], "routes.json": []}
+    http_by_port: dict[int, list] = {}
+    for svc in push["services"]:
+        clusters, assignments = clusters_and_endpoints(svc)
+        files["clusters.json"] += clusters
+        files["endpoints.json"] += assignments
+        if not any(l["name"].endswith(f"_{svc['port']}") for l in files["listeners.json"]):
+            files["listeners.json"].append(listener(svc))
+        if svc.get("protocol", "http") == "http":
+            http_by_port.setdefault(svc["port"], []).append(virtual_host(svc))
+    for port, vhosts in http_by_port.items():
+        vhosts.sort(key=lambda v: v["name"])
+        vhosts.append({"name": "allow_any", "domains": ["*"], "routes": [{"name": "allow_any", "match": {"prefix": "/"},
+                       "route": {"cluster": "PassthroughCluster", "timeout": "0s"}}]})
+        files["routes.json"].append({"@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+                                     "name": str(port), "virtual_hosts": vhosts, "validate_clusters": False,
+                                     "ignore_port_in_host_matching": True})
+    files["clusters.json"].append({"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+                                   "name": "PassthroughCluster", "type": "ORIGINAL_DST", "connect_timeout": "10s",
+                                   "lb_policy": "CLUSTER_PROVIDED"})
+    return files
+
+
+TEMP_DIR = re.compile(rb"/tmp/mesh-why-envoy-[A-Za-z0-9_]+")
+
+
+def scrub(path: Path) -> None:
+    """Replace the run's temporary directory with the directory Istio keeps these files in,
+    so committed fixtures name no path of the machine that made them."""
+    path.write_bytes(TEMP_DIR.sub(b"/etc/istio/proxy", path.read_bytes()))
+
+
+def make(scenario: Path) -> None:
+    push = json.loads((scenario / "push.json").read_text())
+    node = envoy.SidecarNode(**push["node"])
+    with tempfile.TemporaryDirectory(prefix="mesh-why-push-") as tmp:
+        xds_dir = Path(tmp)
+        types = {"listeners.json": "envoy.config.listener.v3.Listener", "clusters.json": "envoy.config.cluster.v3.Cluster",
+                 "endpoints.json": "envoy.config.endpoint.v3.ClusterLoadAssignment",
+                 "routes.json": "envoy.config.route.v3.RouteConfiguration"}
+        for file_name, resources in xds_for(push).items():
+            (xds_dir / file_name).write_text(json.dumps(envoy.discovery_response(types[file_name], resources)))
+        out = scenario / "proxies" / node.namespace / node.pod_name
+        for path in envoy.capture(xds_dir, out, node):
+            scrub(path)
+        print(f"{scenario.name}: captured {out.relative_to(scenario)}")
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        make(Path(arg))
