@@ -1,23 +1,8 @@
 //! `kubectl-mesh_why`: explains why Istio traffic for a service is not landing where expected.
-//!
-//! The flow is one-way: gather → snapshot → intent / actual → diff → diagnose → render.
-//! Everything between gathering and rendering is pure and runs the same on saved files.
-
-mod actual;
-mod cli;
-mod diagnose;
-mod diff;
-mod envoy;
-mod error;
-mod gather;
-mod intent;
-mod istio;
-mod question;
-mod render;
-mod snapshot;
-mod view;
+//! A thin shell over the `mesh_why` library: parse arguments, gather, analyze, render, exit.
 
 use clap::Parser;
+use mesh_why::{cli, diagnose, error, gather, render};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 

@@ -165,7 +165,7 @@ impl ConfigDump {
             #[serde(borrow)]
             configs: Option<&'a RawValue>,
         }
-        let top: Top = serde_json::from_str(text).map_err(|e| json_error(e, origin))?;
+        let top: Top = decode(text, origin, "the file")?;
         let configs = top.configs.ok_or_else(|| {
             Error::new("not an Envoy config dump: there is no top-level `configs`")
                 .at(origin)
@@ -285,13 +285,14 @@ impl ConfigDump {
         #[derive(Deserialize)]
         struct Section<'a> {
             #[serde(borrow, default, alias = "staticRouteConfigs")]
-            static_route_configs: Vec<Entry<'a>>,
+            static_route_configs: Vec<&'a RawValue>,
             #[serde(borrow, default, alias = "dynamicRouteConfigs")]
-            dynamic_route_configs: Vec<Entry<'a>>,
+            dynamic_route_configs: Vec<&'a RawValue>,
         }
+        /// Admin wrapper around a route configuration; the oldest dumps list bare configurations.
         #[derive(Deserialize)]
         struct Entry<'a> {
-            #[serde(borrow, alias = "routeConfig")]
+            #[serde(borrow, default, alias = "routeConfig")]
             route_config: Option<&'a RawValue>,
             #[serde(default, alias = "versionInfo")]
             version_info: Option<String>,
@@ -313,9 +314,10 @@ impl ConfigDump {
         let s: Section = decode(raw, origin, "routes")?;
         let groups = [(s.static_route_configs, "static_route_configs"), (s.dynamic_route_configs, "dynamic_route_configs")];
         for (entries, field) in groups {
-            for (i, entry) in entries.into_iter().enumerate() {
-                let Some(raw) = entry.route_config else { continue };
+            for (i, element) in entries.into_iter().enumerate() {
                 let here = format!("{origin} {field}[{i}]");
+                let entry: Entry = decode(element.get(), &here, "route entry")?;
+                let raw = entry.route_config.unwrap_or(element);
                 let name = peek_name(raw.get(), &here, "name")?;
                 if !(sel.route_config)(&name) {
                     continue;

@@ -1,0 +1,125 @@
+//! Real config dumps from Istio 0.8 to 1.22 (the shared corpus, read by path and never copied):
+//! every one loads, or is refused with a reason; and where a dump and its YAML come from the
+//! same cluster, the analysis reports no false `proxy-stale`.
+
+use mesh_why::envoy::clusters;
+use mesh_why::envoy::config_dump::{ConfigDump, ProxyKind, Selection};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn corpus() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/envoy-dumps");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: the Envoy dump corpus is not at {}", dir.display());
+        None
+    }
+}
+
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(json_files(&p));
+        } else if p.extension().is_some_and(|e| e == "json") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_corpus_dump_loads_or_is_refused_with_a_reason() {
+    let Some(dir) = corpus() else { return };
+    let mut loaded = 0;
+    for path in json_files(&dir) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.strip_prefix(&dir).unwrap().display().to_string();
+        if name.ends_with("clusters.json") {
+            let parsed = clusters::parse(&text, &name, &|_| true).unwrap();
+            let reviews = parsed.iter().find(|c| c.name == "outbound|9080||reviews.default.svc.cluster.local").unwrap();
+            assert_eq!(reviews.hosts.len(), 3, "{name}: camelCase host_statuses must be read");
+            println!("{name}: /clusters with {} clusters", parsed.len());
+            continue;
+        }
+        match ConfigDump::parse(&text, &name, &Selection::everything()) {
+            Ok(dump) => {
+                let kind = dump.node.as_ref().map(|n| n.kind.clone());
+                if let Some(ProxyKind::Other(k)) = &kind {
+                    println!("{name}: refused for analysis, proxy type `{k}` is not a sidecar or gateway");
+                    assert!(name.contains("waypoint"), "{name}: only the waypoint dump is expected to be refused");
+                    continue;
+                }
+                let vhosts: usize = dump.route_configs.iter().map(|r| r.virtual_hosts.len()).sum();
+                println!(
+                    "{name}: {} ({}), {} route configs, {vhosts} vhosts, {} clusters, {} listeners",
+                    dump.admin_api,
+                    kind.map(|k| format!("{k:?}")).unwrap_or_else(|| "no bootstrap".into()),
+                    dump.route_configs.len(),
+                    dump.clusters.len(),
+                    dump.listeners.len()
+                );
+                assert!(!dump.sections.is_empty());
+                loaded += 1;
+            }
+            Err(e) => {
+                println!("{name}: refused: {}", e.message());
+                // Only files that are not Envoy /config_dump output may be refused.
+                assert!(name.contains("bootstrap") || name.contains("pilot_debug"), "{name} should load: {e}");
+            }
+        }
+    }
+    assert!(loaded >= 25, "only {loaded} dumps loaded");
+}
+
+/// Builds a snapshot from corpus YAML and one dump, runs the binary, returns the finding ids.
+fn analyze(yaml: &[PathBuf], dump: &Path, pod: (&str, &str), args: &[&str]) -> Vec<String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = tmp.path().join("objects");
+    std::fs::create_dir_all(&objects).unwrap();
+    for (i, y) in yaml.iter().enumerate() {
+        std::fs::copy(y, objects.join(format!("{i}.yaml"))).unwrap();
+    }
+    let proxy = tmp.path().join("proxies").join(pod.0).join(pod.1);
+    std::fs::create_dir_all(&proxy).unwrap();
+    std::fs::copy(dump, proxy.join("config_dump.json")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why"))
+        .args(args)
+        .arg("--snapshot")
+        .arg(tmp.path())
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    for d in report["diff"].as_array().into_iter().flatten() {
+        println!("{}", d["text"].as_str().unwrap_or_default());
+    }
+    report["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn paired_yaml_and_dumps_show_no_false_proxy_stale() {
+    let Some(dir) = corpus() else { return };
+    let header = dir.join("istio-1.22-ingress-header-subsets");
+    let yaml: Vec<PathBuf> = ["app1", "app2", "app3", "gateway-dr-vs"].iter().map(|n| header.join(format!("k8s/{n}.yaml"))).collect();
+    for service in ["app1", "app2", "app3"] {
+        let ids = analyze(&yaml, &header.join("app1-0.sidecar.config_dump.json"), ("default", "app1-0"), &[service]);
+        println!("1.22 {service}: {ids:?}");
+        assert!(!ids.iter().any(|i| i == "proxy-stale"), "false proxy-stale for {service}: {ids:?}");
+    }
+    let ossm = dir.join("ossm-istio-1.20-sidecar-and-ingress");
+    let yaml: Vec<PathBuf> = ["app", "internal-call"].iter().map(|n| ossm.join(format!("k8s/{n}.yaml"))).collect();
+    let ids = analyze(
+        &yaml,
+        &ossm.join("hello-openshift.sidecar.config_dump.json"),
+        ("vanilla-playground", "hello-openshift"),
+        &["hello-openshift.vanilla-playground", "--from", "hello-openshift"],
+    );
+    println!("1.20 hello-openshift: {ids:?}");
+    assert!(!ids.iter().any(|i| i == "proxy-stale"), "false proxy-stale: {ids:?}");
+    assert!(ids.iter().any(|i| i == "no-route-match"), "the VS has only an exact `/` match: {ids:?}");
+}
