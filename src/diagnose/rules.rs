@@ -334,13 +334,12 @@ fn proxy_stale(ctx: &CallerContext<'_>, diff: &crate::diff::ProxyDiff, out: &mut
     }
     let evidence: Vec<String> = config.iter().map(|d| describe_difference(&ctx.caller.display(), d)).collect();
     let weights_changed = config.iter().any(|d| matches!(d, Difference::Route { expected: Some(_), actual: Some(_), .. }));
+    let summary = match stale_split(ctx, &config) {
+        Some((want, have)) => format!("the Envoy of {} still splits {have} instead of {want}: it runs old configuration", ctx.caller.display()),
+        None => format!("the Envoy of {} holds configuration that differs from what the current objects imply ({} difference(s))", ctx.caller.display(), config.len()),
+    };
     out.push(
-        Finding::new(
-            "proxy-stale",
-            Severity::Error,
-            ctx.caller.reference(),
-            format!("the Envoy of {} holds configuration that differs from what the current objects imply ({} difference(s))", ctx.caller.display(), config.len()),
-        )
+        Finding::new("proxy-stale", Severity::Error, ctx.caller.reference(), summary)
         .detail(format!(
             "{}istiod has not pushed the current configuration to this proxy, or Envoy rejected the update; it keeps serving the old routes.{}",
             if weights_changed { "Routes differ (old matches or weights). " } else { "" },
@@ -352,6 +351,34 @@ fn proxy_stale(ctx: &CallerContext<'_>, diff: &crate::diff::ProxyDiff, out: &mut
             ctx.caller.name, ctx.caller.namespace
         )),
     );
+}
+
+/// For a route whose weights alone changed: the intended and the held split, as `v1 90 / v2 10`.
+fn stale_split(ctx: &CallerContext<'_>, config: &[&Difference]) -> Option<(String, String)> {
+    let (port, index) = config.iter().find_map(|d| match d {
+        Difference::Route { port, index, expected: Some(_), actual: Some(_) } => Some((*port, *index)),
+        _ => None,
+    })?;
+    let route_at = |view: &crate::view::ProxyView| {
+        view.ports.iter().find(|p| p.port == port)?.virtual_host.as_ref()?.routes.get(index).cloned()
+    };
+    let (want, have) = (route_at(&ctx.intent.view)?, route_at(ctx.actual?.view.as_ref()?)?);
+    let split = |r: &crate::view::RouteView| {
+        r.action
+            .clusters()
+            .map(|c| {
+                let subset = ClusterName::parse(&c.name).map(|n| n.subset).filter(|s| !s.is_empty()).unwrap_or_else(|| c.name.clone());
+                (subset, c.weight)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (w, h) = (split(&want), split(&have));
+    let names = |v: &[(String, u32)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    if want.matcher != have.matcher || names(&w) != names(&h) || w.len() < 2 {
+        return None;
+    }
+    let show = |v: &[(String, u32)]| v.iter().map(|(n, wt)| format!("{n} {wt}")).collect::<Vec<_>>().join(" / ");
+    Some((show(&w), show(&h)))
 }
 
 fn endpoints_stale(target: &Target, ctx: &CallerContext<'_>, diff: &crate::diff::ProxyDiff, out: &mut Vec<Finding>) {

@@ -2,7 +2,7 @@
 """A small read-only Kubernetes API server for mesh-why's end-to-end tests.
 
 It speaks the real wire protocols so that real clients (kube-rs in
-mesh-why, and /usr/bin/kubectl for fidelity checks) work against it
+mesh-why, and the real kubectl for fidelity checks) work against it
 unchanged:
 
 * REST: /version, discovery (/api, /apis, group versions), get and list of
@@ -32,29 +32,23 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
-import hashlib
 import ipaddress
 import json
 import signal
-import struct
 import sys
 import time
 import urllib.parse
-import uuid
 from pathlib import Path
 
+import portforward
 import streamproto as wire
 
 HOST = "127.0.0.1"
 HEAD_TIMEOUT_S = 120.0       # idle keep-alive connections are dropped after this
-POD_CONNECT_TIMEOUT_S = 5.0
-STREAM_PAIR_TIMEOUT_S = 30.0  # kubelet's default stream creation timeout
-READ_CHUNK = 32 * 1024
-FORWARDED_POD_PORT = 15000    # the Envoy admin port of an Istio sidecar
 USER = "system:serviceaccount:default:mesh-why"
 SERVER_VERSION = {
     "major": "1", "minor": "32", "gitVersion": "v1.32.5",
-    "gitCommit": "9894294ef13a5b32803e3ca2c0d620a088cc84d1", "gitTreeState": "clean",
+    "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
     "buildDate": "2025-05-15T09:08:54Z", "goVersion": "go1.23.8", "compiler": "gc",
     "platform": "linux/amd64",
 }
@@ -122,8 +116,7 @@ class Faults:
 
     forbid: frozenset = frozenset()    # plurals, or "pods/portforward"
     no_istio_crds: bool = False
-    cut_after: int | None = None       # bytes from the pod before the connection drops
-    hang: bool = False                 # accept port-forward streams, never serve them
+    sessions: portforward.SessionFaults = portforward.SessionFaults()
 
 
 class Registry:
@@ -134,7 +127,8 @@ class Registry:
 
     def lookup(self, group: str, version: str, plural: str) -> Resource | None:
         for resource in self.resources:
-            if (resource.group, resource.plural) == (group, plural) and version in resource.versions:
+            if (resource.group, resource.plural) == (group, plural) and \
+                    version in resource.versions:
                 return resource
         return None
 
@@ -173,7 +167,8 @@ class ObjectStore:
     def add(self, item: dict, origin: Path) -> None:
         resource = self.registry.for_object(item.get("apiVersion", ""), item.get("kind", ""))
         if resource is None:
-            raise ValueError(f"{origin}: unsupported object {item.get('apiVersion')} {item.get('kind')}")
+            raise ValueError(f"{origin}: unsupported object "
+                             f"{item.get('apiVersion')} {item.get('kind')}")
         self.objects.setdefault(resource, []).append(item)
 
     def select(self, resource: Resource, namespace: str | None,
@@ -446,10 +441,8 @@ def build_table(resource: Resource, objects: list[dict], include_object: str) ->
 # --- HTTP plumbing ------------------------------------------------------------
 
 REASONS = {101: "Switching Protocols", 200: "OK", 400: "Bad Request", 403: "Forbidden",
-           404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
-           500: "Internal Server Error"}
-STATUS_REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound",
-                  405: "MethodNotAllowed", 406: "NotAcceptable"}
+           404: "Not Found", 405: "Method Not Allowed"}
+STATUS_REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed"}
 
 
 @dataclasses.dataclass
@@ -540,7 +533,10 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
             asyncio.LimitOverrunError):
         return None
     lines = head.decode("latin-1").split("\r\n")
-    method, target, _version = lines[0].split(" ", 2)
+    request_line = lines[0].split(" ")
+    if len(request_line) != 3:
+        return None  # not HTTP/1.x: drop the connection
+    method, target, _version = request_line
     headers = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
@@ -551,9 +547,10 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
 
 async def discard_body(reader: asyncio.StreamReader, request: Request) -> bool:
     """Skip a request body; False when it cannot be framed (connection must close)."""
-    if "chunked" in request.header("transfer-encoding").lower():
+    length = request.header("content-length") or "0"
+    if "chunked" in request.header("transfer-encoding").lower() or not length.isdigit():
         return False
-    length = int(request.header("content-length") or 0)
+    length = int(length)
     if length:
         await reader.readexactly(length)
     return True
@@ -602,7 +599,7 @@ class Api:
     def handle(self, request: Request) -> Response:
         parts = [urllib.parse.unquote(p) for p in request.path.strip("/").split("/") if p]
         if request.method != "GET":
-            raise HttpError(405, f"the server does not allow this method on the requested resource")
+            raise HttpError(405, "the server does not allow this method on the requested resource")
         if parts == ["version"]:
             return Response(200, SERVER_VERSION)
         if parts[:1] == ["api"]:
@@ -655,8 +652,8 @@ class Api:
     def resource_list(self, group: str, version: str) -> dict:
         entries = []
         for r in self.registry.in_group_version(group, version):
-            entries.append({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
-                            "kind": r.kind, "verbs": ["get", "list"],
+            entries.append({"name": r.plural, "singularName": r.singular,
+                            "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "list"],
                             **({"shortNames": list(r.short_names)} if r.short_names else {})})
             for sub, kind, verbs in r.subresources:
                 entries.append({"name": f"{r.plural}/{sub}", "singularName": "",
@@ -668,6 +665,9 @@ class Api:
              request: Request) -> Response:
         if resource.plural in self.faults.forbid:
             raise forbidden(resource, "list", namespace, None)
+        if request.param("watch") in ("true", "1"):
+            raise HttpError(405, "watch is not supported by this test server (discovery "
+                                 "advertises only get and list)")
         try:
             labels = Selector.parse(request.param("labelSelector"))
             fields = Selector.parse(request.param("fieldSelector"), fields=True)
@@ -706,67 +706,6 @@ def with_type(obj: dict, resource: Resource, version: str) -> dict:
 
 # --- Port-forward -------------------------------------------------------------
 
-class PortForwardError(Exception):
-    """What the kubelet would write on a port's error stream."""
-
-
-class PodPorts:
-    """Reaches one pod's ports: 15000 maps to an Envoy admin, others are closed."""
-
-    def __init__(self, pod: dict, admin: tuple[str, int] | None):
-        self.pod = pod
-        self.admin = admin
-
-    def sandbox_id(self) -> str:
-        uid = self.pod["metadata"].get("uid") or self.pod["metadata"]["name"]
-        return hashlib.sha256(uid.encode()).hexdigest()
-
-    def refused(self, port: int) -> PortForwardError:
-        """containerd's message for a port nothing listens on, wrapped by the kubelet."""
-        sandbox = self.sandbox_id()
-        netns = uuid.UUID(sandbox[:32])
-        return PortForwardError(
-            f"error forwarding port {port} to pod {sandbox}, uid : failed to execute portforward "
-            f'in network namespace "/var/run/netns/cni-{netns}": failed to connect to '
-            f'localhost:{port} inside namespace "{sandbox}", IPv4: dial tcp4 127.0.0.1:{port}: '
-            f"connect: connection refused IPv6 dial tcp6 [::1]:{port}: connect: connection refused ")
-
-    async def connect(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if port != FORWARDED_POD_PORT or self.admin is None:
-            raise self.refused(port)
-        try:
-            return await asyncio.wait_for(asyncio.open_connection(*self.admin),
-                                          POD_CONNECT_TIMEOUT_S)
-        except (OSError, asyncio.TimeoutError) as error:
-            raise self.refused(port) from error
-
-
-class ConnectionCut(Exception):
-    """--portforward-cut-after reached: the whole client connection must drop."""
-
-
-async def copy_from_pod(reader: asyncio.StreamReader, send, cut_after: int | None) -> None:
-    """Relay pod bytes through send() until EOF, or raise ConnectionCut at the limit."""
-    sent = 0
-    while True:
-        try:
-            chunk = await reader.read(READ_CHUNK)
-        except ConnectionError:
-            return
-        if not chunk:
-            return
-        if cut_after is not None and sent + len(chunk) >= cut_after:
-            await send(chunk[:cut_after - sent])
-            raise ConnectionCut()
-        sent += len(chunk)
-        await send(chunk)
-
-
-def close_quietly(writer: asyncio.StreamWriter | None) -> None:
-    if writer is not None:
-        writer.close()
-
-
 def requested_ports(request: Request) -> list[int]:
     """The ports query parameter: repeated and/or comma-separated, like the kubelet reads it."""
     ports = []
@@ -776,188 +715,6 @@ def requested_ports(request: Request) -> list[int]:
                 raise HttpError(400, f'unable to parse "{value}" as a port')
             ports.append(int(piece))
     return ports
-
-
-class ChannelPortForward:
-    """WebSocket v4.channel.k8s.io port-forward, served like the kubelet does.
-
-    Per requested port i, channel 2i carries data and 2i+1 errors; the first
-    message on each channel is the port as 2 little-endian bytes.  The socket
-    closes once every port's pod connection has ended.
-    """
-
-    def __init__(self, websocket: wire.WebSocket, pod: PodPorts, ports: list[int], faults: Faults):
-        self.websocket = websocket
-        self.pod = pod
-        self.ports = ports
-        self.faults = faults
-        self.pod_writers: dict[int, asyncio.StreamWriter] = {}
-
-    async def run(self) -> None:
-        for index, port in enumerate(self.ports):
-            prefix = struct.pack("<H", port)
-            await self.websocket.send_binary(bytes([2 * index]) + prefix)
-            await self.websocket.send_binary(bytes([2 * index + 1]) + prefix)
-        if self.faults.hang:
-            while await self.websocket.receive() is not None:
-                pass
-            return
-        pumps = {asyncio.create_task(self.serve_port(i, p)) for i, p in enumerate(self.ports)}
-        inbound = asyncio.create_task(self.relay_to_pods())
-        pending = {inbound, *pumps}
-        try:
-            while inbound in pending and pending & pumps:  # client gone, or every port done
-                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            await self.websocket.close()
-        finally:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            for writer in self.pod_writers.values():
-                close_quietly(writer)
-
-    async def serve_port(self, index: int, port: int) -> None:
-        try:
-            reader, writer = await self.pod.connect(port)
-        except PortForwardError as error:
-            await self.websocket.send_binary(bytes([2 * index + 1]) + str(error).encode())
-            return
-        self.pod_writers[index] = writer
-        channel = bytes([2 * index])
-        try:
-            await copy_from_pod(reader, lambda chunk: self.websocket.send_binary(channel + chunk),
-                                self.faults.cut_after)
-        except ConnectionCut:
-            self.websocket.drop()
-
-    async def relay_to_pods(self) -> None:
-        while (message := await self.websocket.receive()) is not None:
-            _, payload = message
-            if len(payload) < 2 or payload[0] % 2:
-                continue
-            writer = self.pod_writers.get(payload[0] // 2)
-            if writer is not None:
-                writer.write(payload[1:])
-                await writer.drain()
-
-
-@dataclasses.dataclass
-class SpdyStream:
-    """One client-opened SPDY stream and the bytes it has delivered."""
-
-    stream_id: int
-    kind: str                     # "data" or "error"
-    port: int
-    inbound: asyncio.Queue = dataclasses.field(default_factory=asyncio.Queue)
-
-
-class SpdyPortForward:
-    """SPDY/3.1 port-forward server, direct or tunnelled in WebSocket.
-
-    kubectl opens an error stream then a data stream per local connection,
-    tagged with headers streamtype, port and requestID.  Each stream gets a
-    SYN_REPLY; once both of a request's streams exist the pod port is
-    dialled.  On a dial failure the message goes on the error stream; when
-    the pod side ends both streams are finished with FIN, which is what
-    kubectl waits for before closing its local connection.
-    """
-
-    def __init__(self, transport, pod: PodPorts, faults: Faults):
-        self.transport = transport
-        self.pod = pod
-        self.faults = faults
-        self.codec = wire.SpdyCodec()
-        self.pairs: dict[str, dict[str, SpdyStream]] = {}
-        self.streams: dict[int, SpdyStream] = {}
-        self.tasks: set[asyncio.Task] = set()
-
-    async def run(self) -> None:
-        try:
-            while (data := await self.transport.read()):
-                for frame in self.codec.feed(data):
-                    if not await self.dispatch(frame):
-                        return
-        finally:
-            for task in self.tasks:
-                task.cancel()
-            await self.transport.close()
-
-    async def send(self, frame: bytes) -> None:
-        await self.transport.write(frame)
-
-    async def dispatch(self, frame) -> bool:
-        """Handle one frame; False when the session is over (GOAWAY)."""
-        if isinstance(frame, wire.DataFrame):
-            stream = self.streams.get(frame.stream_id)
-            if stream is not None:
-                if frame.data:
-                    stream.inbound.put_nowait(frame.data)
-                if frame.fin:
-                    stream.inbound.put_nowait(b"")
-            return True
-        if frame.kind == wire.SYN_STREAM:
-            await self.open_stream(frame)
-        elif frame.kind == wire.RST_STREAM:
-            stream = self.streams.get(wire.frame_stream_id(frame))
-            if stream is not None:
-                stream.inbound.put_nowait(None)
-        elif frame.kind == wire.PING and wire.ping_id(frame) % 2 == 1:
-            await self.send(wire.ping_frame(wire.ping_id(frame)))  # echo client pings
-        elif frame.kind == wire.GOAWAY:
-            return False
-        return True  # SETTINGS, WINDOW_UPDATE, HEADERS: nothing to do
-
-    async def open_stream(self, frame: wire.ControlFrame) -> None:
-        stream_id, headers = self.codec.syn_stream_headers(frame)
-        kind, port = headers.get("streamtype", ""), headers.get("port", "")
-        if kind not in ("data", "error") or not port.isdigit() or not 0 < int(port) < 65536:
-            await self.send(wire.rst_stream_frame(stream_id, wire.RST_CANCEL))
-            return
-        await self.send(self.codec.syn_reply(stream_id))
-        stream = SpdyStream(stream_id, kind, int(port))
-        self.streams[stream_id] = stream
-        request_id = headers.get("requestid") or str(stream_id - (2 if kind == "data" else 0))
-        pair = self.pairs.setdefault(request_id, {})
-        pair[kind] = stream
-        if len(pair) == 2:
-            self.spawn(self.forward(pair["data"], pair["error"]))
-
-    def spawn(self, coroutine) -> None:
-        task = asyncio.create_task(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def forward(self, data: SpdyStream, error: SpdyStream) -> None:
-        if self.faults.hang:
-            await asyncio.Event().wait()
-        writer = None
-        try:
-            reader, writer = await self.pod.connect(data.port)
-            to_pod = asyncio.create_task(self.relay_to_pod(data, writer))
-            try:
-                await copy_from_pod(reader, lambda chunk: self.send(wire.data_frame(
-                    data.stream_id, chunk)), self.faults.cut_after)
-            finally:
-                to_pod.cancel()
-        except PortForwardError as failure:
-            await self.send(wire.data_frame(error.stream_id, str(failure).encode()))
-        except ConnectionCut:
-            self.transport.drop()
-            return
-        finally:
-            close_quietly(writer)
-        await self.send(wire.data_frame(error.stream_id, b"", fin=True))
-        await self.send(wire.data_frame(data.stream_id, b"", fin=True))
-
-    async def relay_to_pod(self, data: SpdyStream, writer: asyncio.StreamWriter) -> None:
-        """Client bytes to the pod; FIN half-closes, RST_STREAM closes."""
-        while (chunk := await data.inbound.get()):
-            writer.write(chunk)
-            await writer.drain()
-        if chunk is None:
-            writer.close()
-        elif writer.can_write_eof():
-            writer.write_eof()
 
 
 class Server:
@@ -971,8 +728,17 @@ class Server:
         self.forwards = forwards
         self.log = log
         self.api = Api(store, registry, faults)
+        self.connections: set[asyncio.Task] = set()
+
+    async def shutdown(self) -> None:
+        """Cancel open connections (port-forwards can be long-lived) and reap them."""
+        for task in self.connections:
+            task.cancel()
+        await asyncio.gather(*self.connections, return_exceptions=True)
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self.connections.add(task)
         try:
             while (request := await read_request(reader)) is not None:
                 if self.portforward_target(request):
@@ -990,6 +756,7 @@ class Server:
             pass
         finally:
             writer.close()
+            self.connections.discard(task)
 
     def respond(self, request: Request) -> Response:
         try:
@@ -1012,13 +779,15 @@ class Server:
         pods = self.registry.lookup("", "v1", "pods")
         try:
             if request.method not in ("GET", "POST"):
-                raise HttpError(405, "the server does not allow this method on the requested resource")
-            if "pods/portforward" in self.faults.forbid or "pods" in self.faults.forbid:
+                raise HttpError(405, "the server does not allow this method on the "
+                                     "requested resource")
+            if "pods/portforward" in self.faults.forbid:  # RBAC checks verb create here
                 raise forbidden(pods, "create", namespace, name, subresource="portforward")
             pod = self.store.get(pods, namespace, name)
             if pod is None:
                 raise not_found(pods, name)
-            handler = self.choose_protocol(request, PodPorts(pod, self.forwards.get(f"{namespace}/{name}")))
+            target = portforward.PodPorts(pod, self.forwards.get(f"{namespace}/{name}"))
+            handler = self.choose_protocol(request, target)
         except HttpError as error:
             response = error.response()
             self.log.record(request, response.status)
@@ -1028,31 +797,44 @@ class Server:
         self.log.record(request, 101)
         await handler(reader, writer)
 
-    def choose_protocol(self, request: Request, pod: PodPorts):
-        """Pick the framing from the upgrade headers; returns a coroutine factory."""
+    def choose_protocol(self, request: Request, pod: portforward.PodPorts):
+        """Pick the framing from the upgrade headers; returns the session coroutine.
+
+        Like kube-apiserver (for the tunnel) and the kubelet (for the rest):
+        a WebSocket offering SPDY/3.1+portforward.k8s.io gets tunnelled SPDY,
+        any other WebSocket gets v4.channel.k8s.io (or no subprotocol if it
+        offered none), and Upgrade: SPDY/3.1 gets plain SPDY.
+        """
         upgrade = request.upgrade()
         if upgrade == "websocket":
-            offered = [p.strip() for p in request.header("sec-websocket-protocol").split(",") if p.strip()]
-            if TUNNEL_PREFIX + PORTFORWARD_PROTOCOL in offered:
-                return self.websocket_upgrade(request, TUNNEL_PREFIX + PORTFORWARD_PROTOCOL,
-                                              lambda ws: SpdyPortForward(
-                                                  wire.WebSocketTransport(ws), pod, self.faults))
-            if offered and V4_CHANNEL_PROTOCOL not in offered:
-                raise HttpError(400, f"unable to upgrade websocket connection: requested protocol(s) "
-                                     f"are not supported: {offered}; supports {[V4_CHANNEL_PROTOCOL]}")
-            ports = requested_ports(request)
-            if not ports:
-                raise HttpError(400, 'query parameter "port" is required')
-            return self.websocket_upgrade(request, V4_CHANNEL_PROTOCOL if offered else "",
-                                          lambda ws: ChannelPortForward(ws, pod, ports, self.faults))
+            return self.websocket_session(request, pod)
         if upgrade.startswith("spdy/3.1"):
             return self.spdy_upgrade(request, pod)
         raise HttpError(400, "Upgrade request required")
 
+    def websocket_session(self, request: Request, pod: portforward.PodPorts):
+        faults = self.faults.sessions
+        offered = [p.strip() for p in request.header("sec-websocket-protocol").split(",")
+                   if p.strip()]
+        tunnel = TUNNEL_PREFIX + PORTFORWARD_PROTOCOL
+        if tunnel in offered:
+            return self.websocket_upgrade(request, tunnel, lambda ws: portforward.SpdyPortForward(
+                wire.WebSocketTransport(ws), pod, faults))
+        if offered and V4_CHANNEL_PROTOCOL not in offered:
+            raise HttpError(400, f"unable to upgrade websocket connection: requested protocol(s) "
+                                 f"are not supported: {offered}; supports {[V4_CHANNEL_PROTOCOL]}")
+        ports = requested_ports(request)
+        if not ports:
+            raise HttpError(400, 'query parameter "port" is required')
+        protocol = V4_CHANNEL_PROTOCOL if offered else ""
+        return self.websocket_upgrade(request, protocol, lambda ws: portforward.ChannelPortForward(
+            ws, pod, ports, faults))
+
     def websocket_upgrade(self, request: Request, protocol: str, session_factory):
         key = request.header("sec-websocket-key")
         if not key:
-            raise HttpError(400, "websocket: not a websocket handshake: 'Sec-WebSocket-Key' header is missing")
+            raise HttpError(400, "websocket: not a websocket handshake: "
+                                 "'Sec-WebSocket-Key' header is missing")
         headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                    ("Sec-WebSocket-Accept", wire.websocket_accept(key))]
         if protocol:
@@ -1064,18 +846,20 @@ class Server:
             await session_factory(wire.WebSocket(reader, writer)).run()
         return serve
 
-    def spdy_upgrade(self, request: Request, pod: PodPorts):
+    def spdy_upgrade(self, request: Request, pod: portforward.PodPorts):
         offered = [p.strip() for p in request.header("x-stream-protocol-version").split(",")]
         if PORTFORWARD_PROTOCOL not in offered:
-            raise HttpError(403, f"unable to upgrade: unable to negotiate protocol: client supports "
-                                 f"{offered}, server accepts {[PORTFORWARD_PROTOCOL]}",
-                            headers=(("X-Accepted-Stream-Protocol-Versions", PORTFORWARD_PROTOCOL),))
+            raise HttpError(403, f"unable to upgrade: unable to negotiate protocol: client "
+                                 f"supports {offered}, server accepts {[PORTFORWARD_PROTOCOL]}",
+                            headers=(("X-Accepted-Stream-Protocol-Versions",
+                                      PORTFORWARD_PROTOCOL),))
 
         async def serve(reader, writer):
             writer.write(response_bytes(101, [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"),
                                               ("X-Stream-Protocol-Version", PORTFORWARD_PROTOCOL)]))
             await writer.drain()
-            await SpdyPortForward(wire.RawTransport(reader, writer), pod, self.faults).run()
+            await portforward.SpdyPortForward(wire.RawTransport(reader, writer), pod,
+                                              self.faults.sessions).run()
         return serve
 
 
@@ -1117,7 +901,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace) -> None:
     faults = Faults(forbid=frozenset(args.forbid), no_istio_crds=args.no_istio_crds,
-                    cut_after=args.portforward_cut_after, hang=args.portforward_hang)
+                    sessions=portforward.SessionFaults(cut_after=args.portforward_cut_after,
+                                                       hang=args.portforward_hang))
     registry = Registry(faults)
     store = ObjectStore(registry)
     store.load_dir(args.objects)
@@ -1131,6 +916,7 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with listener:
         await stop.wait()
+    await server.shutdown()
 
 
 def main(argv: list[str]) -> int:

@@ -29,10 +29,10 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import importlib.metadata
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -53,6 +53,8 @@ POLL_INTERVAL_S = 0.1
 ISTIO_AGENT_FLAGS = ("--drain-strategy", "immediate", "--local-address-ip-version", "v4",
                      "--file-flush-interval-msec", "1000", "--disable-hot-restart",
                      "--allow-unknown-static-fields", "--component-log-level", "misc:error")
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 CAPTURES = {
     "config_dump.json": "/config_dump?include_eds",
@@ -122,6 +124,16 @@ class SidecarNode:
     def from_json_file(cls, path: Path) -> "SidecarNode":
         """Override some defaults from a JSON object of field names."""
         return cls(**json.loads(path.read_text()))
+
+
+def die_with_parent() -> None:
+    """preexec_fn: have Linux SIGKILL the child if the parent dies first.
+
+    stop() covers every normal exit; this covers the parent being SIGKILLed
+    (e.g. by a test runner's timeout), so no Envoy outlives its test.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def envoy_binary() -> str:
@@ -217,8 +229,8 @@ def load_resources(xds_dir: Path, file_name: str) -> list[dict]:
     return json.loads((Path(xds_dir) / file_name).read_text()).get("resources", [])
 
 
-def discovery_response(type_name: str, resources: list[dict]) -> dict:
-    return {"version_info": "1", "type_url": f"type.googleapis.com/{type_name}",
+def discovery_response(version: str, type_name: str, resources: list[dict]) -> dict:
+    return {"version_info": version, "type_url": f"type.googleapis.com/{type_name}",
             "resources": resources}
 
 
@@ -237,7 +249,8 @@ def copy_xds(src: Path, dst: Path) -> None:
         document = json.loads((src / name).read_text())
         (dst / name).write_text(json.dumps(rebase_paths(document, dst), indent=1))
     clusters = json.loads((src / "clusters.json").read_text())
-    assignments = {cla["cluster_name"]: cla for cla in load_resources(src, "endpoints.json")}
+    endpoints = json.loads((src / "endpoints.json").read_text())
+    assignments = {cla["cluster_name"]: cla for cla in endpoints.get("resources", [])}
     eds_dir = dst / "eds"
     eds_dir.mkdir(exist_ok=True)
     for index, cluster in enumerate(clusters.get("resources", [])):
@@ -250,7 +263,8 @@ def copy_xds(src: Path, dst: Path) -> None:
             "cluster_name": service})
         target = eds_dir / f"{index}.json"
         target.write_text(json.dumps(discovery_response(
-            "envoy.config.endpoint.v3.ClusterLoadAssignment", [assignment]), indent=1))
+            endpoints.get("version_info", ""), "envoy.config.endpoint.v3.ClusterLoadAssignment",
+            [assignment]), indent=1))
         eds["eds_config"]["path_config_source"] = {"path": str(target)}
     (dst / "clusters.json").write_text(json.dumps(rebase_paths(clusters, dst), indent=1))
 
@@ -405,7 +419,8 @@ def start(xds_dir: Path, node: SidecarNode = SidecarNode()) -> RunningEnvoy:
                    "--admin-address-path", str(address_file)]
         with open(workdir / "envoy.stderr", "wb") as stderr:
             process = subprocess.Popen(command, cwd=workdir, stdin=subprocess.DEVNULL,
-                                       stdout=stderr, stderr=stderr, start_new_session=True)
+                                       stdout=stderr, stderr=stderr, start_new_session=True,
+                                       preexec_fn=die_with_parent)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -492,14 +507,18 @@ def serve_until_signalled(envoy: RunningEnvoy) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--node-json", type=Path,
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--node-json", type=Path,
                         help="JSON object overriding SidecarNode fields (pod_name, pod_ip, ...)")
-    parser.add_argument("--timeout", type=float, default=READY_TIMEOUT_S)
+    common.add_argument("--timeout", type=float, default=READY_TIMEOUT_S,
+                        help="seconds to wait for the xDS to load")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = commands.add_parser("serve", help="run Envoy until SIGTERM/SIGINT")
+    serve_cmd = commands.add_parser("serve", parents=[common],
+                                    help="run Envoy until SIGTERM/SIGINT")
     serve_cmd.add_argument("xds_dir", type=Path)
-    capture_cmd = commands.add_parser("capture", help="write admin outputs and exit")
+    capture_cmd = commands.add_parser("capture", parents=[common],
+                                      help="write admin outputs and exit")
     capture_cmd.add_argument("xds_dir", type=Path)
     capture_cmd.add_argument("out_dir", type=Path)
     return parser.parse_args(argv)

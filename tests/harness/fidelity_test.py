@@ -21,6 +21,8 @@ import json
 import os
 import re
 import selectors
+import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -81,7 +83,8 @@ class ApiServer:
         command = [sys.executable, str(HARNESS / "apiserver.py"), "--objects", str(OBJECTS),
                    "--request-log", str(self.log_path),
                    "--portforward", f"{NAMESPACE}/{SIDECAR_POD}={admin[0]}:{admin[1]}", *flags]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                        preexec_fn=envoy.die_with_parent)
         try:
             line = read_line(self.process, START_TIMEOUT_S)
             if not line.startswith("LISTENING "):
@@ -140,7 +143,7 @@ class PortForward:
             kubectl.command("port-forward", "--address", "127.0.0.1", "-n", NAMESPACE,
                             f"pod/{pod}", "0:15000"),
             stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.DEVNULL,
-            env=kubectl.env(websockets))
+            env=kubectl.env(websockets), preexec_fn=envoy.die_with_parent)
         try:
             line = read_line(self.process, START_TIMEOUT_S)
             match = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> 15000", line)
@@ -336,11 +339,12 @@ def check_port_forward_websocket_tunnel(ctx: Context) -> None:
         server_info = json.loads(forward.get("/server_info"))
         clusters = json.loads(forward.get("/clusters?format=json"))
     assert "/1.40.0/" in server_info["version"], server_info["version"]
-    assert server_info["node"]["id"].startswith("sidecar~127.0.10.5~" + SIDECAR_POD), server_info["node"]
+    node_id = server_info["node"]["id"]
+    assert node_id.startswith(f"sidecar~127.0.10.5~{SIDECAR_POD}.default~"), node_id
     assert V1_CLUSTER in {c["name"] for c in clusters["cluster_statuses"]}
     upgrade = [r for r in ctx.server.requests()[before:] if r["path"].endswith("/portforward")]
-    assert [(r["method"], r["status"], r["headers"].get("sec-websocket-protocol")) for r in upgrade] \
-        == [("GET", 101, TUNNEL_PROTOCOL)], upgrade
+    seen = [(r["method"], r["status"], r["headers"].get("sec-websocket-protocol")) for r in upgrade]
+    assert seen == [("GET", 101, TUNNEL_PROTOCOL)], upgrade
 
 
 def check_port_forward_spdy_fallback(ctx: Context) -> None:
@@ -388,6 +392,18 @@ def check_channel_refused(ctx: Context) -> None:
     assert result.data(0) == b"" and result.ended == "close-frame", result.ended
 
 
+def check_channel_mapped_to_closed_port(ctx: Context) -> None:
+    with socket.socket() as probe:  # a loopback port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    server, _ = ctx.variant("--portforward", f"{NAMESPACE}/{UNMAPPED_POD}=127.0.0.1:{closed_port}")
+    try:
+        result = asyncio.run(channel_session(server, UNMAPPED_POD, admin_request("/")))
+    finally:
+        server.stop()
+    assert "connect: connection refused" in result.data(1).decode(), result.channels
+
+
 def check_channel_unknown_pod(ctx: Context) -> None:
     result = asyncio.run(channel_session(ctx.server, "no-such-pod", admin_request("/")))
     status = json.loads(result.body)
@@ -404,7 +420,8 @@ def check_forbid(ctx: Context) -> None:
         server.stop()
     assert ('virtualservices.networking.istio.io is forbidden: User '
             '"system:serviceaccount:default:mesh-why" cannot list resource "virtualservices" '
-            'in API group "networking.istio.io" at the cluster scope') in result.stderr, result.stderr
+            'in API group "networking.istio.io" at the cluster scope') in result.stderr, \
+        result.stderr
     status = json.loads(denied.body)
     assert denied.status == 403 and status["reason"] == "Forbidden", status
     assert 'cannot create resource "pods/portforward" in API group "" in the namespace' \
@@ -419,7 +436,8 @@ def check_no_istio(ctx: Context) -> None:
             f"http://{server.host}:{server.port}/apis", timeout=STREAM_TIMEOUT_S).read())
     finally:
         server.stop()
-    assert 'the server doesn\'t have a resource type "virtualservices"' in result.stderr, result.stderr
+    assert 'the server doesn\'t have a resource type "virtualservices"' in result.stderr, \
+        result.stderr
     assert [g["name"] for g in groups["groups"]] == ["discovery.k8s.io"], groups
 
 
@@ -429,7 +447,8 @@ def check_cut_after(ctx: Context) -> None:
         result = asyncio.run(channel_session(server, SIDECAR_POD, admin_request("/config_dump")))
     finally:
         server.stop()
-    assert len(result.data(0)) == 1000 and result.ended == "eof", (len(result.data(0)), result.ended)
+    received = len(result.data(0))
+    assert received == 1000 and result.ended == "eof", (received, result.ended)
 
 
 def check_hang(ctx: Context) -> None:
@@ -454,7 +473,8 @@ def check_request_log_only_reads(ctx: Context) -> None:
 CHECKS = [check_spdy_dictionary, check_get_json, check_get_table, check_selectors,
           check_not_found, check_port_forward_websocket_tunnel, check_port_forward_spdy_fallback,
           check_port_forward_refused_kubectl, check_channel_protocol, check_channel_refused,
-          check_channel_unknown_pod, check_forbid, check_no_istio, check_cut_after, check_hang,
+          check_channel_mapped_to_closed_port, check_channel_unknown_pod,
+          check_forbid, check_no_istio, check_cut_after, check_hang,
           check_request_log_only_reads]
 
 
@@ -477,8 +497,11 @@ def run_checks(ctx: Context) -> tuple[int, int]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kubectl", default=os.environ.get("KUBECTL", "/usr/bin/kubectl"))
+    parser.add_argument("--kubectl", default=os.environ.get("KUBECTL") or shutil.which("kubectl"),
+                        help="kubectl binary (default: $KUBECTL, else kubectl on PATH)")
     args = parser.parse_args(argv)
+    if not args.kubectl:
+        parser.error("no kubectl found: pass --kubectl or set KUBECTL")
     started = time.monotonic()
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="mesh-why-fidelity-") as workdir:

@@ -26,10 +26,11 @@ import zlib
 # --- WebSocket (RFC 6455) ---------------------------------------------------
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
+OP_BINARY = 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 CLOSE_NORMAL = 1000
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+CLOSE_LINGER_S = 2.0
 
 
 def websocket_accept(key: str) -> str:
@@ -49,10 +50,6 @@ def websocket_frame(opcode: int, payload: bytes = b"") -> bytes:
     else:
         head += bytes([127]) + struct.pack("!Q", size)
     return head + payload
-
-
-def close_frame(code: int = CLOSE_NORMAL) -> bytes:
-    return websocket_frame(OP_CLOSE, struct.pack("!H", code))
 
 
 async def read_websocket_frame(reader: asyncio.StreamReader) -> tuple[bool, int, bytes]:
@@ -93,14 +90,15 @@ class WebSocket:
                 if frame_opcode == OP_PING:
                     await self.send(OP_PONG, payload)
                 elif frame_opcode == OP_CLOSE:
-                    await self.close()
+                    await self.send(OP_CLOSE, payload[:2])  # echo: closing handshake done
+                    self.closed = True
                     return None
                 elif frame_opcode != OP_PONG:
                     opcode = frame_opcode if opcode is None else opcode
                     parts.append(payload)
                     if fin:
                         return opcode, b"".join(parts)
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             self.closed = True
             return None
 
@@ -117,10 +115,23 @@ class WebSocket:
         await self.send(OP_BINARY, payload)
 
     async def close(self) -> None:
-        """Send a normal close frame once; the TCP close is the caller's job."""
-        if not self.closed:
-            await self.send(OP_CLOSE, struct.pack("!H", CLOSE_NORMAL))
-            self.closed = True
+        """Start the closing handshake and wait (bounded) for the peer's close.
+
+        Closing TCP while the peer may still be sending makes the kernel
+        answer with RST, which can discard bytes the peer has not read yet,
+        such as a port-forward error message (RFC 6455 7.1.1).  Only call
+        this when nothing else is reading; the TCP close is the caller's job.
+        """
+        if self.closed:
+            return
+        await self.send(OP_CLOSE, struct.pack("!H", CLOSE_NORMAL))
+        self.closed = True
+        try:
+            async with asyncio.timeout(CLOSE_LINGER_S):
+                while (await read_websocket_frame(self.reader))[1] != OP_CLOSE:
+                    pass
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
 
     def drop(self) -> None:
         """End the TCP connection without a close frame, like a cut network path.
@@ -191,11 +202,9 @@ class WebSocketTransport:
 # --- SPDY/3.1 ---------------------------------------------------------------
 
 SPDY_VERSION = 3
-SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS = 1, 2, 3, 4
-PING, GOAWAY, HEADERS, WINDOW_UPDATE = 6, 7, 8, 9
+SYN_STREAM, SYN_REPLY, RST_STREAM, PING, GOAWAY = 1, 2, 3, 6, 7   # control frame types
 FLAG_FIN = 0x01
-RST_PROTOCOL_ERROR, RST_CANCEL = 1, 5
-GOAWAY_OK = 0
+RST_CANCEL = 5
 
 # The SPDY/3 header-compression dictionary, built the way the spec lays it
 # out: length-prefixed header names and common values, then a run of status
@@ -331,10 +340,6 @@ def data_frame(stream_id: int, data: bytes, fin: bool = False) -> bytes:
 
 def rst_stream_frame(stream_id: int, status: int) -> bytes:
     return control_frame(RST_STREAM, 0, struct.pack("!II", stream_id, status))
-
-
-def goaway_frame(last_stream_id: int, status: int = GOAWAY_OK) -> bytes:
-    return control_frame(GOAWAY, 0, struct.pack("!II", last_stream_id, status))
 
 
 def ping_id(frame: ControlFrame) -> int:
