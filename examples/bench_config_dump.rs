@@ -54,7 +54,7 @@ fn parse_only(file: &str) {
 /// Runs `f` with the selection one question makes: route config "80" and the ratings service.
 fn with_question<R>(f: impl FnOnce(&Selection<'_>) -> R) -> R {
     let route_config = |n: &str| n == "80";
-    let vhost = |n: &str, _: &[String]| n.starts_with("ratings.");
+    let vhost = |_: &str, n: &str, _: &[String]| n.starts_with("ratings.");
     let cluster = |n: &str| n.contains("|ratings.");
     let listener = |n: &str| n.ends_with("_80");
     f(&Selection { route_config: &route_config, virtual_host: &vhost, cluster: &cluster, listener: &listener })

@@ -16,9 +16,11 @@ pub struct ProxyView {
     pub clusters: BTreeMap<String, ClusterView>,
 }
 
-/// How one service port is served.
+/// How one service port is served (on a gateway: one virtual host routing to the service).
 #[derive(Debug, Clone, Serialize)]
 pub struct PortView {
+    /// Pairs this entry with its counterpart: `port 9080` on sidecars, `vhost NAME` on gateways.
+    pub key: String,
     /// Service port.
     pub port: u32,
     /// Protocol Istio uses for it.

@@ -111,6 +111,12 @@ fn paired_yaml_and_dumps_show_no_false_proxy_stale() {
         println!("1.22 {service}: {ids:?}");
         assert!(!ids.iter().any(|i| i == "proxy-stale"), "false proxy-stale for {service}: {ids:?}");
     }
+    for service in ["app1", "app2", "app3"] {
+        let ingress = header.join("ingressgateway.config_dump.json");
+        let ids = analyze(&yaml, &ingress, ("istio-system", "istio-ingressgateway-0"), &[service]);
+        println!("1.22 ingress gateway, {service}: {ids:?}");
+        assert!(!ids.iter().any(|i| i == "proxy-stale"), "false proxy-stale at the gateway for {service}: {ids:?}");
+    }
     let ossm = dir.join("ossm-istio-1.20-sidecar-and-ingress");
     let yaml: Vec<PathBuf> = ["app", "internal-call"].iter().map(|n| ossm.join(format!("k8s/{n}.yaml"))).collect();
     let ids = analyze(

@@ -97,6 +97,20 @@ def clusters_and_endpoints(svc: dict) -> tuple[list, list]:
     return clusters, assignments
 
 
+def gateway_route_config(gateway: dict) -> dict:
+    """A gateway's route config `http.PORT`: one vhost per served host, no catch-all vhost."""
+    vhosts = []
+    for vh in gateway["vhosts"]:
+        routes = []
+        for spec in vh["routes"]:
+            svc = {"host": spec["host"], "port": spec["port"], "vs": vh.get("vs")}
+            routes.append(route(svc, spec))
+        vhosts.append({"name": vh["name"], "domains": vh["domains"], "routes": routes})
+    return {"@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            "name": f"http.{gateway['port']}", "virtual_hosts": vhosts, "validate_clusters": False,
+            "ignore_port_in_host_matching": True}
+
+
 def listener(svc: dict) -> dict:
     port = svc["port"]
     if svc.get("protocol", "http") == "tcp":
@@ -110,7 +124,7 @@ def listener(svc: dict) -> dict:
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": f"outbound_0.0.0.0_{port}",
             "rds": {"config_source": {"path_config_source": {"path": "routes.json"}, "resource_api_version": "V3"},
-                    "route_config_name": str(port)},
+                    "route_config_name": svc.get("route_config", str(port))},
             "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]
         name = f"0.0.0.0_{port}"
@@ -127,6 +141,8 @@ def xds_for(push: dict) -> dict[str, list]:
         clusters, assignments = clusters_and_endpoints(svc)
         files["clusters.json"] += clusters
         files["endpoints.json"] += assignments
+        if "gateway" in push:
+            continue  # gateways have no per-service outbound listeners or route configs
         if not any(l["name"].endswith(f"_{svc['port']}") for l in files["listeners.json"]):
             files["listeners.json"].append(listener(svc))
         if svc.get("protocol", "http") == "http":
@@ -138,6 +154,10 @@ def xds_for(push: dict) -> dict[str, list]:
         files["routes.json"].append({"@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
                                      "name": str(port), "virtual_hosts": vhosts, "validate_clusters": False,
                                      "ignore_port_in_host_matching": True})
+    if "gateway" in push:
+        files["routes.json"].append(gateway_route_config(push["gateway"]))
+        files["listeners.json"].append(listener({"port": push["gateway"]["port"], "protocol": "http",
+                                                  "route_config": f"http.{push['gateway']['port']}"}))
     files["clusters.json"].append({"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
                                    "name": "PassthroughCluster", "type": "ORIGINAL_DST", "connect_timeout": "10s",
                                    "lb_policy": "CLUSTER_PROVIDED"})
@@ -162,7 +182,7 @@ def make(scenario: Path) -> None:
                  "endpoints.json": "envoy.config.endpoint.v3.ClusterLoadAssignment",
                  "routes.json": "envoy.config.route.v3.RouteConfiguration"}
         for file_name, resources in xds_for(push).items():
-            (xds_dir / file_name).write_text(json.dumps(envoy.discovery_response(types[file_name], resources)))
+            (xds_dir / file_name).write_text(json.dumps(envoy.discovery_response("1", types[file_name], resources)))
         out = scenario / "proxies" / node.namespace / node.pod_name
         for path in envoy.capture(xds_dir, out, node):
             scrub(path)

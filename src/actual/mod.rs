@@ -3,6 +3,7 @@
 
 use crate::envoy::clusters::{self, HostStatus};
 use crate::envoy::config_dump::{ConfigDump, Node, Selection};
+use crate::envoy::ProxyKind;
 use crate::envoy::server_info::{self, ServerInfo};
 use crate::envoy::stats::Stats;
 use crate::envoy::types::{HeaderMatcher, Route, RouteMatch, StringMatcher};
@@ -42,10 +43,13 @@ pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<S
     };
     let port_names: Vec<String> = target.ports.iter().map(|p| p.port.to_string()).collect();
     let sniffed_names: Vec<String> = target.ports.iter().map(|p| format!("{}:{}", target.fqdn, p.port)).collect();
-    let route_config = |name: &str| port_names.iter().any(|p| p == name) || sniffed_names.iter().any(|p| p == name);
+    let route_config =
+        |name: &str| port_names.iter().any(|p| p == name) || sniffed_names.iter().any(|p| p == name) || is_gateway_route_config(name);
     let fqdn = target.fqdn.clone();
-    let virtual_host = |name: &str, domains: &[String]| {
-        name.starts_with(&format!("{fqdn}:")) || domains.iter().any(|d| d == &fqdn || d.trim_end_matches('.') == fqdn)
+    let virtual_host = |rc: &str, name: &str, domains: &[String]| {
+        is_gateway_route_config(rc)
+            || name.starts_with(&format!("{fqdn}:"))
+            || domains.iter().any(|d| d == &fqdn || d.trim_end_matches('.') == fqdn)
     };
     let listener = |name: &str| port_names.iter().any(|p| name.ends_with(&format!("_{p}")));
     let selection = Selection { route_config: &route_config, virtual_host: &virtual_host, cluster: &wants_cluster, listener: &listener };
@@ -84,6 +88,12 @@ pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<S
     Ok(actual)
 }
 
+/// Gateway route configurations are named `http.PORT` or `https.PORT.NAME.GATEWAY.NAMESPACE`;
+/// all their virtual hosts are read, since any of them may route to the service.
+fn is_gateway_route_config(name: &str) -> bool {
+    name.starts_with("http.") || name.starts_with("https.")
+}
+
 fn text(blob: &Blob) -> Result<&str> {
     std::str::from_utf8(&blob.bytes)
         .map_err(|_| crate::error::Error::new("file is not UTF-8 text (binary content?)").at(&blob.origin).help("re-capture it from the proxy's admin port"))
@@ -92,6 +102,41 @@ fn text(blob: &Blob) -> Result<&str> {
 /// Builds the normalized view of the dump.
 fn normalize(dump: &ConfigDump, target: &Target, hosts: &BTreeMap<String, Vec<HostStatus>>, extra: &BTreeSet<String>) -> ProxyView {
     let mut view = ProxyView::default();
+    if dump.node.as_ref().is_some_and(|n| n.kind == ProxyKind::Router) {
+        view.ports = gateway_entries(dump, target);
+    } else {
+        view.ports = sidecar_entries(dump, target);
+    }
+    view.clusters = clusters(dump, target, &view, hosts, extra);
+    view
+}
+
+/// One entry per gateway virtual host whose routes reach the target.
+fn gateway_entries(dump: &ConfigDump, target: &Target) -> Vec<PortView> {
+    let mut out = Vec::new();
+    for rc in dump.route_configs.iter().filter(|rc| is_gateway_route_config(&rc.name)) {
+        for vh in &rc.virtual_hosts {
+            let routes: Vec<RouteView> = vh.routes.iter().map(route_view).collect();
+            let reaches = routes.iter().flat_map(|r| r.action.clusters()).any(|c| ClusterName::parse(&c.name).is_some_and(|n| n.host == target.fqdn));
+            if !reaches {
+                continue;
+            }
+            out.push(PortView {
+                key: format!("vhost {}", vh.name),
+                port: vh.name.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0),
+                protocol: Protocol::Http,
+                route_config: Some(rc.name.clone()),
+                virtual_host: Some(VirtualHostView { name: vh.name.clone(), domains: vh.domains.clone(), routes }),
+                tcp_destinations: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+/// One entry per service port, as a sidecar serves it.
+fn sidecar_entries(dump: &ConfigDump, target: &Target) -> Vec<PortView> {
+    let mut entries = Vec::new();
     for tp in &target.ports {
         let sniffed = format!("{}:{}", target.fqdn, tp.port);
         let port_name = tp.port.to_string();
@@ -100,7 +145,14 @@ fn normalize(dump: &ConfigDump, target: &Target, hosts: &BTreeMap<String, Vec<Ho
             .iter()
             .filter(|rc| rc.name == port_name || rc.name == sniffed)
             .find_map(|rc| rc.virtual_hosts.first().map(|vh| (rc, vh)));
-        let mut pv = PortView { port: tp.port, protocol: tp.protocol, route_config: None, virtual_host: None, tcp_destinations: Vec::new() };
+        let mut pv = PortView {
+            key: crate::intent::port_key(tp.port),
+            port: tp.port,
+            protocol: tp.protocol,
+            route_config: None,
+            virtual_host: None,
+            tcp_destinations: Vec::new(),
+        };
         if let Some((rc, vh)) = found {
             pv.protocol = if rc.name == sniffed { Protocol::Auto } else if tp.protocol.is_http() { tp.protocol } else { Protocol::Http };
             pv.route_config = Some(rc.name.clone());
@@ -120,8 +172,20 @@ fn normalize(dump: &ConfigDump, target: &Target, hosts: &BTreeMap<String, Vec<Ho
                 pv.protocol = Protocol::Tcp;
             }
         }
-        view.ports.push(pv);
+        entries.push(pv);
     }
+    entries
+}
+
+/// The target's clusters, those the routes name and those the intent expects, with endpoints.
+fn clusters(
+    dump: &ConfigDump,
+    target: &Target,
+    view: &ProxyView,
+    hosts: &BTreeMap<String, Vec<HostStatus>>,
+    extra: &BTreeSet<String>,
+) -> BTreeMap<String, ClusterView> {
+    let mut out = BTreeMap::new();
     let mut names: BTreeSet<String> = dump.cluster_names.iter().filter(|n| ClusterName::parse(n).is_some_and(|c| c.host == target.fqdn)).cloned().collect();
     names.extend(extra.iter().cloned());
     for port in &view.ports {
@@ -144,7 +208,7 @@ fn normalize(dump: &ConfigDump, target: &Target, hosts: &BTreeMap<String, Vec<Ho
             ),
             _ => None,
         };
-        view.clusters.insert(
+        out.insert(
             name.clone(),
             ClusterView {
                 present: dump.has_cluster(&name),
@@ -155,7 +219,7 @@ fn normalize(dump: &ConfigDump, target: &Target, hosts: &BTreeMap<String, Vec<Ho
             },
         );
     }
-    view
+    out
 }
 
 /// `/apis/networking.istio.io/v1/namespaces/NS/virtual-service/NAME` → an object reference.

@@ -80,8 +80,14 @@ pub struct ProxyDiff {
 /// Compares `intent` with `actual`.
 pub fn compare(intent: &ProxyView, actual: &ProxyView) -> ProxyDiff {
     let mut differences = Vec::new();
-    for (want, have) in intent.ports.iter().zip(&actual.ports) {
+    for want in &intent.ports {
         let port = want.port;
+        let Some(have) = actual.ports.iter().find(|p| p.key == want.key) else {
+            if want.virtual_host.is_some() {
+                differences.push(Difference::VirtualHostMissing { port });
+            }
+            continue;
+        };
         match (&want.virtual_host, &have.virtual_host) {
             (Some(_), None) if have.tcp_destinations.is_empty() => differences.push(Difference::VirtualHostMissing { port }),
             (None, Some(_)) if !want.protocol.is_tcp_class() => differences.push(Difference::VirtualHostUnexpected { port }),
@@ -102,6 +108,9 @@ pub fn compare(intent: &ProxyView, actual: &ProxyView) -> ProxyDiff {
                 differences.push(Difference::TcpRoute { port, expected: e, actual: a });
             }
         }
+    }
+    for have in actual.ports.iter().filter(|h| h.virtual_host.is_some() && !intent.ports.iter().any(|w| w.key == h.key)) {
+        differences.push(Difference::VirtualHostUnexpected { port: have.port });
     }
     for (name, want) in &intent.clusters {
         let Some(have) = actual.clusters.get(name) else { continue };
@@ -160,6 +169,7 @@ mod tests {
         };
         ProxyView {
             ports: vec![PortView {
+                key: "port 9080".into(),
                 port: 9080,
                 protocol: Protocol::Http,
                 route_config: Some("9080".into()),

@@ -41,8 +41,58 @@ impl HostStatus {
     }
 }
 
-/// Parses the JSON form, keeping only clusters `want` selects.
+/// Parses either form of `/clusters`: JSON (`?format=json`), or the plain-text form that
+/// `istioctl bug-report` saves, keeping only clusters `want` selects.
 pub fn parse(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Vec<ClusterStatus>> {
+    if text.trim_start().starts_with('{') {
+        parse_json(text, origin, want)
+    } else {
+        parse_text(text, origin, want)
+    }
+}
+
+/// The text form: `CLUSTER::IP:PORT::FIELD::VALUE` per host field, plus cluster-level lines.
+fn parse_text(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Vec<ClusterStatus>> {
+    let mut out: Vec<ClusterStatus> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split("::").collect();
+        let [cluster, address, field, value] = fields.as_slice() else {
+            if fields.len() < 3 {
+                return Err(Error::new(format!("not /clusters output: unexpected line `{}`", line.chars().take(80).collect::<String>()))
+                    .at(origin)
+                    .help("capture it with `GET /clusters?format=json`"));
+            }
+            continue;
+        };
+        // Cluster-level lines (`::added_via_api::`, `::default_priority::...`) have no `ip:port`.
+        if !want(cluster) || !address.contains(':') {
+            continue;
+        }
+        if out.last().is_none_or(|c| c.name != *cluster) {
+            out.push(ClusterStatus { name: cluster.to_string(), hosts: Vec::new() });
+        }
+        let hosts = &mut out.last_mut().expect("pushed above").hosts;
+        if hosts.last().is_none_or(|h| h.address != *address) {
+            hosts.push(HostStatus { address: address.to_string(), ..Default::default() });
+        }
+        let host = hosts.last_mut().expect("pushed above");
+        match *field {
+            "rq_total" => host.rq_total = value.parse().unwrap_or(0),
+            "rq_error" => host.rq_error = value.parse().unwrap_or(0),
+            "health_flags" => {
+                host.failed_outlier_check = value.contains("failed_outlier_check");
+                host.failed_active_health_check = value.contains("failed_active_hc");
+                if value.contains("failed_eds_health") {
+                    host.eds_health = "UNHEALTHY".into();
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn parse_json(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Vec<ClusterStatus>> {
     #[derive(Deserialize)]
     struct Top {
         #[serde(default, alias = "clusterStatuses")]
@@ -105,4 +155,29 @@ pub fn parse(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Ve
                 .collect(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_form_reads_hosts_health_and_counters() {
+        let text = "outbound|9080|v1|r.d.svc.cluster.local::default_priority::max_connections::4294967295\n\
+                    outbound|9080|v1|r.d.svc.cluster.local::10.1.0.11:9080::rq_total::42\n\
+                    outbound|9080|v1|r.d.svc.cluster.local::10.1.0.11:9080::health_flags::healthy\n\
+                    outbound|9080|v1|r.d.svc.cluster.local::10.1.0.12:9080::rq_total::7\n\
+                    outbound|9080|v1|r.d.svc.cluster.local::10.1.0.12:9080::health_flags::/failed_outlier_check\n\
+                    BlackHoleCluster::added_via_api::true\n";
+        let parsed = parse(text, "t", &|c| c.starts_with("outbound")).unwrap();
+        assert_eq!(parsed.len(), 1);
+        let hosts = &parsed[0].hosts;
+        assert_eq!((hosts[0].rq_total, hosts[0].is_healthy()), (42, true));
+        assert_eq!((hosts[1].rq_total, hosts[1].is_healthy()), (7, false));
+    }
+
+    #[test]
+    fn other_text_is_refused() {
+        assert!(parse("hello world", "t", &|_| true).is_err());
+    }
 }

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 pub struct Selection<'a> {
     /// Route configurations by name.
     pub route_config: &'a dyn Fn(&str) -> bool,
-    /// Virtual hosts by name and domains (within a selected route configuration).
-    pub virtual_host: &'a dyn Fn(&str, &[String]) -> bool,
+    /// Virtual hosts by route configuration name, vhost name and domains.
+    pub virtual_host: &'a dyn Fn(&str, &str, &[String]) -> bool,
     /// Clusters (and their endpoints) by name.
     pub cluster: &'a dyn Fn(&str) -> bool,
     /// Listeners by name.
@@ -27,7 +27,7 @@ pub struct Selection<'a> {
 impl Selection<'static> {
     /// Decode everything (used by tests and the benchmark's worst case).
     pub fn everything() -> Selection<'static> {
-        Selection { route_config: &|_| true, virtual_host: &|_, _| true, cluster: &|_| true, listener: &|_| true }
+        Selection { route_config: &|_| true, virtual_host: &|_, _, _| true, cluster: &|_| true, listener: &|_| true }
     }
 }
 
@@ -327,7 +327,7 @@ impl ConfigDump {
                 for (j, vh) in config.virtual_hosts.into_iter().enumerate() {
                     let at = format!("{here} virtual_hosts[{j}]");
                     let peek: VhostPeek = decode(vh.get(), &at, "virtual host")?;
-                    if (sel.virtual_host)(&peek.name, &peek.domains) {
+                    if (sel.virtual_host)(&rc.name, &peek.name, &peek.domains) {
                         rc.virtual_hosts.push(decode(vh.get(), &at, "virtual host")?);
                     }
                     rc.all_vhost_domains.push((peek.name, peek.domains));

@@ -2,6 +2,7 @@
 //! service, derived from the objects alone (pure: no I/O).
 
 pub mod endpoints;
+pub mod gateway;
 pub mod routes;
 pub mod scope;
 pub mod target;
@@ -42,13 +43,22 @@ pub struct Intent<'a> {
 pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Intent<'a> {
     let mut view = ProxyView::default();
     let mut ports = Vec::new();
+    if caller.kind == CallerKind::Gateway {
+        for (port_view, port_intent) in gateway::derive(objects, caller, target) {
+            view.ports.push(port_view);
+            ports.push(port_intent);
+        }
+        view.clusters = clusters(objects, caller, target, &view);
+        return Intent { view, ports };
+    }
     for tp in &target.ports {
-        let hidden = if caller.kind == CallerKind::Sidecar { service_hidden(objects, caller, target, tp.port) } else { None };
+        let hidden = service_hidden(objects, caller, target, tp.port);
         let candidates: Vec<_> = mesh_virtual_services(objects, caller, tp.port)
             .into_iter()
             .filter(|vs| claiming_host(vs, &target.fqdn).is_some())
             .collect();
         let mut port_view = PortView {
+            key: port_key(tp.port),
             port: tp.port,
             protocol: tp.protocol,
             route_config: None,
@@ -62,7 +72,7 @@ pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Int
             } else {
                 let routes_and_vs = candidates
                     .iter()
-                    .map(|vs| (vs, routes::routes_for(objects, vs, caller, tp.port)))
+                    .map(|vs| (vs, routes::routes_for(objects, vs, caller, tp.port, routes::Binding::Mesh)))
                     .find(|(_, routes)| !routes.is_empty());
                 let routes = match routes_and_vs {
                     Some((vs, routes)) => {
@@ -85,6 +95,11 @@ pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Int
     }
     view.clusters = clusters(objects, caller, target, &view);
     Intent { view, ports }
+}
+
+/// The key pairing a sidecar's entries for one service port.
+pub fn port_key(port: u32) -> String {
+    format!("port {port}")
 }
 
 fn cluster(port: u32, subset: &str, host: &str) -> String {

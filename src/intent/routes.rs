@@ -71,31 +71,44 @@ fn merge_matches(root: &[HttpMatch], child: &[HttpMatch]) -> Vec<HttpMatch> {
     out
 }
 
+/// Where routes are being built: the sidecars (`mesh`) or one gateway (`namespace/name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding<'b> {
+    /// Sidecar outbound routes.
+    Mesh,
+    /// Routes on the gateway `namespace/name`.
+    Gateway(&'b str),
+}
+
 /// Whether istiod emits this match for this caller and port (static filters).
-pub fn match_applies(m: &HttpMatch, caller: &Caller, port: u32) -> bool {
+pub fn match_applies(m: &HttpMatch, caller: &Caller, port: u32, binding: Binding<'_>) -> bool {
     if m.port.is_some_and(|p| p != port) {
         return false;
     }
     if !m.gateways.is_empty() {
-        return m.gateways.iter().any(|g| g == "mesh");
+        let wanted = match binding {
+            Binding::Mesh => "mesh",
+            Binding::Gateway(g) => g,
+        };
+        return m.gateways.iter().any(|g| g == wanted);
     }
     crate::istio::labels_match(&m.source_labels, &caller.labels)
         && m.source_namespace.as_ref().is_none_or(|ns| *ns == caller.namespace)
 }
 
 /// The routes istiod emits for `vs` on `port` for `caller`, stopping after a catch-all.
-pub fn routes_for(objects: &Objects, vs: &Resource<VirtualService>, caller: &Caller, port: u32) -> Vec<RouteView> {
+pub fn routes_for(objects: &Objects, vs: &Resource<VirtualService>, caller: &Caller, port: u32, binding: Binding<'_>) -> Vec<RouteView> {
     let source = Some(vs.reference("VirtualService"));
     let mut routes = Vec::new();
     for (index, rule) in expanded_rules(objects, vs) {
-        let action = action_for(&rule, &vs.meta.namespace, port, caller);
+        let action = action_for(objects, &rule, &vs.meta.namespace, port, caller, binding);
         let timeout = Some(rule.timeout.clone().unwrap_or_else(|| "0s".into()));
         let base_name = rule.name.clone().unwrap_or_default();
         if rule.matches.is_empty() {
             routes.push(RouteView { name: base_name, matcher: MatchView::default(), action, timeout, source: source.clone(), rule_index: Some(index) });
             return routes;
         }
-        for m in rule.matches.iter().filter(|m| match_applies(m, caller, port)) {
+        for m in rule.matches.iter().filter(|m| match_applies(m, caller, port, binding)) {
             let matcher = translate_match(m);
             let catch_all = matcher.is_catch_all();
             let name = match (&rule.name, &m.name) {
@@ -127,14 +140,28 @@ fn cluster_name(port: u32, subset: &str, host: &str) -> String {
     ClusterName { port, subset: subset.into(), host: host.into() }.to_string()
 }
 
-/// The Envoy cluster a destination resolves to on route-config port `port`.
-pub fn destination_cluster(dest: &Destination, vs_ns: &str, port: u32) -> String {
+/// The Envoy cluster a destination resolves to on route-config port `port`. Sidecars default a
+/// missing destination port to the route's port; gateways to the service's only port.
+pub fn destination_cluster(objects: &Objects, dest: &Destination, vs_ns: &str, port: u32, binding: Binding<'_>) -> String {
     let host = resolve_short_name(&dest.host, vs_ns, DEFAULT_DOMAIN);
-    let port = dest.port.map(|p| p.number).filter(|n| *n > 0).unwrap_or(port);
+    let default_port = match binding {
+        Binding::Mesh => port,
+        Binding::Gateway(_) => single_port(objects, &host).unwrap_or(port),
+    };
+    let port = dest.port.map(|p| p.number).filter(|n| *n > 0).unwrap_or(default_port);
     cluster_name(port, dest.subset.as_deref().unwrap_or(""), &host)
 }
 
-fn action_for(rule: &HttpRoute, vs_ns: &str, port: u32, caller: &Caller) -> Action {
+/// The port of a single-port Service.
+fn single_port(objects: &Objects, host: &str) -> Option<u32> {
+    let svc = objects.services.iter().find(|s| format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host)?;
+    match svc.spec.spec.as_ref()?.ports.as_deref()? {
+        [only] => Some(only.port as u32),
+        _ => None,
+    }
+}
+
+fn action_for(objects: &Objects, rule: &HttpRoute, vs_ns: &str, port: u32, caller: &Caller, binding: Binding<'_>) -> Action {
     if rule.redirect.is_some() {
         return Action::Redirect;
     }
@@ -144,7 +171,10 @@ fn action_for(rule: &HttpRoute, vs_ns: &str, port: u32, caller: &Caller) -> Acti
     let weighted: Vec<WeightedCluster> = rule
         .route
         .iter()
-        .map(|d| WeightedCluster { name: destination_cluster(&d.destination, vs_ns, port), weight: d.weight.unwrap_or(0).max(0) as u32 })
+        .map(|d| WeightedCluster {
+            name: destination_cluster(objects, &d.destination, vs_ns, port, binding),
+            weight: d.weight.unwrap_or(0).max(0) as u32,
+        })
         .collect();
     let clusters = match weighted.as_slice() {
         [one] => vec![WeightedCluster { name: one.name.clone(), weight: 100 }],

@@ -32,7 +32,7 @@ pub fn render(report: &Report, format: Format, color: bool) -> String {
 
 /// Removes control characters (keeping newlines), so cluster data cannot drive the terminal.
 pub fn clean(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control() || *c == '\n').map(|c| if c == '\t' { ' ' } else { c }).collect()
+    s.chars().map(|c| if c == '\t' { ' ' } else { c }).filter(|c| !c.is_control() || *c == '\n').collect()
 }
 
 /// The one-line answer: the top finding, or what traffic does when nothing is wrong.

@@ -80,10 +80,12 @@ class SidecarNode:
     version: str = "v1"
     istio_version: str = "1.24.2"
     cluster_domain: str = "cluster.local"
+    # "sidecar" for application pods, "router" for Istio gateways.
+    proxy_type: str = "sidecar"
 
     @property
     def node_id(self) -> str:
-        return (f"sidecar~{self.pod_ip}~{self.pod_name}.{self.namespace}"
+        return (f"{self.proxy_type}~{self.pod_ip}~{self.pod_name}.{self.namespace}"
                 f"~{self.namespace}.svc.{self.cluster_domain}")
 
     @property
