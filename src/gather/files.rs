@@ -14,6 +14,26 @@ use std::fs;
 use std::io::Read;
 use std::path::{Component, Path};
 
+/// Directory of Kubernetes and Istio objects.
+pub const OBJECTS_DIR: &str = "objects";
+/// Directory of proxy captures, one `NAMESPACE/POD/` directory per proxy.
+pub const PROXIES_DIR: &str = "proxies";
+/// `GET /config_dump` in a proxy directory.
+pub const CONFIG_DUMP_FILE: &str = "config_dump.json";
+/// `GET /clusters?format=json` in a proxy directory.
+pub const CLUSTERS_FILE: &str = "clusters.json";
+/// `GET /server_info` in a proxy directory.
+pub const SERVER_INFO_FILE: &str = "server_info.json";
+
+/// File name of a stats capture in each encoding.
+pub fn stats_file(format: StatsFormat) -> &'static str {
+    match format {
+        StatsFormat::Text => "stats.txt",
+        StatsFormat::Json => "stats.json",
+        StatsFormat::Prometheus => "stats_prometheus.txt",
+    }
+}
+
 /// Largest single file accepted; real config dumps of big meshes stay well below this.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 /// Largest total size of an archive's contents once decompressed.
@@ -79,7 +99,12 @@ fn check_size(rel: &str, len: u64, shown: &str) -> Result<()> {
 
 /// Only the files the layout names are read; anything else in the tree is ignored.
 fn is_wanted(rel: &str) -> bool {
-    rel == MANIFEST_FILE || rel.starts_with("objects/") || rel.starts_with("proxies/")
+    rel == MANIFEST_FILE || under(rel, OBJECTS_DIR).is_some() || under(rel, PROXIES_DIR).is_some()
+}
+
+/// `rel` without the leading `dir/`, when it lies below `dir`.
+fn under<'a>(rel: &'a str, dir: &str) -> Option<&'a str> {
+    rel.strip_prefix(dir)?.strip_prefix('/')
 }
 
 fn read_archive(path: &Path) -> Result<FileList> {
@@ -130,7 +155,7 @@ fn read_archive(path: &Path) -> Result<FileList> {
 /// Archives made with `tar czf x.tgz snapshot/` carry one leading directory; drop it.
 fn strip_top_dir(rel: &str) -> String {
     match rel.split_once('/') {
-        Some((first, rest)) if !is_wanted(rel) && first != "objects" && first != "proxies" => rest.to_string(),
+        Some((first, rest)) if !is_wanted(rel) && first != OBJECTS_DIR && first != PROXIES_DIR => rest.to_string(),
         _ => rel.to_string(),
     }
 }
@@ -147,14 +172,14 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
             })?;
             snap.gaps.extend(manifest.gaps.iter().cloned());
             snap.manifest = Some(manifest);
-        } else if let Some(obj_path) = rel.strip_prefix("objects/") {
+        } else if let Some(obj_path) = under(&rel, OBJECTS_DIR) {
             let lower = obj_path.to_ascii_lowercase();
             if lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json") {
                 for (i, doc) in parse_documents(&bytes, &origin, lower.ends_with(".json"))?.into_iter().enumerate() {
                     snap.objects.add_document(doc, &format!("{origin} (document {})", i + 1))?;
                 }
             }
-        } else if let Some(proxy_path) = rel.strip_prefix("proxies/") {
+        } else if let Some(proxy_path) = under(&rel, PROXIES_DIR) {
             let parts: Vec<&str> = proxy_path.split('/').collect();
             let [ns, pod, file] = parts.as_slice() else { continue };
             let capture = proxies.entry((ns.to_string(), pod.to_string())).or_insert_with(|| ProxyCapture {
@@ -163,13 +188,12 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
                 ..Default::default()
             });
             let blob = Blob { origin: origin.clone(), bytes };
-            match *file {
-                "config_dump.json" => capture.config_dump = Some(blob),
-                "clusters.json" => capture.clusters = Some(blob),
-                "server_info.json" => capture.server_info = Some(blob),
-                "stats.txt" => capture.stats.push((StatsFormat::Text, blob)),
-                "stats.json" => capture.stats.push((StatsFormat::Json, blob)),
-                "stats_prometheus.txt" => capture.stats.push((StatsFormat::Prometheus, blob)),
+            let stats = [StatsFormat::Text, StatsFormat::Json, StatsFormat::Prometheus].into_iter().find(|f| stats_file(*f) == *file);
+            match (*file, stats) {
+                (_, Some(format)) => capture.stats.push((format, blob)),
+                (CONFIG_DUMP_FILE, _) => capture.config_dump = Some(blob),
+                (CLUSTERS_FILE, _) => capture.clusters = Some(blob),
+                (SERVER_INFO_FILE, _) => capture.server_info = Some(blob),
                 _ => snap.gaps.push(Gap { source: origin, reason: "unknown file in a proxy directory; ignored".into() }),
             }
         }

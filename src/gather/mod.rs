@@ -1,4 +1,6 @@
 //! Gathering: the edge that produces a [`Snapshot`](crate::snapshot::Snapshot), from saved files
-//! (this module's `files`) or, in live mode, from a cluster.
+//! (`files`) or from a live cluster (`live`), and writes live captures back out (`write`).
 
 pub mod files;
+pub mod live;
+pub mod write;

@@ -1,0 +1,336 @@
+//! What to read from one Envoy's admin API for the question, and how the answers become the
+//! same files a snapshot holds.
+//!
+//! Only the resources the analysis decodes are fetched: the route configurations named after
+//! the target's ports, the listeners on those ports, and the clusters (with endpoints and
+//! stats) that belong to the target or that the routes point at. Secrets are never requested.
+//! Envoy answers a filtered `config_dump?resource=...` with bare elements; they are reassembled
+//! into the usual section form, so a captured `config_dump.json` reads exactly like a full dump.
+
+use super::portforward::{AdminConnection, AdminFailure};
+use super::Deadline;
+use crate::actual;
+use crate::gather::files::{stats_file, CLUSTERS_FILE, CONFIG_DUMP_FILE, SERVER_INFO_FILE};
+use crate::intent::target::Target;
+use crate::istio::names::ClusterName;
+use crate::snapshot::{Blob, Gap, ProxyCapture, StatsFormat};
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Why a proxy is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A sidecar that calls the service.
+    Caller,
+    /// An ingress gateway that routes to the service.
+    Gateway,
+    /// A pod behind the service (one per subset).
+    Destination,
+}
+
+impl Role {
+    /// The word used in the output.
+    pub fn word(self) -> &'static str {
+        match self {
+            Role::Caller => "caller",
+            Role::Gateway => "gateway",
+            Role::Destination => "destination",
+        }
+    }
+}
+
+/// Envoy refuses a `name_regex` or stats `filter` whose RE2 program exceeds 100 instructions
+/// (its default `re2.max_program_size.error_level`), roughly one per literal character. Names
+/// longer than this are matched by their prefix; the analysis selects exact names anyway.
+const MAX_LITERAL: usize = 40;
+
+/// Alternatives per `name_regex` when several ports are asked about, for the same reason.
+const PORTS_PER_PATTERN: usize = 8;
+
+/// Istio proxies' outbound cluster names: `outbound|PORT|SUBSET|` before the host.
+const OUTBOUND_PREFIX: &str = "outbound\\|[0-9]+\\|[^|]*\\|";
+
+/// One section of a config dump and the repeated fields fetched for it, in Envoy's order.
+struct Section {
+    ty: &'static str,
+    fields: Vec<(&'static str, Vec<Value>)>,
+}
+
+impl Section {
+    /// A section with the fields that were read (a field whose every request failed is left
+    /// out, as Envoy leaves out what it does not have).
+    fn new(ty: &'static str, fields: Vec<(&'static str, Option<Vec<Value>>)>) -> Section {
+        Section { ty, fields: fields.into_iter().filter_map(|(f, v)| Some((f, v?))).collect() }
+    }
+}
+
+/// What one proxy's reading produced.
+pub struct ProxyRead {
+    /// The files, as a snapshot holds them.
+    pub capture: ProxyCapture,
+    /// Requests that failed without ending the reading (an HTTP error for one resource).
+    pub gaps: Vec<Gap>,
+    /// Admin requests sent.
+    pub requests: usize,
+    /// Body bytes received.
+    pub bytes: usize,
+    /// Wall time spent on this proxy.
+    pub elapsed: Duration,
+}
+
+/// Reads one proxy's admin API for the question.
+pub struct Reader<'a> {
+    conn: AdminConnection,
+    origin: String,
+    target: &'a Target,
+    timeout: Duration,
+    deadline: &'a Deadline,
+    read: ProxyRead,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader for pod `namespace/pod` over `conn`.
+    pub fn new(conn: AdminConnection, namespace: &str, pod: &str, target: &'a Target, timeout: Duration, deadline: &'a Deadline) -> Reader<'a> {
+        let capture = ProxyCapture { namespace: namespace.into(), pod: pod.into(), ..Default::default() };
+        let read = ProxyRead { capture, gaps: Vec::new(), requests: 0, bytes: 0, elapsed: Duration::ZERO };
+        Reader { conn, origin: format!("pod {namespace}/{pod} admin"), target, timeout, deadline, read }
+    }
+
+    /// Sends the requests `role` needs and returns the files. `expected` are the cluster names
+    /// the intent expects this caller to hold (they may belong to other hosts, e.g. a mirror).
+    /// A broken stream or a timeout ends the reading with that failure (and the path that
+    /// failed); an HTTP error on one request only leaves a gap.
+    pub async fn run(mut self, role: Role, expected: &BTreeSet<String>) -> Result<ProxyRead, (String, AdminFailure)> {
+        let started = Instant::now();
+        if let Some(body) = self.fetch("/server_info", "/server_info").await? {
+            self.read.capture.server_info = Some(self.blob(SERVER_INFO_FILE, body));
+        }
+        let sections = if role == Role::Destination {
+            // The inbound side of a backend: the clusters it accepts the service's traffic on.
+            let inbound = self.dump("dynamic_active_clusters", &["inbound\\|.*".to_string()], false).await?;
+            vec![Section::new("ClustersConfigDump", vec![("dynamic_active_clusters", inbound)])]
+        } else {
+            self.read_outbound(role, expected).await?
+        };
+        if sections.iter().any(|s| !s.fields.is_empty()) {
+            self.read.capture.config_dump = Some(self.blob(CONFIG_DUMP_FILE, assemble(&sections)));
+        }
+        self.read.elapsed = started.elapsed();
+        Ok(self.read)
+    }
+
+    /// A caller's or gateway's view of the target: routes, listeners, clusters, endpoints,
+    /// live hosts and counters. Returns the config dump sections.
+    async fn read_outbound(&mut self, role: Role, expected: &BTreeSet<String>) -> Result<Vec<Section>, (String, AdminFailure)> {
+        let ports: Vec<String> = self.target.ports.iter().map(|p| p.port.to_string()).collect();
+        let mut route_patterns: Vec<String> = ports.chunks(PORTS_PER_PATTERN).map(|c| c.join("|")).collect();
+        // Sniffed (protocol auto) ports get a route configuration per host: `host:PORT`.
+        route_patterns.push(format!("{}:[0-9]+", literal(&self.target.fqdn)));
+        if role == Role::Gateway {
+            // Gateways name route configurations after their servers: `http.8080`, `https.443.NAME.NS`.
+            route_patterns.push("https?\\.[0-9]+(\\..*)?".into());
+        }
+        let listener_patterns: Vec<String> = ports.chunks(PORTS_PER_PATTERN).map(|c| format!(".*_(?:{})", c.join("|"))).collect();
+        let routes = self.dump("dynamic_route_configs", &route_patterns, false).await?;
+        let listeners = self.dump("dynamic_listeners", &listener_patterns, false).await?;
+        let routing = [
+            Section::new("ListenersConfigDump", vec![("dynamic_listeners", listeners)]),
+            Section::new("RoutesConfigDump", vec![("dynamic_route_configs", routes)]),
+        ];
+        let names = self.routed_clusters(&routing, expected);
+        let (hosts, others) = cluster_hosts(&self.target.fqdn, &names);
+        let mut cluster_patterns: Vec<String> = hosts.iter().map(|h| format!("{OUTBOUND_PREFIX}{}", literal(h))).collect();
+        cluster_patterns.extend(others.iter().map(|n| literal(n)));
+        let active = self.dump("dynamic_active_clusters", &cluster_patterns, false).await?;
+        let warming = self.dump("dynamic_warming_clusters", &cluster_patterns, false).await?;
+        let endpoints = self.dump("dynamic_endpoint_configs", &cluster_patterns, true).await?;
+        if let Some(body) = self.fetch("/clusters?format=json", "/clusters").await? {
+            self.read.capture.clusters = Some(self.blob(CLUSTERS_FILE, body));
+        }
+        // Per-cluster counters, by host: Istio ends the cluster part of the name with `;`.
+        let mut text: Option<Vec<u8>> = None;
+        for host in &hosts {
+            let filter = format!("^cluster\\.[^;]*{};", literal(host));
+            if let Some(body) = self.fetch(&format!("/stats?filter={}", query_escape(&filter)), "/stats").await? {
+                text.get_or_insert_with(Vec::new).extend(body);
+            }
+        }
+        if let Some(text) = text {
+            self.read.capture.stats.push((StatsFormat::Text, self.blob(stats_file(StatsFormat::Text), text)));
+        }
+        if let Some(body) = self.fetch("/stats/prometheus?filter=istio_requests_total", "/stats/prometheus").await? {
+            self.read.capture.stats.push((StatsFormat::Prometheus, self.blob(stats_file(StatsFormat::Prometheus), body)));
+        }
+        let [listeners, routes] = routing;
+        Ok(vec![
+            Section::new("ClustersConfigDump", vec![("dynamic_active_clusters", active), ("dynamic_warming_clusters", warming)]),
+            Section::new("EndpointsConfigDump", vec![("dynamic_endpoint_configs", endpoints)]),
+            listeners,
+            routes,
+        ])
+    }
+
+    fn blob(&self, file: &str, bytes: Vec<u8>) -> Blob {
+        Blob { origin: format!("{} ({file})", self.origin), bytes }
+    }
+
+    /// `GET path`: `Some(body)` on 200, `None` (and a gap naming `what`, the path without its
+    /// query) on another status.
+    async fn fetch(&mut self, path: &str, what: &str) -> Result<Option<Vec<u8>>, (String, AdminFailure)> {
+        self.read.requests += 1;
+        let response = self.conn.get(path, self.timeout, self.deadline).await.map_err(|f| (what.to_string(), f))?;
+        self.read.bytes += response.body.len();
+        if response.status == 200 {
+            return Ok(Some(response.body));
+        }
+        let text = String::from_utf8_lossy(&response.body);
+        let first: String = text.lines().next().unwrap_or("").chars().take(200).collect();
+        self.read.gaps.push(Gap {
+            source: format!("{} GET {what}", self.origin),
+            reason: format!("Envoy answered {}: {first}; the checks that need it were skipped", response.status),
+        });
+        Ok(None)
+    }
+
+    /// The elements of `field` whose names match any of `patterns`, one request per pattern;
+    /// `None` when no request succeeded.
+    async fn dump(&mut self, field: &str, patterns: &[String], include_eds: bool) -> Result<Option<Vec<Value>>, (String, AdminFailure)> {
+        let eds = if include_eds { "include_eds=true&" } else { "" };
+        let what = format!("/config_dump ({field})");
+        let mut found: Option<Vec<Value>> = None;
+        for pattern in patterns {
+            let path = format!("/config_dump?{eds}resource={field}&name_regex={}", query_escape(pattern));
+            let Some(body) = self.fetch(&path, &what).await? else { continue };
+            match elements(&body) {
+                Ok(list) => found.get_or_insert_with(Vec::new).extend(list),
+                Err(e) => self.read.gaps.push(Gap { source: format!("{} GET {what}", self.origin), reason: format!("not a config dump: {e}") }),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Cluster names the fetched routes and listeners send the target's traffic to, plus the
+    /// expected ones. Read with the code the analysis uses, so the capture holds every cluster
+    /// the analysis will look up.
+    fn routed_clusters(&self, routing: &[Section], expected: &BTreeSet<String>) -> BTreeSet<String> {
+        let mut names = expected.clone();
+        // A dump that does not parse here fails the analysis later with a precise error; until
+        // then the expected names are still worth fetching.
+        let partial = ProxyCapture { config_dump: Some(Blob { origin: self.origin.clone(), bytes: assemble(routing) }), ..Default::default() };
+        if let Ok(read) = actual::read(&partial, self.target, expected) {
+            for port in read.view.iter().flat_map(|v| &v.ports) {
+                names.extend(port.tcp_destinations.iter().map(|c| c.name.clone()));
+                for route in port.virtual_host.iter().flat_map(|vh| &vh.routes) {
+                    names.extend(route.action.clusters().map(|c| c.name.clone()));
+                }
+            }
+        }
+        names
+    }
+}
+
+/// The hosts of Istio outbound clusters among `names` (always including `fqdn`), and the names
+/// that are not Istio outbound clusters (`BlackHoleCluster`, `PassthroughCluster`).
+fn cluster_hosts(fqdn: &str, names: &BTreeSet<String>) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut hosts = BTreeSet::from([fqdn.to_string()]);
+    let mut others = BTreeSet::new();
+    for name in names {
+        match ClusterName::parse(name) {
+            Some(c) => hosts.insert(c.host),
+            None => others.insert(name.clone()),
+        };
+    }
+    (hosts, others)
+}
+
+/// `text` as an RE2 literal, cut to its first [`MAX_LITERAL`] characters (then `.*`).
+fn literal(text: &str) -> String {
+    if text.chars().count() <= MAX_LITERAL {
+        return regex::escape(text);
+    }
+    let prefix: String = text.chars().take(MAX_LITERAL).collect();
+    format!("{}.*", regex::escape(&prefix))
+}
+
+/// `{"configs": [elements]}` (a filtered dump) → the elements, each without its `@type`.
+/// Envoy answers `{}` when nothing matches.
+fn elements(body: &[u8]) -> Result<Vec<Value>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Filtered {
+        #[serde(default)]
+        configs: Vec<Map<String, Value>>,
+    }
+    let filtered: Filtered = serde_json::from_slice(body)?;
+    Ok(filtered
+        .configs
+        .into_iter()
+        .map(|mut element| {
+            // In a full dump the element type is implied by the section field.
+            element.remove("@type");
+            Value::Object(element)
+        })
+        .collect())
+}
+
+/// A whole config dump (`{"configs": [sections]}`) from sections of fetched elements.
+fn assemble(sections: &[Section]) -> Vec<u8> {
+    let configs: Vec<Value> = sections
+        .iter()
+        .map(|s| {
+            let mut section = Map::new();
+            section.insert("@type".into(), format!("type.googleapis.com/envoy.admin.v3.{}", s.ty).into());
+            for (field, list) in &s.fields {
+                section.insert((*field).into(), Value::Array(list.clone()));
+            }
+            Value::Object(section)
+        })
+        .collect();
+    serde_json::to_vec_pretty(&serde_json::json!({ "configs": configs })).unwrap_or_default()
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
+fn query_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filtered_elements_reassemble_into_sections() {
+        let body = br#"{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.RoutesConfigDump.DynamicRouteConfig","version_info":"1","route_config":{"name":"9080"}}]}"#;
+        let list = elements(body).unwrap();
+        let dump = assemble(&[Section { ty: "RoutesConfigDump", fields: vec![("dynamic_route_configs", list)] }]);
+        let v: Value = serde_json::from_slice(&dump).unwrap();
+        assert_eq!(v["configs"][0]["@type"], "type.googleapis.com/envoy.admin.v3.RoutesConfigDump");
+        assert_eq!(v["configs"][0]["dynamic_route_configs"][0]["route_config"]["name"], "9080");
+        assert!(v["configs"][0]["dynamic_route_configs"][0].get("@type").is_none());
+        assert!(elements(b"{}").unwrap().is_empty());
+    }
+
+    #[test]
+    fn query_values_are_escaped() {
+        assert_eq!(query_escape("a|b.c d"), "a%7Cb.c%20d");
+    }
+
+    #[test]
+    fn cluster_patterns_match_whole_names_and_stay_short() {
+        let pattern = format!("^(?:{OUTBOUND_PREFIX}{})$", literal("reviews.default.svc.cluster.local"));
+        let re = regex::Regex::new(&pattern).unwrap();
+        assert!(re.is_match("outbound|9080|v1|reviews.default.svc.cluster.local"));
+        assert!(re.is_match("outbound|9080||reviews.default.svc.cluster.local"));
+        assert!(!re.is_match("outbound|9080||ratingsXdefault.svc.cluster.local"));
+        let long = literal("a-service-name-that-is-long.a-namespace-that-is-long.svc.cluster.local");
+        assert!(long.ends_with(".*") && long.len() < 60);
+    }
+}

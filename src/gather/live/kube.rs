@@ -1,0 +1,367 @@
+//! The Kubernetes side of live mode: a client configured the way kubectl resolves kubeconfig,
+//! and read-only lists of the kinds mesh-why uses.
+//!
+//! Only `get` and `list` are ever sent. A kind that is not served or not readable becomes a gap
+//! naming the RBAC rule that would grant it; it never stops the run.
+
+use super::Deadline;
+use crate::error::{Error, Result};
+use crate::snapshot::Gap;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::params::ListParams;
+use kube::Client;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How to reach the cluster: kubectl's `--kubeconfig` and `--context`, plus timeouts.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `--kubeconfig`: this file only, instead of `KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context`: a context other than the current one.
+    pub context: Option<String>,
+    /// Limit for each API or admin request.
+    pub request_timeout: Duration,
+}
+
+/// A connected client and what the kubeconfig said about defaults.
+pub struct Cluster {
+    /// The client.
+    pub client: Client,
+    /// Name of the kubeconfig context used (`None` in-cluster).
+    pub context: Option<String>,
+    /// The context's namespace, used when neither `-n` nor `SERVICE.NAMESPACE` names one.
+    pub default_namespace: String,
+    /// Limit for each request.
+    pub request_timeout: Duration,
+}
+
+/// Builds a client the way kubectl picks its configuration: `--kubeconfig`, else every file
+/// listed in `KUBECONFIG` that exists (kubectl skips missing ones), else `~/.kube/config`, else
+/// the in-cluster service account. Exec plugins, client certificates, tokens and
+/// HTTPS_PROXY/NO_PROXY are handled by kube's config loader.
+pub async fn connect(options: &ConnectOptions) -> Result<Cluster> {
+    let kubeconfig = load_kubeconfig(options.kubeconfig.as_deref())?;
+    let (mut config, context) = match kubeconfig {
+        Some((file, source)) => {
+            let context = options.context.clone().or_else(|| file.current_context.clone());
+            let known: Vec<String> = file.contexts.iter().map(|c| c.name.clone()).collect();
+            if let Some(name) = context.as_ref().filter(|n| !known.contains(n)) {
+                return Err(Error::new(format!("context `{name}` is not in the kubeconfig"))
+                    .at(&source)
+                    .help(context_help(&known)));
+            }
+            let Some(name) = context else {
+                return Err(Error::new("the kubeconfig has no current context").at(&source).help(context_help(&known)));
+            };
+            let kube_options = KubeConfigOptions { context: Some(name.clone()), ..Default::default() };
+            let config = kube::Config::from_custom_kubeconfig(file, &kube_options).await.map_err(|e| {
+                Error::new(format!("cannot use context `{name}`: {e}"))
+                    .at(&source)
+                    .help("check the context's cluster and user entries; `kubectl config view --minify` shows what kubectl would use")
+            })?;
+            (config, Some(name))
+        }
+        None if options.context.is_some() => {
+            return Err(Error::new("--context was given but no kubeconfig was found")
+                .help("pass --kubeconfig FILE or set KUBECONFIG, as for kubectl"));
+        }
+        None => {
+            let config = kube::Config::incluster().map_err(|e| {
+                Error::new(format!("no kubeconfig found and not running in a cluster ({e})"))
+                    .help("pass --kubeconfig FILE or set KUBECONFIG, as for kubectl; or analyze saved state with --snapshot DIR")
+            })?;
+            (config, None)
+        }
+    };
+    // Reads are bounded per request by `Cluster::get` and the admin client (a read timeout on
+    // the connection would also cut port-forward streams); connecting is bounded here.
+    config.connect_timeout = Some(options.request_timeout);
+    let default_namespace = config.default_namespace.clone();
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| {
+        Error::new(format!("cannot build a Kubernetes client: {e}")).at(&server).help("check the kubeconfig's certificate and proxy settings")
+    })?;
+    Ok(Cluster { client, context, default_namespace, request_timeout: options.request_timeout })
+}
+
+fn context_help(known: &[String]) -> String {
+    if known.is_empty() {
+        "the kubeconfig defines no contexts; `kubectl config get-contexts` lists what kubectl sees".into()
+    } else {
+        format!("pass --context with one of: {}", known.join(", "))
+    }
+}
+
+/// The merged kubeconfig and a description of where it came from, or `None` when there is none.
+fn load_kubeconfig(explicit: Option<&Path>) -> Result<Option<(Kubeconfig, String)>> {
+    let read = |path: &Path| {
+        Kubeconfig::read_from(path).map_err(|e| {
+            Error::new(format!("cannot read kubeconfig: {e}")).at(path.display()).help("fix the file, or point --kubeconfig / KUBECONFIG elsewhere")
+        })
+    };
+    if let Some(path) = explicit {
+        return Ok(Some((read(path)?, path.display().to_string())));
+    }
+    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        let mut merged: Option<Kubeconfig> = None;
+        let mut used = Vec::new();
+        for path in std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty() && p.is_file()) {
+            let file = read(&path)?;
+            merged = Some(match merged {
+                None => file,
+                Some(m) => m.merge(file).map_err(|e| Error::new(format!("cannot merge the KUBECONFIG files: {e}")).at(path.display()))?,
+            });
+            used.push(path.display().to_string());
+        }
+        return Ok(merged.map(|m| (m, format!("KUBECONFIG ({})", used.join(", ")))));
+    }
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).map(PathBuf::from);
+    match home.map(|h| h.join(".kube").join("config")).filter(|p| p.is_file()) {
+        Some(path) => Ok(Some((read(&path)?, path.display().to_string()))),
+        None => Ok(None),
+    }
+}
+
+/// A resource kind to list: where it is served and how to name it in gaps and RBAC rules.
+#[derive(Debug, Clone)]
+pub struct Kind {
+    /// API group (`""` for core).
+    pub group: &'static str,
+    /// Served version chosen by discovery.
+    pub version: String,
+    /// Resource name in URLs and RBAC rules.
+    pub plural: &'static str,
+    /// `kind` stamped on list items that lack it.
+    pub kind: &'static str,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+}
+
+impl Kind {
+    /// A core (`v1`) kind.
+    pub fn core(plural: &'static str, kind: &'static str, namespaced: bool) -> Kind {
+        Kind { group: "", version: "v1".into(), plural, kind, namespaced }
+    }
+
+    /// A kind of a named group at a fixed version.
+    pub fn grouped(group: &'static str, version: &str, plural: &'static str, kind: &'static str) -> Kind {
+        Kind { group, version: version.into(), plural, kind, namespaced: true }
+    }
+
+    /// `apiVersion` of its objects.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    /// `pods`, `virtualservices.networking.istio.io`: how kubectl names the resource.
+    pub fn resource(&self) -> String {
+        if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
+    }
+
+    fn url(&self, namespace: Option<&str>) -> String {
+        let base = if self.group.is_empty() { "/api/v1".to_string() } else { format!("/apis/{}/{}", self.group, self.version) };
+        match namespace {
+            Some(ns) => format!("{base}/namespaces/{ns}/{}", self.plural),
+            None => format!("{base}/{}", self.plural),
+        }
+    }
+
+    /// The RBAC rule that grants `verb` on this kind, in a Role/ClusterRole's YAML flow style.
+    pub fn rbac_rule(&self, verb: &str) -> String {
+        format!("apiGroups: [\"{}\"], resources: [\"{}\"], verbs: [\"{verb}\"]", self.group, self.plural)
+    }
+}
+
+/// Why a request to the API server failed.
+#[derive(Debug)]
+pub enum ApiFailure {
+    /// 403: RBAC denies it (the server's message).
+    Forbidden(String),
+    /// 404: the kind (or object) is not there.
+    NotFound(String),
+    /// No answer within the request timeout or before the deadline.
+    Timeout(Duration),
+    /// Anything else (transport, TLS, credentials, 5xx).
+    Other(String),
+}
+
+impl ApiFailure {
+    fn from_kube(e: kube::Error) -> ApiFailure {
+        match e {
+            kube::Error::Api(status) if status.code == 403 => ApiFailure::Forbidden(status.message),
+            kube::Error::Api(status) if status.code == 404 => ApiFailure::NotFound(status.message),
+            kube::Error::Api(status) => ApiFailure::Other(format!("{} {}: {}", status.code, status.reason, status.message)),
+            other => ApiFailure::Other(error_chain(&other)),
+        }
+    }
+
+    /// A plain-words reason for a gap.
+    pub fn describe(&self) -> String {
+        match self {
+            ApiFailure::Forbidden(m) => format!("forbidden: {m}"),
+            ApiFailure::NotFound(m) => format!("not found: {m}"),
+            ApiFailure::Timeout(d) => format!("no answer within {}s", d.as_secs_f64()),
+            ApiFailure::Other(m) => m.clone(),
+        }
+    }
+}
+
+/// An error and its sources on one line (kube nests the useful part several levels down).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+impl Cluster {
+    /// Sends one GET, bounded by the request timeout and the overall deadline.
+    async fn get<T: serde::de::DeserializeOwned>(&self, request: hyper::Request<Vec<u8>>, deadline: &Deadline) -> std::result::Result<T, ApiFailure> {
+        let limit = deadline.cap(self.request_timeout);
+        match tokio::time::timeout(limit, self.client.request::<T>(request)).await {
+            Ok(result) => result.map_err(ApiFailure::from_kube),
+            Err(_) => Err(ApiFailure::Timeout(limit)),
+        }
+    }
+
+    /// Checks that the API server answers and accepts the credentials, before anything else.
+    pub async fn probe(&self, deadline: &Deadline) -> Result<()> {
+        let request = plain_get("/version");
+        // `/version` is open to every authenticated user, so any failure here is about reaching
+        // the server or about credentials, not about RBAC.
+        self.get::<Value>(request, deadline).await.map(|_| ()).map_err(|failure| {
+            let context = self.context.as_deref().map(|c| format!(" (context {c})")).unwrap_or_default();
+            Error::new(format!("cannot reach the Kubernetes API server{context}: {}", failure.describe()))
+                .help("check that `kubectl version` works with the same --kubeconfig/--context, or analyze saved state with --snapshot DIR")
+        })
+    }
+
+    /// Lists `kind` in `namespace` (all namespaces when `None`), following continue tokens.
+    /// Items come back as JSON with `apiVersion` and `kind` filled in, ready for the snapshot.
+    pub async fn list(&self, kind: &Kind, namespace: Option<&str>, params: &ListParams, deadline: &Deadline) -> std::result::Result<Vec<Value>, ApiFailure> {
+        let mut items = Vec::new();
+        let mut params = ListParams { limit: Some(LIST_PAGE), ..params.clone() };
+        loop {
+            let request = kube::core::Request::new(kind.url(namespace)).list(&params).map_err(|e| ApiFailure::Other(e.to_string()))?;
+            let mut page: Value = self.get(request, deadline).await?;
+            let next = page.pointer("/metadata/continue").and_then(Value::as_str).filter(|c| !c.is_empty()).map(str::to_string);
+            if let Some(Value::Array(list)) = page.get_mut("items").map(Value::take) {
+                // The API server leaves `apiVersion`/`kind` off items of built-in kinds.
+                items.extend(list.into_iter().map(|mut item| {
+                    if let Some(obj) = item.as_object_mut() {
+                        obj.entry("apiVersion").or_insert_with(|| kind.api_version().into());
+                        obj.entry("kind").or_insert_with(|| kind.kind.into());
+                    }
+                    item
+                }));
+            }
+            match next {
+                Some(token) => params.continue_token = Some(token),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// Gets one object (used for the `istio` ConfigMap).
+    pub async fn get_object(&self, kind: &Kind, namespace: &str, name: &str, deadline: &Deadline) -> std::result::Result<Value, ApiFailure> {
+        let request = kube::core::Request::new(kind.url(Some(namespace))).get(name, &Default::default()).map_err(|e| ApiFailure::Other(e.to_string()))?;
+        let mut object: Value = self.get(request, deadline).await?;
+        if let Some(obj) = object.as_object_mut() {
+            obj.entry("apiVersion").or_insert_with(|| kind.api_version().into());
+            obj.entry("kind").or_insert_with(|| kind.kind.into());
+        }
+        Ok(object)
+    }
+
+    /// Resource names `group/version` serves, by API discovery; empty when the group or version
+    /// is not served at all (for Istio kinds: the CRDs are not installed).
+    pub async fn served_resources(&self, group: &str, version: &str, deadline: &Deadline) -> std::result::Result<Vec<String>, ApiFailure> {
+        let request = plain_get(&format!("/apis/{group}/{version}"));
+        match self.get::<k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList>(request, deadline).await {
+            Ok(list) => Ok(list.resources.into_iter().map(|r| r.name).collect()),
+            Err(ApiFailure::NotFound(_)) => Ok(Vec::new()),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// A GET of a fixed path (`/version`, discovery), which kube's builders only make for objects.
+fn plain_get(path: &str) -> hyper::Request<Vec<u8>> {
+    let mut request = hyper::Request::new(Vec::new());
+    *request.uri_mut() = hyper::Uri::try_from(path).unwrap_or_default();
+    request
+}
+
+/// Page size for lists: large clusters are read in chunks instead of one huge response.
+const LIST_PAGE: u32 = 500;
+
+/// Lists `kind` cluster-wide, falling back to `namespaces` one by one when the cluster-wide list
+/// is forbidden. Every failure becomes a gap that says what is missing and which RBAC rule would
+/// grant it.
+pub async fn list_with_fallback(
+    cluster: &Cluster,
+    kind: &Kind,
+    namespaces: &[String],
+    params: &ListParams,
+    deadline: &Deadline,
+    gaps: &mut Vec<Gap>,
+) -> Vec<Value> {
+    let denied = match cluster.list(kind, None, params, deadline).await {
+        Ok(items) => return items,
+        Err(ApiFailure::Forbidden(message)) if kind.namespaced && !namespaces.is_empty() => ApiFailure::Forbidden(message),
+        Err(failure) => {
+            gaps.push(list_gap(kind, None, &failure));
+            return Vec::new();
+        }
+    };
+    let mut items = Vec::new();
+    let mut failed = Vec::new();
+    for ns in namespaces {
+        match cluster.list(kind, Some(ns), params, deadline).await {
+            Ok(found) => items.extend(found),
+            Err(failure) => failed.push((ns, failure)),
+        }
+    }
+    if failed.len() == namespaces.len() {
+        // Denied everywhere: one gap, with the cluster-wide rule that fixes it.
+        gaps.push(list_gap(kind, None, &denied));
+        return items;
+    }
+    let read: Vec<&str> = namespaces.iter().filter(|ns| !failed.iter().any(|(f, _)| f == ns)).map(String::as_str).collect();
+    gaps.push(Gap {
+        source: kind.resource(),
+        reason: format!(
+            "{}; read only in namespace(s) {}. A ClusterRole with rule `{}` lets mesh-why see the objects of every namespace",
+            denied.describe(),
+            read.join(", "),
+            kind.rbac_rule("list")
+        ),
+    });
+    gaps.extend(failed.iter().map(|(ns, failure)| list_gap(kind, Some(ns), failure)));
+    items
+}
+
+/// The gap for a failed list of `kind` (in `namespace`, or cluster-wide).
+pub fn list_gap(kind: &Kind, namespace: Option<&str>, failure: &ApiFailure) -> Gap {
+    let place = namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
+    let reason = match failure {
+        ApiFailure::Forbidden(message) => {
+            let grant = match namespace {
+                Some(ns) => format!("a Role in namespace {ns}"),
+                None => "a ClusterRole".to_string(),
+            };
+            format!("not readable{place}: {message}. Grant it with {grant} rule `{}`", kind.rbac_rule("list"))
+        }
+        ApiFailure::NotFound(_) => format!("not served by this cluster{place} (is the API or CRD installed?)"),
+        other => format!("could not be listed{place}: {}", other.describe()),
+    };
+    Gap { source: kind.resource(), reason }
+}

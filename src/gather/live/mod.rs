@@ -1,0 +1,441 @@
+//! Live mode: reads a cluster and the chosen proxies into the same snapshot the offline analysis
+//! reads, so a live run and `--snapshot` on a capture of it give the same answer.
+//!
+//! Strictly read-only: API requests are `get`/`list`, proxies are reached through
+//! `pods/portforward` and asked only `GET`s. Every wait is bounded by `--request-timeout` and
+//! the overall `--timeout`; whatever cannot be read becomes a gap, not a failed run.
+
+pub mod admin;
+pub mod kube;
+pub mod portforward;
+pub mod proxies;
+
+use self::admin::{Reader, Role};
+use self::kube::{list_gap, list_with_fallback, ApiFailure, Cluster, Kind};
+use self::portforward::{AdminConnection, AdminFailure};
+use self::proxies::Choice;
+use crate::error::{Error, Result};
+use crate::gather::files::MAX_FILE_BYTES;
+use crate::intent::{self, target::{Caller, Target}};
+use crate::question::{From, Question};
+use crate::snapshot::{Gap, Manifest, ProxyCapture, Snapshot, FORMAT_VERSION};
+use ::kube::core::params::ListParams;
+use ::kube::Api;
+use indicatif::{ProgressBar, ProgressStyle};
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Proxies read at the same time: enough to hide latency, few enough not to load the API
+/// server's port-forward path.
+const CONCURRENT_PROXIES: usize = 4;
+
+/// Where istiod keeps the `istio` ConfigMap (meshConfig) in a default installation.
+const ISTIO_NAMESPACE: &str = "istio-system";
+
+/// Istio kinds to read: group, versions in order of preference, resource, kind.
+const ISTIO_KINDS: &[(&str, &[&str], &str, &str)] = &[
+    ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "virtualservices", "VirtualService"),
+    ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "destinationrules", "DestinationRule"),
+    ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "gateways", "Gateway"),
+    ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "serviceentries", "ServiceEntry"),
+    ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "sidecars", "Sidecar"),
+    ("security.istio.io", &["v1", "v1beta1"], "peerauthentications", "PeerAuthentication"),
+];
+
+/// The overall `--timeout`: every wait is capped by what is left of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    total: Duration,
+}
+
+impl Deadline {
+    /// A deadline `total` from now.
+    pub fn after(total: Duration) -> Deadline {
+        Deadline { at: Instant::now() + total, total }
+    }
+
+    /// `limit`, or less if the deadline is nearer.
+    pub fn cap(&self, limit: Duration) -> Duration {
+        limit.min(self.at.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// Live-mode settings from the command line.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// Most proxies to read.
+    pub max_proxies: usize,
+    /// Overall limit for gathering.
+    pub timeout: Duration,
+}
+
+/// What a live gathering produced, in the form `capture` writes: the objects as the API server
+/// returned them (one list per resource), each proxy's admin output, and the gaps.
+#[derive(Debug)]
+pub struct Capture {
+    /// Objects per file name under `objects/` (`pods.json`, `virtualservices.networking.istio.io.json`).
+    pub lists: BTreeMap<String, Vec<Value>>,
+    /// Admin output per proxy.
+    pub proxies: Vec<ProxyCapture>,
+    /// What could not be read, and why.
+    pub gaps: Vec<Gap>,
+    /// What was read: object counts, and per proxy why it was chosen and what reading it cost.
+    pub collected: Vec<String>,
+    /// Kube context used.
+    pub context: Option<String>,
+    /// (file, namespace, name) of every object added, to drop repeats.
+    seen: BTreeSet<(String, String, String)>,
+}
+
+impl Capture {
+    /// The snapshot the analysis reads, built exactly as the reader builds it from the written
+    /// files (same documents, same order), so live and offline analyses agree.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let mut snapshot = Snapshot { gaps: self.gaps.clone(), ..Default::default() };
+        for (file, items) in &self.lists {
+            for (i, item) in items.iter().enumerate() {
+                snapshot.objects.add_document(item.clone(), &format!("API server, {file} items[{i}]"))?;
+            }
+        }
+        snapshot.objects.sort();
+        snapshot.proxies = self.proxies.clone();
+        snapshot.proxies.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+        Ok(snapshot)
+    }
+
+    /// `mesh-why.json` for this capture; `target` names the question.
+    pub fn manifest(&self, target: String) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            // The clock is read here, at the edge; the analysis never looks at it.
+            captured_at: k8s_openapi::jiff::Timestamp::now().to_string(),
+            target,
+            context: self.context.clone(),
+            collected: self.collected.clone(),
+            gaps: self.gaps.clone(),
+        }
+    }
+
+    fn add(&mut self, kind: &Kind, items: Vec<Value>) {
+        let file = format!("{}.json", kind.resource());
+        let list = self.lists.entry(file.clone()).or_default();
+        for mut item in items {
+            let text = |p: &str| item.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+            // Pods can be listed twice (a caller namespace and a gateway selector).
+            if self.seen.insert((file.clone(), text("/metadata/namespace"), text("/metadata/name"))) {
+                scrub(&mut item);
+                list.push(item);
+            }
+        }
+    }
+}
+
+/// Removes what mesh-why never reads but a shared capture could leak: container environment
+/// values (often credentials) and `last-applied-configuration` (a full copy of the object).
+fn scrub(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Object(annotations)) = map.get_mut("metadata").and_then(|m| m.get_mut("annotations")) {
+                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+            if let Some(Value::Array(env)) = map.get_mut("env") {
+                for var in env.iter_mut().filter_map(Value::as_object_mut) {
+                    if var.contains_key("value") {
+                        var.insert("value".into(), "(redacted by mesh-why)".into());
+                    }
+                }
+            }
+            map.values_mut().for_each(scrub);
+        }
+        Value::Array(items) => items.iter_mut().for_each(scrub),
+        _ => {}
+    }
+}
+
+/// Progress on stderr, drawn only when stderr is a terminal.
+fn progress() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Reads what `question` needs from the cluster and its proxies.
+pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOptions) -> Result<Capture> {
+    let deadline = Deadline::after(options.timeout);
+    let bar = progress();
+    bar.set_message("reading objects");
+    cluster.probe(&deadline).await?;
+    let mut capture = Capture {
+        lists: BTreeMap::new(),
+        proxies: Vec::new(),
+        gaps: Vec::new(),
+        collected: Vec::new(),
+        context: cluster.context.clone(),
+        seen: BTreeSet::new(),
+    };
+    let mut known: Vec<String> = vec![question.namespace.clone(), question.from_namespace.clone(), ISTIO_NAMESPACE.to_string()];
+    known.sort();
+    known.dedup();
+    let all = ListParams::default();
+
+    let namespaces = Kind::core("namespaces", "Namespace", false);
+    let found = list_with_fallback(cluster, &namespaces, &[], &all, &deadline, &mut capture.gaps).await;
+    capture.add(&namespaces, found);
+    let services = Kind::core("services", "Service", true);
+    let found = list_with_fallback(cluster, &services, &known, &all, &deadline, &mut capture.gaps).await;
+    capture.add(&services, found);
+    read_istio_kinds(cluster, &known, &deadline, &mut capture).await;
+    read_mesh_config(cluster, &deadline, &mut capture).await;
+
+    let snapshot = capture.snapshot()?;
+    let target = Target::resolve(&snapshot.objects, &question.service, &question.namespace, question.port).map_err(|e| {
+        // "Not found" would mislead when Services could not be read at all.
+        match capture.gaps.iter().find(|g| g.source == services.resource()) {
+            Some(gap) => Error::new(format!("cannot look up service {}.{}: services {}", question.service, question.namespace, gap.reason))
+                .help("mesh-why needs to list Services; have the RBAC rule above granted, or analyze saved state with --snapshot DIR"),
+            None => e,
+        }
+    })?;
+    read_pods(cluster, question, &target, &snapshot, &deadline, &mut capture).await;
+
+    let snapshot = capture.snapshot()?;
+    let choices = proxies::choose(&snapshot, &target, question, options.max_proxies)?;
+    capture.gaps.extend(choices.gaps);
+    for (file, items) in &capture.lists {
+        capture.collected.push(format!("objects/{file}: {} objects", items.len()));
+    }
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {pos}/{len} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_message("reading proxies");
+    bar.set_length(choices.chosen.len() as u64);
+    let reads = read_proxies(cluster, &snapshot, &target, choices.chosen, &deadline, &bar).await;
+    for (choice, outcome) in reads {
+        match outcome {
+            Ok(read) => {
+                let line = format!(
+                    "proxy {}/{} ({}, {}): {} admin requests, {} bytes in {:.2}s",
+                    choice.namespace,
+                    choice.pod,
+                    choice.role.word(),
+                    choice.why,
+                    read.requests,
+                    read.bytes,
+                    read.elapsed.as_secs_f64()
+                );
+                // On a terminal, say which proxies were read and why (the report lists callers only).
+                bar.println(format!("read {line}"));
+                capture.collected.push(line);
+                capture.gaps.extend(read.gaps);
+                capture.proxies.push(read.capture);
+            }
+            Err(gap) => capture.gaps.push(gap),
+        }
+    }
+    bar.finish_and_clear();
+    Ok(capture)
+}
+
+/// Lists the Istio kinds at the first served version of each; a kind whose group is not served
+/// (Istio not installed) is a gap.
+async fn read_istio_kinds(cluster: &Cluster, known: &[String], deadline: &Deadline, capture: &mut Capture) {
+    let all = ListParams::default();
+    // Several kinds share a group version; ask discovery about each one once.
+    let mut served: BTreeMap<String, std::result::Result<Vec<String>, String>> = BTreeMap::new();
+    for (group, versions, plural, kind_name) in ISTIO_KINDS {
+        let mut chosen = None;
+        let mut failed = None;
+        for version in *versions {
+            let key = format!("{group}/{version}");
+            if !served.contains_key(&key) {
+                let answer = cluster.served_resources(group, version, deadline).await.map_err(|f| f.describe());
+                served.insert(key.clone(), answer);
+            }
+            match &served[&key] {
+                Ok(names) if names.iter().any(|n| n == plural) => {
+                    chosen = Some(version.to_string());
+                    break;
+                }
+                Ok(_) => {}
+                Err(reason) => failed = Some(reason.clone()),
+            }
+        }
+        let source = format!("{plural}.{group}");
+        match (chosen, failed) {
+            (Some(version), _) => {
+                let kind = Kind::grouped(group, &version, plural, kind_name);
+                let found = list_with_fallback(cluster, &kind, known, &all, deadline, &mut capture.gaps).await;
+                capture.add(&kind, found);
+            }
+            (None, Some(reason)) => capture.gaps.push(Gap { source, reason: format!("API discovery failed: {reason}") }),
+            (None, None) => capture.gaps.push(Gap {
+                source,
+                reason: format!("not served by this cluster in {}: are Istio's CRDs installed?", versions.join(", ")),
+            }),
+        }
+    }
+}
+
+/// Reads meshConfig from the `istio` ConfigMap, keeping only its `mesh` key.
+async fn read_mesh_config(cluster: &Cluster, deadline: &Deadline, capture: &mut Capture) {
+    let kind = Kind::core("configmaps", "ConfigMap", true);
+    let source = format!("configmap {ISTIO_NAMESPACE}/istio (meshConfig)");
+    match cluster.get_object(&kind, ISTIO_NAMESPACE, "istio", deadline).await {
+        Ok(mut object) => {
+            // Other keys (meshNetworks, values) are not used; leave them out of the snapshot.
+            if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
+                data.retain(|k, _| k == "mesh");
+            }
+            capture.add(&kind, vec![object]);
+        }
+        Err(ApiFailure::NotFound(_)) => capture.gaps.push(Gap { source, reason: "not found: Istio's default mesh settings were assumed".into() }),
+        Err(ApiFailure::Forbidden(message)) => capture.gaps.push(Gap {
+            source,
+            reason: format!(
+                "not readable ({message}); Istio's default mesh settings were assumed. Grant it with a Role in {ISTIO_NAMESPACE} rule `apiGroups: [\"\"], resources: [\"configmaps\"], resourceNames: [\"istio\"], verbs: [\"get\"]`"
+            ),
+        }),
+        Err(other) => capture.gaps.push(Gap { source, reason: format!("could not be read ({}); Istio's default mesh settings were assumed", other.describe()) }),
+    }
+}
+
+/// Lists pods where callers, gateways and backends can be, the service's EndpointSlices, and
+/// the Deployment `--from deploy/NAME` names.
+async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snapshot: &Snapshot, deadline: &Deadline, capture: &mut Capture) {
+    let pods = Kind::core("pods", "Pod", true);
+    let all = ListParams::default();
+    for ns in proxies::caller_namespaces(snapshot, target, question) {
+        match cluster.list(&pods, Some(&ns), &all, deadline).await {
+            Ok(found) => capture.add(&pods, found),
+            Err(failure) => capture.gaps.push(list_gap(&pods, Some(&ns), &failure)),
+        }
+    }
+    for (gateway, selector) in proxies::gateway_selectors(snapshot, target) {
+        let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let params = ListParams::default().labels(&labels.join(","));
+        let gateway_ns = gateway.split('/').next().unwrap_or(ISTIO_NAMESPACE).to_string();
+        let found = list_with_fallback(cluster, &pods, &[ISTIO_NAMESPACE.to_string(), gateway_ns], &params, deadline, &mut capture.gaps).await;
+        capture.add(&pods, found);
+    }
+    let slices = Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice");
+    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={}", target.name));
+    match cluster.list(&slices, Some(&target.namespace), &params, deadline).await {
+        Ok(found) => capture.add(&slices, found),
+        Err(failure) => capture.gaps.push(list_gap(&slices, Some(&target.namespace), &failure)),
+    }
+    if let Some(From::Deployment(name)) = &question.from {
+        let deployments = Kind::grouped("apps", "v1", "deployments", "Deployment");
+        let params = ListParams::default().fields(&format!("metadata.name={name}"));
+        match cluster.list(&deployments, Some(&question.from_namespace), &params, deadline).await {
+            Ok(found) => capture.add(&deployments, found),
+            Err(failure) => capture.gaps.push(list_gap(&deployments, Some(&question.from_namespace), &failure)),
+        }
+    }
+}
+
+/// Reads the chosen proxies, a few at a time, each bounded by the overall deadline.
+async fn read_proxies(
+    cluster: &Cluster,
+    snapshot: &Snapshot,
+    target: &Target,
+    chosen: Vec<Choice>,
+    deadline: &Deadline,
+    bar: &ProgressBar,
+) -> Vec<(Choice, std::result::Result<admin::ProxyRead, Gap>)> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PROXIES));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, choice) in chosen.iter().enumerate() {
+        // The clusters the intent expects this caller to hold, so the capture includes them
+        // even when they belong to other hosts.
+        let expected: BTreeSet<String> = match snapshot.objects.pod(&choice.namespace, &choice.pod) {
+            Some(pod) if choice.role != Role::Destination => intent::derive(&snapshot.objects, &Caller::from_pod(pod), target).view.clusters.into_keys().collect(),
+            _ => BTreeSet::new(),
+        };
+        let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &choice.namespace);
+        let (choice, target, deadline, permits) = (choice.clone(), target.clone(), *deadline, permits.clone());
+        let timeout = cluster.request_timeout;
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let outcome = match tokio::time::timeout_at(deadline.at, read_proxy(&pods, &choice, &target, &expected, timeout, &deadline)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Gap {
+                    source: format!("pod {}/{}", choice.namespace, choice.pod),
+                    reason: format!("not read: the overall --timeout ({}s) ran out first; raise it, or narrow the question with --from", deadline.total.as_secs()),
+                }),
+            };
+            (index, outcome)
+        });
+    }
+    let mut results: Vec<Option<std::result::Result<admin::ProxyRead, Gap>>> = chosen.iter().map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        bar.inc(1);
+        if let Ok((index, outcome)) = joined {
+            results[index] = Some(outcome);
+        }
+    }
+    chosen
+        .into_iter()
+        .zip(results)
+        .map(|(choice, outcome)| {
+            let outcome = outcome.unwrap_or_else(|| Err(Gap { source: format!("pod {}/{}", choice.namespace, choice.pod), reason: "not read: the reading task failed".into() }));
+            (choice, outcome)
+        })
+        .collect()
+}
+
+/// Opens the port-forward and reads one proxy; any failure is a gap that says what to check.
+async fn read_proxy(
+    pods: &Api<Pod>,
+    choice: &Choice,
+    target: &Target,
+    expected: &BTreeSet<String>,
+    timeout: Duration,
+    deadline: &Deadline,
+) -> std::result::Result<admin::ProxyRead, Gap> {
+    let source = format!("pod {}/{}", choice.namespace, choice.pod);
+    let gap = |reason: String| Gap { source: source.clone(), reason };
+    let conn = AdminConnection::open(pods, &choice.pod, MAX_FILE_BYTES as usize, deadline.cap(timeout))
+        .await
+        .map_err(|failure| gap(format!("not read: {}", describe(&failure, "opening the port-forward to 15000"))))?;
+    Reader::new(conn, &choice.namespace, &choice.pod, target, timeout, deadline)
+        .run(choice.role, expected)
+        .await
+        .map_err(|(path, failure)| gap(format!("not read: {}", describe(&failure, &format!("GET {path}")))))
+}
+
+/// Plain words for an admin failure during `what`.
+fn describe(failure: &AdminFailure, what: &str) -> String {
+    match failure {
+        AdminFailure::Open(m) => m.clone(),
+        AdminFailure::Port(m) => format!("the Envoy admin port 15000 is not reachable in the pod ({m}); is the istio-proxy container running?"),
+        AdminFailure::Timeout(d) => format!("Envoy admin gave no answer to {what} within {:.1}s (--request-timeout); the proxy may be stuck or overloaded", d.as_secs_f64()),
+        AdminFailure::Transport(m) => format!("{what} failed: {m}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub;
+    use serde_json::json;
+
+    #[test]
+    fn environment_values_and_last_applied_configuration_are_removed() {
+        let mut pod = json!({
+            "metadata": {"name": "p", "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "keep": "x"}},
+            "spec": {"containers": [{"name": "app", "env": [{"name": "TOKEN", "value": "s3cret"}, {"name": "FROM", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}
+        });
+        scrub(&mut pod);
+        assert_eq!(pod["metadata"]["annotations"], json!({"keep": "x"}));
+        assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], "(redacted by mesh-why)");
+        assert!(pod["spec"]["containers"][0]["env"][1].get("value").is_none());
+        assert!(!pod.to_string().contains("s3cret"));
+    }
+}

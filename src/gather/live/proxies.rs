@@ -1,0 +1,219 @@
+//! Which proxies to read for the question, and which namespaces to list pods in to find them.
+//!
+//! Callers: `--from`, else one ready sidecar pod per workload in the service's namespace and in
+//! the namespaces whose VirtualServices or Sidecars refer to the service. Ingress gateways: one
+//! pod per Gateway selector when a Gateway-bound VirtualService routes to the service.
+//! Destinations: one ready pod per subset (or per `version` label without subsets). The total is
+//! capped; everything left out is named in the gaps.
+
+use super::admin::Role;
+use crate::error::Result;
+use crate::intent::scope::{all_rules_for, vs_gateways, vs_hosts};
+use crate::intent::target::{Caller, CallerKind, SidecarState, Target};
+use crate::istio::labels_match;
+use crate::istio::names::{host_matches, resolve_short_name, DEFAULT_DOMAIN};
+use crate::istio::VirtualService;
+use crate::question::{self, Question};
+use crate::snapshot::{Gap, Resource, Snapshot};
+use k8s_openapi::api::core::v1::Pod;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A proxy to read and why it was picked.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Caller, gateway or destination.
+    pub role: Role,
+    /// Why this pod (the workload, subset or gateway it stands for).
+    pub why: String,
+}
+
+/// The proxies picked, and what was left out and why.
+#[derive(Debug, Default)]
+pub struct Choices {
+    /// Pods to read, callers first.
+    pub chosen: Vec<Choice>,
+    /// Workloads or pods not read.
+    pub gaps: Vec<Gap>,
+}
+
+/// True when any of the VirtualService's routes sends traffic to `fqdn`.
+fn routes_to(vs: &Resource<VirtualService>, fqdn: &str) -> bool {
+    let spec = &vs.spec;
+    spec.http
+        .iter()
+        .flat_map(|h| h.route.iter().map(|r| &r.destination).chain(h.mirror.iter()).chain(h.mirrors.iter().map(|m| &m.destination)))
+        .chain(spec.tcp.iter().chain(&spec.tls).flat_map(|t| t.route.iter().map(|r| &r.destination)))
+        .any(|d| resolve_short_name(&d.host, &vs.meta.namespace, DEFAULT_DOMAIN) == fqdn)
+}
+
+/// Namespaces whose pods may call the service: the service's own, the `--from` namespace, and
+/// those whose VirtualServices or Sidecars refer to the service.
+pub fn caller_namespaces(snapshot: &Snapshot, target: &Target, question: &Question) -> BTreeSet<String> {
+    let objects = &snapshot.objects;
+    let mut out = BTreeSet::from([target.namespace.clone()]);
+    if question.from.is_some() {
+        out.insert(question.from_namespace.clone());
+        return out;
+    }
+    for vs in &objects.virtual_services {
+        if routes_to(vs, &target.fqdn) || vs_hosts(vs).iter().any(|h| host_matches(h, &target.fqdn)) {
+            out.insert(vs.meta.namespace.clone());
+        }
+    }
+    for sidecar in &objects.sidecars {
+        let own = &sidecar.meta.namespace;
+        let refers = sidecar.spec.egress.iter().flat_map(|e| &e.hosts).any(|entry| {
+            let (ns, host) = entry.split_once('/').unwrap_or(("*", entry));
+            let ns_ok = ns == "*" || ns == target.namespace || (ns == "." && *own == target.namespace);
+            // `*/*` imports everything; only entries that single out the service count.
+            ns_ok && host_matches(host, &target.fqdn) && !(ns == "*" && host == "*")
+        });
+        if refers {
+            out.insert(own.clone());
+        }
+    }
+    out
+}
+
+/// Label selectors of the Gateways that Gateway-bound VirtualServices use to route to the service.
+pub fn gateway_selectors(snapshot: &Snapshot, target: &Target) -> Vec<(String, BTreeMap<String, String>)> {
+    let objects = &snapshot.objects;
+    let mut out: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+    for vs in objects.virtual_services.iter().filter(|vs| routes_to(vs, &target.fqdn)) {
+        for gateway in vs_gateways(vs).into_iter().filter(|g| g != "mesh") {
+            let found = objects.gateways.iter().find(|g| format!("{}/{}", g.meta.namespace, g.meta.name) == gateway);
+            if let Some(g) = found.filter(|g| !g.spec.selector.is_empty() && !out.iter().any(|(_, sel)| *sel == g.spec.selector)) {
+                out.push((gateway, g.spec.selector.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Ready (Ready condition true) and not being deleted.
+fn ready(pod: &Resource<Pod>) -> bool {
+    pod.spec.metadata.deletion_timestamp.is_none()
+        && pod.spec.status.iter().flat_map(|s| s.conditions.iter().flatten()).any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// The workload a pod belongs to: its Deployment (owner ReplicaSet minus the template hash), or
+/// its other owner, or its `app` label, or itself.
+fn workload(pod: &Resource<Pod>) -> String {
+    let owner = pod.meta.owners.iter().find(|o| !o.starts_with("manager:"));
+    match (owner, pod.meta.labels.get("pod-template-hash")) {
+        (Some(o), Some(hash)) if o.starts_with("ReplicaSet/") => {
+            let rs = &o["ReplicaSet/".len()..];
+            format!("Deployment/{}", rs.strip_suffix(&format!("-{hash}")).unwrap_or(rs))
+        }
+        (Some(o), _) => o.clone(),
+        (None, _) => pod.meta.labels.get("app").map(|a| format!("app={a}")).unwrap_or_else(|| format!("Pod/{}", pod.meta.name)),
+    }
+}
+
+fn has_sidecar(caller: &Caller) -> bool {
+    caller.sidecar == SidecarState::Injected
+}
+
+/// Picks the proxies to read (at most `max`).
+pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, max: usize) -> Result<Choices> {
+    let objects = &snapshot.objects;
+    let mut choices = Choices::default();
+    let is_backend = |p: &Resource<Pod>| target.selects(p);
+    let mut wanted: Vec<Choice> = Vec::new();
+
+    if question.from.is_some() {
+        for examined in question::callers(snapshot, target, question)? {
+            let caller = examined.caller;
+            match &caller.sidecar {
+                SidecarState::Missing(reason) => choices.gaps.push(Gap {
+                    source: format!("pod {}/{}", caller.namespace, caller.name),
+                    reason: format!("not read: {reason}, so there is no Envoy to port-forward to"),
+                }),
+                _ => wanted.push(Choice {
+                    role: if caller.kind == CallerKind::Gateway { Role::Gateway } else { Role::Caller },
+                    why: "named by --from".into(),
+                    namespace: caller.namespace,
+                    pod: caller.name,
+                }),
+            }
+        }
+    } else {
+        let namespaces = caller_namespaces(snapshot, target, question);
+        let mut workloads: BTreeMap<(String, String), Vec<&Resource<Pod>>> = BTreeMap::new();
+        for pod in objects.pods.iter().filter(|p| namespaces.contains(&p.meta.namespace) && !is_backend(p)) {
+            if Caller::from_pod(pod).kind == CallerKind::Gateway {
+                continue;
+            }
+            workloads.entry((pod.meta.namespace.clone(), workload(pod))).or_default().push(pod);
+        }
+        for ((ns, name), mut pods) in workloads {
+            pods.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+            let pick = pods.iter().find(|p| ready(p) && has_sidecar(&Caller::from_pod(p)));
+            match pick {
+                Some(p) => wanted.push(Choice { namespace: ns, pod: p.meta.name.clone(), role: Role::Caller, why: format!("one ready pod of {name}") }),
+                None => {
+                    let reason = match Caller::from_pod(pods[0]).sidecar {
+                        SidecarState::Missing(r) => r,
+                        _ => "no pod is ready".into(),
+                    };
+                    choices.gaps.push(Gap { source: format!("workload {ns}/{name}"), reason: format!("not read as a caller: {reason}") });
+                }
+            }
+        }
+        for (gateway, selector) in gateway_selectors(snapshot, target) {
+            let mut pods: Vec<&Resource<Pod>> = objects.pods.iter().filter(|p| labels_match(&selector, &p.meta.labels) && ready(p)).collect();
+            pods.sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+            match pods.first() {
+                Some(p) => wanted.push(Choice { namespace: p.meta.namespace.clone(), pod: p.meta.name.clone(), role: Role::Gateway, why: format!("one ready pod of gateway {gateway}") }),
+                None => choices.gaps.push(Gap { source: format!("gateway {gateway}"), reason: "not read: no ready pod matches its selector".into() }),
+            }
+        }
+    }
+
+    let mut backends: Vec<&Resource<Pod>> = objects.pods.iter().filter(|p| is_backend(p) && ready(p) && has_sidecar(&Caller::from_pod(p))).collect();
+    backends.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+    let mut subsets: Vec<(&str, &BTreeMap<String, String>)> = Vec::new();
+    for rule in all_rules_for(objects, &target.fqdn) {
+        for s in &rule.spec.subsets {
+            if !subsets.iter().any(|(name, _)| *name == s.name) {
+                subsets.push((&s.name, &s.labels));
+            }
+        }
+    }
+    let mut picks: Vec<(String, &Resource<Pod>)> = Vec::new();
+    if subsets.is_empty() {
+        let mut seen = BTreeSet::new();
+        for p in &backends {
+            let version = p.meta.labels.get("version");
+            if seen.insert(version) {
+                picks.push((version.map(|v| format!("version {v}")).unwrap_or_else(|| "the service".into()), p));
+            }
+        }
+    } else {
+        for (name, labels) in subsets {
+            picks.extend(backends.iter().find(|p| labels_match(labels, &p.meta.labels)).map(|p| (format!("subset {name}"), *p)));
+        }
+    }
+    for (what, p) in picks {
+        wanted.push(Choice { namespace: p.meta.namespace.clone(), pod: p.meta.name.clone(), role: Role::Destination, why: format!("one ready pod of {what}") });
+    }
+
+    for choice in wanted {
+        if choices.chosen.iter().any(|c| c.namespace == choice.namespace && c.pod == choice.pod) {
+            continue;
+        }
+        if choices.chosen.len() < max {
+            choices.chosen.push(choice);
+        } else {
+            choices.gaps.push(Gap {
+                source: format!("pod {}/{}", choice.namespace, choice.pod),
+                reason: format!("not read ({} {}): --max-proxies {max} reached; raise it or pick callers with --from", choice.role.word(), choice.why),
+            });
+        }
+    }
+    Ok(choices)
+}

