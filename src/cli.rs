@@ -6,6 +6,7 @@ use crate::question::{From, Question};
 use crate::render::Format;
 use clap::Parser;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Explains why Istio traffic for a service is not landing where you expect.
 #[derive(Debug, Parser)]
@@ -13,20 +14,35 @@ use std::path::PathBuf;
     name = "kubectl mesh-why",
     version,
     about = "Explains why Istio traffic for a service is not landing where you expect",
-    after_help = "Examples:\n  kubectl mesh-why reviews -n bookinfo\n  kubectl mesh-why reviews.bookinfo --from deploy/productpage-v1 -o markdown\n  kubectl mesh-why reviews --snapshot ./incident-snapshot.tar.gz\n\nExit status: 0 no error found, 1 at least one error-severity finding, 2 could not run."
+    after_help = "Examples:\n  kubectl mesh-why reviews -n bookinfo\n  kubectl mesh-why reviews.bookinfo --from deploy/productpage-v1 -o markdown\n  kubectl mesh-why capture reviews -n bookinfo -d incident-snapshot.tar.gz\n  kubectl mesh-why reviews --snapshot ./incident-snapshot.tar.gz\n  kubectl mesh-why --all -A --snapshot ./incident-snapshot.tar.gz -o json\n\nExit status: 0 no error found, 1 at least one error-severity finding, 2 could not run.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 pub struct Cli {
-    /// The service asked about: SERVICE or SERVICE.NAMESPACE.
-    pub service: String,
-    /// Namespace of the service (and of --from pods).
-    #[arg(short = 'n', long = "namespace")]
+    /// Save the cluster state for a question instead of analyzing it.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The service asked about: SERVICE or SERVICE.NAMESPACE (not with --all).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub service: Option<String>,
+    /// Check every service in the namespace (-n, or -A for all namespaces) instead of one.
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: every namespace.
+    #[arg(short = 'A', long = "all-namespaces", requires = "all")]
+    pub all_namespaces: bool,
+    /// Namespace of the service (and of --from pods); default: the kubeconfig context's.
+    #[arg(short = 'n', long = "namespace", global = true)]
     pub namespace: Option<String>,
     /// Only this service port.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub port: Option<u32>,
     /// Callers to examine: POD, deploy/NAME, or KEY=VALUE,... (default: every proxy that calls the service).
-    #[arg(long = "from")]
+    #[arg(long = "from", global = true)]
     pub from: Option<String>,
+    /// How to reach the cluster (live mode and capture).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Analyze saved state instead of a live cluster: a snapshot directory or .tar.gz.
     #[arg(long)]
     pub snapshot: Option<PathBuf>,
@@ -35,15 +51,83 @@ pub struct Cli {
     pub output: Format,
 }
 
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Save what the question needs from the cluster and its proxies, to analyze later with --snapshot.
+    Capture {
+        /// The service asked about: SERVICE or SERVICE.NAMESPACE.
+        service: String,
+        /// Where to write: a new directory, or a file ending in .tar.gz.
+        #[arg(short = 'd', long = "dir")]
+        dir: PathBuf,
+    },
+}
+
+/// kubectl-style flags for reaching the cluster, accepted before or after `capture`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Path to the kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Most proxies to read (callers first, then gateways, then one destination pod per subset).
+    #[arg(long = "max-proxies", global = true, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_proxies: u32,
+    /// Limit for the whole run against the cluster, e.g. 60s or 2m.
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Limit for each request to the API server or to a proxy, e.g. 10s.
+    #[arg(long = "request-timeout", global = true, default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+}
+
+/// Parses kubectl-style durations: `500ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration such as 10s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    // A zero limit would mean "wait forever" to kubectl; mesh-why never waits forever.
+    if seconds <= 0.0 || !seconds.is_finite() {
+        return Err(format!("`{text}`: the limit must be more than zero"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 impl Cli {
-    /// Turns the arguments into a question; `SERVICE.NAMESPACE` wins over `-n`.
-    pub fn question(&self) -> Result<Question> {
-        let (service, namespace) = match self.service.split_once('.') {
+    /// The SERVICE argument, given at the top level or after `capture`.
+    pub fn service_arg(&self) -> &str {
+        match &self.command {
+            Some(Command::Capture { service, .. }) => service,
+            None => self.service.as_deref().unwrap_or_default(),
+        }
+    }
+
+    /// With --all, the namespace to check (`None` for every namespace, `-A`); `None` without
+    /// --all. `-n` wins over `default_namespace`, as for one service.
+    pub fn mesh_scope(&self, default_namespace: &str) -> Option<Option<String>> {
+        self.all.then(|| (!self.all_namespaces).then(|| self.namespace.clone().unwrap_or_else(|| default_namespace.into())))
+    }
+
+    /// Turns the arguments into a question; `SERVICE.NAMESPACE` wins over `-n`, which wins over
+    /// `default_namespace` (the kubeconfig context's, as kubectl does).
+    pub fn question(&self, default_namespace: &str) -> Result<Question> {
+        let arg = self.service_arg();
+        let (service, namespace) = match arg.split_once('.') {
             Some((s, ns)) => (s.to_string(), ns.trim_end_matches(".svc.cluster.local").trim_end_matches(".svc").to_string()),
-            None => (self.service.clone(), self.namespace.clone().unwrap_or_else(|| "default".into())),
+            None => (arg.to_string(), self.namespace.clone().unwrap_or_else(|| default_namespace.into())),
         };
         if service.is_empty() || namespace.is_empty() || namespace.contains('.') {
-            return Err(Error::new(format!("`{}` is not SERVICE or SERVICE.NAMESPACE", self.service)).help("for example: reviews, or reviews.bookinfo"));
+            return Err(Error::new(format!("`{arg}` is not SERVICE or SERVICE.NAMESPACE")).help("for example: reviews, or reviews.bookinfo"));
         }
         let from = self.from.as_deref().map(From::parse).transpose()?;
         Ok(Question {

@@ -2,7 +2,7 @@
 //! A thin shell over the `mesh_why` library: parse arguments, gather, analyze, render, exit.
 
 use clap::Parser;
-use mesh_why::{cli, diagnose, error, gather, render};
+use mesh_why::{cli, diagnose, error, gather, question, render, snapshot};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -18,18 +18,78 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &cli::Cli) -> error::Result<ExitCode> {
-    let question = cli.question()?;
-    let Some(path) = &cli.snapshot else {
-        return Err(error::Error::new("no --snapshot given, and this build only analyzes saved snapshots")
-            .help("pass --snapshot DIR (or a .tar.gz), e.g. --snapshot testdata/scenarios/healthy-canary"));
+    if let Some(path) = &cli.snapshot {
+        if let Some(scope) = cli.mesh_scope("default") {
+            let snapshot = gather::files::read_snapshot(path)?;
+            return Ok(print(cli, &diagnose::analyze_mesh(&snapshot, scope.as_deref())?));
+        }
+        let question = cli.question("default")?;
+        let snapshot = gather::files::read_snapshot(path)?;
+        return report(cli, &snapshot, &question);
+    }
+    if cli.all {
+        return Err(error::Error::new("--all reads saved state only in this build")
+            .help("capture each service with `kubectl mesh-why capture SERVICE -d DIR`, or pass --snapshot DIR with --all"));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| error::Error::new(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(live(cli))
+}
+
+/// Live mode and `capture`: read the cluster, then analyze or write. Ctrl-C stops at once;
+/// nothing has been written to disk before the reading is complete.
+async fn live(cli: &cli::Cli) -> error::Result<ExitCode> {
+    let args = &cli.cluster;
+    let connect = gather::live::kube::ConnectOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        request_timeout: args.request_timeout,
     };
-    let snapshot = gather::files::read_snapshot(path)?;
-    let report = diagnose::analyze(&snapshot, &question)?;
+    let options = gather::live::LiveOptions { max_proxies: args.max_proxies as usize, timeout: args.timeout };
+    let reading = async {
+        let cluster = gather::live::kube::connect(&connect).await?;
+        let question = cli.question(&cluster.default_namespace)?;
+        let capture = gather::live::gather(&cluster, &question, &options).await?;
+        Ok::<_, error::Error>((question, capture))
+    };
+    let (question, capture) = tokio::select! {
+        read = reading => read?,
+        _ = tokio::signal::ctrl_c() => return Err(error::Error::new("interrupted; nothing was written")),
+    };
+    match &cli.command {
+        Some(cli::Command::Capture { dir, .. }) => {
+            let port = question.port.map(|p| format!(":{p}")).unwrap_or_default();
+            let target = format!("{}.{}{port}", question.service, question.namespace);
+            gather::write::write_snapshot(&capture, &capture.manifest(target.clone()), dir)?;
+            let objects: usize = capture.lists.values().map(Vec::len).sum();
+            println!(
+                "wrote {}: {objects} objects, {} proxies, {} gaps (see {})\nanalyze it with: kubectl mesh-why {target} --snapshot {}",
+                dir.display(),
+                capture.proxies.len(),
+                capture.gaps.len(),
+                snapshot::MANIFEST_FILE,
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        None => report(cli, &capture.snapshot()?, &question),
+    }
+}
+
+/// Analyzes `snapshot` and prints the report; the exit code says whether an error was found.
+fn report(cli: &cli::Cli, snapshot: &snapshot::Snapshot, question: &question::Question) -> error::Result<ExitCode> {
+    Ok(print(cli, &diagnose::analyze(snapshot, question)?))
+}
+
+/// Prints a report in the chosen format; the exit code says whether an error was found.
+fn print(cli: &cli::Cli, report: &diagnose::Report) -> ExitCode {
     let color = cli.output == render::Format::Table
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let text = render::render(&report, cli.output, color);
+    let text = render::render(report, cli.output, color);
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::stdout().write_all(text.as_bytes());
-    Ok(if report.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    if report.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }

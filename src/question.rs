@@ -112,7 +112,10 @@ pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question)
         let caller = objects.pod(&cap.namespace, &cap.pod).map(Caller::from_pod).unwrap_or_else(|| from_capture(cap));
         out.push(Examined { caller, capture: Some(cap) });
     }
-    if out.is_empty() {
+    // Pods that could call the service: all of them when no proxy was captured, else the ones
+    // without a sidecar (they have no Envoy to capture, and are a finding of their own).
+    let captured_any = !out.is_empty();
+    {
         let mut seen_workloads = BTreeSet::new();
         let interested: BTreeSet<&str> = objects
             .virtual_services
@@ -126,7 +129,9 @@ pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question)
                 continue;
             }
             let caller = Caller::from_pod(pod);
-            if caller.kind == CallerKind::Gateway {
+            let already = out.iter().any(|e| e.caller.namespace == pod.meta.namespace && e.caller.name == pod.meta.name);
+            let has_sidecar = !matches!(caller.sidecar, crate::intent::target::SidecarState::Missing(_));
+            if caller.kind == CallerKind::Gateway || already || (captured_any && has_sidecar) {
                 continue;
             }
             let workload = pod.meta.owners.first().cloned().unwrap_or_else(|| pod.meta.labels.get("app").cloned().unwrap_or_else(|| pod.meta.name.clone()));

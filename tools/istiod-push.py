@@ -78,7 +78,7 @@ def clusters_and_endpoints(svc: dict) -> tuple[list, list]:
         if svc.get("dr"):
             ns, dr = svc["dr"].split("/")
             istio_meta["config"] = f"/apis/networking.istio.io/v1/namespaces/{ns}/destination-rule/{dr}"
-        clusters.append({
+        cluster = {
             "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": name, "type": "EDS",
             "eds_cluster_config": {"eds_config": {"path_config_source": {"path": "endpoints.json"},
                                                   "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
@@ -88,7 +88,10 @@ def clusters_and_endpoints(svc: dict) -> tuple[list, list]:
                                                  "max_requests": 4294967295, "max_retries": 4294967295}]},
             "common_lb_config": {}, "alt_stat_name": name + ";",
             "metadata": {"filter_metadata": {"istio": istio_meta}},
-        })
+        }
+        # What a DestinationRule's trafficPolicy adds (outlier_detection, circuit_breakers), verbatim.
+        cluster.update(svc.get("cluster_policy", {}))
+        clusters.append(cluster)
         assignments.append({
             "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", "cluster_name": name,
             "endpoints": [{"locality": {}, "lb_endpoints": [

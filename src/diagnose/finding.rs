@@ -137,6 +137,8 @@ pub fn merge_and_rank(findings: Vec<Finding>) -> Vec<Finding> {
     for f in findings {
         match merged.iter_mut().find(|m| m.id == f.id && m.subject == f.subject && m.summary == f.summary) {
             Some(m) => {
+                // The same cause seen from several callers: keep its worst severity.
+                m.severity = m.severity.min(f.severity);
                 for c in f.callers {
                     if !m.callers.contains(&c) {
                         m.callers.push(c);

@@ -85,19 +85,76 @@ pub(crate) struct CallerContext<'a> {
 
 /// Analyzes `snapshot` for `question`.
 pub fn analyze(snapshot: &Snapshot, question: &Question) -> Result<Report> {
+    let target = Target::resolve(&snapshot.objects, &question.service, &question.namespace, question.port)?;
+    let mut report = analyze_service(snapshot, question, &target)?;
+    report.findings.extend(rules::object_findings(&snapshot.objects, rules::Scope::Service(&target)));
+    report.findings = merge_and_rank(std::mem::take(&mut report.findings));
+    Ok(report)
+}
+
+/// Analyzes every service of `namespace` (all namespaces when `None`), plus the objects that
+/// concern no single service, into one report whose target is the scope.
+pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Report> {
     let objects = &snapshot.objects;
-    let target = Target::resolve(objects, &question.service, &question.namespace, question.port)?;
+    let mut findings = rules::object_findings(objects, rules::Scope::Mesh(namespace));
+    let mut proxies: Vec<ProxyExamined> = Vec::new();
+    let mut diff = Vec::new();
     let mut gaps = snapshot.gaps.clone();
-    let mut findings = rules::object_findings(objects, &target);
+    if let Some(target) = snapshot.manifest.as_ref().map(|m| m.target.as_str()).filter(|t| !t.is_empty()) {
+        gaps.push(Gap {
+            source: crate::snapshot::MANIFEST_FILE.into(),
+            reason: format!("the snapshot was captured for {target}: objects (pods above all) outside the namespaces that question needed may be missing, so findings about them may be wrong"),
+        });
+    }
+    for svc in objects.services.iter().filter(|s| namespace.is_none_or(|ns| s.meta.namespace == ns)) {
+        let (name, ns) = (svc.meta.name.clone(), svc.meta.namespace.clone());
+        let question = Question { service: name.clone(), namespace: ns.clone(), port: None, from: None, from_namespace: ns.clone() };
+        let target = Target::resolve(objects, &name, &ns, None)?;
+        let report = analyze_service(snapshot, &question, &target)?;
+        findings.extend(report.findings);
+        for p in report.proxies {
+            if !proxies.iter().any(|q| q.caller == p.caller) {
+                proxies.push(p);
+            }
+        }
+        diff.extend(report.diff.into_iter().map(|d| CallerDiff { caller: format!("{} → {name}.{ns}", d.caller), diff: d.diff }));
+        for g in report.gaps {
+            if !gaps.contains(&g) {
+                gaps.push(g);
+            }
+        }
+    }
+    let scope = namespace.unwrap_or("*");
+    Ok(Report {
+        target: TargetSummary {
+            service: "*".into(),
+            namespace: scope.into(),
+            host: namespace.map(|ns| format!("*.{ns}.svc.{}", crate::istio::names::DEFAULT_DOMAIN)).unwrap_or_else(|| "*".into()),
+            ports: Vec::new(),
+        },
+        proxies,
+        findings: merge_and_rank(findings),
+        diff,
+        gaps,
+        expected: Vec::new(),
+    })
+}
+
+/// The findings about one service that need its callers, plus the checks of its own hosts;
+/// the object checks shared with mesh-wide mode are the caller's to add.
+fn analyze_service(snapshot: &Snapshot, question: &Question, target: &Target) -> Result<Report> {
+    let objects = &snapshot.objects;
+    let mut gaps = snapshot.gaps.clone();
+    let mut findings = rules::service_findings(objects, target);
     let mut proxies = Vec::new();
     let mut diffs = Vec::new();
     let mut expected = Vec::new();
-    for examined in question::callers(snapshot, &target, question)? {
+    for examined in question::callers(snapshot, target, question)? {
         let mut caller = examined.caller;
         let mut actual = None;
         if let Some(capture) = examined.capture {
-            let names = intent::derive(objects, &caller, &target).view.clusters.into_keys().collect();
-            let read = actual::read(capture, &target, &names)?;
+            let names = intent::derive(objects, &caller, target).view.clusters.into_keys().collect();
+            let read = actual::read(capture, target, &names)?;
             match read.node.as_ref().map(|n| n.kind.clone()) {
                 Some(ProxyKind::Other(kind)) => gaps.push(Gap {
                     source: format!("proxies/{}/{}", capture.namespace, capture.pod),
@@ -112,13 +169,13 @@ pub fn analyze(snapshot: &Snapshot, question: &Question) -> Result<Report> {
                 }
             }
         }
-        let intent = intent::derive(objects, &caller, &target);
+        let intent = intent::derive(objects, &caller, target);
         let diff = actual.as_ref().and_then(|a| a.view.as_ref()).map(|v| diff::compare(&intent.view, v));
         if expected.is_empty() {
             expected = rules::describe_expected(&intent);
         }
         let ctx = CallerContext { caller: &caller, intent: &intent, actual: actual.as_ref(), diff: diff.as_ref() };
-        findings.extend(rules::caller_findings(objects, &target, &ctx));
+        findings.extend(rules::caller_findings(objects, target, &ctx));
         proxies.push(ProxyExamined {
             caller: caller.display(),
             kind: if caller.kind == intent::target::CallerKind::Gateway { "gateway" } else { "sidecar" },
@@ -131,7 +188,7 @@ pub fn analyze(snapshot: &Snapshot, question: &Question) -> Result<Report> {
         }
     }
     if snapshot.proxies.is_empty() {
-        gaps.push(Gap { source: "proxies/".into(), reason: "no proxy captures: data-plane checks (proxy-stale, endpoints-stale) were skipped".into() });
+        gaps.push(Gap { source: "proxies/".into(), reason: "no proxy captures: data-plane checks (proxy-stale, endpoints-stale, endpoints-unhealthy, circuit-breaker-open, split-skew, passthrough-fallback) were skipped".into() });
     }
     if objects.pods.is_empty() && objects.endpoint_slices.is_empty() {
         gaps.push(Gap { source: "objects/ Pods and EndpointSlices".into(), reason: "none captured: subset endpoints could not be checked".into() });
@@ -144,7 +201,7 @@ pub fn analyze(snapshot: &Snapshot, question: &Question) -> Result<Report> {
             ports: target.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect(),
         },
         proxies,
-        findings: merge_and_rank(findings),
+        findings,
         diff: diffs,
         gaps,
         expected,

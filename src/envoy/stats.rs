@@ -47,15 +47,9 @@ impl Stats {
 
     fn add_stat(&mut self, name: &str, value: &str, want: &dyn Fn(&str) -> bool) {
         let Some(rest) = name.strip_prefix("cluster.") else { return };
-        // Istio's alt_stat_name ends the cluster part with ';', e.g. `cluster.outbound|..;.upstream_rq_total`.
-        // Without the ';' the boundary between a dotted host name and a dotted stat name is
-        // ambiguous, so such lines are skipped.
-        let Some((cluster, stat)) = rest.split_once(";.") else { return };
-        if !want(cluster) {
-            return;
-        }
+        let Some((cluster, stat)) = split_cluster_stat(rest, want) else { return };
         if let Ok(v) = value.parse::<u64>() {
-            self.cluster.insert((cluster.to_string(), stat.to_string()), v);
+            self.cluster.insert((cluster, stat.to_string()), v);
         }
     }
 
@@ -68,6 +62,30 @@ impl Stats {
             }
         }
     }
+}
+
+/// Splits `<cluster>.<stat>` into a wanted cluster name and the stat. Istio's alt_stat_name ends
+/// the cluster part with `;` (`outbound|9080|v1|host;.upstream_rq_total`), in the cluster's own
+/// name or in its SNI form (`outbound_.9080_.v1_.host;`); without the `;`, the dotted host and
+/// dotted stat are told apart by trying each `.` from the left until `want` accepts the name.
+fn split_cluster_stat<'a>(rest: &'a str, want: &dyn Fn(&str) -> bool) -> Option<(String, &'a str)> {
+    let candidates: Vec<(&str, &str)> = match rest.split_once(";.") {
+        Some(pair) => vec![pair],
+        None => rest.match_indices('.').map(|(i, _)| (&rest[..i], &rest[i + 1..])).collect(),
+    };
+    candidates.into_iter().find_map(|(cluster, stat)| {
+        let name = sni_to_cluster_name(cluster).unwrap_or_else(|| cluster.to_string());
+        want(&name).then_some((name, stat))
+    })
+}
+
+/// `outbound_.9080_.v1_.reviews.default.svc.cluster.local` → `outbound|9080|v1|reviews...`.
+fn sni_to_cluster_name(stat_name: &str) -> Option<String> {
+    let rest = stat_name.strip_prefix("outbound_.")?;
+    let (port, rest) = rest.split_once("_.")?;
+    let (subset, host) = rest.split_once("_.")?;
+    let subset = if subset == "_" { "" } else { subset };
+    Some(format!("outbound|{port}|{subset}|{host}"))
 }
 
 /// Parses `a="1",b="x\"y"` into a map.
@@ -109,6 +127,10 @@ mod tests {
         s.add(StatsFormat::Text, text, "t", &|c| c.contains("reviews")).unwrap();
         assert_eq!(s.cluster_stat("outbound|9080|v1|reviews.default.svc.cluster.local", "upstream_rq_total"), Some(42));
         assert_eq!(s.cluster.len(), 1);
+        let sni = "cluster.outbound_.9080_.v2_.reviews.default.svc.cluster.local;.circuit_breakers.default.rq_open: 1\ncluster.outbound|9080||reviews.default.svc.cluster.local.upstream_cx_overflow: 3\n";
+        s.add(StatsFormat::Text, sni, "t", &|c| c.ends_with("|reviews.default.svc.cluster.local")).unwrap();
+        assert_eq!(s.cluster_stat("outbound|9080|v2|reviews.default.svc.cluster.local", "circuit_breakers.default.rq_open"), Some(1));
+        assert_eq!(s.cluster_stat("outbound|9080||reviews.default.svc.cluster.local", "upstream_cx_overflow"), Some(3));
         let prom = "# TYPE istio_requests_total counter\nistio_requests_total{reporter=\"source\",destination_version=\"v2\",response_code=\"200\"} 17\n";
         s.add(StatsFormat::Prometheus, prom, "p", &|_| true).unwrap();
         assert_eq!(s.istio_requests[0].0["destination_version"], "v2");

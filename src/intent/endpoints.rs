@@ -3,7 +3,8 @@
 
 use super::target::{Target, TargetPort};
 use crate::istio::labels_match;
-use crate::snapshot::Objects;
+use crate::snapshot::{Objects, Resource};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,7 +38,7 @@ pub fn backends(objects: &Objects, target: &Target, port: &TargetPort) -> Option
             let Some(slice_port) = slice_port else { continue };
             for ep in &slice.spec.endpoints {
                 let pod = ep.target_ref.as_ref().filter(|r| r.kind.as_deref() == Some("Pod")).and_then(|r| r.name.clone());
-                let labels = pod.as_deref().and_then(|p| objects.pod(&target.namespace, p)).map(|p| p.meta.labels.clone()).unwrap_or_default();
+                let labels = pod.as_deref().and_then(|p| objects.pod(&target.namespace, p)).map(|p| workload_labels(objects, p)).unwrap_or_default();
                 let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
                     && !ep.conditions.as_ref().and_then(|c| c.terminating).unwrap_or(false);
                 for ip in &ep.addresses {
@@ -69,7 +70,7 @@ pub fn backends(objects: &Objects, target: &Target, port: &TargetPort) -> Option
                         .find(|cp| cp.name.as_deref() == Some(name))
                         .map(|cp| cp.container_port)?,
                 };
-                Some(Backend { pod: Some(p.meta.name.clone()), labels: p.meta.labels.clone(), address: format!("{ip}:{target_port}"), ready })
+                Some(Backend { pod: Some(p.meta.name.clone()), labels: workload_labels(objects, p), address: format!("{ip}:{target_port}"), ready })
             })
             .collect(),
     )
@@ -78,4 +79,72 @@ pub fn backends(objects: &Objects, target: &Target, port: &TargetPort) -> Option
 /// Ready addresses among `backends` whose labels carry `subset_labels`.
 pub fn select(backends: &[Backend], subset_labels: &BTreeMap<String, String>) -> BTreeSet<String> {
     backends.iter().filter(|b| b.ready && labels_match(subset_labels, &b.labels)).map(|b| b.address.clone()).collect()
+}
+
+/// Node labels istiod copies onto a pod's endpoints, so that subsets can select on them.
+const TOPOLOGY_LABELS: &[&str] =
+    &["topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone", "kubernetes.io/hostname"];
+
+/// A pod's labels as its endpoints carry them: its own, plus its node's non-empty topology labels.
+pub fn workload_labels(objects: &Objects, pod: &Resource<Pod>) -> BTreeMap<String, String> {
+    let mut labels = pod.meta.labels.clone();
+    let node_name = pod.spec.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    if let Some(node) = node_name.and_then(|n| objects.nodes.iter().find(|node| node.meta.name == n)) {
+        for key in TOPOLOGY_LABELS {
+            if let Some(v) = node.meta.labels.get(*key).filter(|v| !v.is_empty()) {
+                labels.entry(key.to_string()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    labels
+}
+
+/// The pods of a service that a subset's labels select, and which of them are ready.
+#[derive(Debug, Clone, Default)]
+pub struct SubsetPods {
+    /// Names of the selected pods.
+    pub selected: Vec<String>,
+    /// Names of those that are ready (readiness unknown counts as ready).
+    pub ready: Vec<String>,
+    /// Every pod of the service with the labels the subset keys on, for explanations.
+    pub others: Vec<String>,
+}
+
+/// Selects the target's pods by the subset's labels, by labels alone as istiod does (readiness
+/// is reported apart). `None` when the service has no selector or the snapshot holds no pods.
+pub fn subset_pods(objects: &Objects, target: &Target, subset_labels: &BTreeMap<String, String>) -> Option<SubsetPods> {
+    if target.selector.is_empty() || objects.pods.is_empty() {
+        return None;
+    }
+    let mut out = SubsetPods::default();
+    for pod in objects.pods.iter().filter(|p| target.selects(p)) {
+        let labels = workload_labels(objects, pod);
+        if labels_match(subset_labels, &labels) {
+            out.selected.push(pod.meta.name.clone());
+            if pod_ready(objects, target, pod) {
+                out.ready.push(pod.meta.name.clone());
+            }
+        } else {
+            let shown: Vec<String> = subset_labels.keys().map(|k| format!("{k}={}", labels.get(k).map(String::as_str).unwrap_or("<unset>"))).collect();
+            out.others.push(format!("{} {}", pod.meta.name, shown.join(",")));
+        }
+    }
+    Some(out)
+}
+
+/// Readiness from the service's EndpointSlices when they list the pod, else the pod's Ready
+/// condition, else unknown (counted as ready).
+fn pod_ready(objects: &Objects, target: &Target, pod: &Resource<Pod>) -> bool {
+    let from_slice = objects
+        .endpoint_slices
+        .iter()
+        .filter(|s| s.meta.namespace == target.namespace && s.meta.labels.get("kubernetes.io/service-name") == Some(&target.name))
+        .flat_map(|s| s.spec.endpoints.iter())
+        .find(|ep| ep.target_ref.as_ref().and_then(|r| r.name.as_deref()) == Some(pod.meta.name.as_str()))
+        .map(|ep| ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true));
+    let from_pod = || {
+        let conditions = pod.spec.status.as_ref()?.conditions.as_ref()?;
+        Some(conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    from_slice.or_else(from_pod).unwrap_or(true)
 }

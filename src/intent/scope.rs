@@ -230,3 +230,50 @@ pub fn service_exported(objects: &Objects, namespace: &str, name: &str, caller_n
         exported_to(&export_to_annotation(&s.meta.annotations), &objects.mesh.default_service_export_to, namespace, caller_ns)
     })
 }
+
+/// The namespaces an `exportTo` list (empty means `defaults`, then everyone) exports to;
+/// `None` means every namespace.
+pub fn export_namespaces(export_to: &[String], defaults: &[String], owner_ns: &str) -> Option<Vec<String>> {
+    let list = if export_to.is_empty() { defaults } else { export_to };
+    if list.is_empty() || list.iter().any(|e| e == "*") {
+        return None;
+    }
+    let mut out: Vec<String> = list.iter().filter(|e| *e != "~").map(|e| if e == "." { owner_ns.to_string() } else { e.clone() }).collect();
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
+/// The namespaces whose callers use a VirtualService: its exportTo list, or its own namespace
+/// when it is exported everywhere (a representative caller, as `istioctl analyze` takes).
+pub fn usage_namespaces(objects: &Objects, vs: &Resource<VirtualService>) -> Vec<String> {
+    export_namespaces(&vs.spec.export_to, &objects.mesh.default_virtual_service_export_to, &vs.meta.namespace)
+        .unwrap_or_else(|| vec![vs.meta.namespace.clone()])
+}
+
+/// A registry entry that defines a host: a Service or a ServiceEntry.
+#[derive(Debug, Clone)]
+pub struct HostDefinition {
+    /// The defining object.
+    pub reference: ObjectRef,
+    /// Its port numbers.
+    pub ports: Vec<u32>,
+}
+
+/// The Service or ServiceEntry that defines `host` for callers in `from_ns`, honouring exportTo.
+pub fn visible_host(objects: &Objects, host: &str, from_ns: &str) -> Option<HostDefinition> {
+    let service = objects.services.iter().find(|s| {
+        format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host
+            && service_exported(objects, &s.meta.namespace, &s.meta.name, from_ns)
+    });
+    if let Some(s) = service {
+        let ports = s.spec.spec.iter().flat_map(|sp| sp.ports.iter().flatten()).map(|p| p.port as u32).collect();
+        return Some(HostDefinition { reference: s.reference("Service"), ports });
+    }
+    objects
+        .service_entries
+        .iter()
+        .filter(|se| exported_to(&se.spec.export_to, &objects.mesh.default_service_export_to, &se.meta.namespace, from_ns))
+        .find(|se| se.spec.hosts.iter().any(|h| host_matches(h, host)))
+        .map(|se| HostDefinition { reference: se.reference("ServiceEntry"), ports: se.spec.ports.iter().map(|p| p.number).collect() })
+}

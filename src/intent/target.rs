@@ -160,20 +160,10 @@ impl Caller {
     /// A caller built from a Pod object.
     pub fn from_pod(pod: &Resource<Pod>) -> Caller {
         let spec = pod.spec.spec.clone().unwrap_or_default();
-        let has_proxy = spec.containers.iter().any(|c| c.name == "istio-proxy")
-            || spec.init_containers.iter().flatten().any(|c| c.name == "istio-proxy" && c.restart_policy.as_deref() == Some("Always"));
-        let sidecar = if has_proxy {
+        let sidecar = if has_proxy(pod) {
             SidecarState::Injected
-        } else if spec.host_network == Some(true) {
-            SidecarState::Missing("The pod uses hostNetwork, so it is never injected".into())
-        } else if pod.meta.annotations.get("sidecar.istio.io/inject").map(String::as_str) == Some("false")
-            || pod.meta.labels.get("sidecar.istio.io/inject").map(String::as_str) == Some("false")
-        {
-            SidecarState::Missing("The pod opts out with sidecar.istio.io/inject: \"false\"".into())
-        } else if pod.meta.labels.get("istio.io/dataplane-mode").map(String::as_str) == Some("ambient") {
-            SidecarState::Missing("The pod is in ambient mode (no sidecar)".into())
         } else {
-            SidecarState::Missing("The pod has no istio-proxy container (it was not injected)".into())
+            SidecarState::Missing(sidecar_exemption(pod).unwrap_or("The pod has no istio-proxy container (it was not injected)").into())
         };
         let runs_router =
             spec.containers.iter().any(|c| c.name == "istio-proxy" && c.args.iter().flatten().any(|a| a == "router"));
@@ -217,6 +207,31 @@ impl Caller {
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
         self.istio_version.is_none_or(|v| v >= (major, minor))
     }
+}
+
+/// True when the pod runs an `istio-proxy` container, or one as a native sidecar (an init
+/// container with `restartPolicy: Always`).
+pub fn has_proxy(pod: &Resource<Pod>) -> bool {
+    let Some(spec) = pod.spec.spec.as_ref() else { return false };
+    spec.containers.iter().any(|c| c.name == "istio-proxy")
+        || spec.init_containers.iter().flatten().any(|c| c.name == "istio-proxy" && c.restart_policy.as_deref() == Some("Always"))
+}
+
+/// Why a pod is deliberately left without a sidecar, if it is: hostNetwork, an opt-out (the
+/// label wins over the annotation, as in the injector), or ambient mode.
+pub fn sidecar_exemption(pod: &Resource<Pod>) -> Option<&'static str> {
+    const INJECT: &str = "sidecar.istio.io/inject";
+    if pod.spec.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+        return Some("The pod uses hostNetwork, so it is never injected");
+    }
+    let inject = pod.meta.labels.get(INJECT).or_else(|| pod.meta.annotations.get(INJECT));
+    if inject.is_some_and(|v| v.eq_ignore_ascii_case("false")) {
+        return Some("The pod opts out with sidecar.istio.io/inject: \"false\"");
+    }
+    if pod.meta.labels.get("istio.io/dataplane-mode").map(String::as_str) == Some("ambient") {
+        return Some("The pod is in ambient mode (no sidecar)");
+    }
+    None
 }
 
 /// Parses `1.22.3`, `1.4-alpha.x`, `release-1.2-...` into (major, minor).

@@ -1,4 +1,6 @@
 //! `networking.istio.io` Gateway: which gateway pods listen on which ports for which hosts.
+//! Gateway API (`gateway.networking.k8s.io`) Gateways are read into the same shape, since a
+//! VirtualService may bind to them too.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -13,6 +15,9 @@ pub struct Gateway {
     /// Listening servers.
     #[serde(default)]
     pub servers: Vec<Server>,
+    /// True for a Gateway API Gateway: its proxy is deployed for it, so it has no selector.
+    #[serde(skip)]
+    pub gateway_api: bool,
 }
 
 /// One `servers[]` entry.
@@ -41,4 +46,44 @@ pub struct ServerPort {
     /// Port name.
     #[serde(default)]
     pub name: String,
+}
+
+/// A Gateway API Gateway `spec`: only the listeners matter here.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GatewayApiSpec {
+    /// Listeners: port, protocol and optional hostname.
+    #[serde(default)]
+    pub listeners: Vec<GatewayApiListener>,
+}
+
+/// One Gateway API listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GatewayApiListener {
+    /// Listener name.
+    #[serde(default)]
+    pub name: String,
+    /// Hostname served; none means every host.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Port number.
+    #[serde(default)]
+    pub port: u32,
+    /// `HTTP`, `HTTPS`, `TLS`, `TCP`...
+    #[serde(default)]
+    pub protocol: String,
+}
+
+impl From<GatewayApiSpec> for Gateway {
+    fn from(spec: GatewayApiSpec) -> Gateway {
+        let servers = spec
+            .listeners
+            .into_iter()
+            .map(|l| Server {
+                port: Some(ServerPort { number: l.port, protocol: l.protocol, name: l.name }),
+                hosts: vec![l.hostname.unwrap_or_else(|| "*".into())],
+                tls: None,
+            })
+            .collect();
+        Gateway { selector: BTreeMap::new(), servers, gateway_api: true }
+    }
 }

@@ -12,12 +12,12 @@ mod sidecar;
 mod virtual_service;
 
 pub use destination_rule::{DestinationRule, Subset, TlsSettings, TrafficPolicy};
-pub use gateway::{Gateway, Server};
+pub use gateway::{Gateway, GatewayApiSpec, Server};
 pub use peer_authentication::PeerAuthentication;
 pub use service_entry::ServiceEntry;
 pub use sidecar::{EgressListener, Sidecar};
 pub use virtual_service::{
-    Delegate, Destination, HttpMatch, HttpRoute, RouteDestination, StringMatch, TcpRoute,
+    Delegate, Destination, DestinationRole, DestinationUse, HttpMatch, HttpRoute, RouteDestination, StringMatch, TcpRoute,
     VirtualService,
 };
 

@@ -75,6 +75,7 @@ pub struct HttpRoute {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct MirrorPolicy {
     /// Where mirrored traffic goes.
+    #[serde(default)]
     pub destination: Destination,
 }
 
@@ -89,7 +90,7 @@ pub struct Delegate {
 }
 
 /// One `match[]` entry of an HTTP rule.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpMatch {
     /// Optional match name.
@@ -167,7 +168,8 @@ pub struct StringMatch {
 /// `route[]` entry: a destination and its weight.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RouteDestination {
-    /// Where the traffic goes.
+    /// Where the traffic goes (empty when the entry omits it, which istiod rejects at runtime).
+    #[serde(default)]
     pub destination: Destination,
     /// Relative weight; unset is 0 (Istio treats a lone destination as 100).
     #[serde(default)]
@@ -197,4 +199,59 @@ pub struct TcpRoute {
     /// Weighted destinations.
     #[serde(default)]
     pub route: Vec<RouteDestination>,
+}
+
+/// How a destination is used by its rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestinationRole {
+    /// An HTTP route destination (takes a share of requests).
+    HttpRoute,
+    /// An HTTP mirror (copies requests; failures are silent).
+    Mirror,
+    /// A TCP or TLS route destination (takes a share of connections).
+    Stream,
+}
+
+/// One destination of a VirtualService, with where it sits in the spec.
+#[derive(Debug, Clone)]
+pub struct DestinationUse<'a> {
+    /// The destination.
+    pub destination: &'a Destination,
+    /// Field path, e.g. `spec.http[0].route[1].destination`.
+    pub path: String,
+    /// How the rule uses it.
+    pub role: DestinationRole,
+    /// Index of the rule in its list.
+    pub rule: usize,
+    /// Weight, for route destinations.
+    pub weight: Option<i64>,
+}
+
+impl VirtualService {
+    /// Every destination: HTTP routes and mirrors, then TCP and TLS routes.
+    pub fn destinations(&self) -> Vec<DestinationUse<'_>> {
+        let mut out = Vec::new();
+        for (i, rule) in self.http.iter().enumerate() {
+            for (j, rd) in rule.route.iter().enumerate() {
+                let path = format!("spec.http[{i}].route[{j}].destination");
+                out.push(DestinationUse { destination: &rd.destination, path, role: DestinationRole::HttpRoute, rule: i, weight: rd.weight });
+            }
+            if let Some(m) = &rule.mirror {
+                out.push(DestinationUse { destination: m, path: format!("spec.http[{i}].mirror"), role: DestinationRole::Mirror, rule: i, weight: None });
+            }
+            for (k, m) in rule.mirrors.iter().enumerate() {
+                let path = format!("spec.http[{i}].mirrors[{k}].destination");
+                out.push(DestinationUse { destination: &m.destination, path, role: DestinationRole::Mirror, rule: i, weight: None });
+            }
+        }
+        for (list, field) in [(&self.tcp, "tcp"), (&self.tls, "tls")] {
+            for (i, rule) in list.iter().enumerate() {
+                for (j, rd) in rule.route.iter().enumerate() {
+                    let path = format!("spec.{field}[{i}].route[{j}].destination");
+                    out.push(DestinationUse { destination: &rd.destination, path, role: DestinationRole::Stream, rule: i, weight: rd.weight });
+                }
+            }
+        }
+        out
+    }
 }

@@ -19,7 +19,8 @@ fn fence(body: &str) -> String {
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let t = &report.target;
-    let _ = writeln!(out, "### mesh-why: `{}` ({})\n", cell(&t.host), cell(&t.ports.join(", ")));
+    let ports = if t.ports.is_empty() { String::new() } else { format!(" ({})", cell(&t.ports.join(", "))) };
+    let _ = writeln!(out, "### mesh-why: `{}`{ports}\n", cell(&t.host));
     let _ = writeln!(out, "**Verdict:** {}\n", cell(&verdict(report)));
     let callers: Vec<String> = report
         .proxies

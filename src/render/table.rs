@@ -9,7 +9,9 @@ use std::fmt::Write;
 pub fn render(report: &Report, color: bool) -> String {
     let mut out = String::new();
     let t = &report.target;
-    let _ = writeln!(out, "mesh-why: {} ({})", clean(&t.host), t.ports.join(", "));
+    // A mesh-wide report has no ports: its target is a scope.
+    let ports = if t.ports.is_empty() { String::new() } else { format!(" ({})", t.ports.join(", ")) };
+    let _ = writeln!(out, "mesh-why: {}{ports}", clean(&t.host));
     let _ = writeln!(out, "verdict: {}", verdict(report));
     for p in &report.proxies {
         let version = p.istio_version.as_deref().map(|v| format!(", Istio {v}")).unwrap_or_default();

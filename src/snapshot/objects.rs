@@ -5,9 +5,9 @@
 //! secret material can reach the output.
 
 use crate::error::{Error, Result};
-use crate::istio::{DestinationRule, Gateway, PeerAuthentication, ServiceEntry, Sidecar, VirtualService};
+use crate::istio::{DestinationRule, Gateway, GatewayApiSpec, PeerAuthentication, ServiceEntry, Sidecar, VirtualService};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
@@ -152,6 +152,8 @@ pub struct Objects {
     pub services: Vec<Resource<Service>>,
     /// Pods.
     pub pods: Vec<Resource<Pod>>,
+    /// Nodes (their topology labels count as endpoint labels for subsets).
+    pub nodes: Vec<Resource<Node>>,
     /// EndpointSlices.
     pub endpoint_slices: Vec<Resource<EndpointSlice>>,
     /// Deployments (to resolve `--from deploy/NAME`).
@@ -160,7 +162,7 @@ pub struct Objects {
     pub virtual_services: Vec<Resource<VirtualService>>,
     /// DestinationRules.
     pub destination_rules: Vec<Resource<DestinationRule>>,
-    /// Gateways.
+    /// Gateways, Istio's and Gateway API's (`spec.gateway_api` tells them apart).
     pub gateways: Vec<Resource<Gateway>>,
     /// ServiceEntries.
     pub service_entries: Vec<Resource<ServiceEntry>>,
@@ -172,6 +174,8 @@ pub struct Objects {
     pub mesh: MeshConfig,
     /// Whether a mesh config was found.
     pub mesh_config_found: bool,
+    /// The injector's `enableNamespacesByDefault`: unlabelled namespaces get sidecars too.
+    pub injection_enabled_by_default: bool,
     /// Kinds seen but not used, with counts (reported so users know they were read).
     pub skipped_kinds: BTreeMap<String, usize>,
 }
@@ -218,6 +222,7 @@ impl Objects {
             ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, |n: &Namespace| &n.metadata)?),
             ("", "Service") => self.services.push(kube_object(doc, origin, |s: &Service| &s.metadata)?),
             ("", "Pod") => self.pods.push(kube_object(doc, origin, |p: &Pod| &p.metadata)?),
+            ("", "Node") => self.nodes.push(kube_object(doc, origin, |n: &Node| &n.metadata)?),
             ("discovery.k8s.io", "EndpointSlice") => {
                 self.endpoint_slices.push(kube_object(doc, origin, |e: &EndpointSlice| &e.metadata)?)
             }
@@ -226,6 +231,10 @@ impl Objects {
             ("networking.istio.io", "VirtualService") => self.virtual_services.push(istio_object(doc, origin)?),
             ("networking.istio.io", "DestinationRule") => self.destination_rules.push(istio_object(doc, origin)?),
             ("networking.istio.io", "Gateway") => self.gateways.push(istio_object(doc, origin)?),
+            ("gateway.networking.k8s.io", "Gateway") => {
+                let gw: Resource<GatewayApiSpec> = istio_object(doc, origin)?;
+                self.gateways.push(Resource { meta: gw.meta, spec: gw.spec.into() });
+            }
             ("networking.istio.io", "ServiceEntry") => self.service_entries.push(istio_object(doc, origin)?),
             ("networking.istio.io", "Sidecar") => self.sidecars.push(istio_object(doc, origin)?),
             ("security.istio.io", "PeerAuthentication") => self.peer_authentications.push(istio_object(doc, origin)?),
@@ -234,9 +243,16 @@ impl Objects {
         Ok(())
     }
 
-    /// Reads meshConfig from the `istio` ConfigMap (key `mesh`, itself YAML).
+    /// Reads meshConfig from the `istio` ConfigMap (key `mesh`, itself YAML), and the injector's
+    /// `enableNamespacesByDefault` from `istio-sidecar-injector` (key `values`, JSON).
     fn add_config_map(&mut self, doc: &Value, origin: &str) -> Result<()> {
         let name = doc.pointer("/metadata/name").and_then(Value::as_str);
+        if name.is_some_and(|n| n.starts_with("istio-sidecar-injector")) {
+            let values: Option<Value> = doc.pointer("/data/values").and_then(Value::as_str).and_then(|v| serde_json::from_str(v).ok());
+            let by_default = values.as_ref().and_then(|v| v.pointer("/sidecarInjectorWebhook/enableNamespacesByDefault")).and_then(Value::as_bool);
+            self.injection_enabled_by_default |= by_default.unwrap_or(false);
+            return Ok(());
+        }
         let Some(mesh) = doc.pointer("/data/mesh").and_then(Value::as_str).filter(|_| name == Some("istio")) else {
             *self.skipped_kinds.entry("ConfigMap".into()).or_default() += 1;
             return Ok(());
@@ -284,6 +300,7 @@ impl Objects {
         self.namespaces.len()
             + self.services.len()
             + self.pods.len()
+            + self.nodes.len()
             + self.endpoint_slices.len()
             + self.deployments.len()
             + self.virtual_services.len()

@@ -1,0 +1,251 @@
+//! Parity with `istioctl analyze`: replays the inputs of analyze's own test suite (the shared
+//! corpus `istio-analyzers`) through `kubectl-mesh_why --all -A --snapshot DIR -o json` and
+//! compares the (istio_code, subject) pairs with the messages each case expects.
+//!
+//! Run: `cargo run --release --example parity` (prints a skip reason when the corpus is absent;
+//! `MESH_WHY_ANALYZER_CORPUS=DIR` points elsewhere).
+//!
+//! Each upstream case runs ONE analyzer, so per case only the findings that analyzer's checks
+//! correspond to are compared (by code, finding id and subject kind); a code shared by several
+//! analyzers (IST0101) would otherwise turn other checks into false positives. Like the upstream
+//! harness, every case also gets an ingress gateway Pod (`istio=ingressgateway`) and Service
+//! `istio-ingressgateway` in `istio-system` with TCP ports 80, 443, 31400 and 15443.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The codes the findings catalogue covers.
+const COMPARED: &[&str] =
+    &["IST0101", "IST0102", "IST0103", "IST0109", "IST0112", "IST0118", "IST0130", "IST0131", "IST0132", "IST0140", "IST0173", "IST0174"];
+
+/// One of our checks: (istio_code, finding id, subject kind).
+type Check = (&'static str, &'static str, &'static str);
+
+/// Per upstream analyzer, the checks of ours that make the same check.
+const ANALYZERS: &[(&str, &[Check])] = &[
+    (
+        "virtualservice.DestinationHostAnalyzer",
+        &[
+            ("IST0101", "host-not-found", "VirtualService"),
+            ("IST0101", "destination-port-missing", "VirtualService"),
+            ("IST0112", "destination-port-missing", "VirtualService"),
+            ("IST0140", "gateway-ignores-mesh-rules", "VirtualService"),
+        ],
+    ),
+    ("virtualservice.DestinationRuleAnalyzer", &[("IST0101", "subset-not-declared", "VirtualService")]),
+    ("virtualservice.GatewayAnalyzer", &[("IST0101", "gateway-not-found", "VirtualService"), ("IST0132", "gateway-host-not-served", "VirtualService")]),
+    ("virtualservice.ConflictingMeshGatewayHostsAnalyzer", &[("IST0109", "vs-conflict", "VirtualService")]),
+    ("schema.ValidationAnalyzer.VirtualService", &[("IST0130", "unreachable-rule", "VirtualService"), ("IST0131", "unreachable-rule", "VirtualService")]),
+    ("gateway.IngressGatewayPortAnalyzer", &[("IST0101", "gateway-not-found", "Gateway")]),
+    ("gateway.SecretAnalyzer", &[("IST0101", "gateway-not-found", "Gateway")]),
+    ("injection.Analyzer", &[("IST0102", "namespace-not-injected", "Namespace"), ("IST0103", "caller-without-sidecar", "Pod")]),
+    ("service.PortNameAnalyzer", &[("IST0118", "port-not-http", "Service")]),
+    ("destinationrule.SubsetSelectPodAnalyzer", &[("IST0173", "subset-no-endpoints", "DestinationRule"), ("IST0174", "host-not-found", "DestinationRule")]),
+    ("sidecar.SelectorAnalyzer", &[]),
+];
+
+/// The upstream harness's built-in ingress gateway.
+const HARNESS_OBJECTS: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: istio-ingressgateway-harness
+  namespace: istio-system
+  labels: {istio: ingressgateway, app: istio-ingressgateway}
+spec:
+  containers:
+  - {name: istio-proxy, image: proxyv2, args: [proxy, router]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: istio-ingressgateway
+  namespace: istio-system
+  labels: {istio: ingressgateway, app: istio-ingressgateway}
+spec:
+  selector: {istio: ingressgateway}
+  ports:
+  - {name: http2, port: 80, targetPort: 80, protocol: TCP}
+  - {name: https, port: 443, targetPort: 443, protocol: TCP}
+  - {name: tcp, port: 31400, targetPort: 31400, protocol: TCP}
+  - {name: tls, port: 15443, targetPort: 15443, protocol: TCP}
+";
+
+/// One upstream case: its inputs, analyzer and expected (code, resource) messages.
+struct Case {
+    name: String,
+    inputs: Vec<String>,
+    analyzer: String,
+    expected: Vec<(String, String)>,
+}
+
+/// Counts for one code.
+#[derive(Default)]
+struct Tally {
+    expected: usize,
+    found: usize,
+    missed: Vec<String>,
+    false_positives: Vec<String>,
+}
+
+fn main() {
+    let corpus = std::env::var_os("MESH_WHY_ANALYZER_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/istio-analyzers"));
+    let Ok(tsv) = std::fs::read_to_string(corpus.join("expected.tsv")) else {
+        println!("skipping: the istioctl analyze corpus is not at {} (set MESH_WHY_ANALYZER_CORPUS)", corpus.display());
+        return;
+    };
+    let binary = match built_binary() {
+        Ok(b) => b,
+        Err(e) => {
+            println!("cannot run: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut tallies: BTreeMap<&str, Tally> = COMPARED.iter().map(|c| (*c, Tally::default())).collect();
+    let cases = read_cases(&tsv);
+    let mut failures = Vec::new();
+    for case in &cases {
+        let Some((_, checks)) = ANALYZERS.iter().find(|(a, _)| *a == case.analyzer) else {
+            // An analyzer none of our checks corresponds to: nothing of it is compared.
+            continue;
+        };
+        let found = match run_case(&binary, &corpus, case) {
+            Ok(f) => f,
+            Err(e) => {
+                failures.push(format!("{}: {e}", case.name));
+                continue;
+            }
+        };
+        let mut ours: Vec<(String, String)> = found
+            .into_iter()
+            .filter(|(code, id, kind, _)| checks.iter().any(|(c, i, k)| c == code && i == id && k == kind))
+            .map(|(code, _, _, resource)| (code, resource))
+            .collect();
+        for (code, resource) in &case.expected {
+            let tally = tallies.get_mut(code.as_str()).expect("compared code");
+            tally.expected += 1;
+            match ours.iter().position(|o| o.0 == *code && o.1 == *resource) {
+                Some(i) => {
+                    ours.remove(i);
+                    tally.found += 1;
+                }
+                None => tally.missed.push(format!("{} [{}]: {resource}", case.name, case.analyzer)),
+            }
+        }
+        for (code, resource) in ours {
+            if let Some(tally) = tallies.get_mut(code.as_str()) {
+                tally.false_positives.push(format!("{} [{}]: {resource}", case.name, case.analyzer));
+            }
+        }
+    }
+    print_table(&tallies, cases.len());
+    for (code, t) in &tallies {
+        for m in &t.missed {
+            println!("missed {code}: {m}");
+        }
+        for f in &t.false_positives {
+            println!("false positive {code}: {f}");
+        }
+    }
+    for f in &failures {
+        println!("failed to run: {f}");
+    }
+    if !failures.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+/// The `kubectl-mesh_why` binary of the profile this example was built with, built first.
+fn built_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let profile_dir = exe.parent().and_then(Path::parent).ok_or("cannot locate the target directory")?;
+    let binary = profile_dir.join(format!("kubectl-mesh_why{}", std::env::consts::EXE_SUFFIX));
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--bin", "kubectl-mesh_why"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().map_err(|e| format!("cargo build: {e}"))?;
+        if !status.success() {
+            return Err("cargo build --bin kubectl-mesh_why failed".into());
+        }
+    }
+    if binary.is_file() {
+        Ok(binary)
+    } else {
+        Err(format!("{} is not built; run `cargo build --release` first", binary.display()))
+    }
+}
+
+/// Groups the rows of expected.tsv into cases, keeping only messages with compared codes.
+fn read_cases(tsv: &str) -> Vec<Case> {
+    let mut cases: Vec<Case> = Vec::new();
+    for line in tsv.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let [name, inputs, analyzer, code, resource, note, ..] = cols.as_slice() else { continue };
+        let key = (name.to_string(), inputs.to_string());
+        let index = match cases.iter().position(|c| (c.name.clone(), c.inputs.join(",")) == key) {
+            Some(i) => i,
+            None => {
+                cases.push(Case { name: name.to_string(), inputs: inputs.split(',').map(str::to_string).collect(), analyzer: analyzer.to_string(), expected: Vec::new() });
+                cases.len() - 1
+            }
+        };
+        if COMPARED.contains(code) {
+            // Objects without a namespace land in `default`, as kubectl apply would put them.
+            let resource = if note.contains("ns_unset") && !resource.starts_with("Namespace ") { format!("{resource}.default") } else { resource.to_string() };
+            cases[index].expected.push((code.to_string(), resource));
+        }
+    }
+    cases
+}
+
+/// Builds the case's snapshot in a temporary directory, runs the binary on it, and returns each
+/// finding as (code, id, subject kind, `Kind name.namespace` or `Kind name`).
+fn run_case(binary: &Path, corpus: &Path, case: &Case) -> Result<Vec<(String, String, String, String)>, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let objects = dir.path().join("objects");
+    std::fs::create_dir(&objects).map_err(|e| e.to_string())?;
+    for (i, input) in case.inputs.iter().enumerate() {
+        let text = std::fs::read_to_string(corpus.join("inputs").join(input)).map_err(|e| format!("{input}: {e}"))?;
+        std::fs::write(objects.join(format!("{i:02}-input.yaml")), text).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(objects.join("zz-harness.yaml"), HARNESS_OBJECTS).map_err(|e| e.to_string())?;
+    let out = Command::new(binary).args(["--all", "-A", "--snapshot"]).arg(dir.path()).args(["-o", "json"]).output().map_err(|e| e.to_string())?;
+    if out.status.code() == Some(2) {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    let report: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("output is not JSON: {e}"))?;
+    Ok(report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let code = f["istio_code"].as_str()?.to_string();
+            let subject = &f["subject"];
+            let (kind, ns, name) = (subject["kind"].as_str()?, subject["namespace"].as_str().unwrap_or_default(), subject["name"].as_str()?);
+            let resource = if ns.is_empty() { format!("{kind} {name}") } else { format!("{kind} {name}.{ns}") };
+            Some((code, f["id"].as_str()?.to_string(), kind.to_string(), resource))
+        })
+        .collect())
+}
+
+fn print_table(tallies: &BTreeMap<&str, Tally>, cases: usize) {
+    println!("mesh-why vs istioctl analyze test suite ({cases} cases)\n");
+    println!("{:<8} {:>8} {:>6} {:>7} {:>16}", "code", "expected", "found", "missed", "false positives");
+    let mut total = Tally::default();
+    let mut fp = 0;
+    for (code, t) in tallies {
+        println!("{code:<8} {:>8} {:>6} {:>7} {:>16}", t.expected, t.found, t.missed.len(), t.false_positives.len());
+        total.expected += t.expected;
+        total.found += t.found;
+        total.missed.extend(t.missed.iter().cloned());
+        fp += t.false_positives.len();
+    }
+    println!("{:<8} {:>8} {:>6} {:>7} {:>16}\n", "total", total.expected, total.found, total.missed.len(), fp);
+}

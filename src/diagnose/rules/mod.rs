@@ -1,0 +1,151 @@
+//! The checks: each looks at the objects, one caller's intent, its proxy, or their diff, and
+//! reports a cause once. A cause owns its consequences: a subset missing from the
+//! DestinationRule also leaves the proxy without that cluster, which is not reported again as
+//! proxy drift because the intent lacks the cluster too.
+//!
+//! Checks that need only the objects run once per [`Scope`] (one service, or the mesh), and
+//! name as subject the object `istioctl analyze` would name; checks that need a caller run per
+//! examined caller. The same cause seen from two callers or two services yields identical
+//! summaries, so [`super::merge_and_rank`] folds them into one finding.
+
+mod data_plane;
+mod destinations;
+mod gateways;
+mod matches;
+mod routing;
+mod significance;
+mod workloads;
+
+use super::finding::Finding;
+use super::CallerContext;
+use crate::intent::scope::{all_rules_for, claiming_host};
+use crate::intent::target::{SidecarState, Target};
+use crate::intent::Intent;
+use crate::istio::names::{host_matches, resolve_short_name, DEFAULT_DOMAIN};
+use crate::istio::{Destination, VirtualService};
+use crate::snapshot::{Objects, Resource};
+
+/// What a run asks about, and so which objects the object checks look at.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// One service: only objects that claim it, route to it or hold its pods.
+    Service(&'a Target),
+    /// Every service: all objects, or those of one namespace.
+    Mesh(Option<&'a str>),
+}
+
+impl Scope<'_> {
+    /// True when an object in `namespace` that is not tied to a host is in scope.
+    pub fn namespace(&self, namespace: &str) -> bool {
+        match self {
+            Scope::Service(t) => t.namespace == namespace,
+            Scope::Mesh(only) => only.is_none_or(|ns| ns == namespace),
+        }
+    }
+
+    /// True when the VirtualService concerns the scope: for one service, it claims the
+    /// service's host (an ingress `*` only counts for sidecars) or routes to it.
+    pub fn virtual_service(&self, vs: &Resource<VirtualService>) -> bool {
+        match self {
+            Scope::Service(t) => {
+                claiming_host(vs, &t.fqdn).is_some_and(|h| h != "*" || routing::bound_to_mesh(vs)) || routes_to(vs, &t.fqdn)
+            }
+            Scope::Mesh(_) => self.namespace(&vs.meta.namespace),
+        }
+    }
+
+    /// True when a host (or host pattern) concerns the scope.
+    pub fn host(&self, host: &str) -> bool {
+        match self {
+            Scope::Service(t) => host_matches(host, &t.fqdn),
+            Scope::Mesh(_) => true,
+        }
+    }
+}
+
+/// A destination's host, resolved in the VirtualService's namespace.
+pub fn destination_host(vs: &Resource<VirtualService>, destination: &Destination) -> String {
+    resolve_short_name(&destination.host, &vs.meta.namespace, DEFAULT_DOMAIN)
+}
+
+/// True when some destination of `vs` resolves to `fqdn`.
+pub fn routes_to(vs: &Resource<VirtualService>, fqdn: &str) -> bool {
+    vs.spec.destinations().iter().any(|d| destination_host(vs, d.destination) == fqdn)
+}
+
+/// Object checks about how rules reach one service's callers, run for each service asked
+/// about (in mesh-wide mode too).
+pub fn service_findings(objects: &Objects, target: &Target) -> Vec<Finding> {
+    let mut out = Vec::new();
+    routing::vs_gateway_only(objects, target, &mut out);
+    routing::vs_host_mismatch(objects, target, &mut out);
+    out
+}
+
+/// Checks that need only the objects, over the objects in `scope`.
+pub fn object_findings(objects: &Objects, scope: Scope<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    routing::vs_conflict(objects, scope, &mut out);
+    routing::weights_managed_externally(objects, scope, &mut out);
+    routing::port_not_http_naming(objects, scope, &mut out);
+    matches::unreachable_rule(objects, scope, &mut out);
+    destinations::host_not_found(objects, scope, &mut out);
+    destinations::destination_port_missing(objects, scope, &mut out);
+    destinations::subset_not_declared_anywhere(objects, scope, &mut out);
+    destinations::subset_no_endpoints(objects, scope, &mut out);
+    gateways::gateway_not_found(objects, scope, &mut out);
+    gateways::gateway_host_not_served(objects, scope, &mut out);
+    gateways::gateway_ignores_mesh_rules(objects, scope, &mut out);
+    workloads::namespace_not_injected(objects, scope, &mut out);
+    workloads::pods_without_sidecar(objects, scope, &mut out);
+    out
+}
+
+/// Checks for one caller.
+pub(crate) fn caller_findings(objects: &Objects, target: &Target, ctx: &CallerContext<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let SidecarState::Missing(reason) = &ctx.caller.sidecar {
+        workloads::caller_without_sidecar(objects, target, ctx.caller, reason, &mut out);
+    } else {
+        routing::port_not_http(target, ctx.intent, &mut out);
+        routing::vs_not_visible(objects, target, ctx, &mut out);
+        routing::no_route_match(ctx, &mut out);
+        routing::consistent_hash_with_weights(objects, target, ctx, &mut out);
+        destinations::subset_not_declared(objects, ctx, &mut out);
+        destinations::dr_conflict(objects, target, ctx, &mut out);
+        workloads::mtls_conflict(objects, target, ctx, &mut out);
+        data_plane::check(objects, target, ctx, &mut out);
+    }
+    for f in &mut out {
+        if !f.callers.contains(&ctx.caller.display()) {
+            f.callers.push(ctx.caller.display());
+        }
+    }
+    out
+}
+
+/// One line per port saying where traffic should go, for the verdict.
+pub fn describe_expected(intent: &Intent<'_>) -> Vec<String> {
+    intent
+        .view
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let vh = p.virtual_host.as_ref()?;
+            let last = vh.routes.last()?;
+            Some(format!("port {}: {} route(s); default {}", p.port, vh.routes.len(), last.action))
+        })
+        .collect()
+}
+
+/// True when VirtualServices or DestinationRule subsets exist for the host, so "rules are
+/// ignored" findings are errors rather than warnings.
+fn has_routing_rules(objects: &Objects, target: &Target) -> bool {
+    objects.virtual_services.iter().any(|vs| claiming_host(vs, &target.fqdn).is_some())
+        || all_rules_for(objects, &target.fqdn).iter().any(|dr| !dr.spec.subsets.is_empty())
+}
+
+/// `VirtualService ns/name`, the way evidence and summaries name objects.
+fn named(kind: &str, namespace: &str, name: &str) -> String {
+    format!("{kind} {namespace}/{name}")
+}

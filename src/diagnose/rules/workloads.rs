@@ -1,0 +1,218 @@
+//! Workloads: does the caller run a sidecar, will its namespace's pods get one, and do the
+//! client's TLS choice and the destination's PeerAuthentication agree.
+
+use super::{has_routing_rules, named, Scope};
+use crate::diagnose::finding::{Finding, Severity};
+use crate::diagnose::CallerContext;
+use crate::intent::scope::destination_rule_for;
+use crate::intent::target::{has_proxy, sidecar_exemption, Caller, Target, TargetPort};
+use crate::istio::{labels_match, PeerAuthentication};
+use crate::snapshot::{ObjectRef, Objects, Resource};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// Namespaces `istioctl analyze` does not expect to be injected.
+const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
+
+/// How a namespace asks for sidecars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Injection {
+    /// `istio-injection=enabled`, `istio.io/rev`, or the injector enables every namespace.
+    Enabled,
+    /// Deliberately not injected (`istio-injection` with another value, or ambient mode).
+    OptedOut,
+    /// No label at all: pods get no sidecar.
+    Unlabelled,
+}
+
+/// The namespace's injection setting; `None` when the Namespace object was not captured.
+fn injection(objects: &Objects, namespace: &str) -> Option<Injection> {
+    let labels = &objects.namespace(namespace)?.meta.labels;
+    Some(match labels.get("istio-injection").map(String::as_str) {
+        Some("enabled") => Injection::Enabled,
+        Some(_) => Injection::OptedOut,
+        None if labels.contains_key("istio.io/rev") || objects.injection_enabled_by_default => Injection::Enabled,
+        None if labels.get("istio.io/dataplane-mode").map(String::as_str) == Some("ambient") => Injection::OptedOut,
+        None => Injection::Unlabelled,
+    })
+}
+
+fn is_system(objects: &Objects, namespace: &str) -> bool {
+    SYSTEM_NAMESPACES.contains(&namespace) || namespace == objects.mesh.root_namespace
+}
+
+/// The one finding for a namespace without injection, whichever check sees it first.
+fn not_injected(namespace: &str, severity: Severity, bare_pods: &[String]) -> Finding {
+    let pods = if bare_pods.is_empty() { "No captured pod there lacks a sidecar yet.".to_string() } else { format!("Pods without a sidecar there: {}.", bare_pods.join(", ")) };
+    Finding::new(
+        "namespace-not-injected",
+        severity,
+        ObjectRef::new("Namespace", "", namespace),
+        format!("namespace {namespace} is not labelled for sidecar injection, so its pods get no Istio sidecar"),
+    )
+    .code("IST0102")
+    .detail(format!("Without `istio-injection=enabled` or `istio.io/rev`, the injector skips the namespace: its pods bypass every VirtualService and DestinationRule, and STRICT mTLS servers refuse them. {pods}"))
+    .evidence([format!("Namespace {namespace} metadata.labels: no istio-injection or istio.io/rev")])
+    .fix(format!("kubectl label namespace {namespace} istio-injection=enabled (or istio.io/rev=<revision>) and restart its workloads: kubectl rollout restart deploy -n {namespace}"))
+}
+
+/// Pods in `namespace` that lack a sidecar they should have.
+fn bare_pods(objects: &Objects, namespace: &str) -> Vec<String> {
+    objects.pods.iter().filter(|p| p.meta.namespace == namespace && !has_proxy(p) && sidecar_exemption(p).is_none()).map(|p| p.meta.name.clone()).collect()
+}
+
+/// Namespaces without any injection label (IST0102).
+pub fn namespace_not_injected(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for ns in objects.namespaces.iter().map(|n| n.meta.name.as_str()).filter(|ns| scope.namespace(ns) && !is_system(objects, ns)) {
+        if injection(objects, ns) != Some(Injection::Unlabelled) {
+            continue;
+        }
+        let bare = bare_pods(objects, ns);
+        out.push(not_injected(ns, if bare.is_empty() { Severity::Info } else { Severity::Warning }, &bare));
+    }
+}
+
+/// The one finding for a pod without a sidecar, whichever check sees it first.
+fn without_sidecar(pod: &ObjectRef, reason: &str, severity: Severity, namespace_injected: bool) -> Finding {
+    let me = format!("{}/{}", pod.namespace, pod.name);
+    let mut f = Finding::new("caller-without-sidecar", severity, pod.clone(), format!("pod {me} runs without an Istio sidecar, so routing rules never apply to its requests"))
+        .detail(format!(
+            "{reason}. Its requests go straight through kube-proxy, which spreads connections round-robin over all ready pods of each Service regardless of version; VirtualService weights, subsets and retries do not apply, and STRICT mTLS servers reset its connections."
+        ))
+        .evidence([format!("Pod {me} spec.containers: no istio-proxy")])
+        .fix(if namespace_injected {
+            format!("restart the workload so the injector adds the sidecar: kubectl rollout restart deploy -n {} <deployment>", pod.namespace)
+        } else {
+            format!("remove the opt-out (or hostNetwork) from the pod template if it should be in the mesh, then restart it in namespace {}", pod.namespace)
+        });
+    if namespace_injected {
+        f = f.code("IST0103");
+    }
+    f
+}
+
+/// Pods in injection-enabled namespaces that run without the sidecar they should have
+/// (IST0103): injected after they started, or the injector was down.
+pub fn pods_without_sidecar(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    let Scope::Mesh(_) = scope else { return };
+    for pod in objects.pods.iter().filter(|p| scope.namespace(&p.meta.namespace) && !is_system(objects, &p.meta.namespace)) {
+        if has_proxy(pod) || sidecar_exemption(pod).is_some() || injection(objects, &pod.meta.namespace) != Some(Injection::Enabled) {
+            continue;
+        }
+        let reason = "The pod has no istio-proxy container although its namespace is labelled for injection (it started before the label, or the injector was unavailable)";
+        out.push(without_sidecar(&pod.reference("Pod"), reason, Severity::Warning, true));
+    }
+}
+
+/// The examined caller has no sidecar: the namespace's missing label is the cause when it has
+/// none, else the pod itself.
+pub fn caller_without_sidecar(objects: &Objects, target: &Target, caller: &Caller, reason: &str, out: &mut Vec<Finding>) {
+    let severity = if has_routing_rules(objects, target) { Severity::Error } else { Severity::Warning };
+    let pod = objects.pod(&caller.namespace, &caller.name);
+    let exempt = pod.and_then(sidecar_exemption).is_some();
+    let ns = injection(objects, &caller.namespace);
+    if !exempt && ns == Some(Injection::Unlabelled) {
+        out.push(not_injected(&caller.namespace, severity, &bare_pods(objects, &caller.namespace)));
+        return;
+    }
+    out.push(without_sidecar(&caller.reference(), reason, severity, !exempt && ns == Some(Injection::Enabled)));
+}
+
+/// What a client sends for one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientTls {
+    /// Plain text to every endpoint.
+    Plain,
+    /// TLS that is not Istio mTLS (`SIMPLE`, `MUTUAL`).
+    OtherTls,
+    /// Istio mTLS to every endpoint (`ISTIO_MUTUAL`).
+    IstioMutual,
+    /// Auto mTLS: Istio mTLS to sidecar endpoints, plain text to the rest.
+    Auto,
+}
+
+/// The PeerAuthentication mode in force on a pod's port: selector PA in its namespace (port
+/// level first), then the namespace-wide PA, then the root namespace's, else PERMISSIVE.
+fn peer_mode<'a>(objects: &'a Objects, pod: &'a Resource<Pod>, port: Option<i32>) -> (String, Option<&'a Resource<PeerAuthentication>>) {
+    let set = |m: Option<&String>| m.filter(|m| !m.is_empty() && *m != "UNSET").cloned();
+    fn in_ns<'o>(objects: &'o Objects, ns: &'o str) -> impl Iterator<Item = &'o Resource<PeerAuthentication>> {
+        objects.peer_authentications.iter().filter(move |pa| pa.meta.namespace == ns)
+    }
+    let selected = in_ns(objects, &pod.meta.namespace).filter(|pa| pa.spec.selector.as_ref().is_some_and(|s| !s.labels.is_empty() && labels_match(&s.labels, &pod.meta.labels)));
+    for pa in selected {
+        let port_mode = port.and_then(|p| pa.spec.port_level_mtls.get(&p.to_string())).and_then(|m| set(m.mode.as_ref()));
+        if let Some(mode) = port_mode.or_else(|| set(pa.spec.mtls.as_ref().and_then(|m| m.mode.as_ref()))) {
+            return (mode, Some(pa));
+        }
+    }
+    let namespace_wide = |ns: &'a str| in_ns(objects, ns).find(|pa| pa.spec.selector.as_ref().is_none_or(|s| s.labels.is_empty())).and_then(|pa| Some((set(pa.spec.mtls.as_ref()?.mode.as_ref())?, pa)));
+    match namespace_wide(&pod.meta.namespace).or_else(|| namespace_wide(&objects.mesh.root_namespace)) {
+        Some((mode, pa)) => (mode, Some(pa)),
+        None => ("PERMISSIVE".into(), None),
+    }
+}
+
+/// The container port a service port targets on `pod`.
+fn container_port(pod: &Resource<Pod>, tp: &TargetPort) -> Option<i32> {
+    match &tp.target_port {
+        None => Some(tp.port as i32),
+        Some(IntOrString::Int(n)) => Some(*n),
+        Some(IntOrString::String(name)) => {
+            pod.spec.spec.iter().flat_map(|s| &s.containers).flat_map(|c| c.ports.iter().flatten()).find(|p| p.name.as_deref() == Some(name.as_str())).map(|p| p.container_port)
+        }
+    }
+}
+
+/// The client's TLS choice for a port disagrees with what the destination pods accept.
+pub fn mtls_conflict(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
+    let rule = destination_rule_for(objects, ctx.caller, &target.fqdn, &target.namespace);
+    let pods: Vec<&Resource<Pod>> = objects.pods.iter().filter(|p| target.selects(p)).collect();
+    for tp in target.ports.iter().filter(|tp| tp.protocol != crate::istio::names::Protocol::Udp) {
+        let explicit = rule.as_ref().and_then(|r| Some((r.primary(), r.primary().spec.effective_policy(tp.port, None).tls?.mode?)));
+        let client = match explicit.as_ref().map(|(_, m)| m.as_str()) {
+            Some("DISABLE") => ClientTls::Plain,
+            Some("SIMPLE" | "MUTUAL") => ClientTls::OtherTls,
+            Some("ISTIO_MUTUAL") => ClientTls::IstioMutual,
+            _ if objects.mesh.enable_auto_mtls => ClientTls::Auto,
+            _ => ClientTls::Plain,
+        };
+        let mut refused: Vec<String> = Vec::new();
+        let mut server: Option<String> = None;
+        for pod in &pods {
+            let sidecar = has_proxy(pod);
+            let (mode, pa) = peer_mode(objects, pod, container_port(pod, tp));
+            let clash = match client {
+                ClientTls::Plain | ClientTls::OtherTls => sidecar && mode == "STRICT",
+                ClientTls::IstioMutual => !sidecar || mode == "DISABLE",
+                ClientTls::Auto => false,
+            };
+            if clash {
+                refused.push(format!("{} ({})", pod.meta.name, if sidecar { format!("mTLS {mode}") } else { "no sidecar".into() }));
+                server = server.or_else(|| pa.map(|pa| named("PeerAuthentication", &pa.meta.namespace, &pa.meta.name)));
+            }
+        }
+        if refused.is_empty() {
+            continue;
+        }
+        let (subject, client_text) = match &explicit {
+            Some((dr, mode)) => (dr.reference("DestinationRule"), format!("{} sets tls.mode {mode}", named("DestinationRule", &dr.meta.namespace, &dr.meta.name))),
+            None => (target.reference(), "meshConfig turns auto mTLS off and no DestinationRule sets tls, so clients send plain text".to_string()),
+        };
+        let server_text = server.clone().unwrap_or_else(|| "their sidecars".into());
+        let (symptom, fix) = match client {
+            ClientTls::IstioMutual => ("connections fail (503 UF) because nothing terminates Istio mTLS there", "drop tls.mode ISTIO_MUTUAL from the DestinationRule and let auto mTLS choose per endpoint, or inject sidecars into those pods"),
+            _ => ("the server sidecars reset the connections (503 UC/UF; server log `filter_chain_not_found`)", "remove the tls block (auto mTLS then sends Istio mTLS to sidecar pods) or set tls.mode ISTIO_MUTUAL; or relax the PeerAuthentication to PERMISSIVE while migrating"),
+        };
+        out.push(
+            Finding::new(
+                "mtls-conflict",
+                Severity::Error,
+                subject,
+                format!("{client_text} for {}:{}, which pods behind it do not accept ({server_text}): {symptom}", target.name, tp.port),
+            )
+            .detail(format!("Pods affected: {}. The client picks TLS from the DestinationRule in effect (or auto mTLS); the server side enforces its PeerAuthentication (workload, then namespace, then root namespace).", refused.join(", ")))
+            .evidence([format!("client: {client_text}"), format!("server: {server_text} on {}", refused.join(", "))])
+            .fix(fix),
+        );
+    }
+}
