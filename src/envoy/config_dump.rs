@@ -42,8 +42,9 @@ pub enum ProxyKind {
     Other(String),
 }
 
-/// The Envoy node: identity and Istio metadata from the bootstrap.
-#[derive(Debug, Clone)]
+/// The Envoy node: identity and Istio metadata from the bootstrap (or `/server_info`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "RawNode")]
 pub struct Node {
     /// `type~ip~pod.namespace~namespace.svc.domain`.
     pub id: String,
@@ -61,9 +62,17 @@ pub struct Node {
     pub labels: BTreeMap<String, String>,
 }
 
-impl Node {
-    /// Builds a node from its id and metadata map.
-    pub fn new(id: String, metadata: &serde_json::Map<String, Value>) -> Node {
+/// The node as Envoy prints it: an id and a metadata map.
+#[derive(Deserialize)]
+struct RawNode {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    metadata: serde_json::Map<String, Value>,
+}
+
+impl From<RawNode> for Node {
+    fn from(RawNode { id, metadata }: RawNode) -> Node {
         let fields: Vec<&str> = id.split('~').collect();
         let kind = match fields.first().copied() {
             Some("sidecar") => ProxyKind::Sidecar,
@@ -229,19 +238,10 @@ impl ConfigDump {
         }
         #[derive(Deserialize)]
         struct Bootstrap {
-            node: Option<RawNode>,
-        }
-        #[derive(Deserialize)]
-        struct RawNode {
-            #[serde(default)]
-            id: String,
-            #[serde(default)]
-            metadata: serde_json::Map<String, Value>,
+            node: Option<Node>,
         }
         let s: Section = decode(raw, origin, "bootstrap")?;
-        if let Some(node) = s.bootstrap.and_then(|b| b.node) {
-            self.node = Some(Node::new(node.id, &node.metadata));
-        }
+        self.node = s.bootstrap.and_then(|b| b.node);
         Ok(())
     }
 

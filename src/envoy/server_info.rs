@@ -3,7 +3,6 @@
 use super::config_dump::Node;
 use crate::error::{Error, Result};
 use serde::Deserialize;
-use serde_json::Value;
 
 /// The parts of `/server_info` mesh-why uses.
 #[derive(Debug, Clone)]
@@ -25,16 +24,9 @@ pub fn parse(text: &str, origin: &str) -> Result<ServerInfo> {
         #[serde(default)]
         state: String,
         #[serde(default)]
-        node: Option<RawNode>,
-    }
-    #[derive(Deserialize)]
-    struct RawNode {
-        #[serde(default)]
-        id: String,
-        #[serde(default)]
-        metadata: serde_json::Map<String, Value>,
+        node: Option<Node>,
     }
     let raw: Raw = serde_json::from_str(text)
         .map_err(|e| Error::new(format!("server_info.json is not valid /server_info output: {e}")).at(origin))?;
-    Ok(ServerInfo { version: raw.version, state: raw.state, node: raw.node.map(|n| Node::new(n.id, &n.metadata)) })
+    Ok(ServerInfo { version: raw.version, state: raw.state, node: raw.node })
 }

@@ -41,46 +41,27 @@ pub struct Subset {
     pub traffic_policy: Option<TrafficPolicy>,
 }
 
-/// `trafficPolicy`; blocks mesh-why does not interpret are kept as raw JSON.
+/// `trafficPolicy`: the policy blocks, and per-port overrides of them.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficPolicy {
-    /// `loadBalancer` (`simple`, `consistentHash`, locality settings).
-    #[serde(default)]
-    pub load_balancer: Option<Value>,
-    /// `connectionPool` (circuit-breaker limits).
-    #[serde(default)]
-    pub connection_pool: Option<Value>,
-    /// `outlierDetection`.
-    #[serde(default)]
-    pub outlier_detection: Option<Value>,
-    /// Client-side TLS settings.
-    #[serde(default)]
-    pub tls: Option<TlsSettings>,
-    /// Per-port overrides, each replacing the four blocks above wholesale.
+    /// Host-wide blocks.
+    #[serde(flatten)]
+    pub blocks: EffectivePolicy,
+    /// Per-port overrides, each replacing the blocks wholesale.
     #[serde(default)]
     pub port_level_settings: Vec<PortTrafficPolicy>,
 }
 
 /// `portLevelSettings[]` entry.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct PortTrafficPolicy {
     /// The port it applies to.
     #[serde(default)]
     pub port: Option<PortSelector>,
-    /// `loadBalancer`.
-    #[serde(default)]
-    pub load_balancer: Option<Value>,
-    /// `connectionPool`.
-    #[serde(default)]
-    pub connection_pool: Option<Value>,
-    /// `outlierDetection`.
-    #[serde(default)]
-    pub outlier_detection: Option<Value>,
-    /// TLS settings.
-    #[serde(default)]
-    pub tls: Option<TlsSettings>,
+    /// The blocks for that port.
+    #[serde(flatten)]
+    pub blocks: EffectivePolicy,
 }
 
 /// `tls` block of a traffic policy.
@@ -98,36 +79,30 @@ pub struct TlsSettings {
     pub sni: Option<String>,
 }
 
-/// The policy blocks in force for one port, after port-level settings are applied.
-#[derive(Debug, Clone, Default)]
+/// The four policy blocks; unused parts stay raw JSON. After port-level settings and subset
+/// overrides are applied, this is the policy in force for one cluster.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EffectivePolicy {
-    /// `loadBalancer`.
+    /// `loadBalancer` (`simple`, `consistentHash`, locality settings).
+    #[serde(default)]
     pub load_balancer: Option<Value>,
-    /// `connectionPool`.
+    /// `connectionPool` (circuit-breaker limits).
+    #[serde(default)]
     pub connection_pool: Option<Value>,
     /// `outlierDetection`.
+    #[serde(default)]
     pub outlier_detection: Option<Value>,
-    /// TLS settings.
+    /// Client-side TLS settings.
+    #[serde(default)]
     pub tls: Option<TlsSettings>,
 }
 
 impl TrafficPolicy {
     /// The four blocks for `port`: a matching port-level entry replaces them wholesale.
     pub fn for_port(&self, port: u32) -> EffectivePolicy {
-        match self.port_level_settings.iter().find(|p| p.port.map(|s| s.number) == Some(port)) {
-            Some(p) => EffectivePolicy {
-                load_balancer: p.load_balancer.clone(),
-                connection_pool: p.connection_pool.clone(),
-                outlier_detection: p.outlier_detection.clone(),
-                tls: p.tls.clone(),
-            },
-            None => EffectivePolicy {
-                load_balancer: self.load_balancer.clone(),
-                connection_pool: self.connection_pool.clone(),
-                outlier_detection: self.outlier_detection.clone(),
-                tls: self.tls.clone(),
-            },
-        }
+        let port_level = self.port_level_settings.iter().find(|p| p.port.map(|s| s.number) == Some(port));
+        port_level.map(|p| &p.blocks).unwrap_or(&self.blocks).clone()
     }
 }
 
