@@ -128,7 +128,8 @@ pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question)
             if backends.contains(&(pod.meta.namespace.clone(), pod.meta.name.clone())) || !interested.contains(pod.meta.namespace.as_str()) {
                 continue;
             }
-            let caller = Caller::from_pod(pod);
+            let mut caller = Caller::from_pod(pod);
+            caller.possible = captured_any;
             let already = out.iter().any(|e| e.caller.namespace == pod.meta.namespace && e.caller.name == pod.meta.name);
             let has_sidecar = !matches!(caller.sidecar, crate::intent::target::SidecarState::Missing(_));
             if caller.kind == CallerKind::Gateway || already || (captured_any && has_sidecar) {

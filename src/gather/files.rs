@@ -71,10 +71,8 @@ fn walk_dir(root: &Path, dir: &Path, out: &mut FileList) -> Result<()> {
         if ft.is_dir() {
             walk_dir(root, &path, out)?;
         } else if ft.is_file() {
-            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-            if !is_wanted(&rel) {
-                continue;
-            }
+            let found = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            let Some(rel) = layout_name(&strip_top_dir(&found)) else { continue };
             let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
             check_size(&rel, len, &path.display().to_string())?;
             let bytes = fs::read(&path).map_err(|e| Error::new(format!("cannot read file: {e}")).at(path.display()))?;
@@ -95,6 +93,37 @@ fn check_size(rel: &str, len: u64, shown: &str) -> Result<()> {
         .help("capture a filtered dump (`kubectl mesh-why capture` fetches only what the question needs)"));
     }
     Ok(())
+}
+
+/// The snapshot-layout name of a file, or `None` for files that are not read. Files of an
+/// `istioctl bug-report` archive are mapped onto the layout: its cluster-wide `kubectl get -o
+/// yaml` output becomes objects, its per-proxy admin output becomes proxy captures. Nothing
+/// else is read from it (never `cluster/secrets`).
+fn layout_name(rel: &str) -> Option<String> {
+    match rel {
+        "cluster/k8s-resources" | "cluster/crs" => Some(format!("{OBJECTS_DIR}/{}.yaml", &rel["cluster/".len()..])),
+        _ => bug_report_proxy_file(rel).or_else(|| is_wanted(rel).then(|| rel.to_string())),
+    }
+}
+
+/// `proxies/NS/POD/config_dump` (and `clusters`, `server_info`, `stats/prometheus`), as
+/// `istioctl bug-report` names them, mapped to the snapshot's file names.
+fn bug_report_proxy_file(rel: &str) -> Option<String> {
+    let proxy = rel.strip_prefix("proxies/")?;
+    let (pod_dir, endpoint) = match proxy.rsplit_once("/stats/") {
+        Some((dir, "prometheus")) => (dir, stats_file(StatsFormat::Prometheus)),
+        _ => {
+            let (dir, file) = proxy.rsplit_once('/')?;
+            let name = match file {
+                "config_dump" => CONFIG_DUMP_FILE,
+                "clusters" => CLUSTERS_FILE,
+                "server_info" => SERVER_INFO_FILE,
+                _ => return None,
+            };
+            (dir, name)
+        }
+    };
+    Some(format!("{PROXIES_DIR}/{pod_dir}/{endpoint}"))
 }
 
 /// Only the files the layout names are read; anything else in the tree is ignored.
@@ -135,10 +164,7 @@ fn read_archive(path: &Path) -> Result<FileList> {
             })
             .collect::<Vec<_>>()
             .join("/");
-        let rel = strip_top_dir(&rel);
-        if !is_wanted(&rel) {
-            continue;
-        }
+        let Some(rel) = layout_name(&strip_top_dir(&rel)) else { continue };
         let len = entry.header().size().unwrap_or(0);
         check_size(&rel, len, &format!("{shown}:{rel}"))?;
         total += len;
@@ -152,10 +178,11 @@ fn read_archive(path: &Path) -> Result<FileList> {
     Ok(out)
 }
 
-/// Archives made with `tar czf x.tgz snapshot/` carry one leading directory; drop it.
+/// Archives made with `tar czf x.tgz snapshot/` (and bug-report archives, under `bug-report/`)
+/// carry one leading directory; drop it.
 fn strip_top_dir(rel: &str) -> String {
     match rel.split_once('/') {
-        Some((first, rest)) if !is_wanted(rel) && first != OBJECTS_DIR && first != PROXIES_DIR => rest.to_string(),
+        Some((first, rest)) if ![OBJECTS_DIR, PROXIES_DIR, "cluster"].contains(&first) && rel != MANIFEST_FILE => rest.to_string(),
         _ => rel.to_string(),
     }
 }

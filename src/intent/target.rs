@@ -154,6 +154,9 @@ pub struct Caller {
     pub istio_version: Option<(u32, u32)>,
     /// True for the stand-in caller used when the snapshot names none.
     pub hypothetical: bool,
+    /// True for a pod examined only because it might call the service, while the proxies that
+    /// were captured are the known callers: what is wrong with it is less likely the cause.
+    pub possible: bool,
 }
 
 impl Caller {
@@ -177,6 +180,7 @@ impl Caller {
             kind: if gateway { CallerKind::Gateway } else { CallerKind::Sidecar },
             istio_version: None,
             hypothetical: false,
+            possible: false,
         }
     }
 
@@ -190,6 +194,7 @@ impl Caller {
             kind: CallerKind::Sidecar,
             istio_version: None,
             hypothetical: true,
+            possible: false,
         }
     }
 

@@ -107,7 +107,7 @@ pub fn pods_without_sidecar(objects: &Objects, scope: Scope<'_>, out: &mut Vec<F
 /// The examined caller has no sidecar: the namespace's missing label is the cause when it has
 /// none, else the pod itself.
 pub fn caller_without_sidecar(objects: &Objects, target: &Target, caller: &Caller, reason: &str, out: &mut Vec<Finding>) {
-    let severity = if has_routing_rules(objects, target) { Severity::Error } else { Severity::Warning };
+    let severity = if has_routing_rules(objects, target) && !caller.possible { Severity::Error } else { Severity::Warning };
     let pod = objects.pod(&caller.namespace, &caller.name);
     let exempt = pod.and_then(sidecar_exemption).is_some();
     let ns = injection(objects, &caller.namespace);
