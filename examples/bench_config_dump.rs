@@ -13,11 +13,11 @@ const LARGEST: &str = "../shared/corpus/envoy-dumps/istio-1.6-ratings-sidecar-we
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, file] = args.as_slice() {
-        if flag == "--parse-only" {
-            parse_only(file);
-            return;
-        }
+    if let [_, flag, file] = args.as_slice()
+        && flag == "--parse-only"
+    {
+        parse_only(file);
+        return;
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(LARGEST);
     let Ok(text) = std::fs::read_to_string(&path) else {

@@ -92,12 +92,10 @@ pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question)
                 out.push(Examined { caller: Caller::from_pod(pod), capture: capture_of(&pod.meta.namespace, &pod.meta.name) });
             }
         }
-        if let From::Pod(name) = from {
-            if out.is_empty() {
-                if let Some(cap) = capture_of(ns, name) {
-                    out.push(Examined { caller: from_capture(cap), capture: Some(cap) });
-                }
-            }
+        if let (From::Pod(name), true) = (from, out.is_empty())
+            && let Some(cap) = capture_of(ns, name)
+        {
+            out.push(Examined { caller: from_capture(cap), capture: Some(cap) });
         }
         if out.is_empty() {
             return Err(Error::new(format!("--from matched no pod in namespace {ns}"))

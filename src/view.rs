@@ -55,11 +55,45 @@ pub struct RouteView {
     pub action: Action,
     /// Route timeout (`0s` = none).
     pub timeout: Option<String>,
+    /// Rewrites, faults, mirrors and retries.
+    pub features: RouteFeatures,
     /// The VirtualService it came from.
     pub source: Option<ObjectRef>,
     /// `spec.http[i]` of that VirtualService (intent only).
     #[serde(skip)]
     pub rule_index: Option<usize>,
+}
+
+/// What a route does besides choosing clusters, in canonical words both sides can produce.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RouteFeatures {
+    /// `uri PREFIX` and `authority HOST` rewrites.
+    pub rewrite: Vec<String>,
+    /// `abort STATUS` and `delay DURATION` faults.
+    pub fault: Vec<String>,
+    /// Clusters requests are mirrored to.
+    pub mirror: Vec<String>,
+    /// Retry attempts when the VirtualService sets them; `None` leaves Istio's default policy,
+    /// which varies by version and is not compared.
+    pub retries: Option<u64>,
+}
+
+impl fmt::Display for RouteFeatures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for r in &self.rewrite {
+            write!(f, " rewrite {r}")?;
+        }
+        for x in &self.fault {
+            write!(f, " fault {x}")?;
+        }
+        for m in &self.mirror {
+            write!(f, " mirror {m}")?;
+        }
+        if let Some(n) = self.retries {
+            write!(f, " retries {n}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A route match in canonical form.
@@ -233,7 +267,7 @@ pub fn render_routes(view: &ProxyView) -> String {
                 ));
                 for (i, r) in vh.routes.iter().enumerate() {
                     let timeout = r.timeout.as_deref().map(|t| format!(" timeout {t}")).unwrap_or_default();
-                    out.push_str(&format!("  #{i} {} {}{timeout}\n", r.matcher, r.action));
+                    out.push_str(&format!("  #{i} {} {}{timeout}{}\n", r.matcher, r.action, r.features));
                 }
             }
         }

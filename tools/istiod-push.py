@@ -37,7 +37,8 @@ def cluster_name(port: int, subset: str, host: str) -> str:
 
 
 def route(svc: dict, spec: dict) -> dict:
-    """One Envoy route from a compact ``{"match":…, "to": [[subset, weight], …]}``."""
+    """One Envoy route from a compact ``{"match":…, "to": [[subset, weight], …]}``, with
+    optional ``retries``, ``mirror`` (subsets), ``fault_abort`` (status) and raw ``action`` fields."""
     port, host = svc["port"], svc["host"]
     targets = [cluster_name(port, subset, host) for subset, _ in spec["to"]]
     action = {"timeout": spec.get("timeout", "0s"), "retry_policy": DEFAULT_RETRY,
@@ -47,7 +48,18 @@ def route(svc: dict, spec: dict) -> dict:
     else:
         action["weighted_clusters"] = {"clusters": [
             {"name": name, "weight": weight} for name, (_, weight) in zip(targets, spec["to"]) if weight > 0]}
+    if "retries" in spec:
+        action["retry_policy"] = dict(DEFAULT_RETRY, num_retries=spec["retries"])
+    action.update(spec.get("action", {}))
+    if "mirror" in spec:
+        action["request_mirror_policies"] = [{"cluster": cluster_name(port, subset, host),
+                                              "runtime_fraction": {"default_value": {"numerator": 100}}}
+                                             for subset in spec["mirror"]]
     out = {"match": spec.get("match", {"prefix": "/"}), "route": action}
+    if "fault_abort" in spec:
+        out["typed_per_filter_config"] = {"envoy.filters.http.fault": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+            "abort": {"http_status": spec["fault_abort"], "percentage": {"numerator": 100000, "denominator": "MILLION"}}}}
     if spec.get("name"):
         out["name"] = spec["name"]
     if svc.get("vs"):

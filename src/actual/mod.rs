@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::intent::target::Target;
 use crate::istio::names::{ClusterName, Protocol};
 use crate::snapshot::{Blob, ObjectRef, ProxyCapture};
-use crate::view::{Action, ClusterView, HeaderCondition, MatchView, PathMatch, PortView, ProxyView, RouteView, VirtualHostView, WeightedCluster};
+use crate::view::{Action, RouteFeatures, ClusterView, HeaderCondition, MatchView, PathMatch, PortView, ProxyView, RouteView, VirtualHostView, WeightedCluster};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One proxy's configuration and live state for the target.
@@ -253,9 +253,26 @@ fn route_view(r: &Route) -> RouteView {
         matcher: match_view(&r.matcher),
         action,
         timeout: r.route.as_ref().and_then(|a| a.timeout.clone()),
+        features: route_features(r),
         source: r.metadata.as_ref().and_then(|m| m.istio("config")).and_then(config_ref),
         rule_index: None,
     }
+}
+
+/// Rewrites, faults (from the fault filter's per-route config), mirrors and retries of a route.
+fn route_features(r: &Route) -> RouteFeatures {
+    let action = r.route.clone().unwrap_or_default();
+    let mut rewrite = Vec::new();
+    rewrite.extend(action.prefix_rewrite.map(|p| format!("uri {p}")));
+    rewrite.extend(action.host_rewrite_literal.map(|h| format!("authority {h}")));
+    let fault_config = r.typed_per_filter_config.as_ref().and_then(|c| c.get("envoy.filters.http.fault"));
+    let mut fault = Vec::new();
+    if let Some(fc) = fault_config {
+        fault.extend(fc.pointer("/abort/http_status").and_then(|s| s.as_u64()).map(|s| format!("abort {s}")));
+        fault.extend(fc.pointer("/delay/fixed_delay").and_then(|d| d.as_str()).map(|d| format!("delay {d}")));
+    }
+    let mirror = action.request_mirror_policies.iter().chain(action.request_mirror_policy.iter()).map(|m| m.cluster.clone()).collect();
+    RouteFeatures { rewrite, fault, mirror, retries: action.retry_policy.map(|p| p.num_retries.unwrap_or(1)) }
 }
 
 fn match_view(m: &RouteMatch) -> MatchView {

@@ -145,11 +145,17 @@ pub fn compare(intent: &ProxyView, actual: &ProxyView) -> ProxyDiff {
 
 fn same_route(e: &RouteView, a: &RouteView) -> bool {
     let timeout = |t: &Option<String>| t.clone().filter(|t| t != "0s");
-    e.matcher == a.matcher && e.action == a.action && timeout(&e.timeout) == timeout(&a.timeout)
+    let (ef, af) = (&e.features, &a.features);
+    let retries_match = ef.retries.is_none_or(|n| af.retries.unwrap_or(0) == n);
+    e.matcher == a.matcher
+        && e.action == a.action
+        && timeout(&e.timeout) == timeout(&a.timeout)
+        && (&ef.rewrite, &ef.fault, &ef.mirror) == (&af.rewrite, &af.fault, &af.mirror)
+        && retries_match
 }
 
 fn describe(r: &RouteView) -> String {
-    format!("{} {}", r.matcher, r.action)
+    format!("{} {}{}", r.matcher, r.action, r.features)
 }
 
 #[cfg(test)]
@@ -164,6 +170,7 @@ mod tests {
             matcher: MatchView::default(),
             action: Action::Forward { clusters: weights.iter().map(|(n, w)| WeightedCluster { name: n.to_string(), weight: *w }).collect() },
             timeout: Some("0s".into()),
+            features: Default::default(),
             source: None,
             rule_index: None,
         };

@@ -14,6 +14,9 @@ use crate::snapshot::{Objects, Resource};
 use crate::view::{PortView, RouteView, VirtualHostView};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+/// A served host, its merged routes, and the VirtualServices they came from.
+type HostRoutes<'a> = (String, Vec<RouteView>, Vec<&'a Resource<VirtualService>>);
+
 /// One entry per gateway virtual host whose routes reach the target.
 pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Vec<(PortView, PortIntent<'a>)> {
     let mut out = Vec::new();
@@ -23,7 +26,7 @@ pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Vec
             objects.virtual_services.iter().filter(|vs| vs_gateways(vs).contains(&gw_name)).collect();
         for server in gw.spec.servers.iter().filter(|s| serves_http(s)) {
             let port = server.port.as_ref().map(|p| p.number).unwrap_or(0);
-            let mut hosts: Vec<(String, Vec<RouteView>, Vec<&'a Resource<VirtualService>>)> = Vec::new();
+            let mut hosts: Vec<HostRoutes<'a>> = Vec::new();
             for vs in &bound {
                 for host in vs_hosts(vs).into_iter().filter(|h| server_serves(server, h)) {
                     let routes = routes_for(objects, vs, caller, port, Binding::Gateway(&gw_name));

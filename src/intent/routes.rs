@@ -4,7 +4,7 @@ use super::target::Caller;
 use crate::istio::names::{resolve_short_name, ClusterName, DEFAULT_DOMAIN};
 use crate::istio::{Destination, HttpMatch, HttpRoute, StringMatch, VirtualService};
 use crate::snapshot::{Objects, Resource};
-use crate::view::{Action, HeaderCondition, MatchView, PathMatch, RouteView, WeightedCluster};
+use crate::view::{Action, RouteFeatures, HeaderCondition, MatchView, PathMatch, RouteView, WeightedCluster};
 
 /// The HTTP rules of `vs` with delegates expanded in place (one level, as istiod does).
 pub fn expanded_rules(objects: &Objects, vs: &Resource<VirtualService>) -> Vec<(usize, HttpRoute)> {
@@ -103,9 +103,18 @@ pub fn routes_for(objects: &Objects, vs: &Resource<VirtualService>, caller: &Cal
     for (index, rule) in expanded_rules(objects, vs) {
         let action = action_for(objects, &rule, &vs.meta.namespace, port, caller, binding);
         let timeout = Some(rule.timeout.clone().unwrap_or_else(|| "0s".into()));
+        let features = features_for(objects, &rule, &vs.meta.namespace, port, binding);
         let base_name = rule.name.clone().unwrap_or_default();
         if rule.matches.is_empty() {
-            routes.push(RouteView { name: base_name, matcher: MatchView::default(), action, timeout, source: source.clone(), rule_index: Some(index) });
+            routes.push(RouteView {
+                name: base_name,
+                matcher: MatchView::default(),
+                action,
+                timeout,
+                features,
+                source: source.clone(),
+                rule_index: Some(index),
+            });
             return routes;
         }
         for m in rule.matches.iter().filter(|m| match_applies(m, caller, port, binding)) {
@@ -115,7 +124,15 @@ pub fn routes_for(objects: &Objects, vs: &Resource<VirtualService>, caller: &Cal
                 (Some(r), Some(n)) => format!("{r}.{n}"),
                 _ => base_name.clone(),
             };
-            routes.push(RouteView { name, matcher, action: action.clone(), timeout: timeout.clone(), source: source.clone(), rule_index: Some(index) });
+            routes.push(RouteView {
+                name,
+                matcher,
+                action: action.clone(),
+                timeout: timeout.clone(),
+                features: features.clone(),
+                source: source.clone(),
+                rule_index: Some(index),
+            });
             if catch_all {
                 return routes;
             }
@@ -131,6 +148,7 @@ pub fn default_route(fqdn: &str, port: u32) -> RouteView {
         matcher: MatchView::default(),
         action: Action::Forward { clusters: vec![WeightedCluster { name: cluster_name(port, "", fqdn), weight: 100 }] },
         timeout: Some("0s".into()),
+        features: RouteFeatures::default(),
         source: None,
         rule_index: None,
     }
@@ -138,6 +156,23 @@ pub fn default_route(fqdn: &str, port: u32) -> RouteView {
 
 fn cluster_name(port: u32, subset: &str, host: &str) -> String {
     ClusterName { port, subset: subset.into(), host: host.into() }.to_string()
+}
+
+/// What istiod adds to a rule's route besides clusters: `rewrite`, `fault` (abort status, fixed
+/// delay), mirrors (`mirror` and `mirrors`), and explicit retry attempts.
+fn features_for(objects: &Objects, rule: &HttpRoute, vs_ns: &str, port: u32, binding: Binding<'_>) -> RouteFeatures {
+    let text = |v: &Option<serde_json::Value>, path: &str| v.as_ref().and_then(|v| v.pointer(path)).and_then(|x| x.as_str()).map(str::to_string);
+    let mut rewrite = Vec::new();
+    rewrite.extend(text(&rule.rewrite, "/uri").map(|u| format!("uri {u}")));
+    rewrite.extend(text(&rule.rewrite, "/authority").map(|a| format!("authority {a}")));
+    let mut fault = Vec::new();
+    let abort = rule.fault.as_ref().and_then(|f| f.pointer("/abort/httpStatus")).and_then(|s| s.as_u64());
+    fault.extend(abort.map(|s| format!("abort {s}")));
+    fault.extend(text(&rule.fault, "/delay/fixedDelay").map(|d| format!("delay {d}")));
+    let mirrors = rule.mirror.iter().chain(rule.mirrors.iter().map(|m| &m.destination));
+    let mirror = mirrors.map(|d| destination_cluster(objects, d, vs_ns, port, binding)).collect();
+    let retries = rule.retries.as_ref().and_then(|r| r.get("attempts")).and_then(|a| a.as_u64());
+    RouteFeatures { rewrite, fault, mirror, retries }
 }
 
 /// The Envoy cluster a destination resolves to on route-config port `port`. Sidecars default a

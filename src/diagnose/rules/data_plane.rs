@@ -72,7 +72,7 @@ fn stale_split(ctx: &CallerContext<'_>, config: &[&Difference]) -> Option<(Strin
     let (want, have) = (route_at(&ctx.intent.view)?, route_at(ctx.actual?.view.as_ref()?)?);
     let (w, h) = (split_of(&want), split_of(&have));
     let names = |v: &[(String, u32)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    if want.matcher != have.matcher || names(&w) != names(&h) || w.len() < 2 {
+    if want.matcher != have.matcher || names(&w) != names(&h) || w.len() < 2 || w == h {
         return None;
     }
     let show = |v: &[(String, u32)]| v.iter().map(|(n, wt)| format!("{n} {wt}")).collect::<Vec<_>>().join(" / ");
