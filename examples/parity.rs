@@ -39,11 +39,11 @@ const ANALYZERS: &[(&str, &[Check])] = &[
     ("virtualservice.ConflictingMeshGatewayHostsAnalyzer", &[("IST0109", "vs-conflict", "VirtualService")]),
     ("schema.ValidationAnalyzer.VirtualService", &[("IST0130", "unreachable-rule", "VirtualService"), ("IST0131", "unreachable-rule", "VirtualService")]),
     ("gateway.IngressGatewayPortAnalyzer", &[("IST0101", "gateway-not-found", "Gateway")]),
-    ("gateway.SecretAnalyzer", &[("IST0101", "gateway-not-found", "Gateway")]),
+    ("gateway.SecretAnalyzer", &[("IST0101", "gateway-not-found", "Gateway"), ("IST0101", "gateway-credential-missing", "Gateway")]),
     ("injection.Analyzer", &[("IST0102", "namespace-not-injected", "Namespace"), ("IST0103", "caller-without-sidecar", "Pod")]),
     ("service.PortNameAnalyzer", &[("IST0118", "port-not-http", "Service")]),
     ("destinationrule.SubsetSelectPodAnalyzer", &[("IST0173", "subset-no-endpoints", "DestinationRule"), ("IST0174", "host-not-found", "DestinationRule")]),
-    ("sidecar.SelectorAnalyzer", &[]),
+    ("sidecar.SelectorAnalyzer", &[("IST0101", "sidecar-selects-no-pod", "Sidecar")]),
 ];
 
 /// The upstream harness's built-in ingress gateway.

@@ -1,5 +1,6 @@
 //! Mesh-wide mode: `--all` checks every service in scope and reports one findings list whose
-//! target is the scope; the SERVICE argument is refused with it.
+//! target is the scope; the SERVICE argument is refused with it. Also the checks of objects tied
+//! to no single service that need care: a Secret is read for its name only.
 
 use serde_json::Value;
 use std::path::Path;
@@ -46,4 +47,32 @@ fn a_service_with_all_is_a_usage_error() {
     let out = run(&["reviews", "--all", "--snapshot", &scenario("vs-conflict")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--all"));
+}
+
+#[test]
+fn a_secret_is_read_for_its_name_only() {
+    for format in ["json", "markdown", "table"] {
+        let out = run(&["--all", "-A", "--snapshot", &scenario("gateway-credential-missing"), "-o", format]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("gateway-credential-missing"), "{text}");
+        // The fixture's fake certificate, key and last-applied annotation must not be echoed.
+        for secret in ["ZmFrZS1jZXJ0aWZpY2F0ZQ", "ZmFrZS1rZXktbWF0ZXJpYWw", "last-applied"] {
+            assert!(!text.contains(secret), "{format} output leaks {secret}");
+        }
+    }
+}
+
+#[test]
+fn without_secrets_a_gateway_credential_is_a_gap_not_a_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("objects");
+    std::fs::create_dir(&objects).unwrap();
+    let yaml = std::fs::read_to_string(Path::new(&scenario("gateway-credential-missing")).join("objects/bookinfo.yaml")).unwrap();
+    let kept: Vec<&str> = yaml.split("\n---\n").filter(|doc| !doc.contains("kind: Secret")).collect();
+    std::fs::write(objects.join("bookinfo.yaml"), kept.join("\n---\n")).unwrap();
+    let out = run(&["reviews", "--snapshot", &dir.path().to_string_lossy(), "-o", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["findings"].as_array().unwrap().iter().all(|f| f["id"] != "gateway-credential-missing"), "{report}");
+    let gap = report["gaps"].as_array().unwrap().iter().find(|g| g["source"].as_str().unwrap().starts_with("Secret bookinfo-cert")).expect("a gap for the unchecked credential");
+    assert!(gap["reason"].as_str().unwrap().contains("kubectl get secret bookinfo-cert -n istio-system"), "{gap}");
 }

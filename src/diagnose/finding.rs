@@ -107,6 +107,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "vs-gateway-only",
     "vs-host-mismatch",
     "vs-not-visible",
+    "sidecar-selects-no-pod",
     "vs-conflict",
     "port-not-http",
     "gateway-ignores-mesh-rules",
@@ -114,6 +115,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "host-not-found",
     "destination-port-missing",
     "gateway-not-found",
+    "gateway-credential-missing",
     "gateway-host-not-served",
     "dr-conflict",
     "subset-no-endpoints",
@@ -159,4 +161,33 @@ pub fn merge_and_rank(findings: Vec<Finding>) -> Vec<Finding> {
             .cmp(&(b.severity, rank(b.id), std::cmp::Reverse(b.callers.len()), &b.subject))
     });
     merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EXPLANATORY_ORDER;
+    use std::path::Path;
+
+    /// Every id the rules may emit is ranked, documented where the output links, and shown
+    /// failing by a scenario; so no id can be added without its entry and its proof.
+    #[test]
+    fn every_id_has_its_docs_entry_and_a_failing_scenario() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(root.join("docs/findings.md")).unwrap();
+        let mut expected = String::new();
+        for entry in std::fs::read_dir(root.join("testdata/scenarios")).unwrap() {
+            expected += &std::fs::read_to_string(entry.unwrap().path().join("expected.json")).unwrap_or_default();
+        }
+        let rules = std::fs::read_dir(root.join("src/diagnose/rules")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect::<String>();
+        for id in EXPLANATORY_ORDER {
+            assert!(docs.contains(&format!("## `{id}`")), "docs/findings.md has no entry for {id}");
+            assert!(expected.contains(&format!("\"{id}\"")), "no scenario expects {id}");
+        }
+        for emitted in rules.split("Finding::new(").skip(1) {
+            let id = emitted.trim_start().trim_start_matches('"').split('"').next().unwrap();
+            if id.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+                assert!(EXPLANATORY_ORDER.contains(&id), "{id} is emitted but not ranked");
+            }
+        }
+    }
 }

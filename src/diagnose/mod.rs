@@ -88,6 +88,7 @@ pub fn analyze(snapshot: &Snapshot, question: &Question) -> Result<Report> {
     let target = Target::resolve(&snapshot.objects, &question.service, &question.namespace, question.port)?;
     let mut report = analyze_service(snapshot, question, &target)?;
     report.findings.extend(rules::object_findings(&snapshot.objects, rules::Scope::Service(&target)));
+    report.gaps.extend(rules::unchecked(&snapshot.objects, rules::Scope::Service(&target)));
     report.findings = merge_and_rank(std::mem::take(&mut report.findings));
     Ok(report)
 }
@@ -100,6 +101,7 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
     let mut proxies: Vec<ProxyExamined> = Vec::new();
     let mut diff = Vec::new();
     let mut gaps = snapshot.gaps.clone();
+    gaps.extend(rules::unchecked(objects, rules::Scope::Mesh(namespace)));
     if let Some(target) = snapshot.manifest.as_ref().map(|m| m.target.as_str()).filter(|t| !t.is_empty()) {
         gaps.push(Gap {
             source: crate::snapshot::MANIFEST_FILE.into(),

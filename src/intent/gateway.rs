@@ -84,7 +84,7 @@ fn listener_port(objects: &Objects, caller: &Caller, port: u32) -> u32 {
 /// Servers whose traffic goes through HTTP routes (TLS passthrough and TCP do not).
 fn serves_http(server: &Server) -> bool {
     let Some(port) = &server.port else { return false };
-    let passthrough = server.tls.as_ref().and_then(|t| t.get("mode")).and_then(|m| m.as_str()) == Some("PASSTHROUGH");
+    let passthrough = server.tls.as_ref().and_then(|t| t.mode.as_deref()) == Some("PASSTHROUGH");
     matches!(port.protocol.to_ascii_uppercase().as_str(), "HTTP" | "HTTP2" | "GRPC" | "HTTPS") && !passthrough
 }
 

@@ -3,7 +3,6 @@
 //! VirtualService may bind to them too.
 
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Gateway `spec`.
@@ -31,7 +30,19 @@ pub struct Server {
     pub hosts: Vec<String>,
     /// TLS settings of the server.
     #[serde(default)]
-    pub tls: Option<Value>,
+    pub tls: Option<ServerTls>,
+}
+
+/// A server's `tls`: only where its certificate comes from matters here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerTls {
+    /// `SIMPLE`, `MUTUAL`, `ISTIO_MUTUAL`, `PASSTHROUGH`, `AUTO_PASSTHROUGH`, `OPTIONAL_MUTUAL`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Secret holding the server certificate, in the gateway pods' namespace.
+    #[serde(default)]
+    pub credential_name: Option<String>,
 }
 
 /// A server's port.

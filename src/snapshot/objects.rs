@@ -1,8 +1,9 @@
 //! The cluster's objects as one typed, indexed store: Kubernetes core kinds and Istio kinds.
 //!
 //! Documents arrive as JSON values (YAML is converted by the reader) and are sorted by `kind`.
-//! Kinds mesh-why does not use are counted and skipped; Secrets are dropped unread so that no
-//! secret material can reach the output.
+//! Kinds mesh-why does not use are counted and skipped. Of a Secret only its namespace and name
+//! are kept (a Gateway's `credentialName` must exist); its data, type and metadata are dropped
+//! at once, so no secret material can reach the output.
 
 use crate::error::{Error, Result};
 use crate::istio::{DestinationRule, Gateway, GatewayApiSpec, PeerAuthentication, ServiceEntry, Sidecar, VirtualService};
@@ -13,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// The identity and bookkeeping fields of any object.
@@ -170,6 +171,8 @@ pub struct Objects {
     pub sidecars: Vec<Resource<Sidecar>>,
     /// PeerAuthentications.
     pub peer_authentications: Vec<Resource<PeerAuthentication>>,
+    /// `(namespace, name)` of each Secret in the snapshot: the only part of a Secret kept.
+    pub secret_names: BTreeSet<(String, String)>,
     /// Mesh settings (defaults when no `istio` ConfigMap was captured).
     pub mesh: MeshConfig,
     /// Whether a mesh config was found.
@@ -227,6 +230,11 @@ impl Objects {
                 self.endpoint_slices.push(kube_object(doc, origin, |e: &EndpointSlice| &e.metadata)?)
             }
             ("apps", "Deployment") => self.deployments.push(kube_object(doc, origin, |d: &Deployment| &d.metadata)?),
+            ("", "Secret") => {
+                let field = |f: &str| doc.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).map(str::to_string);
+                let name = field("name").ok_or_else(|| Error::new("Secret has no metadata.name").at(origin))?;
+                self.secret_names.insert((field("namespace").unwrap_or_else(|| "default".into()), name));
+            }
             ("", "ConfigMap") => self.add_config_map(&doc, origin)?,
             ("networking.istio.io", "VirtualService") => self.virtual_services.push(istio_object(doc, origin)?),
             ("networking.istio.io", "DestinationRule") => self.destination_rules.push(istio_object(doc, origin)?),

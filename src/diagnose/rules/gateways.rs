@@ -1,5 +1,6 @@
-//! Ingress: is the Gateway a VirtualService binds to real and running, does it serve the
-//! VirtualService's hosts, and do the mesh's subset rules apply to traffic entering there.
+//! Ingress: is the Gateway a VirtualService binds to real and running, does it have its TLS
+//! certificate, does it serve the VirtualService's hosts, and do the mesh's subset rules apply
+//! to traffic entering there.
 
 use super::routing::bound_to_mesh;
 use super::{destination_host, named, Scope};
@@ -8,7 +9,7 @@ use crate::intent::scope::{claiming_host, normalize_gateway, vs_hosts};
 use crate::istio::labels_match;
 use crate::istio::names::hosts_overlap;
 use crate::istio::{DestinationRole, Gateway, VirtualService};
-use crate::snapshot::{Objects, Resource};
+use crate::snapshot::{Gap, Objects, Resource};
 use std::collections::BTreeSet;
 
 /// The Gateways a VirtualService names, normalized to `namespace/name`, without `mesh` and
@@ -70,6 +71,84 @@ pub fn gateway_not_found(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Find
                 .fix(format!("set spec.selector of {me} to the labels of your ingress gateway pods (kubectl get pods -A -l istio=ingressgateway --show-labels)")),
         );
     }
+}
+
+/// The Gateways in `scope` (for one service, those its VirtualServices bind to) whose selector
+/// matches pods, with the namespaces of those pods.
+fn running_gateways<'a>(objects: &'a Objects, scope: Scope<'_>) -> Vec<(&'a Resource<Gateway>, BTreeSet<&'a str>)> {
+    let bound: BTreeSet<String> = objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)).flat_map(bound_gateways).map(|(_, g)| g).collect();
+    objects
+        .gateways
+        .iter()
+        .filter(|g| !g.spec.gateway_api && !g.spec.selector.is_empty())
+        .filter(|g| match scope {
+            Scope::Service(_) => bound.contains(&format!("{}/{}", g.meta.namespace, g.meta.name)),
+            Scope::Mesh(_) => scope.namespace(&g.meta.namespace),
+        })
+        .map(|g| (g, objects.pods.iter().filter(|p| labels_match(&g.spec.selector, &p.meta.labels)).map(|p| p.meta.namespace.as_str()).collect()))
+        .filter(|(_, namespaces): &(_, BTreeSet<&str>)| !namespaces.is_empty())
+        .collect()
+}
+
+/// The `(server index, credentialName)` of a Gateway's servers that name a Secret directly.
+fn credentials(gw: &Resource<Gateway>) -> impl Iterator<Item = (usize, &str)> {
+    gw.spec
+        .servers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((i, s.tls.as_ref()?.credential_name.as_deref()?)))
+        .filter(|(_, name)| !name.is_empty() && !name.contains("://"))
+}
+
+/// A gateway TLS server whose `credentialName` names a Secret missing from the namespace of
+/// the gateway pods (IST0101): the gateway has no certificate for it and fails the handshake.
+/// Runs only when the snapshot holds Secrets (see [`unchecked`]).
+pub fn gateway_credential_missing(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    if objects.secret_names.is_empty() {
+        return;
+    }
+    for (gw, namespaces) in running_gateways(objects, scope) {
+        let me = named("Gateway", &gw.meta.namespace, &gw.meta.name);
+        for (i, credential) in credentials(gw) {
+            let missing: Vec<&str> = namespaces.iter().copied().filter(|ns| !objects.secret_names.contains(&(ns.to_string(), credential.to_string()))).collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let port = gw.spec.servers[i].port.as_ref().map_or(0, |p| p.number);
+            out.push(
+                Finding::new(
+                    "gateway-credential-missing",
+                    Severity::Error,
+                    gw.reference("Gateway"),
+                    format!("{me} serves TLS on port {port} with credentialName {credential}, but no Secret {credential} exists in namespace {}, so the gateway has no certificate and TLS handshakes there fail", missing.join(", ")),
+                )
+                .code("IST0101")
+                .detail("istiod hands a gateway the certificate from the Secret named by credentialName, read from the namespace the gateway pods run in (not the Gateway's own namespace); without it the server's listener has no certificate and clients see resets or handshake failures.")
+                .evidence([format!("{me} spec.servers[{i}].tls.credentialName: {credential}"), format!("no Secret {credential} among the Secrets of namespace {}", missing.join(", "))])
+                .fix(format!("create the TLS Secret in the gateway pods' namespace (kubectl create secret tls {credential} -n {} --cert=... --key=...), or point credentialName at an existing one", missing[0])),
+            );
+        }
+    }
+}
+
+/// What the object checks could not decide for lack of data: a gateway's `credentialName`
+/// cannot be checked when the snapshot holds no Secrets (live mode never requests them).
+pub fn unchecked(objects: &Objects, scope: Scope<'_>) -> Vec<Gap> {
+    if !objects.secret_names.is_empty() {
+        return Vec::new();
+    }
+    running_gateways(objects, scope)
+        .into_iter()
+        .flat_map(|(gw, namespaces)| {
+            credentials(gw).map(move |(i, credential)| Gap {
+                source: format!("Secret {credential} (Gateway {}/{} spec.servers[{i}].tls.credentialName)", gw.meta.namespace, gw.meta.name),
+                reason: format!(
+                    "not checked: mesh-why never requests Secrets; confirm it exists with kubectl get secret {credential} -n {}",
+                    namespaces.iter().copied().collect::<Vec<_>>().join(" / -n ")
+                ),
+            })
+        })
+        .collect()
 }
 
 /// The hosts a Gateway serves to VirtualServices in `vs_ns`: `ns/host` entries count only for

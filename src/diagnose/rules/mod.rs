@@ -16,6 +16,8 @@ mod routing;
 mod significance;
 mod workloads;
 
+pub use gateways::unchecked;
+
 use super::finding::Finding;
 use super::CallerContext;
 use crate::intent::scope::{all_rules_for, claiming_host};
@@ -94,10 +96,12 @@ pub fn object_findings(objects: &Objects, scope: Scope<'_>) -> Vec<Finding> {
     destinations::subset_not_declared_anywhere(objects, scope, &mut out);
     destinations::subset_no_endpoints(objects, scope, &mut out);
     gateways::gateway_not_found(objects, scope, &mut out);
+    gateways::gateway_credential_missing(objects, scope, &mut out);
     gateways::gateway_host_not_served(objects, scope, &mut out);
     gateways::gateway_ignores_mesh_rules(objects, scope, &mut out);
     workloads::namespace_not_injected(objects, scope, &mut out);
     workloads::pods_without_sidecar(objects, scope, &mut out);
+    workloads::sidecar_selects_no_pod(objects, scope, &mut out);
     out
 }
 

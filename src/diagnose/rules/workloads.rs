@@ -6,7 +6,7 @@ use crate::diagnose::finding::{Finding, Severity};
 use crate::diagnose::CallerContext;
 use crate::intent::scope::destination_rule_for;
 use crate::intent::target::{has_proxy, sidecar_exemption, Caller, Target, TargetPort};
-use crate::istio::{labels_match, PeerAuthentication};
+use crate::istio::{labels_match, PeerAuthentication, Sidecar};
 use crate::snapshot::{ObjectRef, Objects, Resource};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -102,6 +102,54 @@ pub fn pods_without_sidecar(objects: &Objects, scope: Scope<'_>, out: &mut Vec<F
         let reason = "The pod has no istio-proxy container although its namespace is labelled for injection (it started before the label, or the injector was unavailable)";
         out.push(without_sidecar(&pod.reference("Pod"), reason, Severity::Warning, true));
     }
+}
+
+/// A Sidecar whose workloadSelector matches no pod of its namespace (IST0101): the pods it was
+/// written for run under the namespace's default Sidecar, or the root namespace's, instead.
+pub fn sidecar_selects_no_pod(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    if objects.pods.is_empty() {
+        return;
+    }
+    for sc in &objects.sidecars {
+        let Some(selector) = sc.spec.workload_selector.as_ref().map(|w| &w.labels).filter(|l| !l.is_empty()) else { continue };
+        let in_scope = match scope {
+            Scope::Service(t) => sc.meta.namespace == t.namespace || names_host(sc, t),
+            Scope::Mesh(_) => scope.namespace(&sc.meta.namespace),
+        };
+        let ns = &sc.meta.namespace;
+        if !in_scope || objects.pods.iter().any(|p| &p.meta.namespace == ns && labels_match(selector, &p.meta.labels)) {
+            continue;
+        }
+        let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let elsewhere: Vec<String> = objects
+            .pods
+            .iter()
+            .filter(|p| labels_match(selector, &p.meta.labels))
+            .map(|p| format!("{}/{}", p.meta.namespace, p.meta.name))
+            .take(3)
+            .collect();
+        let me = named("Sidecar", ns, &sc.meta.name);
+        let detail = if elsewhere.is_empty() {
+            "A Sidecar with a workloadSelector applies only to pods of its own namespace that carry every label; with none, its egress and ingress settings reach no proxy, and the pods it was meant for import what the namespace default Sidecar (or the root namespace's, or none) allows.".to_string()
+        } else {
+            format!("A Sidecar applies only to pods of its own namespace; pods with these labels exist elsewhere ({}), but a Sidecar never reaches across namespaces.", elsewhere.join(", "))
+        };
+        out.push(
+            Finding::new("sidecar-selects-no-pod", Severity::Warning, sc.reference("Sidecar"), format!("{me} selects no pod in namespace {ns} ({}), so its settings apply to no proxy", labels.join(",")))
+                .code("IST0101")
+                .detail(detail)
+                .evidence([format!("{me} spec.workloadSelector.labels: {{{}}}", labels.join(", "))])
+                .fix(format!("set spec.workloadSelector.labels of {me} to the labels of the pods it is for (kubectl get pods -n {ns} --show-labels), or move it to their namespace")),
+        );
+    }
+}
+
+/// True when an egress entry of the Sidecar names the target's host without a wildcard.
+fn names_host(sc: &Resource<Sidecar>, target: &Target) -> bool {
+    sc.spec.egress.iter().flat_map(|e| &e.hosts).any(|entry| {
+        let host = entry.split_once('/').map_or(entry.as_str(), |(_, h)| h);
+        !host.contains('*') && (host == target.fqdn || target.fqdn.starts_with(&format!("{host}.")))
+    })
 }
 
 /// The examined caller has no sidecar: the namespace's missing label is the cause when it has
