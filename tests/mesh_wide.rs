@@ -76,3 +76,14 @@ fn without_secrets_a_gateway_credential_is_a_gap_not_a_finding() {
     let gap = report["gaps"].as_array().unwrap().iter().find(|g| g["source"].as_str().unwrap().starts_with("Secret bookinfo-cert")).expect("a gap for the unchecked credential");
     assert!(gap["reason"].as_str().unwrap().contains("kubectl get secret bookinfo-cert -n istio-system"), "{gap}");
 }
+
+#[test]
+fn a_cause_analyze_reports_twice_is_one_finding_with_both_codes() {
+    let out = run(&["--all", "-A", "--snapshot", &scenario("gateway-not-found"), "-o", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let on_vs: Vec<&Value> = report["findings"].as_array().unwrap().iter().filter(|f| f["subject"]["kind"] == "VirtualService").collect();
+    assert_eq!(on_vs.len(), 1, "{report}");
+    assert_eq!(on_vs[0]["id"], "gateway-not-found");
+    assert_eq!(on_vs[0]["istio_code"], "IST0101");
+    assert_eq!(on_vs[0]["also_istio_codes"], serde_json::json!(["IST0132"]));
+}

@@ -35,6 +35,9 @@ pub struct Finding {
     pub severity: Severity,
     /// The matching `istioctl analyze` code, when it has the same check.
     pub istio_code: Option<&'static str>,
+    /// Further analyze codes for this same cause, where analyze splits it into several messages.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_istio_codes: Vec<&'static str>,
     /// The object the problem is about.
     pub subject: ObjectRef,
     /// The cause in one sentence.
@@ -58,6 +61,7 @@ impl Finding {
             id,
             severity,
             istio_code: None,
+            also_istio_codes: Vec::new(),
             subject,
             summary: summary.into(),
             detail: String::new(),
@@ -72,6 +76,18 @@ impl Finding {
     pub fn code(mut self, code: &'static str) -> Self {
         self.istio_code = Some(code);
         self
+    }
+
+    /// Adds an analyze code that reports this same cause as a second message.
+    pub fn also_code(mut self, code: &'static str) -> Self {
+        self.also_istio_codes.push(code);
+        self
+    }
+
+    /// The analyze codes as shown to users: `IST0130, IST0131`.
+    pub fn codes(&self) -> Option<String> {
+        let first = self.istio_code?;
+        Some(std::iter::once(first).chain(self.also_istio_codes.iter().copied()).collect::<Vec<_>>().join(", "))
     }
 
     /// Sets the explanation.

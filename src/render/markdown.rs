@@ -35,7 +35,7 @@ pub fn render(report: &Report) -> String {
         }
         out.push('\n');
         for (i, f) in report.findings.iter().enumerate() {
-            let _ = writeln!(out, "#### {}. `{}`{}\n", i + 1, f.id, f.istio_code.map(|c| format!(" ({c})")).unwrap_or_default());
+            let _ = writeln!(out, "#### {}. `{}`{}\n", i + 1, f.id, f.codes().map(|c| format!(" ({c})")).unwrap_or_default());
             let _ = writeln!(out, "{}\n", clean(&f.detail));
             if !f.evidence.is_empty() {
                 out.push_str("Evidence:\n");

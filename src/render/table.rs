@@ -41,7 +41,7 @@ pub fn render(report: &Report, color: bool) -> String {
         }
         let _ = writeln!(out, "{table}");
         for (i, f) in report.findings.iter().enumerate() {
-            let code = f.istio_code.map(|c| format!(" [{c}]")).unwrap_or_default();
+            let code = f.codes().map(|c| format!(" [{c}]")).unwrap_or_default();
             let _ = writeln!(out, "\n{}. {}{code}: {}", i + 1, f.id, clean(&f.summary));
             let _ = writeln!(out, "   why: {}", clean(&f.detail));
             for e in &f.evidence {

@@ -43,6 +43,8 @@ pub fn gateway_not_found(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Find
             out.push(
                 Finding::new("gateway-not-found", Severity::Error, vs.reference("VirtualService"), format!("{me} is bound to Gateway {full}, which does not exist, so its routes are installed on no gateway"))
                     .code("IST0101")
+                    // analyze also reports the VirtualService's hosts as not found in that Gateway.
+                    .also_code("IST0132")
                     .detail("istiod attaches a VirtualService's routes to the gateways it names; a name that matches no Gateway (short names resolve in the VirtualService's namespace) attaches them nowhere.")
                     .evidence([format!("{me} spec.gateways[{i}]: {}", vs.spec.gateways[i])])
                     .fix(format!("name an existing Gateway as `namespace/name` in spec.gateways[{i}] (kubectl get gateways.networking.istio.io -A), or create {full}")),

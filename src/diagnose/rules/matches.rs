@@ -36,11 +36,11 @@ fn http_rules(vs: &Resource<VirtualService>, out: &mut Vec<Finding>) {
     for (i, rule) in vs.spec.http.iter().enumerate() {
         let here = format!("spec.http[{i}]{}", rule.name.as_deref().map(|n| format!(" ({n:?})")).unwrap_or_default());
         if let Some(first) = &catch_all {
-            out.push(unreachable(vs, &here, &format!("{first} before it takes every request")));
+            out.push(unreachable(vs, &here, &format!("{first} takes every request before it"), false));
             continue;
         }
         if rule.matches.is_empty() {
-            catch_all = Some(format!("spec.http[{i}] has no match, so it"));
+            catch_all = Some(format!("spec.http[{i}] (no match)"));
             continue;
         }
         let mut shadows = Vec::new();
@@ -56,7 +56,7 @@ fn http_rules(vs: &Resource<VirtualService>, out: &mut Vec<Finding>) {
         }
         if shadows.iter().filter(|s| s.duplicate).count() == rule.matches.len() {
             let by: Vec<&str> = shadows.iter().map(|s| s.by.as_str()).collect();
-            out.push(unreachable(vs, &here, &format!("every match repeats an earlier one ({})", by.join(", "))));
+            out.push(unreachable(vs, &here, &format!("every match repeats an earlier one ({})", by.join(", ")), true));
         } else {
             for s in &shadows {
                 let what = translate_match(&rule.matches[s.index]).to_string();
@@ -64,7 +64,7 @@ fn http_rules(vs: &Resource<VirtualService>, out: &mut Vec<Finding>) {
             }
         }
         if rule.matches.iter().any(unconditional) {
-            catch_all = Some(format!("a catch-all match in spec.http[{i}]"));
+            catch_all = Some(format!("spec.http[{i}] (a catch-all match)"));
         }
     }
 }
@@ -109,7 +109,7 @@ fn stream_rules(vs: &Resource<VirtualService>, rules: &[TcpRoute], field: &str, 
     for (i, rule) in rules.iter().enumerate() {
         let here = format!("spec.{field}[{i}]");
         if let Some(first) = &catch_all {
-            out.push(unreachable(vs, &here, &format!("{first} has no match, so it takes every connection before it")));
+            out.push(unreachable(vs, &here, &format!("{first} has no match, so it takes every connection before it"), false));
             continue;
         }
         if rule.matches.is_empty() {
@@ -125,7 +125,7 @@ fn stream_rules(vs: &Resource<VirtualService>, rules: &[TcpRoute], field: &str, 
         }
         if !shadows.is_empty() && shadows.len() == rule.matches.len() {
             let by: Vec<&str> = shadows.iter().map(|s| s.by.as_str()).collect();
-            out.push(unreachable(vs, &here, &format!("every match repeats an earlier one ({})", by.join(", "))));
+            out.push(unreachable(vs, &here, &format!("every match repeats an earlier one ({})", by.join(", ")), true));
         } else {
             for s in &shadows {
                 out.push(ineffective(vs, &format!("{here}.match[{}]", s.index), &rule.matches[s.index].to_string(), &s.by, true));
@@ -134,10 +134,12 @@ fn stream_rules(vs: &Resource<VirtualService>, rules: &[TcpRoute], field: &str, 
     }
 }
 
-fn unreachable(vs: &Resource<VirtualService>, rule: &str, reason: &str) -> Finding {
+/// A rule no request reaches; when that is because each of its matches `repeats` an earlier
+/// one, analyze also reports each match as ineffective (IST0131): the same cause.
+fn unreachable(vs: &Resource<VirtualService>, rule: &str, reason: &str, repeats: bool) -> Finding {
     let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
-    Finding::new("unreachable-rule", Severity::Warning, vs.reference("VirtualService"), format!("rule {rule} of {me} can never match: {reason}"))
-        .code("IST0130")
+    let finding = Finding::new("unreachable-rule", Severity::Warning, vs.reference("VirtualService"), format!("rule {rule} of {me} can never match: {reason}")).code("IST0130");
+    if repeats { finding.also_code("IST0131") } else { finding }
         .detail("Rules are tried in order and the first match wins; istiod stops emitting routes after a catch-all, so this rule's destinations, retries and faults never take effect.")
         .evidence([format!("{me} {rule}")])
         .fix(format!("move {rule} before the rule that shadows it, give it a narrower match, or delete it"))
