@@ -1,6 +1,6 @@
 //! Diff: compares a caller's intended configuration with what its Envoy holds, semantically
-//! (routes by position, matches, weighted clusters, cluster presence, endpoint sets), and as a
-//! unified text diff of both route tables rendered canonically.
+//! (routes by position, matches, weighted clusters, cluster presence and load balancer,
+//! endpoint sets), and as a unified text diff of both route tables rendered canonically.
 
 use crate::view::{render_routes, ProxyView, RouteView};
 use serde::Serialize;
@@ -49,6 +49,15 @@ pub enum Difference {
     ClusterUnexpected {
         /// Cluster name.
         cluster: String,
+    },
+    /// The DestinationRule sets a load balancer the proxy's cluster does not use.
+    LbPolicy {
+        /// Cluster name.
+        cluster: String,
+        /// Envoy `lb_policy` the DestinationRule implies.
+        expected: String,
+        /// Envoy `lb_policy` the cluster has.
+        actual: String,
     },
     /// Endpoints of a cluster differ from the ready pods it should select.
     Endpoints {
@@ -118,6 +127,11 @@ pub fn compare(intent: &ProxyView, actual: &ProxyView) -> ProxyDiff {
             (true, false) => differences.push(Difference::ClusterMissing { cluster: name.clone() }),
             (false, true) => differences.push(Difference::ClusterUnexpected { cluster: name.clone() }),
             (true, true) => {
+                if let (Some(w), Some(h)) = (&want.lb_policy, &have.lb_policy)
+                    && w != h
+                {
+                    differences.push(Difference::LbPolicy { cluster: name.clone(), expected: w.clone(), actual: h.clone() });
+                }
                 if let (Some(w), Some(h)) = (&want.endpoints, &have.endpoints) {
                     let missing: Vec<String> = w.keys().filter(|a| !h.contains_key(*a)).cloned().collect();
                     let unexpected: Vec<String> = h.keys().filter(|a| !w.contains_key(*a)).cloned().collect();

@@ -210,7 +210,9 @@ fn lb_policy(lb: &serde_json::Value) -> Option<String> {
         "ROUND_ROBIN" => "ROUND_ROBIN",
         "RANDOM" => "RANDOM",
         "PASSTHROUGH" => "CLUSTER_PROVIDED",
-        _ => "LEAST_REQUEST",
+        "LEAST_CONN" | "LEAST_REQUEST" => "LEAST_REQUEST",
+        // UNSPECIFIED leaves it to istiod's default, which changed across versions.
+        _ => return None,
     };
     Some(policy.into())
 }

@@ -120,6 +120,7 @@ fn describe_difference(caller: &str, d: &Difference) -> String {
         Difference::TcpRoute { port, expected, actual } => format!("{caller}: port {port} tcp_proxy: expected [{}], Envoy has [{}]", expected.join(", "), actual.join(", ")),
         Difference::ClusterMissing { cluster } => format!("{caller}: cluster {cluster} expected but absent"),
         Difference::ClusterUnexpected { cluster } => format!("{caller}: cluster {cluster} present but no longer declared"),
+        Difference::LbPolicy { cluster, expected, actual } => format!("{caller}: cluster {cluster} lb_policy: expected {expected}, Envoy has {actual}"),
         Difference::Endpoints { cluster, missing, unexpected } => {
             format!("{caller}: cluster {cluster} endpoints: missing [{}], unexpected [{}]", missing.join(", "), unexpected.join(", "))
         }
