@@ -50,10 +50,6 @@ pub struct Node {
     pub id: String,
     /// Kind of proxy.
     pub kind: ProxyKind,
-    /// Pod IP (second field of the id).
-    pub ip: Option<String>,
-    /// DNS domain (fourth field), e.g. `default.svc.cluster.local`.
-    pub dns_domain: Option<String>,
     /// `node.metadata.ISTIO_VERSION`.
     pub istio_version: Option<String>,
     /// `node.metadata.NAMESPACE`.
@@ -87,8 +83,6 @@ impl From<RawNode> for Node {
             .unwrap_or_default();
         Node {
             kind,
-            ip: fields.get(1).map(|s| s.to_string()),
-            dns_domain: fields.get(3).map(|s| s.to_string()),
             istio_version: text("ISTIO_VERSION"),
             namespace: text("NAMESPACE"),
             labels,

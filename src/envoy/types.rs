@@ -98,9 +98,6 @@ pub struct HeaderMatcher {
     /// v2 legacy regex.
     #[serde(alias = "regexMatch")]
     pub regex_match: Option<String>,
-    /// Presence match.
-    #[serde(alias = "presentMatch")]
-    pub present_match: Option<bool>,
     /// Negation.
     #[serde(alias = "invertMatch")]
     pub invert_match: Option<bool>,
@@ -149,9 +146,6 @@ pub struct RouteAction {
     /// Authority rewrite.
     #[serde(alias = "hostRewriteLiteral", alias = "host_rewrite")]
     pub host_rewrite_literal: Option<String>,
-    /// Consistent-hash inputs.
-    #[serde(alias = "hashPolicy")]
-    pub hash_policy: Vec<Value>,
 }
 
 /// `weighted_clusters`.
@@ -176,15 +170,9 @@ pub struct WeightedCluster {
 /// `retry_policy`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RetryPolicy {
-    /// Conditions.
-    #[serde(default, alias = "retryOn")]
-    pub retry_on: Option<String>,
     /// Attempts after the first.
     #[serde(default, alias = "numRetries", deserialize_with = "flex_u64")]
     pub num_retries: Option<u64>,
-    /// Per-try timeout.
-    #[serde(default, alias = "perTryTimeout")]
-    pub per_try_timeout: Option<String>,
 }
 
 /// A mirror policy.
@@ -224,32 +212,11 @@ impl Metadata {
 pub struct Cluster {
     /// Cluster name.
     pub name: String,
-    /// Discovery type (`EDS`, `STRICT_DNS`, `ORIGINAL_DST`...).
-    #[serde(rename = "type")]
-    pub discovery_type: Option<String>,
     /// Load-balancing policy; omitted means `ROUND_ROBIN`.
     #[serde(alias = "lbPolicy")]
     pub lb_policy: Option<String>,
-    /// Outlier detection settings.
-    #[serde(alias = "outlierDetection")]
-    pub outlier_detection: Option<Value>,
-    /// Circuit-breaker thresholds.
-    #[serde(alias = "circuitBreakers")]
-    pub circuit_breakers: Option<Value>,
-    /// Single transport socket (explicit TLS).
-    #[serde(alias = "transportSocket")]
-    pub transport_socket: Option<Value>,
-    /// Per-endpoint transport sockets (auto mTLS).
-    #[serde(alias = "transportSocketMatches")]
-    pub transport_socket_matches: Vec<Value>,
-    /// v2 TLS context.
-    #[serde(alias = "tlsContext")]
-    pub tls_context: Option<Value>,
     /// Metadata: Istio's `istio.config` names the DestinationRule, `istio.subset` the subset.
     pub metadata: Option<Metadata>,
-    /// Inline endpoints (STATIC / DNS clusters).
-    #[serde(alias = "loadAssignment")]
-    pub load_assignment: Option<ClusterLoadAssignment>,
 }
 
 /// `envoy.config.endpoint.v3.ClusterLoadAssignment`.

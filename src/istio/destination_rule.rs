@@ -71,12 +71,6 @@ pub struct TlsSettings {
     /// `DISABLE`, `SIMPLE`, `MUTUAL` or `ISTIO_MUTUAL`.
     #[serde(default)]
     pub mode: Option<String>,
-    /// Secret holding client credentials.
-    #[serde(default)]
-    pub credential_name: Option<String>,
-    /// SNI to present.
-    #[serde(default)]
-    pub sni: Option<String>,
 }
 
 /// The four policy blocks; unused parts stay raw JSON. After port-level settings and subset

@@ -1,7 +1,6 @@
 //! `networking.istio.io` ServiceEntry: hosts added to the mesh's service registry.
 
 use serde::Deserialize;
-use serde_json::Value;
 
 /// ServiceEntry `spec`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,15 +15,6 @@ pub struct ServiceEntry {
     /// Ports with their protocols.
     #[serde(default)]
     pub ports: Vec<ServiceEntryPort>,
-    /// `MESH_EXTERNAL` or `MESH_INTERNAL`.
-    #[serde(default)]
-    pub location: Option<String>,
-    /// `NONE`, `STATIC`, `DNS`, `DNS_ROUND_ROBIN`.
-    #[serde(default)]
-    pub resolution: Option<String>,
-    /// Static endpoints.
-    #[serde(default)]
-    pub endpoints: Vec<Value>,
     /// Namespaces this entry is visible to.
     #[serde(default)]
     pub export_to: Vec<String>,
