@@ -39,6 +39,16 @@ impl From {
     }
 }
 
+impl std::fmt::Display for From {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            From::Pod(name) => write!(f, "pod/{name}"),
+            From::Deployment(name) => write!(f, "deploy/{name}"),
+            From::Labels(labels) => f.write_str(&labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")),
+        }
+    }
+}
+
 /// The service asked about.
 #[derive(Debug, Clone)]
 pub struct Question {
@@ -98,8 +108,10 @@ pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question)
             out.push(Examined { caller: from_capture(cap), capture: Some(cap) });
         }
         if out.is_empty() {
-            return Err(Error::new(format!("--from matched no pod in namespace {ns}"))
-                .help("pass a pod name, deploy/NAME or KEY=VALUE labels, and -n for the caller's namespace"));
+            let pods: Vec<&str> = objects.pods.iter().filter(|p| p.meta.namespace == *ns).map(|p| p.meta.name.as_str()).take(5).collect();
+            let known = if pods.is_empty() { format!("no pod of namespace {ns} was read") } else { format!("pods there include {}", pods.join(", ")) };
+            return Err(Error::new(format!("--from {from} matched no pod in namespace {ns}"))
+                .help(format!("{known}; pass a pod name, deploy/NAME or KEY=VALUE labels, and -n for the caller's namespace")));
         }
         return Ok(out);
     }

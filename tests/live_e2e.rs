@@ -220,6 +220,7 @@ fn live_run_and_capture_then_offline_agree() {
     assert_ne!(live.status.code(), Some(2), "{}", text(&live));
     let report = json(&live);
     assert!(proxy_read(&report, PRODUCTPAGE), "{}", text(&live));
+    assert!(!gaps(&report).iter().any(|g| g.contains("meshConfig")), "the istio ConfigMap is served: {:?}", gaps(&report));
 
     let dir = api.dir.path().join("capture");
     let archive = api.dir.path().join("capture.tar.gz");
@@ -241,6 +242,9 @@ fn live_run_and_capture_then_offline_agree() {
     let types: Vec<&str> = dump["configs"].as_array().unwrap().iter().map(|s| s["@type"].as_str().unwrap()).collect();
     assert!(types.contains(&"type.googleapis.com/envoy.admin.v3.RoutesConfigDump"), "{types:?}");
     assert!(!dump.to_string().contains("SecretsConfigDump"));
+    // meshConfig is captured with its `mesh` key only.
+    let objects: String = std::fs::read_dir(dir.join("objects")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+    assert!(objects.contains("rootNamespace: istio-system") && !objects.contains("meshNetworks"), "{objects}");
     // Never overwrite: a second capture into the same place is refused.
     let again = mesh_why(&["capture", "reviews", "--kubeconfig", kc, "-d", archive.to_str().unwrap()], &[]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
@@ -273,6 +277,23 @@ fn context_flag_picks_from_a_kubeconfig_with_two_contexts() {
     let list = std::env::join_paths([missing.as_path(), file.as_path()]).unwrap();
     let via_env = mesh_why(&["reviews", "--context", "good", "-o", "json"], &[("KUBECONFIG", list.to_str().unwrap())]);
     assert_ne!(via_env.status.code(), Some(2), "{}", text(&via_env));
+    api.assert_read_only();
+}
+
+#[test]
+fn from_deployment_reads_that_workloads_pod() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &[]);
+    let kc = api.kubeconfig();
+    let out = mesh_why(&["reviews", "--kubeconfig", kc.to_str().unwrap(), "--from", "deploy/productpage-v1", "-o", "json"], &[]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    let report = json(&out);
+    let callers: Vec<&str> = report["proxies"].as_array().unwrap().iter().map(|p| p["caller"].as_str().unwrap()).collect();
+    assert_eq!(callers, [PRODUCTPAGE]);
+    assert!(proxy_read(&report, PRODUCTPAGE), "{}", text(&out));
+    let missing = mesh_why(&["reviews", "--kubeconfig", kc.to_str().unwrap(), "--from", "deploy/ratings-v1"], &[]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(text(&missing).contains("ratings-v1"), "{}", text(&missing));
     api.assert_read_only();
 }
 
