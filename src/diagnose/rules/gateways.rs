@@ -32,11 +32,9 @@ fn find_gateway<'a>(objects: &'a Objects, full: &str) -> Option<&'a Resource<Gat
 /// A VirtualService bound to a Gateway that does not exist, or a Gateway whose selector
 /// matches no gateway pod (IST0101 both): its routes are installed nowhere.
 pub fn gateway_not_found(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    let mut bound: BTreeSet<String> = BTreeSet::new();
     for vs in objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
         let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
         for (i, full) in bound_gateways(vs) {
-            bound.insert(full.clone());
             if find_gateway(objects, &full).is_some() {
                 continue;
             }
@@ -54,13 +52,8 @@ pub fn gateway_not_found(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Find
     if objects.pods.is_empty() {
         return;
     }
-    for gw in objects.gateways.iter().filter(|g| !g.spec.gateway_api && !g.spec.selector.is_empty()) {
-        let full = format!("{}/{}", gw.meta.namespace, gw.meta.name);
-        let in_scope = match scope {
-            Scope::Service(_) => bound.contains(&full),
-            Scope::Mesh(_) => scope.namespace(&gw.meta.namespace),
-        };
-        if !in_scope || objects.pods.iter().any(|p| labels_match(&gw.spec.selector, &p.meta.labels)) {
+    for gw in selector_gateways(objects, scope) {
+        if objects.pods.iter().any(|p| labels_match(&gw.spec.selector, &p.meta.labels)) {
             continue;
         }
         let selector: Vec<String> = gw.spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -75,18 +68,22 @@ pub fn gateway_not_found(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Find
     }
 }
 
-/// The Gateways in `scope` (for one service, those its VirtualServices bind to) whose selector
-/// matches pods, with the namespaces of those pods.
+/// The Istio Gateways with a selector that concern `scope`: for one service, those its
+/// VirtualServices bind to; for the mesh, those of the namespaces in scope.
+fn selector_gateways<'a>(objects: &'a Objects, scope: Scope<'_>) -> impl Iterator<Item = &'a Resource<Gateway>> {
+    let bound: BTreeSet<String> = match scope {
+        Scope::Service(_) => objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)).flat_map(bound_gateways).map(|(_, g)| g).collect(),
+        Scope::Mesh(_) => BTreeSet::new(),
+    };
+    objects.gateways.iter().filter(|g| !g.spec.gateway_api && !g.spec.selector.is_empty()).filter(move |g| match scope {
+        Scope::Service(_) => bound.contains(&format!("{}/{}", g.meta.namespace, g.meta.name)),
+        Scope::Mesh(_) => scope.namespace(&g.meta.namespace),
+    })
+}
+
+/// The [`selector_gateways`] whose selector matches pods, with the namespaces of those pods.
 fn running_gateways<'a>(objects: &'a Objects, scope: Scope<'_>) -> Vec<(&'a Resource<Gateway>, BTreeSet<&'a str>)> {
-    let bound: BTreeSet<String> = objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)).flat_map(bound_gateways).map(|(_, g)| g).collect();
-    objects
-        .gateways
-        .iter()
-        .filter(|g| !g.spec.gateway_api && !g.spec.selector.is_empty())
-        .filter(|g| match scope {
-            Scope::Service(_) => bound.contains(&format!("{}/{}", g.meta.namespace, g.meta.name)),
-            Scope::Mesh(_) => scope.namespace(&g.meta.namespace),
-        })
+    selector_gateways(objects, scope)
         .map(|g| (g, objects.pods.iter().filter(|p| labels_match(&g.spec.selector, &p.meta.labels)).map(|p| p.meta.namespace.as_str()).collect()))
         .filter(|(_, namespaces): &(_, BTreeSet<&str>)| !namespaces.is_empty())
         .collect()
