@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The codes the findings catalogue covers.
-const COMPARED: &[&str] =
-    &["IST0101", "IST0102", "IST0103", "IST0109", "IST0112", "IST0118", "IST0130", "IST0131", "IST0132", "IST0140", "IST0173", "IST0174"];
+const COMPARED: &[&str] = &["IST0101", "IST0102", "IST0103", "IST0109", "IST0112", "IST0118", "IST0130", "IST0131", "IST0132", "IST0140", "IST0173", "IST0174"];
 
 /// One of our checks: (istio_code, finding id, subject kind).
 type Check = (&'static str, &'static str, &'static str);
@@ -38,7 +37,11 @@ const ANALYZERS: &[(&str, &[Check])] = &[
     ("virtualservice.DestinationRuleAnalyzer", &[("IST0101", "subset-not-declared", "VirtualService")]),
     (
         "virtualservice.GatewayAnalyzer",
-        &[("IST0101", "gateway-not-found", "VirtualService"), ("IST0132", "gateway-not-found", "VirtualService"), ("IST0132", "gateway-host-not-served", "VirtualService")],
+        &[
+            ("IST0101", "gateway-not-found", "VirtualService"),
+            ("IST0132", "gateway-not-found", "VirtualService"),
+            ("IST0132", "gateway-host-not-served", "VirtualService"),
+        ],
     ),
     ("virtualservice.ConflictingMeshGatewayHostsAnalyzer", &[("IST0109", "vs-conflict", "VirtualService")]),
     ("schema.ValidationAnalyzer.VirtualService", &[("IST0130", "unreachable-rule", "VirtualService"), ("IST0131", "unreachable-rule", "VirtualService")]),
@@ -180,11 +183,7 @@ fn built_binary() -> Result<PathBuf, String> {
             return Err("cargo build --bin kubectl-mesh_why failed".into());
         }
     }
-    if binary.is_file() {
-        Ok(binary)
-    } else {
-        Err(format!("{} is not built; run `cargo build --release` first", binary.display()))
-    }
+    if binary.is_file() { Ok(binary) } else { Err(format!("{} is not built; run `cargo build --release` first", binary.display())) }
 }
 
 /// Groups the rows of expected.tsv into cases, keeping only messages with compared codes.
@@ -197,7 +196,12 @@ fn read_cases(tsv: &str) -> Vec<Case> {
         let index = match cases.iter().position(|c| (c.name.clone(), c.inputs.join(",")) == key) {
             Some(i) => i,
             None => {
-                cases.push(Case { name: name.to_string(), inputs: inputs.split(',').map(str::to_string).collect(), analyzer: analyzer.to_string(), expected: Vec::new() });
+                cases.push(Case {
+                    name: name.to_string(),
+                    inputs: inputs.split(',').map(str::to_string).collect(),
+                    analyzer: analyzer.to_string(),
+                    expected: Vec::new(),
+                });
                 cases.len() - 1
             }
         };
@@ -232,7 +236,8 @@ fn run_case(binary: &Path, corpus: &Path, case: &Case) -> Result<Vec<(String, St
         .flatten()
         .flat_map(|f| {
             let subject = &f["subject"];
-            let (kind, ns, name) = (subject["kind"].as_str().unwrap_or_default(), subject["namespace"].as_str().unwrap_or_default(), subject["name"].as_str().unwrap_or_default());
+            let (kind, ns, name) =
+                (subject["kind"].as_str().unwrap_or_default(), subject["namespace"].as_str().unwrap_or_default(), subject["name"].as_str().unwrap_or_default());
             let resource = if ns.is_empty() { format!("{kind} {name}") } else { format!("{kind} {name}.{ns}") };
             let id = f["id"].as_str().unwrap_or_default().to_string();
             // A finding stands for every analyze message of its cause: its code and the codes

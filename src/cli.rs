@@ -130,12 +130,6 @@ impl Cli {
             return Err(Error::new(format!("`{arg}` is not SERVICE or SERVICE.NAMESPACE")).help("for example: reviews, or reviews.bookinfo"));
         }
         let from = self.from.as_deref().map(From::parse).transpose()?;
-        Ok(Question {
-            service,
-            from_namespace: self.namespace.clone().unwrap_or_else(|| namespace.clone()),
-            namespace,
-            port: self.port,
-            from,
-        })
+        Ok(Question { service, from_namespace: self.namespace.clone().unwrap_or_else(|| namespace.clone()), namespace, port: self.port, from })
     }
 }

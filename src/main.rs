@@ -31,10 +31,8 @@ fn run(cli: &cli::Cli) -> error::Result<ExitCode> {
         return Err(error::Error::new("--all reads saved state only in this build")
             .help("capture each service with `kubectl mesh-why capture SERVICE -d DIR`, or pass --snapshot DIR with --all"));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| error::Error::new(format!("cannot start the async runtime: {e}")))?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| error::Error::new(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(live(cli))
 }
 
@@ -42,11 +40,8 @@ fn run(cli: &cli::Cli) -> error::Result<ExitCode> {
 /// nothing has been written to disk before the reading is complete.
 async fn live(cli: &cli::Cli) -> error::Result<ExitCode> {
     let args = &cli.cluster;
-    let connect = gather::live::kube::ConnectOptions {
-        kubeconfig: args.kubeconfig.clone(),
-        context: args.context.clone(),
-        request_timeout: args.request_timeout,
-    };
+    let connect =
+        gather::live::kube::ConnectOptions { kubeconfig: args.kubeconfig.clone(), context: args.context.clone(), request_timeout: args.request_timeout };
     let options = gather::live::LiveOptions { max_proxies: args.max_proxies as usize, timeout: args.timeout };
     let reading = async {
         let cluster = gather::live::kube::connect(&connect).await?;
@@ -85,9 +80,7 @@ fn report(cli: &cli::Cli, snapshot: &snapshot::Snapshot, question: &question::Qu
 
 /// Prints a report in the chosen format; the exit code says whether an error was found.
 fn print(cli: &cli::Cli, report: &diagnose::Report) -> ExitCode {
-    let color = cli.output == render::Format::Table
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = cli.output == render::Format::Table && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let text = render::render(report, cli.output, color);
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::stdout().write_all(text.as_bytes());

@@ -1,7 +1,7 @@
 //! The question asked: which service, which port, and which callers to examine.
 
 use crate::error::{Error, Result};
-use crate::intent::target::{parse_istio_version, Caller, CallerKind, Target};
+use crate::intent::target::{Caller, CallerKind, Target, parse_istio_version};
 use crate::istio::labels_match;
 use crate::snapshot::{ProxyCapture, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};

@@ -259,12 +259,7 @@ pub fn render_routes(view: &ProxyView) -> String {
             }
             None => out.push_str(&format!("port {} ({}): no virtual host\n", port.port, port.protocol)),
             Some(vh) => {
-                out.push_str(&format!(
-                    "port {} route config {} vhost {}\n",
-                    port.port,
-                    port.route_config.as_deref().unwrap_or("-"),
-                    vh.name
-                ));
+                out.push_str(&format!("port {} route config {} vhost {}\n", port.port, port.route_config.as_deref().unwrap_or("-"), vh.name));
                 for (i, r) in vh.routes.iter().enumerate() {
                     let timeout = r.timeout.as_deref().map(|t| format!(" timeout {t}")).unwrap_or_default();
                     out.push_str(&format!("  #{i} {} {}{timeout}{}\n", r.matcher, r.action, r.features));

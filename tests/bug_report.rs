@@ -9,11 +9,7 @@ const SCENARIO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/scenarios/
 const POD: &str = "productpage-v1-6b7f9d8c7-ccccc";
 
 fn findings(snapshot: &Path) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why"))
-        .args(["reviews", "-o", "json", "--snapshot"])
-        .arg(snapshot)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why")).args(["reviews", "-o", "json", "--snapshot"]).arg(snapshot).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     (out.status.code(), report["findings"].to_string())
 }
@@ -31,7 +27,9 @@ fn bug_report_archive_reads_like_the_snapshot() {
     // Not YAML at all: it would fail the run if mesh-why ever read it.
     fs::write(root.join("cluster/secrets"), "\u{0}binary secret material").unwrap();
     let captured = scenario.join("proxies/default").join(POD);
-    for (from, to) in [("config_dump.json", "config_dump"), ("clusters.json", "clusters"), ("server_info.json", "server_info"), ("stats_prometheus.txt", "stats/prometheus")] {
+    for (from, to) in
+        [("config_dump.json", "config_dump"), ("clusters.json", "clusters"), ("server_info.json", "server_info"), ("stats_prometheus.txt", "stats/prometheus")]
+    {
         fs::copy(captured.join(from), proxy.join(to)).unwrap();
     }
     let archive = tmp.path().join("bug-report.tar.gz");

@@ -86,15 +86,8 @@ fn analyze(yaml: &[PathBuf], dump: &Path, pod: (&str, &str), args: &[&str]) -> V
     let proxy = tmp.path().join("proxies").join(pod.0).join(pod.1);
     std::fs::create_dir_all(&proxy).unwrap();
     std::fs::copy(dump, proxy.join("config_dump.json")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why"))
-        .args(args)
-        .arg("--snapshot")
-        .arg(tmp.path())
-        .args(["-o", "json"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why")).args(args).arg("--snapshot").arg(tmp.path()).args(["-o", "json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     for d in report["diff"].as_array().into_iter().flatten() {
         println!("{}", d["text"].as_str().unwrap_or_default());
     }

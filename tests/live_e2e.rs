@@ -424,7 +424,10 @@ fn selective_reading_costs_less_than_a_full_config_dump() {
     let api = ApiServer::start(&harness().join("sample-objects"), &[(PRODUCTPAGE, &admin)], &[]);
     let dir = api.dir.path().join("measured");
     let started = Instant::now();
-    let out = mesh_why(&["capture", "reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "--from", "productpage-v1-6b7f9c8d5-x2x4k", "-d", dir.to_str().unwrap()], &[]);
+    let out = mesh_why(
+        &["capture", "reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "--from", "productpage-v1-6b7f9c8d5-x2x4k", "-d", dir.to_str().unwrap()],
+        &[],
+    );
     let run = started.elapsed();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("mesh-why.json")).unwrap()).unwrap();
@@ -438,7 +441,9 @@ fn selective_reading_costs_less_than_a_full_config_dump() {
     println!("measured against a real Envoy sidecar holding 200 unrelated services besides reviews:");
     println!("  mesh-why capture --from one caller: {run:.2?} wall for the whole run (API reads, port-forward, 10 admin requests)");
     println!("    {line}");
-    println!("    of which the reassembled config_dump.json is {dump_file} bytes; /clusters?format=json (not filterable) {clusters}; /server_info {server_info}");
+    println!(
+        "    of which the reassembled config_dump.json is {dump_file} bytes; /clusters?format=json (not filterable) {clusters}; /server_info {server_info}"
+    );
     println!("  full GET /config_dump?include_eds, straight from the admin port (no port-forward): {full_dump} bytes in {full_time:.2?}");
     println!("  an unfiltered capture (full config_dump + /clusters + /server_info + /stats) would be {} bytes", full_dump + clusters + server_info + stats);
     assert!((dump_file as usize) * 5 < full_dump, "the filtered dump ({dump_file} bytes) should be far smaller than the full one ({full_dump} bytes)");
@@ -489,7 +494,8 @@ fn scaled_xds(dir: &Path, n: usize) {
     let read = |name: &str| -> Value { serde_json::from_slice(&std::fs::read(harness().join("sample-xds").join(name)).unwrap()).unwrap() };
     let host = "reviews.default.svc.cluster.local";
     let (mut clusters, endpoints, mut routes) = (read("clusters.json"), read("endpoints.json"), read("routes.json"));
-    let template = |list: &Value, key: &str| list["resources"].as_array().unwrap().iter().find(|r| r[key] == format!("outbound|9080||{host}")).unwrap().to_string();
+    let template =
+        |list: &Value, key: &str| list["resources"].as_array().unwrap().iter().find(|r| r[key] == format!("outbound|9080||{host}")).unwrap().to_string();
     let cluster = template(&clusters, "name");
     let assignment = template(&endpoints, "cluster_name");
     let mut extra = Vec::new();

@@ -73,7 +73,12 @@ fn without_secrets_a_gateway_credential_is_a_gap_not_a_finding() {
     let out = run(&["reviews", "--snapshot", &dir.path().to_string_lossy(), "-o", "json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["findings"].as_array().unwrap().iter().all(|f| f["id"] != "gateway-credential-missing"), "{report}");
-    let gap = report["gaps"].as_array().unwrap().iter().find(|g| g["source"].as_str().unwrap().starts_with("Secret bookinfo-cert")).expect("a gap for the unchecked credential");
+    let gap = report["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["source"].as_str().unwrap().starts_with("Secret bookinfo-cert"))
+        .expect("a gap for the unchecked credential");
     assert!(gap["reason"].as_str().unwrap().contains("kubectl get secret bookinfo-cert -n istio-system"), "{gap}");
 }
 

@@ -14,9 +14,7 @@ fn real_kubectl_finds_the_plugin_on_path() {
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kubectl-mesh_why"), &link).unwrap();
     let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
     // No kubeconfig: --help must not need a cluster.
-    let kubectl = |args: &[&str]| {
-        Command::new("kubectl").args(args).env("PATH", &path).env("KUBECONFIG", dir.path().join("none")).output().unwrap()
-    };
+    let kubectl = |args: &[&str]| Command::new("kubectl").args(args).env("PATH", &path).env("KUBECONFIG", dir.path().join("none")).output().unwrap();
     let help = kubectl(&["mesh-why", "--help"]);
     let text = String::from_utf8_lossy(&help.stdout);
     assert!(help.status.success(), "{}", String::from_utf8_lossy(&help.stderr));

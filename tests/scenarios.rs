@@ -19,8 +19,7 @@ fn scenarios() -> Vec<PathBuf> {
 }
 
 fn run(dir: &Path) -> Result<(), String> {
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
-        .map_err(|e| format!("expected.json: {e}"))?;
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).map_err(|e| format!("expected.json: {e}"))?;
     let service = expected["service"].as_str().ok_or("expected.json: no service")?;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why"));
     cmd.arg(service).arg("--snapshot").arg(dir).args(["-o", "json"]);
@@ -57,10 +56,7 @@ fn run(dir: &Path) -> Result<(), String> {
 fn every_scenario_yields_its_expected_ranked_findings() {
     let dirs = scenarios();
     assert!(!dirs.is_empty(), "no scenarios found");
-    let failures: Vec<String> = dirs
-        .iter()
-        .filter_map(|d| run(d).err().map(|e| format!("{}: {e}", d.file_name().unwrap().to_string_lossy())))
-        .collect();
+    let failures: Vec<String> = dirs.iter().filter_map(|d| run(d).err().map(|e| format!("{}: {e}", d.file_name().unwrap().to_string_lossy()))).collect();
     println!("{} scenarios run", dirs.len());
     assert!(failures.is_empty(), "{} of {} scenarios failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
 }

@@ -1,9 +1,9 @@
 //! Actual: what one Envoy really holds for the asked service, read from its admin output and
 //! normalized into the same [`ProxyView`] shape as the intent.
 
+use crate::envoy::ProxyKind;
 use crate::envoy::clusters::{self, HostStatus};
 use crate::envoy::config_dump::{ConfigDump, Node, Selection};
-use crate::envoy::ProxyKind;
 use crate::envoy::server_info::{self, ServerInfo};
 use crate::envoy::stats::Stats;
 use crate::envoy::types::{HeaderMatcher, Route, RouteMatch, StringMatcher};
@@ -11,7 +11,9 @@ use crate::error::Result;
 use crate::intent::target::Target;
 use crate::istio::names::{ClusterName, Protocol};
 use crate::snapshot::{Blob, ObjectRef, ProxyCapture};
-use crate::view::{Action, RouteFeatures, ClusterView, HeaderCondition, MatchView, PathMatch, PortView, ProxyView, RouteView, VirtualHostView, WeightedCluster};
+use crate::view::{
+    Action, ClusterView, HeaderCondition, MatchView, PathMatch, PortView, ProxyView, RouteFeatures, RouteView, VirtualHostView, WeightedCluster,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One proxy's configuration and live state for the target.
@@ -38,18 +40,13 @@ pub struct Actual {
 /// Reads `capture` for `target`, decoding only what concerns it (plus `extra_clusters`).
 pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<String>) -> Result<Actual> {
     let mut actual = Actual::default();
-    let wants_cluster = |name: &str| {
-        extra_clusters.contains(name) || ClusterName::parse(name).is_some_and(|c| c.host == target.fqdn)
-    };
+    let wants_cluster = |name: &str| extra_clusters.contains(name) || ClusterName::parse(name).is_some_and(|c| c.host == target.fqdn);
     let port_names: Vec<String> = target.ports.iter().map(|p| p.port.to_string()).collect();
     let sniffed_names: Vec<String> = target.ports.iter().map(|p| format!("{}:{}", target.fqdn, p.port)).collect();
-    let route_config =
-        |name: &str| port_names.iter().any(|p| p == name) || sniffed_names.iter().any(|p| p == name) || is_gateway_route_config(name);
+    let route_config = |name: &str| port_names.iter().any(|p| p == name) || sniffed_names.iter().any(|p| p == name) || is_gateway_route_config(name);
     let fqdn = target.fqdn.clone();
     let virtual_host = |rc: &str, name: &str, domains: &[String]| {
-        is_gateway_route_config(rc)
-            || name.starts_with(&format!("{fqdn}:"))
-            || domains.iter().any(|d| d == &fqdn || d.trim_end_matches('.') == fqdn)
+        is_gateway_route_config(rc) || name.starts_with(&format!("{fqdn}:")) || domains.iter().any(|d| d == &fqdn || d.trim_end_matches('.') == fqdn)
     };
     let listener = |name: &str| port_names.iter().any(|p| name.ends_with(&format!("_{p}")));
     let selection = Selection { route_config: &route_config, virtual_host: &virtual_host, cluster: &wants_cluster, listener: &listener };
@@ -140,11 +137,8 @@ fn sidecar_entries(dump: &ConfigDump, target: &Target) -> Vec<PortView> {
     for tp in &target.ports {
         let sniffed = format!("{}:{}", target.fqdn, tp.port);
         let port_name = tp.port.to_string();
-        let found = dump
-            .route_configs
-            .iter()
-            .filter(|rc| rc.name == port_name || rc.name == sniffed)
-            .find_map(|rc| rc.virtual_hosts.first().map(|vh| (rc, vh)));
+        let found =
+            dump.route_configs.iter().filter(|rc| rc.name == port_name || rc.name == sniffed).find_map(|rc| rc.virtual_hosts.first().map(|vh| (rc, vh)));
         let mut pv = PortView {
             key: crate::intent::port_key(tp.port),
             port: tp.port,
@@ -154,14 +148,18 @@ fn sidecar_entries(dump: &ConfigDump, target: &Target) -> Vec<PortView> {
             tcp_destinations: Vec::new(),
         };
         if let Some((rc, vh)) = found {
-            pv.protocol = if rc.name == sniffed { Protocol::Auto } else if tp.protocol.is_http() { tp.protocol } else { Protocol::Http };
+            pv.protocol = if rc.name == sniffed {
+                Protocol::Auto
+            } else if tp.protocol.is_http() {
+                tp.protocol
+            } else {
+                Protocol::Http
+            };
             pv.route_config = Some(rc.name.clone());
-            pv.virtual_host = Some(VirtualHostView {
-                name: vh.name.clone(),
-                domains: vh.domains.clone(),
-                routes: vh.routes.iter().map(route_view).collect(),
-            });
-        } else if let Some(l) = dump.listeners.iter().find(|l| l.name.ends_with(&format!("_{}", tp.port)) && !l.tcp_clusters.is_empty() && l.route_configs.is_empty()) {
+            pv.virtual_host = Some(VirtualHostView { name: vh.name.clone(), domains: vh.domains.clone(), routes: vh.routes.iter().map(route_view).collect() });
+        } else if let Some(l) =
+            dump.listeners.iter().find(|l| l.name.ends_with(&format!("_{}", tp.port)) && !l.tcp_clusters.is_empty() && l.route_configs.is_empty())
+        {
             pv.tcp_destinations = l
                 .tcp_clusters
                 .iter()

@@ -173,8 +173,7 @@ pub fn merge_and_rank(findings: Vec<Finding>) -> Vec<Finding> {
     }
     let rank = |id: &str| EXPLANATORY_ORDER.iter().position(|x| *x == id).unwrap_or(EXPLANATORY_ORDER.len());
     merged.sort_by(|a, b| {
-        (a.severity, rank(a.id), std::cmp::Reverse(a.callers.len()), &a.subject)
-            .cmp(&(b.severity, rank(b.id), std::cmp::Reverse(b.callers.len()), &b.subject))
+        (a.severity, rank(a.id), std::cmp::Reverse(a.callers.len()), &a.subject).cmp(&(b.severity, rank(b.id), std::cmp::Reverse(b.callers.len()), &b.subject))
     });
     merged
 }
@@ -194,7 +193,8 @@ mod tests {
         for entry in std::fs::read_dir(root.join("testdata/scenarios")).unwrap() {
             expected += &std::fs::read_to_string(entry.unwrap().path().join("expected.json")).unwrap_or_default();
         }
-        let rules = std::fs::read_dir(root.join("src/diagnose/rules")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect::<String>();
+        let rules =
+            std::fs::read_dir(root.join("src/diagnose/rules")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect::<String>();
         for id in EXPLANATORY_ORDER {
             assert!(docs.contains(&format!("## `{id}`")), "docs/findings.md has no entry for {id}");
             assert!(expected.contains(&format!("\"{id}\"")), "no scenario expects {id}");

@@ -4,13 +4,16 @@
 mod finding;
 mod rules;
 
-pub use finding::{merge_and_rank, Finding, Severity};
+pub use finding::{Finding, Severity, merge_and_rank};
 
 use crate::actual::{self, Actual};
 use crate::diff::{self, ProxyDiff};
 use crate::envoy::ProxyKind;
 use crate::error::Result;
-use crate::intent::{self, target::{Caller, SidecarState, Target}, Intent};
+use crate::intent::{
+    self, Intent,
+    target::{Caller, SidecarState, Target},
+};
 use crate::question::{self, Question};
 use crate::snapshot::{Gap, Snapshot};
 use serde::Serialize;
@@ -165,7 +168,10 @@ fn analyze_service(snapshot: &Snapshot, question: &Question, target: &Target) ->
                 _ => {
                     question::enrich(&mut caller, read.node.as_ref());
                     for m in &read.missing {
-                        gaps.push(Gap { source: format!("proxies/{}/{}/{m}", capture.namespace, capture.pod), reason: "not captured; the checks that need it were skipped".into() });
+                        gaps.push(Gap {
+                            source: format!("proxies/{}/{}/{m}", capture.namespace, capture.pod),
+                            reason: "not captured; the checks that need it were skipped".into(),
+                        });
                     }
                     actual = Some(read);
                 }

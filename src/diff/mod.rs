@@ -2,7 +2,7 @@
 //! (routes by position, matches, weighted clusters, cluster presence and load balancer,
 //! endpoint sets), and as a unified text diff of both route tables rendered canonically.
 
-use crate::view::{render_routes, ProxyView, RouteView};
+use crate::view::{ProxyView, RouteView, render_routes};
 use serde::Serialize;
 use similar::TextDiff;
 

@@ -35,20 +35,14 @@ pub struct HostStatus {
 impl HostStatus {
     /// True when Envoy would send traffic to this host.
     pub fn is_healthy(&self) -> bool {
-        !self.failed_outlier_check
-            && !self.failed_active_health_check
-            && matches!(self.eds_health.as_str(), "" | "HEALTHY" | "UNKNOWN")
+        !self.failed_outlier_check && !self.failed_active_health_check && matches!(self.eds_health.as_str(), "" | "HEALTHY" | "UNKNOWN")
     }
 }
 
 /// Parses either form of `/clusters`: JSON (`?format=json`), or the plain-text form that
 /// `istioctl bug-report` saves, keeping only clusters `want` selects.
 pub fn parse(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Vec<ClusterStatus>> {
-    if text.trim_start().starts_with('{') {
-        parse_json(text, origin, want)
-    } else {
-        parse_text(text, origin, want)
-    }
+    if text.trim_start().starts_with('{') { parse_json(text, origin, want) } else { parse_text(text, origin, want) }
 }
 
 /// The text form: `CLUSTER::IP:PORT::FIELD::VALUE` per host field, plus cluster-level lines.
@@ -119,9 +113,9 @@ fn parse_json(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<V
             .at(origin)
             .help("capture it with `GET /clusters?format=json`; the plain-text form is not accepted")
     })?;
-    let clusters = top.cluster_statuses.ok_or_else(|| {
-        Error::new("clusters.json has no `cluster_statuses`").at(origin).help("capture it with `GET /clusters?format=json`")
-    })?;
+    let clusters = top
+        .cluster_statuses
+        .ok_or_else(|| Error::new("clusters.json has no `cluster_statuses`").at(origin).help("capture it with `GET /clusters?format=json`"))?;
     Ok(clusters
         .into_iter()
         .filter(|c| want(&c.name))
@@ -132,12 +126,15 @@ fn parse_json(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<V
                 .into_iter()
                 .map(|h| {
                     let stat = |name: &str| {
-                        h.stats.iter().find(|s| s.get("name").and_then(Value::as_str) == Some(name)).and_then(|s| s.get("value")).and_then(value_u64).unwrap_or(0)
+                        h.stats
+                            .iter()
+                            .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
+                            .and_then(|s| s.get("value"))
+                            .and_then(value_u64)
+                            .unwrap_or(0)
                     };
                     let health = h.health_status.unwrap_or(Value::Null);
-                    let flag = |k: &str, camel: &str| {
-                        health.get(k).or_else(|| health.get(camel)).and_then(Value::as_bool).unwrap_or(false)
-                    };
+                    let flag = |k: &str, camel: &str| health.get(k).or_else(|| health.get(camel)).and_then(Value::as_bool).unwrap_or(false);
                     HostStatus {
                         address: h.address.and_then(|a| a.socket_address).map(|s| s.to_addr()).unwrap_or_default(),
                         eds_health: health

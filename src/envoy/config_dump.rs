@@ -8,8 +8,8 @@
 use super::types::{Address, Cluster, ClusterLoadAssignment, VirtualHost, WeightedClusters};
 use crate::error::{Error, Result};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
 /// Which resources to decode. Anything not selected is skipped unparsed.
@@ -81,13 +81,7 @@ impl From<RawNode> for Node {
             .and_then(Value::as_object)
             .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
             .unwrap_or_default();
-        Node {
-            kind,
-            istio_version: text("ISTIO_VERSION"),
-            namespace: text("NAMESPACE"),
-            labels,
-            id,
-        }
+        Node { kind, istio_version: text("ISTIO_VERSION"), namespace: text("NAMESPACE"), labels, id }
     }
 }
 
@@ -207,7 +201,7 @@ impl ConfigDump {
             _ => {
                 return Err(Error::new(format!("unknown config dump section type `{ty}`"))
                     .at(origin)
-                    .help("expected Envoy admin types such as type.googleapis.com/envoy.admin.v3.ClustersConfigDump"))
+                    .help("expected Envoy admin types such as type.googleapis.com/envoy.admin.v3.ClustersConfigDump"));
             }
         };
         if self.admin_api.is_empty() {
@@ -455,11 +449,7 @@ fn parse_listener(raw: &str, origin: &str) -> Result<Listener> {
         route_config_name: String,
     }
     let l: L = decode(raw, origin, "listener")?;
-    let mut out = Listener {
-        name: l.name,
-        port: l.address.and_then(|a| a.socket_address).and_then(|s| s.port_value),
-        ..Default::default()
-    };
+    let mut out = Listener { name: l.name, port: l.address.and_then(|a| a.socket_address).and_then(|s| s.port_value), ..Default::default() };
     for chain in l.filter_chains.iter().chain(l.default_filter_chain.iter()) {
         for filter in &chain.filters {
             let Some(cfg) = filter.typed_config.or(filter.config) else { continue };
@@ -512,7 +502,5 @@ fn decode<'a, T: Deserialize<'a>>(raw: &'a str, origin: &str, what: &str) -> Res
 
 fn json_error(e: serde_json::Error, origin: &str) -> Error {
     let what = if e.is_eof() { "the config dump is truncated" } else { "the config dump is not valid JSON" };
-    Error::new(format!("{what}: {e}"))
-        .at(origin)
-        .help("re-capture the file; a cut-off download or an editor can leave it incomplete")
+    Error::new(format!("{what}: {e}")).at(origin).help("re-capture the file; a cut-off download or an editor can leave it incomplete")
 }

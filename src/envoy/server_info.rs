@@ -26,7 +26,6 @@ pub fn parse(text: &str, origin: &str) -> Result<ServerInfo> {
         #[serde(default)]
         node: Option<Node>,
     }
-    let raw: Raw = serde_json::from_str(text)
-        .map_err(|e| Error::new(format!("server_info.json is not valid /server_info output: {e}")).at(origin))?;
+    let raw: Raw = serde_json::from_str(text).map_err(|e| Error::new(format!("server_info.json is not valid /server_info output: {e}")).at(origin))?;
     Ok(ServerInfo { version: raw.version, state: raw.state, node: raw.node })
 }

@@ -32,8 +32,7 @@ impl Stats {
                 }
             }
             StatsFormat::Json => {
-                let v: Value = serde_json::from_str(text)
-                    .map_err(|e| Error::new(format!("stats.json is not valid JSON: {e}")).at(origin))?;
+                let v: Value = serde_json::from_str(text).map_err(|e| Error::new(format!("stats.json is not valid JSON: {e}")).at(origin))?;
                 for s in v.get("stats").and_then(Value::as_array).into_iter().flatten() {
                     if let (Some(name), Some(value)) = (s.get("name").and_then(Value::as_str), s.get("value")) {
                         self.add_stat(name, &value.to_string(), want);

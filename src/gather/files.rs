@@ -6,7 +6,7 @@
 //! total, so a huge file or a decompression bomb gets a clear error instead of exhausting memory.
 
 use crate::error::{Error, Result};
-use crate::snapshot::{Blob, Gap, Manifest, ProxyCapture, Snapshot, StatsFormat, MANIFEST_FILE};
+use crate::snapshot::{Blob, Gap, MANIFEST_FILE, Manifest, ProxyCapture, Snapshot, StatsFormat};
 use flate2::read::GzDecoder;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -42,9 +42,7 @@ pub const MAX_ARCHIVE_BYTES: u64 = 1 << 30;
 /// Reads the snapshot at `path` (directory, `.tar.gz` or `.tgz`).
 pub fn read_snapshot(path: &Path) -> Result<Snapshot> {
     let meta = fs::metadata(path).map_err(|e| {
-        Error::new(format!("cannot read snapshot: {e}"))
-            .at(path.display())
-            .help("pass a directory written by `kubectl mesh-why capture`, or a .tar.gz of one")
+        Error::new(format!("cannot read snapshot: {e}")).at(path.display()).help("pass a directory written by `kubectl mesh-why capture`, or a .tar.gz of one")
     })?;
     let files = if meta.is_dir() {
         let mut files = Vec::new();
@@ -84,13 +82,9 @@ fn walk_dir(root: &Path, dir: &Path, out: &mut FileList) -> Result<()> {
 
 fn check_size(rel: &str, len: u64, shown: &str) -> Result<()> {
     if len > MAX_FILE_BYTES {
-        return Err(Error::new(format!(
-            "{rel} is {} MiB, larger than the {} MiB mesh-why reads",
-            len >> 20,
-            MAX_FILE_BYTES >> 20
-        ))
-        .at(shown)
-        .help("capture a filtered dump (`kubectl mesh-why capture` fetches only what the question needs)"));
+        return Err(Error::new(format!("{rel} is {} MiB, larger than the {} MiB mesh-why reads", len >> 20, MAX_FILE_BYTES >> 20))
+            .at(shown)
+            .help("capture a filtered dump (`kubectl mesh-why capture` fetches only what the question needs)"));
     }
     Ok(())
 }
@@ -140,9 +134,7 @@ fn read_archive(path: &Path) -> Result<FileList> {
     let shown = path.display().to_string();
     let file = fs::File::open(path).map_err(|e| Error::new(format!("cannot open archive: {e}")).at(&shown))?;
     let bad = |e: std::io::Error| {
-        Error::new(format!("not a readable .tar.gz snapshot: {e}"))
-            .at(&shown)
-            .help("pass a directory, or an archive made with `tar czf snap.tar.gz -C DIR .`")
+        Error::new(format!("not a readable .tar.gz snapshot: {e}")).at(&shown).help("pass a directory, or an archive made with `tar czf snap.tar.gz -C DIR .`")
     };
     let mut archive = tar::Archive::new(GzDecoder::new(file));
     let mut out = FileList::new();
@@ -194,9 +186,7 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
     for (rel, bytes) in files {
         let origin = format!("{root}/{rel}");
         if rel == MANIFEST_FILE {
-            let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::new(format!("{MANIFEST_FILE} is not valid: {e}")).at(&origin)
-            })?;
+            let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::new(format!("{MANIFEST_FILE} is not valid: {e}")).at(&origin))?;
             snap.gaps.extend(manifest.gaps.iter().cloned());
             snap.manifest = Some(manifest);
         } else if let Some(obj_path) = under(&rel, OBJECTS_DIR) {
@@ -237,16 +227,16 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
 
 /// Parses a YAML (multi-document) or JSON file into JSON values, refusing binary content.
 pub fn parse_documents(bytes: &[u8], origin: &str, json: bool) -> Result<Vec<Value>> {
-    let text = std::str::from_utf8(bytes).ok().filter(|t| !t.contains('\0')).ok_or_else(|| {
-        Error::new("file is not text (binary content)").at(origin).help("objects/ takes YAML or JSON files only")
-    })?;
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| !t.contains('\0'))
+        .ok_or_else(|| Error::new("file is not text (binary content)").at(origin).help("objects/ takes YAML or JSON files only"))?;
     if json {
-        return serde_json::from_str::<Value>(text).map(|v| vec![v]).map_err(|e| {
-            Error::new(format!("invalid JSON: {e}")).at(format!("{origin} line {} column {}", e.line(), e.column()))
-        });
+        return serde_json::from_str::<Value>(text)
+            .map(|v| vec![v])
+            .map_err(|e| Error::new(format!("invalid JSON: {e}")).at(format!("{origin} line {} column {}", e.line(), e.column())));
     }
-    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(text)
-        .map_err(|e| Error::new(format!("invalid YAML: {}", first_line(&e.to_string()))).at(origin))
+    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(text).map_err(|e| Error::new(format!("invalid YAML: {}", first_line(&e.to_string()))).at(origin))
 }
 
 fn first_line(s: &str) -> &str {

@@ -3,13 +3,13 @@
 //!
 //! Existing data is never overwritten, and a write that fails half-way removes what it wrote.
 
-use super::files::{stats_file, CLUSTERS_FILE, CONFIG_DUMP_FILE, OBJECTS_DIR, PROXIES_DIR, SERVER_INFO_FILE};
+use super::files::{CLUSTERS_FILE, CONFIG_DUMP_FILE, OBJECTS_DIR, PROXIES_DIR, SERVER_INFO_FILE, stats_file};
 use super::live::Capture;
 use crate::error::{Error, Result};
-use crate::snapshot::{Manifest, MANIFEST_FILE};
-use flate2::write::GzEncoder;
+use crate::snapshot::{MANIFEST_FILE, Manifest};
 use flate2::Compression;
-use serde_json::{json, Value};
+use flate2::write::GzEncoder;
+use serde_json::{Value, json};
 use std::fs;
 use std::path::Path;
 
@@ -40,7 +40,8 @@ fn layout(capture: &Capture, manifest: &Manifest) -> Result<Vec<(String, Vec<u8>
         for part in [&proxy.namespace, &proxy.pod] {
             // Names come from the API server; never let one step outside the snapshot.
             if part.is_empty() || part.contains(['/', '\\']) || part.starts_with('.') {
-                return Err(Error::new(format!("refusing to write a proxy directory named `{part}`")).help("pod and namespace names cannot contain `/` or start with `.`"));
+                return Err(Error::new(format!("refusing to write a proxy directory named `{part}`"))
+                    .help("pod and namespace names cannot contain `/` or start with `.`"));
             }
         }
         let dir = format!("{PROXIES_DIR}/{}/{}", proxy.namespace, proxy.pod);
@@ -62,7 +63,9 @@ fn write_dir(files: &[(String, Vec<u8>)], root: &Path) -> Result<()> {
     let shown = root.display().to_string();
     let existed = root.exists();
     if existed && fs::read_dir(root).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(Error::new("the capture directory already exists and is not empty").at(&shown).help("choose a new directory (or DIR.tar.gz); mesh-why does not overwrite files"));
+        return Err(Error::new("the capture directory already exists and is not empty")
+            .at(&shown)
+            .help("choose a new directory (or DIR.tar.gz); mesh-why does not overwrite files"));
     }
     let result = files.iter().try_for_each(|(rel, bytes)| {
         let path = root.join(rel);
@@ -85,9 +88,11 @@ fn write_dir(files: &[(String, Vec<u8>)], root: &Path) -> Result<()> {
 
 fn write_archive(files: &[(String, Vec<u8>)], path: &Path) -> Result<()> {
     let shown = path.display().to_string();
-    let file = fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
-        Error::new(format!("cannot create the archive: {e}")).at(&shown).help("choose a new file name; mesh-why does not overwrite files")
-    })?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::new(format!("cannot create the archive: {e}")).at(&shown).help("choose a new file name; mesh-why does not overwrite files"))?;
     let mtime = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut builder = tar::Builder::new(GzEncoder::new(file, Compression::default()));
     let result = files

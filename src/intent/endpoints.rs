@@ -39,8 +39,8 @@ pub fn backends(objects: &Objects, target: &Target, port: &TargetPort) -> Option
             for ep in &slice.spec.endpoints {
                 let pod = ep.target_ref.as_ref().filter(|r| r.kind.as_deref() == Some("Pod")).and_then(|r| r.name.clone());
                 let labels = pod.as_deref().and_then(|p| objects.pod(&target.namespace, p)).map(|p| workload_labels(objects, p)).unwrap_or_default();
-                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
-                    && !ep.conditions.as_ref().and_then(|c| c.terminating).unwrap_or(false);
+                let ready =
+                    ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true) && !ep.conditions.as_ref().and_then(|c| c.terminating).unwrap_or(false);
                 for ip in &ep.addresses {
                     out.push(Backend { pod: pod.clone(), labels: labels.clone(), address: format!("{ip}:{slice_port}"), ready });
                 }
@@ -82,8 +82,7 @@ pub fn select(backends: &[Backend], subset_labels: &BTreeMap<String, String>) ->
 }
 
 /// Node labels istiod copies onto a pod's endpoints, so that subsets can select on them.
-const TOPOLOGY_LABELS: &[&str] =
-    &["topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone", "kubernetes.io/hostname"];
+const TOPOLOGY_LABELS: &[&str] = &["topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone", "kubernetes.io/hostname"];
 
 /// A pod's labels as its endpoints carry them: its own, plus its node's non-empty topology labels.
 pub fn workload_labels(objects: &Objects, pod: &Resource<Pod>) -> BTreeMap<String, String> {

@@ -4,12 +4,12 @@
 //! adds routes to the matching hosts. Unlike sidecars, gateways merge the routes of all those
 //! VirtualServices in precedence order and move catch-all routes to the end.
 
-use super::routes::{routes_for, Binding};
+use super::PortIntent;
+use super::routes::{Binding, routes_for};
 use super::scope::{vs_gateways, vs_hosts};
 use super::target::{Caller, Target};
-use super::PortIntent;
-use crate::istio::names::{hosts_overlap, ClusterName, Protocol};
-use crate::istio::{labels_match, Server, VirtualService};
+use crate::istio::names::{ClusterName, Protocol, hosts_overlap};
+use crate::istio::{Server, VirtualService, labels_match};
 use crate::snapshot::{Objects, Resource};
 use crate::view::{PortView, RouteView, VirtualHostView};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -22,8 +22,7 @@ pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Vec
     let mut out = Vec::new();
     for gw in objects.gateways.iter().filter(|g| !g.spec.selector.is_empty() && labels_match(&g.spec.selector, &caller.labels)) {
         let gw_name = format!("{}/{}", gw.meta.namespace, gw.meta.name);
-        let bound: Vec<&Resource<VirtualService>> =
-            objects.virtual_services.iter().filter(|vs| vs_gateways(vs).contains(&gw_name)).collect();
+        let bound: Vec<&Resource<VirtualService>> = objects.virtual_services.iter().filter(|vs| vs_gateways(vs).contains(&gw_name)).collect();
         for server in gw.spec.servers.iter().filter(|s| serves_http(s)) {
             let port = server.port.as_ref().map(|p| p.number).unwrap_or(0);
             let mut hosts: Vec<HostRoutes<'a>> = Vec::new();
@@ -42,7 +41,8 @@ pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Vec
             for (host, mut routes, sources) in hosts {
                 // Stable: specific routes of later VirtualServices stay ahead of earlier catch-alls.
                 routes.sort_by_key(|r| r.matcher.is_catch_all());
-                let reaches_target = routes.iter().flat_map(|r| r.action.clusters()).any(|c| ClusterName::parse(&c.name).is_some_and(|n| n.host == target.fqdn));
+                let reaches_target =
+                    routes.iter().flat_map(|r| r.action.clusters()).any(|c| ClusterName::parse(&c.name).is_some_and(|n| n.host == target.fqdn));
                 if !reaches_target {
                     continue;
                 }

@@ -7,8 +7,8 @@ pub mod routes;
 pub mod scope;
 pub mod target;
 
-use crate::istio::names::{ClusterName, Protocol, DEFAULT_DOMAIN};
 use crate::istio::VirtualService;
+use crate::istio::names::{ClusterName, DEFAULT_DOMAIN, Protocol};
 use crate::snapshot::{ObjectRef, Objects, Resource};
 use crate::view::{ClusterView, PortView, ProxyView, VirtualHostView, WeightedCluster};
 use scope::{claiming_host, destination_rule_for, mesh_virtual_services, service_hidden};
@@ -53,18 +53,9 @@ pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Int
     }
     for tp in &target.ports {
         let hidden = service_hidden(objects, caller, target, tp.port);
-        let candidates: Vec<_> = mesh_virtual_services(objects, caller, tp.port)
-            .into_iter()
-            .filter(|vs| claiming_host(vs, &target.fqdn).is_some())
-            .collect();
-        let mut port_view = PortView {
-            key: port_key(tp.port),
-            port: tp.port,
-            protocol: tp.protocol,
-            route_config: None,
-            virtual_host: None,
-            tcp_destinations: Vec::new(),
-        };
+        let candidates: Vec<_> = mesh_virtual_services(objects, caller, tp.port).into_iter().filter(|vs| claiming_host(vs, &target.fqdn).is_some()).collect();
+        let mut port_view =
+            PortView { key: port_key(tp.port), port: tp.port, protocol: tp.protocol, route_config: None, virtual_host: None, tcp_destinations: Vec::new() };
         let mut winner = None;
         if hidden.is_none() && tp.protocol != Protocol::Udp {
             if tp.protocol.is_tcp_class() {
@@ -162,21 +153,14 @@ fn clusters(objects: &Objects, caller: &Caller, target: &Target, view: &ProxyVie
         let endpoints = if parsed.host == target.fqdn {
             target.ports.iter().find(|p| p.port == parsed.port).and_then(|tp| {
                 let labels = dr.and_then(|d| d.spec.subset(&parsed.subset)).map(|s| s.labels.clone()).unwrap_or_default();
-                endpoints::backends(objects, target, tp)
-                    .map(|b| endpoints::select(&b, &labels).into_iter().map(|a| (a, true)).collect())
+                endpoints::backends(objects, target, tp).map(|b| endpoints::select(&b, &labels).into_iter().map(|a| (a, true)).collect())
             })
         } else {
             None
         };
         out.insert(
             name.clone(),
-            ClusterView {
-                name,
-                present: port_known && subset_declared,
-                lb_policy,
-                destination_rule: dr.map(|d| d.reference("DestinationRule")),
-                endpoints,
-            },
+            ClusterView { name, present: port_known && subset_declared, lb_policy, destination_rule: dr.map(|d| d.reference("DestinationRule")), endpoints },
         );
     }
     out
@@ -194,10 +178,7 @@ pub fn host_has_port(objects: &Objects, host: &str, port: u32) -> bool {
     if let Some(svc) = svc {
         return svc.spec.spec.iter().flat_map(|s| s.ports.iter().flatten()).any(|p| p.port as u32 == port);
     }
-    objects
-        .service_entries
-        .iter()
-        .any(|se| se.spec.hosts.iter().any(|h| h == host) && se.spec.ports.iter().any(|p| p.number == port))
+    objects.service_entries.iter().any(|se| se.spec.hosts.iter().any(|h| h == host) && se.spec.ports.iter().any(|p| p.number == port))
 }
 
 /// Envoy's lb_policy for a DestinationRule `loadBalancer` block.

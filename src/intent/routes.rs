@@ -1,10 +1,10 @@
 //! VirtualService rules → Envoy routes, the way istiod translates them for one caller and port.
 
 use super::target::Caller;
-use crate::istio::names::{resolve_short_name, ClusterName, DEFAULT_DOMAIN};
+use crate::istio::names::{ClusterName, DEFAULT_DOMAIN, resolve_short_name};
 use crate::istio::{Destination, HttpMatch, HttpRoute, StringMatch, VirtualService};
 use crate::snapshot::{Objects, Resource};
-use crate::view::{Action, RouteFeatures, HeaderCondition, MatchView, PathMatch, RouteView, WeightedCluster};
+use crate::view::{Action, HeaderCondition, MatchView, PathMatch, RouteFeatures, RouteView, WeightedCluster};
 
 /// The HTTP rules of `vs` with delegates expanded in place (one level, as istiod does).
 pub fn expanded_rules(objects: &Objects, vs: &Resource<VirtualService>) -> Vec<(usize, HttpRoute)> {
@@ -92,8 +92,7 @@ pub fn match_applies(m: &HttpMatch, caller: &Caller, port: u32, binding: Binding
         };
         return m.gateways.iter().any(|g| g == wanted);
     }
-    crate::istio::labels_match(&m.source_labels, &caller.labels)
-        && m.source_namespace.as_ref().is_none_or(|ns| *ns == caller.namespace)
+    crate::istio::labels_match(&m.source_labels, &caller.labels) && m.source_namespace.as_ref().is_none_or(|ns| *ns == caller.namespace)
 }
 
 /// The routes istiod emits for `vs` on `port` for `caller`, stopping after a catch-all.
@@ -206,21 +205,14 @@ fn action_for(objects: &Objects, rule: &HttpRoute, vs_ns: &str, port: u32, calle
     let weighted: Vec<WeightedCluster> = rule
         .route
         .iter()
-        .map(|d| WeightedCluster {
-            name: destination_cluster(objects, &d.destination, vs_ns, port, binding),
-            weight: d.weight.unwrap_or(0).max(0) as u32,
-        })
+        .map(|d| WeightedCluster { name: destination_cluster(objects, &d.destination, vs_ns, port, binding), weight: d.weight.unwrap_or(0).max(0) as u32 })
         .collect();
     let clusters = match weighted.as_slice() {
         [one] => vec![WeightedCluster { name: one.name.clone(), weight: 100 }],
         many => {
             let nonzero: Vec<WeightedCluster> = many.iter().filter(|w| w.weight > 0).cloned().collect();
             // Istio 1.18 collapsed a list with a single non-zero weight into a plain cluster.
-            if nonzero.len() == 1 && !caller.at_least(1, 19) {
-                vec![WeightedCluster { name: nonzero[0].name.clone(), weight: 100 }]
-            } else {
-                nonzero
-            }
+            if nonzero.len() == 1 && !caller.at_least(1, 19) { vec![WeightedCluster { name: nonzero[0].name.clone(), weight: 100 }] } else { nonzero }
         }
     };
     Action::Forward { clusters }

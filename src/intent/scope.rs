@@ -2,23 +2,19 @@
 //! applies, which services and VirtualServices it imports, and which DestinationRule is in
 //! effect for a host.
 
-use super::target::{export_to_annotation, Caller, Target};
-use crate::istio::names::{host_matches, hosts_overlap, resolve_short_name, specificity, DEFAULT_DOMAIN};
-use crate::istio::{labels_match, DestinationRule, Sidecar, VirtualService};
+use super::target::{Caller, Target, export_to_annotation};
+use crate::istio::names::{DEFAULT_DOMAIN, host_matches, hosts_overlap, resolve_short_name, specificity};
+use crate::istio::{DestinationRule, Sidecar, VirtualService, labels_match};
 use crate::snapshot::{ObjectRef, Objects, Resource};
 
 /// The Sidecar object governing `caller`, by istiod's order: selector match in the caller's
 /// namespace, then the namespace default, then the root namespace default.
 pub fn sidecar_for<'a>(objects: &'a Objects, caller: &Caller) -> Option<&'a Resource<Sidecar>> {
     let in_ns = objects.sidecars.iter().filter(|s| s.meta.namespace == caller.namespace);
-    let with_selector = in_ns.clone().find(|s| {
-        s.spec.workload_selector.as_ref().is_some_and(|w| !w.labels.is_empty() && labels_match(&w.labels, &caller.labels))
-    });
-    let no_selector = |ns: &str| {
-        objects.sidecars.iter().find(|s| {
-            s.meta.namespace == ns && s.spec.workload_selector.as_ref().is_none_or(|w| w.labels.is_empty())
-        })
-    };
+    let with_selector =
+        in_ns.clone().find(|s| s.spec.workload_selector.as_ref().is_some_and(|w| !w.labels.is_empty() && labels_match(&w.labels, &caller.labels)));
+    let no_selector =
+        |ns: &str| objects.sidecars.iter().find(|s| s.meta.namespace == ns && s.spec.workload_selector.as_ref().is_none_or(|w| w.labels.is_empty()));
     with_selector.or_else(|| no_selector(&caller.namespace)).or_else(|| no_selector(&objects.mesh.root_namespace))
 }
 
@@ -226,9 +222,9 @@ pub fn host_is_known(objects: &Objects, host: &str) -> bool {
 
 /// Namespaces whose Service exportTo lets `caller_ns` see the service `namespace/name`.
 pub fn service_exported(objects: &Objects, namespace: &str, name: &str, caller_ns: &str) -> bool {
-    objects.service(namespace, name).is_none_or(|s| {
-        exported_to(&export_to_annotation(&s.meta.annotations), &objects.mesh.default_service_export_to, namespace, caller_ns)
-    })
+    objects
+        .service(namespace, name)
+        .is_none_or(|s| exported_to(&export_to_annotation(&s.meta.annotations), &objects.mesh.default_service_export_to, namespace, caller_ns))
 }
 
 /// The namespaces an `exportTo` list (empty means `defaults`, then everyone) exports to;
@@ -263,8 +259,7 @@ pub struct HostDefinition {
 /// The Service or ServiceEntry that defines `host` for callers in `from_ns`, honouring exportTo.
 pub fn visible_host(objects: &Objects, host: &str, from_ns: &str) -> Option<HostDefinition> {
     let service = objects.services.iter().find(|s| {
-        format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host
-            && service_exported(objects, &s.meta.namespace, &s.meta.name, from_ns)
+        format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host && service_exported(objects, &s.meta.namespace, &s.meta.name, from_ns)
     });
     if let Some(s) = service {
         let ports = s.spec.spec.iter().flat_map(|sp| sp.ports.iter().flatten()).map(|p| p.port as u32).collect();

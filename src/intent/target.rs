@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::istio::labels_match;
-use crate::istio::names::{Protocol, DEFAULT_DOMAIN};
+use crate::istio::names::{DEFAULT_DOMAIN, Protocol};
 use crate::snapshot::{ObjectRef, Objects, Resource};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -65,8 +65,7 @@ impl Target {
             let all: Vec<String> = target.ports.iter().map(|tp| tp.port.to_string()).collect();
             target.ports.retain(|tp| tp.port == p);
             if target.ports.is_empty() {
-                return Err(Error::new(format!("service {name}.{namespace} has no port {p}"))
-                    .help(format!("its ports are: {}", all.join(", "))));
+                return Err(Error::new(format!("service {name}.{namespace} has no port {p}")).help(format!("its ports are: {}", all.join(", "))));
             }
         }
         Ok(target)
@@ -111,10 +110,7 @@ impl Target {
 
 /// Splits the `networking.istio.io/exportTo` annotation.
 pub fn export_to_annotation(annotations: &BTreeMap<String, String>) -> Vec<String> {
-    annotations
-        .get("networking.istio.io/exportTo")
-        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default()
+    annotations.get("networking.istio.io/exportTo").map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
 }
 
 /// Whether a calling pod runs an Istio proxy.
@@ -168,10 +164,8 @@ impl Caller {
         } else {
             SidecarState::Missing(sidecar_exemption(pod).unwrap_or("The pod has no istio-proxy container (it was not injected)").into())
         };
-        let runs_router =
-            spec.containers.iter().any(|c| c.name == "istio-proxy" && c.args.iter().flatten().any(|a| a == "router"));
-        let gateway = runs_router
-            || matches!(pod.meta.labels.get("istio").map(String::as_str), Some("ingressgateway" | "egressgateway"));
+        let runs_router = spec.containers.iter().any(|c| c.name == "istio-proxy" && c.args.iter().flatten().any(|a| a == "router"));
+        let gateway = runs_router || matches!(pod.meta.labels.get("istio").map(String::as_str), Some("ingressgateway" | "egressgateway"));
         Caller {
             namespace: pod.meta.namespace.clone(),
             name: pod.meta.name.clone(),

@@ -104,12 +104,9 @@ impl DestinationRule {
     /// The policy for `port` and, when named, `subset`: subset blocks override host-wide ones.
     pub fn effective_policy(&self, port: u32, subset: Option<&str>) -> EffectivePolicy {
         let mut policy = self.traffic_policy.as_ref().map(|p| p.for_port(port)).unwrap_or_default();
-        let subset_policy = subset
-            .and_then(|name| self.subsets.iter().find(|s| s.name == name))
-            .and_then(|s| s.traffic_policy.as_ref());
+        let subset_policy = subset.and_then(|name| self.subsets.iter().find(|s| s.name == name)).and_then(|s| s.traffic_policy.as_ref());
         if let Some(sp) = subset_policy {
-            let has_port_level =
-                sp.port_level_settings.iter().any(|p| p.port.map(|s| s.number) == Some(port));
+            let has_port_level = sp.port_level_settings.iter().any(|p| p.port.map(|s| s.number) == Some(port));
             let sub = sp.for_port(port);
             if has_port_level {
                 policy = sub;

@@ -17,8 +17,7 @@ pub use peer_authentication::PeerAuthentication;
 pub use service_entry::ServiceEntry;
 pub use sidecar::{EgressListener, Sidecar};
 pub use virtual_service::{
-    Delegate, Destination, DestinationRole, DestinationUse, HttpMatch, HttpRoute, RouteDestination, StringMatch, TcpRoute,
-    VirtualService,
+    Delegate, Destination, DestinationRole, DestinationUse, HttpMatch, HttpRoute, RouteDestination, StringMatch, TcpRoute, VirtualService,
 };
 
 use serde::Deserialize;

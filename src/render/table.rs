@@ -2,7 +2,7 @@
 
 use super::{clean, verdict};
 use crate::diagnose::{Report, Severity};
-use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
 use std::fmt::Write;
 
 /// Renders the report for a terminal; `color` adds ANSI colour.

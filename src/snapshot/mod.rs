@@ -5,8 +5,8 @@
 mod manifest;
 mod objects;
 
-pub use manifest::{Manifest, MANIFEST_FILE, FORMAT_VERSION};
-pub use objects::{Meta, MeshConfig, ObjectRef, Objects, Resource};
+pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest};
+pub use objects::{MeshConfig, Meta, ObjectRef, Objects, Resource};
 
 use serde::{Deserialize, Serialize};
 

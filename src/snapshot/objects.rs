@@ -38,12 +38,7 @@ pub struct Meta {
 
 impl Meta {
     fn from_object_meta(m: &ObjectMeta, origin: &str) -> Meta {
-        let mut owners: Vec<String> = m
-            .owner_references
-            .iter()
-            .flatten()
-            .map(|o| format!("{}/{}", o.kind, o.name))
-            .collect();
+        let mut owners: Vec<String> = m.owner_references.iter().flatten().map(|o| format!("{}/{}", o.kind, o.name)).collect();
         owners.extend(m.managed_fields.iter().flatten().filter_map(|f| f.manager.clone()).map(|m| format!("manager:{m}")));
         Meta {
             name: m.name.clone().unwrap_or_default(),
@@ -87,11 +82,7 @@ impl ObjectRef {
 
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.namespace.is_empty() {
-            write!(f, "{} {}", self.kind, self.name)
-        } else {
-            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
-        }
+        if self.namespace.is_empty() { write!(f, "{} {}", self.kind, self.name) } else { write!(f, "{} {}/{}", self.kind, self.namespace, self.name) }
     }
 }
 
@@ -207,8 +198,7 @@ impl Objects {
         if doc.is_null() {
             return Ok(());
         }
-        let header: TypeMeta = serde_json::from_value(doc.clone())
-            .map_err(|e| Error::new(format!("not a Kubernetes object: {e}")).at(origin))?;
+        let header: TypeMeta = serde_json::from_value(doc.clone()).map_err(|e| Error::new(format!("not a Kubernetes object: {e}")).at(origin))?;
         let Some(kind) = header.kind else {
             return Err(Error::new("document has no `kind`, so it is not a Kubernetes object")
                 .at(origin)
@@ -226,9 +216,7 @@ impl Objects {
             ("", "Service") => self.services.push(kube_object(doc, origin, |s: &Service| &s.metadata)?),
             ("", "Pod") => self.pods.push(kube_object(doc, origin, |p: &Pod| &p.metadata)?),
             ("", "Node") => self.nodes.push(kube_object(doc, origin, |n: &Node| &n.metadata)?),
-            ("discovery.k8s.io", "EndpointSlice") => {
-                self.endpoint_slices.push(kube_object(doc, origin, |e: &EndpointSlice| &e.metadata)?)
-            }
+            ("discovery.k8s.io", "EndpointSlice") => self.endpoint_slices.push(kube_object(doc, origin, |e: &EndpointSlice| &e.metadata)?),
             ("apps", "Deployment") => self.deployments.push(kube_object(doc, origin, |d: &Deployment| &d.metadata)?),
             ("", "Secret") => {
                 let field = |f: &str| doc.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).map(str::to_string);
@@ -275,10 +263,7 @@ impl Objects {
     /// Sorts every kind into istiod's precedence order: oldest first, then name, then namespace.
     pub fn sort(&mut self) {
         fn by_age<T>(v: &mut [Resource<T>]) {
-            v.sort_by(|a, b| {
-                (&a.meta.creation_timestamp, &a.meta.name, &a.meta.namespace)
-                    .cmp(&(&b.meta.creation_timestamp, &b.meta.name, &b.meta.namespace))
-            });
+            v.sort_by(|a, b| (&a.meta.creation_timestamp, &a.meta.name, &a.meta.namespace).cmp(&(&b.meta.creation_timestamp, &b.meta.name, &b.meta.namespace)));
         }
         by_age(&mut self.virtual_services);
         by_age(&mut self.destination_rules);

@@ -2,12 +2,12 @@
 //! hosts it ejected, connection-pool overflows, a split that differs from the weights, and
 //! requests that fell to the passthrough or blackhole route.
 
+use super::named;
 use super::routing::fallback_for;
 use super::significance::chi_square;
-use super::named;
 use crate::actual::Actual;
-use crate::diagnose::finding::{Finding, Severity};
 use crate::diagnose::CallerContext;
+use crate::diagnose::finding::{Finding, Severity};
 use crate::diff::{Difference, ProxyDiff};
 use crate::intent::scope::destination_rule_for;
 use crate::intent::target::{CallerKind, Target};
@@ -40,7 +40,11 @@ fn proxy_stale(ctx: &CallerContext<'_>, diff: &ProxyDiff, out: &mut Vec<Finding>
     let weights_changed = config.iter().any(|d| matches!(d, Difference::Route { expected: Some(_), actual: Some(_), .. }));
     let summary = match stale_split(ctx, &config) {
         Some((want, have)) => format!("the Envoy of {} still splits {have} instead of {want}: it runs old configuration", ctx.caller.display()),
-        None => format!("the Envoy of {} holds configuration that differs from what the current objects imply ({} difference(s))", ctx.caller.display(), config.len()),
+        None => format!(
+            "the Envoy of {} holds configuration that differs from what the current objects imply ({} difference(s))",
+            ctx.caller.display(),
+            config.len()
+        ),
     };
     out.push(
         Finding::new("proxy-stale", Severity::Error, ctx.caller.reference(), summary)
@@ -117,7 +121,9 @@ fn describe_difference(caller: &str, d: &Difference) -> String {
             expected.as_deref().unwrap_or("nothing"),
             actual.as_deref().unwrap_or("nothing")
         ),
-        Difference::TcpRoute { port, expected, actual } => format!("{caller}: port {port} tcp_proxy: expected [{}], Envoy has [{}]", expected.join(", "), actual.join(", ")),
+        Difference::TcpRoute { port, expected, actual } => {
+            format!("{caller}: port {port} tcp_proxy: expected [{}], Envoy has [{}]", expected.join(", "), actual.join(", "))
+        }
         Difference::ClusterMissing { cluster } => format!("{caller}: cluster {cluster} expected but absent"),
         Difference::ClusterUnexpected { cluster } => format!("{caller}: cluster {cluster} present but no longer declared"),
         Difference::LbPolicy { cluster, expected, actual } => format!("{caller}: cluster {cluster} lb_policy: expected {expected}, Envoy has {actual}"),
@@ -148,7 +154,11 @@ fn passthrough_fallback(objects: &Objects, target: &Target, ctx: &CallerContext<
         let Difference::VirtualHostMissing { port } = d else { continue };
         let expected = ctx.intent.view.ports.iter().find(|p| p.port == *port).and_then(|p| p.virtual_host.as_ref());
         let domains = expected.map(|vh| vh.domains.join(", ")).unwrap_or_default();
-        evidence.push(format!("{}: route config {port} has no virtual host for {} (expected domains [{domains}]); only the catch-all is left", ctx.caller.display(), target.fqdn));
+        evidence.push(format!(
+            "{}: route config {port} has no virtual host for {} (expected domains [{domains}]); only the catch-all is left",
+            ctx.caller.display(),
+            target.fqdn
+        ));
     }
     let fell: u64 = ctx
         .actual
@@ -159,7 +169,11 @@ fn passthrough_fallback(objects: &Objects, target: &Target, ctx: &CallerContext<
         .map(|(_, n)| n)
         .sum();
     if fell > 0 {
-        evidence.push(format!("{}: istio_requests_total{{reporter=\"source\", destination_service_name=\"PassthroughCluster\"|\"BlackHoleCluster\"}} for {}: {fell}", ctx.caller.display(), target.fqdn));
+        evidence.push(format!(
+            "{}: istio_requests_total{{reporter=\"source\", destination_service_name=\"PassthroughCluster\"|\"BlackHoleCluster\"}} for {}: {fell}",
+            ctx.caller.display(),
+            target.fqdn
+        ));
     }
     if evidence.is_empty() {
         return;
@@ -184,7 +198,12 @@ fn passthrough_fallback(objects: &Objects, target: &Target, ctx: &CallerContext<
 }
 
 /// The DestinationRule shaping a cluster of the target for this caller, if any.
-fn rule_for_cluster<'a>(objects: &'a Objects, target: &Target, ctx: &CallerContext<'_>, cluster: &ClusterName) -> Option<&'a crate::snapshot::Resource<crate::istio::DestinationRule>> {
+fn rule_for_cluster<'a>(
+    objects: &'a Objects,
+    target: &Target,
+    ctx: &CallerContext<'_>,
+    cluster: &ClusterName,
+) -> Option<&'a crate::snapshot::Resource<crate::istio::DestinationRule>> {
     let rule = destination_rule_for(objects, ctx.caller, &target.fqdn, &target.namespace)?;
     Some(rule.subset_owner(&cluster.subset).unwrap_or(rule.primary()))
 }
@@ -208,7 +227,10 @@ fn endpoints_unhealthy(objects: &Objects, target: &Target, ctx: &CallerContext<'
         all_out |= bad.len() == hosts.len();
         lines.push(format!("{}: /clusters {cluster}: {} of {} host(s) out: {}", ctx.caller.display(), bad.len(), hosts.len(), bad.join(", ")));
         let dr = rule_for_cluster(objects, target, ctx, &name);
-        subject = subject.or_else(|| dr.filter(|d| d.spec.effective_policy(name.port, Some(name.subset.as_str()).filter(|s| !s.is_empty())).outlier_detection.is_some()).map(|d| d.reference("DestinationRule")));
+        subject = subject.or_else(|| {
+            dr.filter(|d| d.spec.effective_policy(name.port, Some(name.subset.as_str()).filter(|s| !s.is_empty())).outlier_detection.is_some())
+                .map(|d| d.reference("DestinationRule"))
+        });
     }
     for ((cluster, stat), value) in &actual.stats.cluster {
         if stat == "outlier_detection.ejections_active" && *value > 0 && !actual.hosts.contains_key(cluster) {
@@ -252,7 +274,8 @@ fn circuit_breaker_open(objects: &Objects, target: &Target, ctx: &CallerContext<
     let mut limits = Vec::new();
     for cluster in ctx.intent.view.clusters.keys() {
         let Some(name) = ClusterName::parse(cluster).filter(|n| n.host == target.fqdn) else { continue };
-        let hits: Vec<String> = OVERFLOW_STATS.iter().filter_map(|s| actual.stats.cluster_stat(cluster, s).filter(|v| *v > 0).map(|v| format!("{s}: {v}"))).collect();
+        let hits: Vec<String> =
+            OVERFLOW_STATS.iter().filter_map(|s| actual.stats.cluster_stat(cluster, s).filter(|v| *v > 0).map(|v| format!("{s}: {v}"))).collect();
         if hits.is_empty() {
             continue;
         }

@@ -3,11 +3,13 @@
 //! in effect.
 
 use super::routing::bound_to_mesh;
-use super::{destination_host, named, Scope};
-use crate::diagnose::finding::{Finding, Severity};
+use super::{Scope, destination_host, named};
 use crate::diagnose::CallerContext;
+use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::endpoints;
-use crate::intent::scope::{all_rules_for, destination_rule_for, dr_host, exported_to, host_is_known, usage_namespaces, visible_host, vs_hosts, EffectiveRule, HostDefinition};
+use crate::intent::scope::{
+    EffectiveRule, HostDefinition, all_rules_for, destination_rule_for, dr_host, exported_to, host_is_known, usage_namespaces, visible_host, vs_hosts,
+};
 use crate::intent::service_namespace;
 use crate::intent::target::{Caller, Target};
 use crate::istio::names::{ClusterName, DEFAULT_DOMAIN};
@@ -54,14 +56,23 @@ pub fn host_not_found(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding
 fn missing_host(objects: &Objects, vs: &Resource<VirtualService>, d: &DestinationUse<'_>, host: &str, namespaces: &[String]) -> Finding {
     let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
     let mirror = d.role == DestinationRole::Mirror;
-    let mut fix = format!("fix the host at {} (a Service name such as `reviews` or `reviews.<namespace>.svc.cluster.local`), or create the Service or a ServiceEntry for it", d.path);
+    let mut fix = format!(
+        "fix the host at {} (a Service name such as `reviews` or `reviews.<namespace>.svc.cluster.local`), or create the Service or a ServiceEntry for it",
+        d.path
+    );
     let (summary, why) = if host.is_empty() {
-        (format!("{me} has a destination without a host at {}", d.path), "istiod cannot build a cluster for it, so that share of traffic has nowhere to go.".to_string())
+        (
+            format!("{me} has a destination without a host at {}", d.path),
+            "istiod cannot build a cluster for it, so that share of traffic has nowhere to go.".to_string(),
+        )
     } else {
         let hidden = objects.services.iter().any(|s| format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host)
             || objects.service_entries.iter().any(|se| se.spec.hosts.iter().any(|h| h == host));
         let why = if hidden {
-            fix = format!("export {host} to namespace(s) {} (Service annotation networking.istio.io/exportTo, or ServiceEntry spec.exportTo), or narrow spec.exportTo of {me}", namespaces.join(", "));
+            fix = format!(
+                "export {host} to namespace(s) {} (Service annotation networking.istio.io/exportTo, or ServiceEntry spec.exportTo), or narrow spec.exportTo of {me}",
+                namespaces.join(", ")
+            );
             format!("A Service or ServiceEntry defines {host}, but its exportTo hides it from namespace(s) {}.", namespaces.join(", "))
         } else if d.destination.host.contains('.') || d.destination.host.contains('*') {
             format!("No Service or ServiceEntry defines {host}; a name with a dot is taken literally.")
@@ -93,10 +104,22 @@ pub fn destination_port_missing(objects: &Objects, scope: Scope<'_>, out: &mut V
             let host = destination_host(vs, d.destination);
             let Some(def) = (!host.is_empty()).then(|| definition(objects, vs, &host)).flatten() else { continue };
             let ports: Vec<String> = def.ports.iter().map(u32::to_string).collect();
-            let evidence = vec![format!("{me} {}: host {}, port {}", d.path, d.destination.host, d.destination.port.map(|p| p.number.to_string()).unwrap_or_else(|| "(none)".into())), format!("{} ports: [{}]", def.reference, ports.join(", "))];
+            let evidence = vec![
+                format!(
+                    "{me} {}: host {}, port {}",
+                    d.path,
+                    d.destination.host,
+                    d.destination.port.map(|p| p.number.to_string()).unwrap_or_else(|| "(none)".into())
+                ),
+                format!("{} ports: [{}]", def.reference, ports.join(", ")),
+            ];
             let http = d.role == DestinationRole::HttpRoute;
             // Sidecar HTTP routes without a port use the port of the request being routed.
-            let unserved: Vec<String> = claimed.iter().filter(|p| http && !def.ports.contains(p)).map(|p| ClusterName { port: *p, subset: String::new(), host: host.clone() }.to_string()).collect();
+            let unserved: Vec<String> = claimed
+                .iter()
+                .filter(|p| http && !def.ports.contains(p))
+                .map(|p| ClusterName { port: *p, subset: String::new(), host: host.clone() }.to_string())
+                .collect();
             let finding = match d.destination.port.map(|p| p.number).filter(|n| *n > 0) {
                 Some(p) if !def.ports.contains(&p) => Finding::new("destination-port-missing", Severity::Error, vs.reference("VirtualService"), format!("{me} sends traffic to {host} port {p}, which {} does not expose", def.reference))
                     .code("IST0101")
@@ -134,12 +157,23 @@ pub fn destination_port_missing(objects: &Objects, scope: Scope<'_>, out: &mut V
 fn why_undeclared(objects: &Objects, caller: &Caller, host: &str, subset: &str) -> (String, String) {
     let service_ns = service_namespace(host);
     let effective = destination_rule_for(objects, caller, host, &service_ns);
-    let elsewhere: Vec<ObjectRef> = all_rules_for(objects, host).into_iter().filter(|dr| dr.spec.subset(subset).is_some()).map(|dr| dr.reference("DestinationRule")).collect();
+    let elsewhere: Vec<ObjectRef> =
+        all_rules_for(objects, host).into_iter().filter(|dr| dr.spec.subset(subset).is_some()).map(|dr| dr.reference("DestinationRule")).collect();
     let reason = match (&effective, elsewhere.first()) {
         (None, None) => format!("no DestinationRule for {host} is visible to namespace {}", caller.namespace),
-        (Some(e), None) => format!("{} (in effect) declares subsets [{}], not `{subset}`", named("DestinationRule", &e.primary().meta.namespace, &e.primary().meta.name), e.subset_names().join(", ")),
-        (None, Some(other)) => format!("{other} declares it, but is not visible to namespace {} (exportTo, or a namespace istiod does not consult)", caller.namespace),
-        (Some(e), Some(other)) => format!("{other} declares it, but {} is the one in effect for namespace {} (it shadows the other)", named("DestinationRule", &e.primary().meta.namespace, &e.primary().meta.name), caller.namespace),
+        (Some(e), None) => format!(
+            "{} (in effect) declares subsets [{}], not `{subset}`",
+            named("DestinationRule", &e.primary().meta.namespace, &e.primary().meta.name),
+            e.subset_names().join(", ")
+        ),
+        (None, Some(other)) => {
+            format!("{other} declares it, but is not visible to namespace {} (exportTo, or a namespace istiod does not consult)", caller.namespace)
+        }
+        (Some(e), Some(other)) => format!(
+            "{other} declares it, but {} is the one in effect for namespace {} (it shadows the other)",
+            named("DestinationRule", &e.primary().meta.namespace, &e.primary().meta.name),
+            caller.namespace
+        ),
     };
     let fix = match &effective {
         Some(e) => format!(
@@ -160,9 +194,17 @@ fn why_undeclared(objects: &Objects, caller: &Caller, host: &str, subset: &str) 
 fn undeclared_subset(vs: &Resource<VirtualService>, host: &str, subset: &str, mirror: bool, reason: &str) -> Finding {
     let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
     let (severity, summary, effect) = if mirror {
-        (Severity::Warning, format!("requests mirrored to subset `{subset}` of {host} by {me} are never sent: the subset is not declared"), "the mirror is silently dropped")
+        (
+            Severity::Warning,
+            format!("requests mirrored to subset `{subset}` of {host} by {me} are never sent: the subset is not declared"),
+            "the mirror is silently dropped",
+        )
     } else {
-        (Severity::Error, format!("requests routed to subset `{subset}` of {host} by {me} fail with 503 (NC): the subset is not declared"), "Envoy answers 503 with response flag NC (no cluster)")
+        (
+            Severity::Error,
+            format!("requests routed to subset `{subset}` of {host} by {me} fail with 503 (NC): the subset is not declared"),
+            "Envoy answers 503 with response flag NC (no cluster)",
+        )
     };
     Finding::new("subset-not-declared", severity, vs.reference("VirtualService"), summary)
         .code("IST0101")
@@ -188,7 +230,11 @@ pub fn subset_not_declared_anywhere(objects: &Objects, scope: Scope<'_>, out: &m
             }
             let (reason, fix) = why_undeclared(objects, &caller, &host, subset);
             let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
-            out.push(undeclared_subset(vs, &host, subset, d.role == DestinationRole::Mirror, &reason).evidence([format!("{me} {}.subset: {subset}", d.path)]).fix(fix));
+            out.push(
+                undeclared_subset(vs, &host, subset, d.role == DestinationRole::Mirror, &reason)
+                    .evidence([format!("{me} {}.subset: {subset}", d.path)])
+                    .fix(fix),
+            );
         }
     }
 }
@@ -210,7 +256,11 @@ pub fn subset_not_declared(objects: &Objects, ctx: &CallerContext<'_>, out: &mut
                     continue;
                 }
                 let (reason, fix) = why_undeclared(objects, ctx.caller, &name.host, &name.subset);
-                let share = if total > 0 && route.action.clusters().count() > 1 { format!(" That is {}% of the requests this route takes.", wc.weight * 100 / total) } else { String::new() };
+                let share = if total > 0 && route.action.clusters().count() > 1 {
+                    format!(" That is {}% of the requests this route takes.", wc.weight * 100 / total)
+                } else {
+                    String::new()
+                };
                 let rule = route.rule_index.unwrap_or(0);
                 let mut evidence = vec![format!("VirtualService {}/{} spec.http[{rule}] destination subset {}", vs.meta.namespace, vs.meta.name, name.subset)];
                 if let Some(actual) = ctx.actual.and_then(|a| a.view.as_ref()) {
@@ -249,8 +299,18 @@ pub fn subset_no_endpoints(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Fi
     }
 }
 
-fn empty_subset(objects: &Objects, dr: &Resource<DestinationRule>, target: &Target, subset: &str, labels: &std::collections::BTreeMap<String, String>, pods: &endpoints::SubsetPods) -> Finding {
-    let routed = objects.virtual_services.iter().any(|vs| vs.spec.destinations().iter().any(|d| d.destination.subset.as_deref() == Some(subset) && destination_host(vs, d.destination) == target.fqdn));
+fn empty_subset(
+    objects: &Objects,
+    dr: &Resource<DestinationRule>,
+    target: &Target,
+    subset: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    pods: &endpoints::SubsetPods,
+) -> Finding {
+    let routed = objects
+        .virtual_services
+        .iter()
+        .any(|vs| vs.spec.destinations().iter().any(|d| d.destination.subset.as_deref() == Some(subset) && destination_host(vs, d.destination) == target.fqdn));
     let label_text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let consequence = if routed { ", so requests routed to it fail with 503 (UH)" } else { "" };
     let me = named("DestinationRule", &dr.meta.namespace, &dr.meta.name);
@@ -268,7 +328,11 @@ fn empty_subset(objects: &Objects, dr: &Resource<DestinationRule>, target: &Targ
     } else {
         (
             format!("subset `{subset}` of {} selects only pods that are not ready{consequence}", target.name),
-            format!("The subset's labels [{}] select {}, and none of them is ready, so Envoy holds no healthy endpoint for it.", label_text.join(", "), pods.selected.join(", ")),
+            format!(
+                "The subset's labels [{}] select {}, and none of them is ready, so Envoy holds no healthy endpoint for it.",
+                label_text.join(", "),
+                pods.selected.join(", ")
+            ),
         )
     };
     let mut f = Finding::new("subset-no-endpoints", if routed { Severity::Error } else { Severity::Warning }, dr.reference("DestinationRule"), summary)
@@ -305,7 +369,9 @@ fn why_not_in_effect(objects: &Objects, caller_ns: &str, service_ns: &str, dr: &
     let root = &objects.mesh.root_namespace;
     let ns = &dr.meta.namespace;
     if ns != caller_ns && ns != service_ns && ns != root {
-        return format!("istiod looks for DestinationRules only in the caller's namespace ({caller_ns}), the service's ({service_ns}) and the root namespace ({root}); {ns} is none of them");
+        return format!(
+            "istiod looks for DestinationRules only in the caller's namespace ({caller_ns}), the service's ({service_ns}) and the root namespace ({root}); {ns} is none of them"
+        );
     }
     match effective.map(|e| e.primary()) {
         Some(e) if e.meta.namespace != *ns => format!(
@@ -345,7 +411,10 @@ pub fn dr_conflict(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, 
             if std::ptr::eq(first, *dr) {
                 continue;
             }
-            let why = format!("it is merged with {} for the same host, and only the first rule's trafficPolicy is used", named("DestinationRule", &first.meta.namespace, &first.meta.name));
+            let why = format!(
+                "it is merged with {} for the same host, and only the first rule's trafficPolicy is used",
+                named("DestinationRule", &first.meta.namespace, &first.meta.name)
+            );
             out.push(ignored_rule(dr, target, &caller.namespace, &why));
         }
     }

@@ -3,7 +3,7 @@
 //! to traffic entering there.
 
 use super::routing::bound_to_mesh;
-use super::{destination_host, named, Scope};
+use super::{Scope, destination_host, named};
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::scope::{claiming_host, normalize_gateway, vs_hosts};
 use crate::istio::labels_match;
@@ -109,7 +109,8 @@ pub fn gateway_credential_missing(objects: &Objects, scope: Scope<'_>, out: &mut
     for (gw, namespaces) in running_gateways(objects, scope) {
         let me = named("Gateway", &gw.meta.namespace, &gw.meta.name);
         for (i, credential) in credentials(gw) {
-            let missing: Vec<&str> = namespaces.iter().copied().filter(|ns| !objects.secret_names.contains(&(ns.to_string(), credential.to_string()))).collect();
+            let missing: Vec<&str> =
+                namespaces.iter().copied().filter(|ns| !objects.secret_names.contains(&(ns.to_string(), credential.to_string()))).collect();
             if missing.is_empty() {
                 continue;
             }

@@ -3,7 +3,7 @@
 //! (IST0130); a single match repeated or covered by a broader earlier prefix is ineffective
 //! (IST0131). Prefix coverage is judged between prefix matches only, as `istioctl analyze` does.
 
-use super::{named, Scope};
+use super::{Scope, named};
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::routes::translate_match;
 use crate::istio::{HttpMatch, StringMatch, TcpRoute, VirtualService};
@@ -138,7 +138,8 @@ fn stream_rules(vs: &Resource<VirtualService>, rules: &[TcpRoute], field: &str, 
 /// one, analyze also reports each match as ineffective (IST0131): the same cause.
 fn unreachable(vs: &Resource<VirtualService>, rule: &str, reason: &str, repeats: bool) -> Finding {
     let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
-    let finding = Finding::new("unreachable-rule", Severity::Warning, vs.reference("VirtualService"), format!("rule {rule} of {me} can never match: {reason}")).code("IST0130");
+    let finding = Finding::new("unreachable-rule", Severity::Warning, vs.reference("VirtualService"), format!("rule {rule} of {me} can never match: {reason}"))
+        .code("IST0130");
     if repeats { finding.also_code("IST0131") } else { finding }
         .detail("Rules are tried in order and the first match wins; istiod stops emitting routes after a catch-all, so this rule's destinations, retries and faults never take effect.")
         .evidence([format!("{me} {rule}")])

@@ -18,12 +18,12 @@ mod workloads;
 
 pub use gateways::unchecked;
 
-use super::finding::Finding;
 use super::CallerContext;
+use super::finding::Finding;
+use crate::intent::Intent;
 use crate::intent::scope::{all_rules_for, claiming_host};
 use crate::intent::target::{SidecarState, Target};
-use crate::intent::Intent;
-use crate::istio::names::{host_matches, resolve_short_name, DEFAULT_DOMAIN};
+use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name};
 use crate::istio::{Destination, VirtualService};
 use crate::snapshot::{Objects, Resource};
 
@@ -49,9 +49,7 @@ impl Scope<'_> {
     /// service's host (an ingress `*` only counts for sidecars) or routes to it.
     pub fn virtual_service(&self, vs: &Resource<VirtualService>) -> bool {
         match self {
-            Scope::Service(t) => {
-                claiming_host(vs, &t.fqdn).is_some_and(|h| h != "*" || routing::bound_to_mesh(vs)) || routes_to(vs, &t.fqdn)
-            }
+            Scope::Service(t) => claiming_host(vs, &t.fqdn).is_some_and(|h| h != "*" || routing::bound_to_mesh(vs)) || routes_to(vs, &t.fqdn),
             Scope::Mesh(_) => self.namespace(&vs.meta.namespace),
         }
     }

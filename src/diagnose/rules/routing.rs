@@ -2,17 +2,17 @@
 //! conflicts, port protocol) and whether they do what they seem to (catch-all, affinity, who
 //! owns the weights).
 
-use super::{destination_host, named, Scope};
-use crate::diagnose::finding::{Finding, Severity};
+use super::{Scope, destination_host, named};
 use crate::diagnose::CallerContext;
+use crate::diagnose::finding::{Finding, Severity};
+use crate::intent::Intent;
 use crate::intent::scope::{
-    self, claiming_host, destination_rule_for, egress_hosts, egress_imports, export_namespaces, exported_to, mesh_virtual_services,
-    sidecar_for, vs_gateways, vs_hosts,
+    self, claiming_host, destination_rule_for, egress_hosts, egress_imports, export_namespaces, exported_to, mesh_virtual_services, sidecar_for, vs_gateways,
+    vs_hosts,
 };
 use crate::intent::target::{Caller, Target, TargetPort};
-use crate::intent::Intent;
-use crate::istio::names::{hosts_overlap, specificity, ClusterName, Protocol};
 use crate::istio::VirtualService;
+use crate::istio::names::{ClusterName, Protocol, hosts_overlap, specificity};
 use crate::snapshot::{Objects, Resource};
 
 /// True when the VirtualService applies to sidecars (`gateways` empty or listing `mesh`).
@@ -81,9 +81,16 @@ pub fn vs_host_mismatch(objects: &Objects, target: &Target, out: &mut Vec<Findin
                 "vs-host-mismatch",
                 Severity::Error,
                 vs.reference("VirtualService"),
-                format!("VirtualService {}/{} routes to {} but its hosts do not name it, so its rules are never used", vs.meta.namespace, vs.meta.name, target.name),
+                format!(
+                    "VirtualService {}/{} routes to {} but its hosts do not name it, so its rules are never used",
+                    vs.meta.namespace, vs.meta.name, target.name
+                ),
             )
-            .detail(format!("{}. Callers address {}, which matches no host of this VirtualService, so they get the default route.", why.join("; "), target.fqdn))
+            .detail(format!(
+                "{}. Callers address {}, which matches no host of this VirtualService, so they get the default route.",
+                why.join("; "),
+                target.fqdn
+            ))
             .evidence([format!("VirtualService {}/{} spec.hosts: [{}]", vs.meta.namespace, vs.meta.name, vs.spec.hosts.join(", "))])
             .fix(format!("set spec.hosts of VirtualService {}/{} to the Service's full name:\n  hosts:\n  - {}", vs.meta.namespace, vs.meta.name, target.fqdn)),
         );
@@ -190,13 +197,24 @@ pub fn vs_not_visible(objects: &Objects, target: &Target, ctx: &CallerContext<'_
                 "vs-not-visible",
                 Severity::Error,
                 hider.clone().unwrap_or_else(|| target.reference()),
-                format!("Service {}/{} port {} is not visible to callers in namespace {caller_ns}, so their requests to it {}", target.namespace, target.name, pv.port, fallback_for(objects, ctx.caller)),
+                format!(
+                    "Service {}/{} port {} is not visible to callers in namespace {caller_ns}, so their requests to it {}",
+                    target.namespace,
+                    target.name,
+                    pv.port,
+                    fallback_for(objects, ctx.caller)
+                ),
             )
             .detail(format!("{reason}. The caller's Envoy has no virtual host or cluster for the service, so none of its routing rules apply."))
             .evidence(evidence)
             .fix(match hider {
-                Some(h) if h.kind == "Sidecar" => format!("add `{}/{}` (or `{}/*`) to spec.egress[].hosts of {h}", target.namespace, target.fqdn, target.namespace),
-                _ => format!("add {caller_ns} to the networking.istio.io/exportTo annotation of Service {}/{} (or remove the annotation)", target.namespace, target.name),
+                Some(h) if h.kind == "Sidecar" => {
+                    format!("add `{}/{}` (or `{}/*`) to spec.egress[].hosts of {h}", target.namespace, target.fqdn, target.namespace)
+                }
+                _ => format!(
+                    "add {caller_ns} to the networking.istio.io/exportTo annotation of Service {}/{} (or remove the annotation)",
+                    target.namespace, target.name
+                ),
             }),
         );
     }
@@ -206,7 +224,8 @@ pub fn vs_not_visible(objects: &Objects, target: &Target, ctx: &CallerContext<'_
 /// VirtualServices for the target that the caller would use but cannot see.
 fn hidden_virtual_services(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
     let caller_ns = &ctx.caller.namespace;
-    let unrouted: Vec<u32> = ctx.intent.ports.iter().filter(|p| p.hidden.is_none() && p.winner.is_none() && p.protocol != Protocol::Udp).map(|p| p.port).collect();
+    let unrouted: Vec<u32> =
+        ctx.intent.ports.iter().filter(|p| p.hidden.is_none() && p.winner.is_none() && p.protocol != Protocol::Udp).map(|p| p.port).collect();
     let Some(&port) = unrouted.first() else { return };
     let defaults = &objects.mesh.default_virtual_service_export_to;
     for vs in objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs) && claiming_host(vs, &target.fqdn).is_some()) {
@@ -227,14 +246,26 @@ fn hidden_virtual_services(objects: &Objects, target: &Target, ctx: &CallerConte
                 "vs-not-visible",
                 if splits { Severity::Error } else { Severity::Warning },
                 vs.reference("VirtualService"),
-                format!("VirtualService {}/{} is not visible to callers in namespace {caller_ns}, so its rules for {} are ignored there", vs.meta.namespace, vs.meta.name, target.name),
+                format!(
+                    "VirtualService {}/{} is not visible to callers in namespace {caller_ns}, so its rules for {} are ignored there",
+                    vs.meta.namespace, vs.meta.name, target.name
+                ),
             )
             .detail(format!("{reason}. Those callers use the default route on port(s) {unrouted:?}, which spreads requests over all pods of the Service."))
-            .evidence([format!("VirtualService {}/{} spec.exportTo: [{}]; caller {}", vs.meta.namespace, vs.meta.name, vs.spec.export_to.join(", "), ctx.caller.display())])
+            .evidence([format!(
+                "VirtualService {}/{} spec.exportTo: [{}]; caller {}",
+                vs.meta.namespace,
+                vs.meta.name,
+                vs.spec.export_to.join(", "),
+                ctx.caller.display()
+            )])
             .fix(if exported {
                 format!("add `{}/*` to the Sidecar's egress hosts for namespace {caller_ns}", vs.meta.namespace)
             } else {
-                format!("add `{caller_ns}` to spec.exportTo of VirtualService {}/{} (or remove exportTo to export it everywhere)", vs.meta.namespace, vs.meta.name)
+                format!(
+                    "add `{caller_ns}` to spec.exportTo of VirtualService {}/{} (or remove exportTo to export it everywhere)",
+                    vs.meta.namespace, vs.meta.name
+                )
             }),
         );
     }
@@ -271,8 +302,7 @@ fn wins(objects: &Objects, namespace: &str, a: (&Resource<VirtualService>, &str)
 pub fn vs_conflict(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
     // Each mesh VirtualService with its resolved hosts and where it is visible.
     type Claim<'o> = (&'o Resource<VirtualService>, Vec<String>, Option<Vec<String>>);
-    let mesh: Vec<Claim<'_>> =
-        objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs)).map(|vs| (vs, vs_hosts(vs), visibility(objects, vs))).collect();
+    let mesh: Vec<Claim<'_>> = objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs)).map(|vs| (vs, vs_hosts(vs), visibility(objects, vs))).collect();
     for (i, (a, a_hosts, a_vis)) in mesh.iter().enumerate() {
         if !scope.virtual_service(a) {
             continue;
@@ -282,7 +312,8 @@ pub fn vs_conflict(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) 
         let mut loses = false;
         for (j, (b, b_hosts, b_vis)) in mesh.iter().enumerate() {
             let Some(ns) = shared_namespace((a, a_vis), b_vis).filter(|_| i != j) else { continue };
-            let clash = a_hosts.iter().flat_map(|ha| b_hosts.iter().map(move |hb| (ha, hb))).find(|(ha, hb)| hosts_overlap(ha, hb) && scope.host(ha) && scope.host(hb));
+            let clash =
+                a_hosts.iter().flat_map(|ha| b_hosts.iter().map(move |hb| (ha, hb))).find(|(ha, hb)| hosts_overlap(ha, hb) && scope.host(ha) && scope.host(hb));
             let Some((ha, hb)) = clash else { continue };
             let b_name = named("VirtualService", &b.meta.namespace, &b.meta.name);
             loses |= !wins(objects, &ns, (a, ha), (b, hb));
@@ -322,7 +353,14 @@ pub fn no_route_match(ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
                 "no-route-match",
                 Severity::Warning,
                 vs.reference("VirtualService"),
-                format!("requests to {} on port {} that match none of the {} route(s) of VirtualService {}/{} get 404 (NR)", vh.name, pv.port, vh.routes.len(), vs.meta.namespace, vs.meta.name),
+                format!(
+                    "requests to {} on port {} that match none of the {} route(s) of VirtualService {}/{} get 404 (NR)",
+                    vh.name,
+                    pv.port,
+                    vh.routes.len(),
+                    vs.meta.namespace,
+                    vs.meta.name
+                ),
             )
             .detail(format!("Every rule has a match condition and none is a catch-all. Matches: {}.", matches.join(" | ")))
             .evidence([format!("VirtualService {}/{} spec.http: no rule without `match`", vs.meta.namespace, vs.meta.name)])
@@ -425,14 +463,16 @@ fn managed_by(vs: &Resource<VirtualService>) -> Vec<String> {
 /// A weighted VirtualService whose weights a controller or GitOps sync owns.
 pub fn weights_managed_externally(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
     for vs in objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
-        let weighted = vs.spec.http.iter().map(|h| &h.route).chain(vs.spec.tcp.iter().map(|t| &t.route)).find(|r| r.len() > 1 && r.iter().any(|d| d.weight.is_some()));
+        let weighted =
+            vs.spec.http.iter().map(|h| &h.route).chain(vs.spec.tcp.iter().map(|t| &t.route)).find(|r| r.len() > 1 && r.iter().any(|d| d.weight.is_some()));
         let Some(routes) = weighted else { continue };
         let owners = managed_by(vs);
         if owners.is_empty() {
             continue;
         }
         let rollout = owners.iter().any(|o| o.starts_with("Argo Rollouts") || o.starts_with("Flagger"));
-        let weights: Vec<String> = routes.iter().map(|d| format!("{} {}", d.destination.subset.as_deref().unwrap_or(&d.destination.host), d.weight.unwrap_or(0))).collect();
+        let weights: Vec<String> =
+            routes.iter().map(|d| format!("{} {}", d.destination.subset.as_deref().unwrap_or(&d.destination.host), d.weight.unwrap_or(0))).collect();
         out.push(
             Finding::new(
                 "weights-managed-externally",

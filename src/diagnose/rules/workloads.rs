@@ -1,12 +1,12 @@
 //! Workloads: does the caller run a sidecar, will its namespace's pods get one, and do the
 //! client's TLS choice and the destination's PeerAuthentication agree.
 
-use super::{has_routing_rules, named, Scope};
-use crate::diagnose::finding::{Finding, Severity};
+use super::{Scope, has_routing_rules, named};
 use crate::diagnose::CallerContext;
+use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::scope::destination_rule_for;
-use crate::intent::target::{has_proxy, sidecar_exemption, Caller, Target, TargetPort};
-use crate::istio::{labels_match, PeerAuthentication, Sidecar};
+use crate::intent::target::{Caller, Target, TargetPort, has_proxy, sidecar_exemption};
+use crate::istio::{PeerAuthentication, Sidecar, labels_match};
 use crate::snapshot::{ObjectRef, Objects, Resource};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -43,7 +43,11 @@ fn is_system(objects: &Objects, namespace: &str) -> bool {
 
 /// The one finding for a namespace without injection, whichever check sees it first.
 fn not_injected(namespace: &str, severity: Severity, bare_pods: &[String]) -> Finding {
-    let pods = if bare_pods.is_empty() { "No captured pod there lacks a sidecar yet.".to_string() } else { format!("Pods without a sidecar there: {}.", bare_pods.join(", ")) };
+    let pods = if bare_pods.is_empty() {
+        "No captured pod there lacks a sidecar yet.".to_string()
+    } else {
+        format!("Pods without a sidecar there: {}.", bare_pods.join(", "))
+    };
     Finding::new(
         "namespace-not-injected",
         severity,
@@ -121,18 +125,16 @@ pub fn sidecar_selects_no_pod(objects: &Objects, scope: Scope<'_>, out: &mut Vec
             continue;
         }
         let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let elsewhere: Vec<String> = objects
-            .pods
-            .iter()
-            .filter(|p| labels_match(selector, &p.meta.labels))
-            .map(|p| format!("{}/{}", p.meta.namespace, p.meta.name))
-            .take(3)
-            .collect();
+        let elsewhere: Vec<String> =
+            objects.pods.iter().filter(|p| labels_match(selector, &p.meta.labels)).map(|p| format!("{}/{}", p.meta.namespace, p.meta.name)).take(3).collect();
         let me = named("Sidecar", ns, &sc.meta.name);
         let detail = if elsewhere.is_empty() {
             "A Sidecar with a workloadSelector applies only to pods of its own namespace that carry every label; with none, its egress and ingress settings reach no proxy, and the pods it was meant for import what the namespace default Sidecar (or the root namespace's, or none) allows.".to_string()
         } else {
-            format!("A Sidecar applies only to pods of its own namespace; pods with these labels exist elsewhere ({}), but a Sidecar never reaches across namespaces.", elsewhere.join(", "))
+            format!(
+                "A Sidecar applies only to pods of its own namespace; pods with these labels exist elsewhere ({}), but a Sidecar never reaches across namespaces.",
+                elsewhere.join(", ")
+            )
         };
         out.push(
             Finding::new("sidecar-selects-no-pod", Severity::Warning, sc.reference("Sidecar"), format!("{me} selects no pod in namespace {ns} ({}), so its settings apply to no proxy", labels.join(",")))
@@ -186,14 +188,19 @@ fn peer_mode<'a>(objects: &'a Objects, pod: &'a Resource<Pod>, port: Option<i32>
     fn in_ns<'o>(objects: &'o Objects, ns: &'o str) -> impl Iterator<Item = &'o Resource<PeerAuthentication>> {
         objects.peer_authentications.iter().filter(move |pa| pa.meta.namespace == ns)
     }
-    let selected = in_ns(objects, &pod.meta.namespace).filter(|pa| pa.spec.selector.as_ref().is_some_and(|s| !s.labels.is_empty() && labels_match(&s.labels, &pod.meta.labels)));
+    let selected = in_ns(objects, &pod.meta.namespace)
+        .filter(|pa| pa.spec.selector.as_ref().is_some_and(|s| !s.labels.is_empty() && labels_match(&s.labels, &pod.meta.labels)));
     for pa in selected {
         let port_mode = port.and_then(|p| pa.spec.port_level_mtls.get(&p.to_string())).and_then(|m| set(m.mode.as_ref()));
         if let Some(mode) = port_mode.or_else(|| set(pa.spec.mtls.as_ref().and_then(|m| m.mode.as_ref()))) {
             return (mode, Some(pa));
         }
     }
-    let namespace_wide = |ns: &'a str| in_ns(objects, ns).find(|pa| pa.spec.selector.as_ref().is_none_or(|s| s.labels.is_empty())).and_then(|pa| Some((set(pa.spec.mtls.as_ref()?.mode.as_ref())?, pa)));
+    let namespace_wide = |ns: &'a str| {
+        in_ns(objects, ns)
+            .find(|pa| pa.spec.selector.as_ref().is_none_or(|s| s.labels.is_empty()))
+            .and_then(|pa| Some((set(pa.spec.mtls.as_ref()?.mode.as_ref())?, pa)))
+    };
     match namespace_wide(&pod.meta.namespace).or_else(|| namespace_wide(&objects.mesh.root_namespace)) {
         Some((mode, pa)) => (mode, Some(pa)),
         None => ("PERMISSIVE".into(), None),
@@ -205,9 +212,14 @@ fn container_port(pod: &Resource<Pod>, tp: &TargetPort) -> Option<i32> {
     match &tp.target_port {
         None => Some(tp.port as i32),
         Some(IntOrString::Int(n)) => Some(*n),
-        Some(IntOrString::String(name)) => {
-            pod.spec.spec.iter().flat_map(|s| &s.containers).flat_map(|c| c.ports.iter().flatten()).find(|p| p.name.as_deref() == Some(name.as_str())).map(|p| p.container_port)
-        }
+        Some(IntOrString::String(name)) => pod
+            .spec
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .map(|p| p.container_port),
     }
 }
 
@@ -243,13 +255,21 @@ pub fn mtls_conflict(objects: &Objects, target: &Target, ctx: &CallerContext<'_>
             continue;
         }
         let (subject, client_text) = match &explicit {
-            Some((dr, mode)) => (dr.reference("DestinationRule"), format!("{} sets tls.mode {mode}", named("DestinationRule", &dr.meta.namespace, &dr.meta.name))),
+            Some((dr, mode)) => {
+                (dr.reference("DestinationRule"), format!("{} sets tls.mode {mode}", named("DestinationRule", &dr.meta.namespace, &dr.meta.name)))
+            }
             None => (target.reference(), "meshConfig turns auto mTLS off and no DestinationRule sets tls, so clients send plain text".to_string()),
         };
         let server_text = server.clone().unwrap_or_else(|| "their sidecars".into());
         let (symptom, fix) = match client {
-            ClientTls::IstioMutual => ("connections fail (503 UF) because nothing terminates Istio mTLS there", "drop tls.mode ISTIO_MUTUAL from the DestinationRule and let auto mTLS choose per endpoint, or inject sidecars into those pods"),
-            _ => ("the server sidecars reset the connections (503 UC/UF; server log `filter_chain_not_found`)", "remove the tls block (auto mTLS then sends Istio mTLS to sidecar pods) or set tls.mode ISTIO_MUTUAL; or relax the PeerAuthentication to PERMISSIVE while migrating"),
+            ClientTls::IstioMutual => (
+                "connections fail (503 UF) because nothing terminates Istio mTLS there",
+                "drop tls.mode ISTIO_MUTUAL from the DestinationRule and let auto mTLS choose per endpoint, or inject sidecars into those pods",
+            ),
+            _ => (
+                "the server sidecars reset the connections (503 UC/UF; server log `filter_chain_not_found`)",
+                "remove the tls block (auto mTLS then sends Istio mTLS to sidecar pods) or set tls.mode ISTIO_MUTUAL; or relax the PeerAuthentication to PERMISSIVE while migrating",
+            ),
         };
         out.push(
             Finding::new(

@@ -7,10 +7,10 @@
 //! Envoy answers a filtered `config_dump?resource=...` with bare elements; they are reassembled
 //! into the usual section form, so a captured `config_dump.json` reads exactly like a full dump.
 
-use super::portforward::{AdminConnection, AdminFailure};
 use super::Deadline;
+use super::portforward::{AdminConnection, AdminFailure};
 use crate::actual;
-use crate::gather::files::{stats_file, CLUSTERS_FILE, CONFIG_DUMP_FILE, SERVER_INFO_FILE};
+use crate::gather::files::{CLUSTERS_FILE, CONFIG_DUMP_FILE, SERVER_INFO_FILE, stats_file};
 use crate::intent::target::Target;
 use crate::istio::names::ClusterName;
 use crate::snapshot::{Blob, Gap, ProxyCapture, StatsFormat};

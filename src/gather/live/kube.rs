@@ -7,9 +7,9 @@
 use super::Deadline;
 use crate::error::{Error, Result};
 use crate::snapshot::Gap;
+use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::params::ListParams;
-use kube::Client;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,9 +48,7 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster> {
             let context = options.context.clone().or_else(|| file.current_context.clone());
             let known: Vec<String> = file.contexts.iter().map(|c| c.name.clone()).collect();
             if let Some(name) = context.as_ref().filter(|n| !known.contains(n)) {
-                return Err(Error::new(format!("context `{name}` is not in the kubeconfig"))
-                    .at(&source)
-                    .help(context_help(&known)));
+                return Err(Error::new(format!("context `{name}` is not in the kubeconfig")).at(&source).help(context_help(&known)));
             }
             let Some(name) = context else {
                 return Err(Error::new("the kubeconfig has no current context").at(&source).help(context_help(&known)));
@@ -64,8 +62,7 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster> {
             (config, Some(name))
         }
         None if options.context.is_some() => {
-            return Err(Error::new("--context was given but no kubeconfig was found")
-                .help("pass --kubeconfig FILE or set KUBECONFIG, as for kubectl"));
+            return Err(Error::new("--context was given but no kubeconfig was found").help("pass --kubeconfig FILE or set KUBECONFIG, as for kubectl"));
         }
         None => {
             let config = kube::Config::incluster().map_err(|e| {
@@ -80,9 +77,8 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster> {
     config.connect_timeout = Some(options.request_timeout);
     let default_namespace = config.default_namespace.clone();
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| {
-        Error::new(format!("cannot build a Kubernetes client: {e}")).at(&server).help("check the kubeconfig's certificate and proxy settings")
-    })?;
+    let client = Client::try_from(config)
+        .map_err(|e| Error::new(format!("cannot build a Kubernetes client: {e}")).at(&server).help("check the kubeconfig's certificate and proxy settings"))?;
     Ok(Cluster { client, context, default_namespace, request_timeout: options.request_timeout })
 }
 

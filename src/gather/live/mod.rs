@@ -11,16 +11,19 @@ pub mod portforward;
 pub mod proxies;
 
 use self::admin::{Reader, Role};
-use self::kube::{list_gap, list_with_fallback, ApiFailure, Cluster, Kind};
+use self::kube::{ApiFailure, Cluster, Kind, list_gap, list_with_fallback};
 use self::portforward::{AdminConnection, AdminFailure};
 use self::proxies::Choice;
 use crate::error::{Error, Result};
 use crate::gather::files::MAX_FILE_BYTES;
-use crate::intent::{self, target::{Caller, Target}};
+use crate::intent::{
+    self,
+    target::{Caller, Target},
+};
 use crate::question::{From, Question};
-use crate::snapshot::{Gap, Manifest, ProxyCapture, Snapshot, FORMAT_VERSION};
-use ::kube::core::params::ListParams;
+use crate::snapshot::{FORMAT_VERSION, Gap, Manifest, ProxyCapture, Snapshot};
 use ::kube::Api;
+use ::kube::core::params::ListParams;
 use indicatif::{ProgressBar, ProgressStyle};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
@@ -276,10 +279,9 @@ async fn read_istio_kinds(cluster: &Cluster, known: &[String], deadline: &Deadli
                 capture.add(&kind, found);
             }
             (None, Some(reason)) => capture.gaps.push(Gap { source, reason: format!("API discovery failed: {reason}") }),
-            (None, None) => capture.gaps.push(Gap {
-                source,
-                reason: format!("not served by this cluster in {}: are Istio's CRDs installed?", versions.join(", ")),
-            }),
+            (None, None) => {
+                capture.gaps.push(Gap { source, reason: format!("not served by this cluster in {}: are Istio's CRDs installed?", versions.join(", ")) })
+            }
         }
     }
 }
@@ -356,7 +358,9 @@ async fn read_proxies(
         // The clusters the intent expects this caller to hold, so the capture includes them
         // even when they belong to other hosts.
         let expected: BTreeSet<String> = match snapshot.objects.pod(&choice.namespace, &choice.pod) {
-            Some(pod) if choice.role != Role::Destination => intent::derive(&snapshot.objects, &Caller::from_pod(pod), target).view.clusters.into_keys().collect(),
+            Some(pod) if choice.role != Role::Destination => {
+                intent::derive(&snapshot.objects, &Caller::from_pod(pod), target).view.clusters.into_keys().collect()
+            }
             _ => BTreeSet::new(),
         };
         let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &choice.namespace);
@@ -368,7 +372,10 @@ async fn read_proxies(
                 Ok(outcome) => outcome,
                 Err(_) => Err(Gap {
                     source: format!("pod {}/{}", choice.namespace, choice.pod),
-                    reason: format!("not read: the overall --timeout ({}s) ran out first; raise it, or narrow the question with --from", deadline.total.as_secs()),
+                    reason: format!(
+                        "not read: the overall --timeout ({}s) ran out first; raise it, or narrow the question with --from",
+                        deadline.total.as_secs()
+                    ),
                 }),
             };
             (index, outcome)
@@ -385,7 +392,8 @@ async fn read_proxies(
         .into_iter()
         .zip(results)
         .map(|(choice, outcome)| {
-            let outcome = outcome.unwrap_or_else(|| Err(Gap { source: format!("pod {}/{}", choice.namespace, choice.pod), reason: "not read: the reading task failed".into() }));
+            let outcome = outcome
+                .unwrap_or_else(|| Err(Gap { source: format!("pod {}/{}", choice.namespace, choice.pod), reason: "not read: the reading task failed".into() }));
             (choice, outcome)
         })
         .collect()
@@ -416,7 +424,9 @@ fn describe(failure: &AdminFailure, what: &str) -> String {
     match failure {
         AdminFailure::Open(m) => m.clone(),
         AdminFailure::Port(m) => format!("the Envoy admin port 15000 is not reachable in the pod ({m}); is the istio-proxy container running?"),
-        AdminFailure::Timeout(d) => format!("Envoy admin gave no answer to {what} within {:.1}s (--request-timeout); the proxy may be stuck or overloaded", d.as_secs_f64()),
+        AdminFailure::Timeout(d) => {
+            format!("Envoy admin gave no answer to {what} within {:.1}s (--request-timeout); the proxy may be stuck or overloaded", d.as_secs_f64())
+        }
         AdminFailure::Transport(m) => format!("{what} failed: {m}"),
     }
 }

@@ -4,8 +4,8 @@
 //! opened, so nothing else on the user's machine can reach the admin API (which has mutating
 //! endpoints). Only `GET` is ever sent. Dropping the connection tears the stream down.
 
-use super::kube::error_chain;
 use super::Deadline;
+use super::kube::error_chain;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
@@ -70,9 +70,7 @@ impl AdminConnection {
                 None => std::future::pending().await,
             }
         });
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| AdminFailure::Transport(error_chain(&e)))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| AdminFailure::Transport(error_chain(&e)))?;
         let driver = tokio::spawn(async move {
             // Errors surface on the request side; the driver only has to run.
             let _ = connection.await;

@@ -10,9 +10,9 @@ use super::admin::Role;
 use crate::error::Result;
 use crate::intent::scope::{all_rules_for, vs_gateways, vs_hosts};
 use crate::intent::target::{Caller, CallerKind, SidecarState, Target};
-use crate::istio::labels_match;
-use crate::istio::names::{host_matches, resolve_short_name, DEFAULT_DOMAIN};
 use crate::istio::VirtualService;
+use crate::istio::labels_match;
+use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name};
 use crate::question::{self, Question};
 use crate::snapshot::{Gap, Resource, Snapshot};
 use k8s_openapi::api::core::v1::Pod;
@@ -168,7 +168,12 @@ pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, max: us
             let mut pods: Vec<&Resource<Pod>> = objects.pods.iter().filter(|p| labels_match(&selector, &p.meta.labels) && ready(p)).collect();
             pods.sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
             match pods.first() {
-                Some(p) => wanted.push(Choice { namespace: p.meta.namespace.clone(), pod: p.meta.name.clone(), role: Role::Gateway, why: format!("one ready pod of gateway {gateway}") }),
+                Some(p) => wanted.push(Choice {
+                    namespace: p.meta.namespace.clone(),
+                    pod: p.meta.name.clone(),
+                    role: Role::Gateway,
+                    why: format!("one ready pod of gateway {gateway}"),
+                }),
                 None => choices.gaps.push(Gap { source: format!("gateway {gateway}"), reason: "not read: no ready pod matches its selector".into() }),
             }
         }
