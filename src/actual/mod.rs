@@ -80,7 +80,9 @@ pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<S
     if let Some(dump) = dump {
         actual.has_eds = dump.endpoints.is_some();
         actual.rejected = dump.listeners.iter().filter_map(|l| Some((l.name.clone(), l.error.clone()?))).collect();
-        actual.view = Some(normalize(&dump, target, &actual.hosts, extra_clusters));
+        // A live capture's dump holds no bootstrap, so the node may come from /server_info.
+        let router = actual.node.as_ref().is_some_and(|n| n.kind == ProxyKind::Router);
+        actual.view = Some(normalize(&dump, router, target, &actual.hosts, extra_clusters));
     }
     Ok(actual)
 }
@@ -96,10 +98,10 @@ fn text(blob: &Blob) -> Result<&str> {
         .map_err(|_| crate::error::Error::new("file is not UTF-8 text (binary content?)").at(&blob.origin).help("re-capture it from the proxy's admin port"))
 }
 
-/// Builds the normalized view of the dump.
-fn normalize(dump: &ConfigDump, target: &Target, hosts: &BTreeMap<String, Vec<HostStatus>>, extra: &BTreeSet<String>) -> ProxyView {
+/// Builds the normalized view of the dump of a gateway (`router`) or a sidecar.
+fn normalize(dump: &ConfigDump, router: bool, target: &Target, hosts: &BTreeMap<String, Vec<HostStatus>>, extra: &BTreeSet<String>) -> ProxyView {
     let mut view = ProxyView::default();
-    if dump.node.as_ref().is_some_and(|n| n.kind == ProxyKind::Router) {
+    if router {
         view.ports = gateway_entries(dump, target);
     } else {
         view.ports = sidecar_entries(dump, target);
@@ -324,4 +326,41 @@ fn header_view(h: &HeaderMatcher) -> HeaderCondition {
         .or_else(|| h.regex_match.clone().map(|v| ("regex", v)))
         .unwrap_or(("present", String::new()));
     HeaderCondition { name: h.name.to_ascii_lowercase(), kind: kind.into(), value, invert: h.invert_match.unwrap_or(false) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intent::target::TargetPort;
+
+    /// A live capture's config dump holds no bootstrap: the `/server_info` node must still mark
+    /// a gateway, or its `http.PORT` route configurations would be read as a sidecar's.
+    #[test]
+    fn a_gateway_dump_without_bootstrap_is_known_by_its_server_info_node() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/scenarios/gateway-healthy/proxies/istio-system/istio-ingressgateway-5d8f7c9b6-ggggg");
+        let mut dump: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{dir}/config_dump.json")).unwrap()).unwrap();
+        dump["configs"].as_array_mut().unwrap().retain(|s| !s["@type"].as_str().unwrap().ends_with("BootstrapConfigDump"));
+        let blob = |file: &str, bytes: Vec<u8>| Blob { origin: file.to_string(), bytes };
+        let capture = ProxyCapture {
+            namespace: "istio-system".into(),
+            pod: "istio-ingressgateway-5d8f7c9b6-ggggg".into(),
+            config_dump: Some(blob("config_dump.json", serde_json::to_vec(&dump).unwrap())),
+            clusters: None,
+            stats: Vec::new(),
+            server_info: Some(blob("server_info.json", std::fs::read(format!("{dir}/server_info.json")).unwrap())),
+        };
+        let target = Target {
+            name: "reviews".into(),
+            namespace: "default".into(),
+            fqdn: "reviews.default.svc.cluster.local".into(),
+            ports: vec![TargetPort { port: 9080, name: Some("http".into()), app_protocol: None, protocol: Protocol::Http, target_port: None }],
+            selector: BTreeMap::new(),
+            cluster_ip: None,
+            export_to: Vec::new(),
+        };
+        let actual = read(&capture, &target, &BTreeSet::new()).unwrap();
+        assert_eq!(actual.node.map(|n| n.kind), Some(ProxyKind::Router));
+        let keys: Vec<String> = actual.view.unwrap().ports.into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["vhost bookinfo.example.com:80"]);
+    }
 }
