@@ -14,7 +14,7 @@ use std::time::Duration;
     name = "kubectl mesh-why",
     version,
     about = "Explains why Istio traffic for a service is not landing where you expect",
-    after_help = "Examples:\n  kubectl mesh-why reviews -n bookinfo\n  kubectl mesh-why reviews.bookinfo --from deploy/productpage-v1 -o markdown\n  kubectl mesh-why capture reviews -n bookinfo -d incident-snapshot.tar.gz\n  kubectl mesh-why reviews --snapshot ./incident-snapshot.tar.gz\n  kubectl mesh-why --all -A --snapshot ./incident-snapshot.tar.gz -o json\n\nExit status: 0 no error found, 1 at least one error-severity finding, 2 could not run.",
+    after_help = "Examples:\n  kubectl mesh-why reviews -n bookinfo\n  kubectl mesh-why reviews.bookinfo --from deploy/productpage-v1 -o markdown\n  kubectl mesh-why capture reviews -n bookinfo -d incident-snapshot.tar.gz\n  kubectl mesh-why reviews --snapshot ./incident-snapshot.tar.gz\n  kubectl mesh-why --all -n bookinfo\n  kubectl mesh-why --all -A --snapshot ./incident-snapshot.tar.gz -o json\n\nExit status: 0 no error found, 1 at least one error-severity finding, 2 could not run.",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -25,7 +25,7 @@ pub struct Cli {
     /// The service asked about: SERVICE or SERVICE.NAMESPACE (not with --all).
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub service: Option<String>,
-    /// Check every service in the namespace (-n, or -A for all namespaces) instead of one.
+    /// Check every service in the namespace (-n, or -A for all namespaces) instead of one; live, objects only.
     #[arg(long)]
     pub all: bool,
     /// With --all: every namespace.

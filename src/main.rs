@@ -27,13 +27,15 @@ fn run(cli: &cli::Cli) -> error::Result<ExitCode> {
         let snapshot = gather::files::read_snapshot(path)?;
         return report(cli, &snapshot, &question);
     }
-    if cli.all {
-        return Err(error::Error::new("--all reads saved state only in this build")
-            .help("capture each service with `kubectl mesh-why capture SERVICE -d DIR`, or pass --snapshot DIR with --all"));
-    }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| error::Error::new(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(live(cli))
+}
+
+/// What a live reading produced: for one service, or for `--all` in a namespace (`None`: all).
+enum Reading {
+    Service(question::Question, gather::live::Capture),
+    Mesh(Option<String>, gather::live::Capture),
 }
 
 /// Live mode and `capture`: read the cluster, then analyze or write. Ctrl-C stops at once;
@@ -45,13 +47,20 @@ async fn live(cli: &cli::Cli) -> error::Result<ExitCode> {
     let options = gather::live::LiveOptions { max_proxies: args.max_proxies as usize, timeout: args.timeout };
     let reading = async {
         let cluster = gather::live::kube::connect(&connect).await?;
+        if let Some(scope) = cli.mesh_scope(&cluster.default_namespace) {
+            let capture = gather::live::gather_mesh(&cluster, scope.as_deref(), &options).await?;
+            return Ok::<_, error::Error>(Reading::Mesh(scope, capture));
+        }
         let question = cli.question(&cluster.default_namespace)?;
         let capture = gather::live::gather(&cluster, &question, &options).await?;
-        Ok::<_, error::Error>((question, capture))
+        Ok(Reading::Service(question, capture))
     };
-    let (question, capture) = tokio::select! {
+    let (question, capture) = match tokio::select! {
         read = reading => read?,
         _ = tokio::signal::ctrl_c() => return Err(error::Error::new("interrupted; nothing was written")),
+    } {
+        Reading::Service(question, capture) => (question, capture),
+        Reading::Mesh(scope, capture) => return Ok(print(cli, &diagnose::analyze_mesh(&capture.snapshot()?, scope.as_deref())?)),
     };
     match &cli.command {
         Some(cli::Command::Capture { dir, .. }) => {

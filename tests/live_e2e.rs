@@ -406,6 +406,41 @@ fn ingress_gateway_is_read_and_its_stale_route_found() {
 }
 
 #[test]
+fn all_checks_every_service_from_objects_alone() {
+    require_tools!();
+    let gateway_objects = std::fs::read_to_string(harness().join("ingress-gateway/objects.json")).unwrap();
+    let objects = sample_objects_with(&[("ingress-gateway.json", &gateway_objects)]);
+    let api = ApiServer::start(objects.path(), &[], &[]);
+    let kc = api.kubeconfig();
+    // The same objects as saved state: what the live run read must analyze the same way.
+    let snapshot = tempfile::tempdir().unwrap();
+    std::fs::create_dir(snapshot.path().join("objects")).unwrap();
+    for entry in std::fs::read_dir(objects.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), snapshot.path().join("objects").join(entry.file_name())).unwrap();
+    }
+    for scope in [&["-n", "default"][..], &["-A"]] {
+        let mut args = vec!["--all", "--kubeconfig", kc.to_str().unwrap(), "-o", "json"];
+        args.extend(scope);
+        let live = mesh_why(&args, &[]);
+        assert_ne!(live.status.code(), Some(2), "{}", text(&live));
+        let report = json(&live);
+        let ids: Vec<&str> = report["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+        assert!(ids.contains(&"subset-no-endpoints"), "{scope:?}: {ids:?}");
+        assert!(gaps(&report).iter().any(|g| g.starts_with("proxies/: not read: --all checks configuration")), "{:#?}", gaps(&report));
+
+        let mut args = vec!["--all", "--snapshot", snapshot.path().to_str().unwrap(), "-o", "json"];
+        args.extend(scope);
+        let offline = mesh_why(&args, &[]);
+        assert_eq!(offline.status.code(), live.status.code(), "{}", text(&offline));
+        assert_eq!(json(&offline)["findings"], report["findings"], "{scope:?}: the live run and its objects saved as files disagree");
+    }
+    assert!(api.port_forwards().is_empty(), "{:?}", api.port_forwards());
+    assert!(api.requests().iter().any(|r| r["path"].as_str().unwrap().starts_with("/api/v1/pods")), "-A lists pods cluster-wide");
+    api.assert_read_only();
+}
+
+#[test]
 fn closed_admin_port_is_a_gap() {
     require_tools!();
     let closed = closed_port();

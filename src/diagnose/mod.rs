@@ -96,6 +96,12 @@ pub fn analyze(snapshot: &Snapshot, question: &Question) -> Result<Report> {
     Ok(report)
 }
 
+/// Gap source for "no proxy was read".
+pub const NO_PROXIES: &str = "proxies/";
+
+/// The findings that need a proxy's admin output, as the gaps name them.
+pub const DATA_PLANE_CHECKS: &str = "proxy-stale, endpoints-stale, endpoints-unhealthy, circuit-breaker-open, split-skew, passthrough-fallback";
+
 /// Analyzes every service of `namespace` (all namespaces when `None`), plus the objects that
 /// concern no single service, into one report whose target is the scope.
 pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Report> {
@@ -195,8 +201,9 @@ fn analyze_service(snapshot: &Snapshot, question: &Question, target: &Target) ->
             diffs.push(CallerDiff { caller: caller.display(), diff: d });
         }
     }
-    if snapshot.proxies.is_empty() {
-        gaps.push(Gap { source: "proxies/".into(), reason: "no proxy captures: data-plane checks (proxy-stale, endpoints-stale, endpoints-unhealthy, circuit-breaker-open, split-skew, passthrough-fallback) were skipped".into() });
+    // A gatherer that read no proxy on purpose has already said so.
+    if snapshot.proxies.is_empty() && !gaps.iter().any(|g| g.source == NO_PROXIES) {
+        gaps.push(Gap { source: NO_PROXIES.into(), reason: format!("no proxy captures: data-plane checks ({DATA_PLANE_CHECKS}) were skipped") });
     }
     if objects.pods.is_empty() && objects.endpoint_slices.is_empty() {
         gaps.push(Gap { source: "objects/ Pods and EndpointSlices".into(), reason: "none captured: subset endpoints could not be checked".into() });

@@ -97,6 +97,18 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// An empty capture from `cluster`.
+    fn new(cluster: &Cluster) -> Capture {
+        Capture {
+            lists: BTreeMap::new(),
+            proxies: Vec::new(),
+            gaps: Vec::new(),
+            collected: Vec::new(),
+            context: cluster.context.clone(),
+            seen: BTreeSet::new(),
+        }
+    }
+
     /// The snapshot the analysis reads, built exactly as the reader builds it from the written
     /// files (same documents, same order), so live and offline analyses agree.
     pub fn snapshot(&self) -> Result<Snapshot> {
@@ -178,32 +190,16 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
     let bar = progress();
     bar.set_message("reading objects");
     cluster.probe(&deadline).await?;
-    let mut capture = Capture {
-        lists: BTreeMap::new(),
-        proxies: Vec::new(),
-        gaps: Vec::new(),
-        collected: Vec::new(),
-        context: cluster.context.clone(),
-        seen: BTreeSet::new(),
-    };
+    let mut capture = Capture::new(cluster);
     let mut known: Vec<String> = vec![question.namespace.clone(), question.from_namespace.clone(), ISTIO_NAMESPACE.to_string()];
     known.sort();
     known.dedup();
-    let all = ListParams::default();
-
-    let namespaces = Kind::core("namespaces", "Namespace", false);
-    let found = list_with_fallback(cluster, &namespaces, &[], &all, &deadline, &mut capture.gaps).await;
-    capture.add(&namespaces, found);
-    let services = Kind::core("services", "Service", true);
-    let found = list_with_fallback(cluster, &services, &known, &all, &deadline, &mut capture.gaps).await;
-    capture.add(&services, found);
-    read_istio_kinds(cluster, &known, &deadline, &mut capture).await;
-    read_mesh_config(cluster, &deadline, &mut capture).await;
+    read_configuration(cluster, &known, &deadline, &mut capture).await;
 
     let snapshot = capture.snapshot()?;
     let target = Target::resolve(&snapshot.objects, &question.service, &question.namespace, question.port).map_err(|e| {
         // "Not found" would mislead when Services could not be read at all.
-        match capture.gaps.iter().find(|g| g.source == services.resource()) {
+        match capture.gaps.iter().find(|g| g.source == services().resource()) {
             Some(gap) => Error::new(format!("cannot look up service {}.{}: services {}", question.service, question.namespace, gap.reason))
                 .help("mesh-why needs to list Services; have the RBAC rule above granted, or analyze saved state with --snapshot DIR"),
             None => e,
@@ -245,6 +241,87 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
     }
     bar.finish_and_clear();
     Ok(capture)
+}
+
+/// Reads what `--all` checks in `namespace` (every namespace when `None`): the configuration,
+/// the pods and EndpointSlices. No proxy is read: a mesh-wide run compares configuration
+/// across services, and reading every sidecar of a large mesh would neither be fast nor small.
+pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &LiveOptions) -> Result<Capture> {
+    let deadline = Deadline::after(options.timeout);
+    let bar = progress();
+    bar.set_message("reading objects");
+    cluster.probe(&deadline).await?;
+    let mut capture = Capture::new(cluster);
+    // With -A nothing narrower than the whole cluster would do, so a forbidden cluster-wide
+    // list is a gap rather than a walk through every namespace.
+    let mut known: Vec<String> = namespace.into_iter().map(str::to_string).chain([ISTIO_NAMESPACE.to_string()]).collect();
+    known.dedup();
+    if namespace.is_none() {
+        known.clear();
+    }
+    read_configuration(cluster, &known, &deadline, &mut capture).await;
+    let pods = Kind::core("pods", "Pod", true);
+    let slices = Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice");
+    let all = ListParams::default();
+    match namespace {
+        None => {
+            for kind in [&pods, &slices] {
+                let found = list_with_fallback(cluster, kind, &[], &all, &deadline, &mut capture.gaps).await;
+                capture.add(kind, found);
+            }
+        }
+        Some(ns) => {
+            for (kind, place) in known.iter().map(|n| (&pods, n.as_str())).chain([(&slices, ns)]) {
+                match cluster.list(kind, Some(place), &all, &deadline).await {
+                    Ok(found) => capture.add(kind, found),
+                    Err(failure) => capture.gaps.push(list_gap(kind, Some(place), &failure)),
+                }
+            }
+            // Gateway pods may run anywhere their Gateways' selectors reach.
+            let snapshot = capture.snapshot()?;
+            let selectors: BTreeSet<String> = snapshot
+                .objects
+                .gateways
+                .iter()
+                .filter(|g| g.meta.namespace == ns && !g.spec.selector.is_empty())
+                .map(|g| g.spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+                .collect();
+            for selector in selectors {
+                let found = list_with_fallback(cluster, &pods, &known, &ListParams::default().labels(&selector), &deadline, &mut capture.gaps).await;
+                capture.add(&pods, found);
+            }
+        }
+    }
+    for (file, items) in &capture.lists {
+        capture.collected.push(format!("objects/{file}: {} objects", items.len()));
+    }
+    capture.gaps.push(Gap {
+        source: crate::diagnose::NO_PROXIES.into(),
+        reason: format!(
+            "not read: --all checks configuration across services, so the data-plane checks ({}) were skipped; to compare one service with what its proxies hold, ask about it (kubectl mesh-why SERVICE -n NAMESPACE)",
+            crate::diagnose::DATA_PLANE_CHECKS
+        ),
+    });
+    bar.finish_and_clear();
+    Ok(capture)
+}
+
+/// Namespaces, Services, the Istio kinds and meshConfig: cluster-wide, or in `known` namespaces
+/// where a cluster-wide list is forbidden.
+async fn read_configuration(cluster: &Cluster, known: &[String], deadline: &Deadline, capture: &mut Capture) {
+    let all = ListParams::default();
+    let namespaces = Kind::core("namespaces", "Namespace", false);
+    let found = list_with_fallback(cluster, &namespaces, &[], &all, deadline, &mut capture.gaps).await;
+    capture.add(&namespaces, found);
+    let found = list_with_fallback(cluster, &services(), known, &all, deadline, &mut capture.gaps).await;
+    capture.add(&services(), found);
+    read_istio_kinds(cluster, known, deadline, capture).await;
+    read_mesh_config(cluster, deadline, capture).await;
+}
+
+/// Services: the target's lookup needs them, so their gap is named in its error.
+fn services() -> Kind {
+    Kind::core("services", "Service", true)
 }
 
 /// Lists the Istio kinds at the first served version of each; a kind whose group is not served
