@@ -252,13 +252,12 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
     bar.set_message("reading objects");
     cluster.probe(&deadline).await?;
     let mut capture = Capture::new(cluster);
-    // With -A nothing narrower than the whole cluster would do, so a forbidden cluster-wide
-    // list is a gap rather than a walk through every namespace.
-    let mut known: Vec<String> = namespace.into_iter().map(str::to_string).chain([ISTIO_NAMESPACE.to_string()]).collect();
-    known.dedup();
-    if namespace.is_none() {
-        known.clear();
-    }
+    let known: Vec<String> = match namespace {
+        // With -A nothing narrower than the whole cluster would do, so a forbidden cluster-wide
+        // list is a gap rather than a walk through every namespace.
+        None => Vec::new(),
+        Some(ns) => BTreeSet::from([ns.to_string(), ISTIO_NAMESPACE.to_string()]).into_iter().collect(),
+    };
     read_configuration(cluster, &known, &deadline, &mut capture).await;
     let pods = Kind::core("pods", "Pod", true);
     let slices = Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice");
