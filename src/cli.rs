@@ -14,7 +14,7 @@ use std::time::Duration;
     name = "kubectl mesh-why",
     version,
     about = "Explains why Istio traffic for a service is not landing where you expect",
-    after_help = "Examples:\n  kubectl mesh-why reviews -n bookinfo\n  kubectl mesh-why reviews.bookinfo --from deploy/productpage-v1 -o markdown\n  kubectl mesh-why capture reviews -n bookinfo -d incident-snapshot.tar.gz\n  kubectl mesh-why reviews --snapshot ./incident-snapshot.tar.gz\n  kubectl mesh-why --all -n bookinfo\n  kubectl mesh-why --all -A --snapshot ./incident-snapshot.tar.gz -o json\n\nExit status: 0 no error found, 1 at least one error-severity finding, 2 could not run.",
+    after_help = "Examples:\n  kubectl mesh-why reviews -n bookinfo\n  kubectl mesh-why reviews.bookinfo --from deploy/productpage-v1 -o markdown\n  kubectl mesh-why capture reviews -n bookinfo -d incident-snapshot.tar.gz\n  kubectl mesh-why reviews --snapshot ./incident-snapshot.tar.gz\n  kubectl mesh-why --all -n bookinfo\n  kubectl mesh-why capture --all -A -d mesh-snapshot.tar.gz\n  kubectl mesh-why --all -A --snapshot ./incident-snapshot.tar.gz -o json\n\nExit status: 0 no error found, 1 at least one error-severity finding, 2 could not run.",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -25,11 +25,11 @@ pub struct Cli {
     /// The service asked about: SERVICE or SERVICE.NAMESPACE (not with --all).
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub service: Option<String>,
-    /// Check every service in the namespace (-n, or -A for all namespaces) instead of one; live, objects only.
-    #[arg(long)]
+    /// Check (or capture) every service in the namespace (-n, or -A for all namespaces) instead of one; live, objects only.
+    #[arg(long, global = true)]
     pub all: bool,
     /// With --all: every namespace.
-    #[arg(short = 'A', long = "all-namespaces", requires = "all")]
+    #[arg(short = 'A', long = "all-namespaces", requires = "all", global = true)]
     pub all_namespaces: bool,
     /// Namespace of the service (and of --from pods); default: the kubeconfig context's.
     #[arg(short = 'n', long = "namespace", global = true)]
@@ -56,8 +56,9 @@ pub struct Cli {
 pub enum Command {
     /// Save what the question needs from the cluster and its proxies, to analyze later with --snapshot.
     Capture {
-        /// The service asked about: SERVICE or SERVICE.NAMESPACE.
-        service: String,
+        /// The service asked about: SERVICE or SERVICE.NAMESPACE (not with --all).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        service: Option<String>,
         /// Where to write: a new directory, or a file ending in .tar.gz.
         #[arg(short = 'd', long = "dir")]
         dir: PathBuf,
@@ -107,7 +108,7 @@ impl Cli {
     /// The SERVICE argument, given at the top level or after `capture`.
     pub fn service_arg(&self) -> &str {
         match &self.command {
-            Some(Command::Capture { service, .. }) => service,
+            Some(Command::Capture { service, .. }) => service.as_deref().unwrap_or_default(),
             None => self.service.as_deref().unwrap_or_default(),
         }
     }
@@ -121,6 +122,12 @@ impl Cli {
     /// Turns the arguments into a question; `SERVICE.NAMESPACE` wins over `-n`, which wins over
     /// `default_namespace` (the kubeconfig context's, as kubectl does).
     pub fn question(&self, default_namespace: &str) -> Result<Question> {
+        // clap cannot tie a global flag to another once a subcommand is parsed.
+        if self.all_namespaces {
+            return Err(
+                Error::new("-A (--all-namespaces) goes with --all").help("ask about one service with -n NAMESPACE, or check every service with --all -A")
+            );
+        }
         let arg = self.service_arg();
         let (service, namespace) = match arg.split_once('.') {
             Some((s, ns)) => (s.to_string(), ns.trim_end_matches(".svc.cluster.local").trim_end_matches(".svc").to_string()),

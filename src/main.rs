@@ -55,31 +55,38 @@ async fn live(cli: &cli::Cli) -> error::Result<ExitCode> {
         let capture = gather::live::gather(&cluster, &question, &options).await?;
         Ok(Reading::Service(question, capture))
     };
-    let (question, capture) = match tokio::select! {
+    let read = tokio::select! {
         read = reading => read?,
         _ = tokio::signal::ctrl_c() => return Err(error::Error::new("interrupted; nothing was written")),
-    } {
-        Reading::Service(question, capture) => (question, capture),
-        Reading::Mesh(scope, capture) => return Ok(print(cli, &diagnose::analyze_mesh(&capture.snapshot()?, scope.as_deref())?)),
     };
-    match &cli.command {
-        Some(cli::Command::Capture { dir, .. }) => {
+    let Some(cli::Command::Capture { dir, .. }) = &cli.command else {
+        return match read {
+            Reading::Service(question, capture) => report(cli, &capture.snapshot()?, &question),
+            Reading::Mesh(scope, capture) => Ok(print(cli, &diagnose::analyze_mesh(&capture.snapshot()?, scope.as_deref())?)),
+        };
+    };
+    let (capture, target, rerun) = match read {
+        Reading::Service(question, capture) => {
             let port = question.port.map(|p| format!(":{p}")).unwrap_or_default();
             let target = format!("{}.{}{port}", question.service, question.namespace);
-            gather::write::write_snapshot(&capture, &capture.manifest(target.clone()), dir)?;
-            let objects: usize = capture.lists.values().map(Vec::len).sum();
-            println!(
-                "wrote {}: {objects} objects, {} proxies, {} gaps (see {})\nanalyze it with: kubectl mesh-why {target} --snapshot {}",
-                dir.display(),
-                capture.proxies.len(),
-                capture.gaps.len(),
-                snapshot::MANIFEST_FILE,
-                dir.display()
-            );
-            Ok(ExitCode::SUCCESS)
+            (capture, target.clone(), target)
         }
-        None => report(cli, &capture.snapshot()?, &question),
-    }
+        Reading::Mesh(scope, capture) => {
+            let target = snapshot::mesh_target(scope.as_deref());
+            (capture, target, scope.map(|ns| format!("--all -n {ns}")).unwrap_or_else(|| "--all -A".into()))
+        }
+    };
+    gather::write::write_snapshot(&capture, &capture.manifest(target), dir)?;
+    let objects: usize = capture.lists.values().map(Vec::len).sum();
+    println!(
+        "wrote {}: {objects} objects, {} proxies, {} gaps (see {})\nanalyze it with: kubectl mesh-why {rerun} --snapshot {}",
+        dir.display(),
+        capture.proxies.len(),
+        capture.gaps.len(),
+        snapshot::MANIFEST_FILE,
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Analyzes `snapshot` and prints the report; the exit code says whether an error was found.

@@ -406,7 +406,7 @@ fn ingress_gateway_is_read_and_its_stale_route_found() {
 }
 
 #[test]
-fn all_checks_every_service_from_objects_alone() {
+fn all_checks_and_captures_every_service_from_objects_alone() {
     require_tools!();
     let gateway_objects = std::fs::read_to_string(harness().join("ingress-gateway/objects.json")).unwrap();
     let objects = sample_objects_with(&[("ingress-gateway.json", &gateway_objects)]);
@@ -434,6 +434,19 @@ fn all_checks_every_service_from_objects_alone() {
         let offline = mesh_why(&args, &[]);
         assert_eq!(offline.status.code(), live.status.code(), "{}", text(&offline));
         assert_eq!(json(&offline)["findings"], report["findings"], "{scope:?}: the live run and its objects saved as files disagree");
+
+        // capture --all saves what the live run read; analyzing it gives the same report.
+        let dir = api.dir.path().join(format!("mesh{}", scope.len()));
+        let mut args = vec!["capture", "--all", "--kubeconfig", kc.to_str().unwrap(), "-d", dir.to_str().unwrap()];
+        args.extend(scope);
+        let saved = mesh_why(&args, &[]);
+        assert_eq!(saved.status.code(), Some(0), "{}", text(&saved));
+        assert!(String::from_utf8_lossy(&saved.stdout).contains(&format!("kubectl mesh-why --all {}", scope.join(" "))), "{}", text(&saved));
+        let mut args = vec!["--all", "--snapshot", dir.to_str().unwrap(), "-o", "json"];
+        args.extend(scope);
+        let again = mesh_why(&args, &[]);
+        assert_eq!(again.status.code(), live.status.code(), "{}", text(&again));
+        assert_eq!(json(&again), report, "{scope:?}: capture --all analyzes differently from the live run");
     }
     assert!(api.port_forwards().is_empty(), "{:?}", api.port_forwards());
     assert!(api.requests().iter().any(|r| r["path"].as_str().unwrap().starts_with("/api/v1/pods")), "-A lists pods cluster-wide");

@@ -111,7 +111,7 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
     let mut diff = Vec::new();
     let mut gaps = snapshot.gaps.clone();
     gaps.extend(rules::unchecked(objects, rules::Scope::Mesh(namespace)));
-    if let Some(target) = snapshot.manifest.as_ref().map(|m| m.target.as_str()).filter(|t| !t.is_empty()) {
+    if let Some(target) = snapshot.manifest.as_ref().filter(|m| !m.covers(namespace)).map(|m| m.target.as_str()).filter(|t| !t.is_empty()) {
         gaps.push(Gap {
             source: crate::snapshot::MANIFEST_FILE.into(),
             reason: format!("the snapshot was captured for {target}: objects (pods above all) outside the namespaces that question needed may be missing, so findings about them may be wrong"),

@@ -20,7 +20,8 @@ pub struct Manifest {
     /// RFC 3339 capture time.
     #[serde(default)]
     pub captured_at: String,
-    /// The question asked: `SERVICE.NAMESPACE` (and port, if given).
+    /// The question asked: `SERVICE.NAMESPACE` (and port, if given), or an `--all` scope
+    /// ([`mesh_target`]).
     #[serde(default)]
     pub target: String,
     /// Kube context the capture used.
@@ -32,4 +33,17 @@ pub struct Manifest {
     /// Each source that failed, and why.
     #[serde(default)]
     pub gaps: Vec<Gap>,
+}
+
+/// The `target` of an `--all` capture: `*.NAMESPACE`, or `*` for every namespace.
+pub fn mesh_target(namespace: Option<&str>) -> String {
+    namespace.map(|ns| format!("*.{ns}")).unwrap_or_else(|| "*".into())
+}
+
+impl Manifest {
+    /// Whether an `--all` capture made this snapshot for a scope that includes `namespace`
+    /// (`None`: every namespace).
+    pub fn covers(&self, namespace: Option<&str>) -> bool {
+        self.target == "*" || namespace.is_some_and(|ns| self.target == mesh_target(Some(ns)))
+    }
 }

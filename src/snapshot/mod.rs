@@ -5,7 +5,7 @@
 mod manifest;
 mod objects;
 
-pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest};
+pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest, mesh_target};
 pub use objects::{MeshConfig, Meta, ObjectRef, Objects, Resource};
 
 use serde::{Deserialize, Serialize};
