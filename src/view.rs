@@ -73,8 +73,7 @@ pub struct RouteFeatures {
     pub fault: Vec<String>,
     /// Clusters requests are mirrored to.
     pub mirror: Vec<String>,
-    /// Retry attempts when the VirtualService sets them; `None` leaves Istio's default policy,
-    /// which varies by version and is not compared.
+    /// Retry attempts (`num_retries`); `None` when the route has no retry policy.
     pub retries: Option<u64>,
 }
 

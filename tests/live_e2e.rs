@@ -397,8 +397,9 @@ fn ingress_gateway_is_read_and_its_stale_route_found() {
     let evidence: Vec<&str> = stale["evidence"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(
         evidence.len() == 1
-            && evidence[0]
-                .contains("port 80 route #1: expected prefix / → outbound|9080|v2|reviews.default.svc.cluster.local, Envoy has prefix / → outbound|9080|v1|"),
+            && evidence[0].contains(
+                "port 80 route #1: expected prefix / → outbound|9080|v2|reviews.default.svc.cluster.local retries 2, Envoy has prefix / → outbound|9080|v1|"
+            ),
         "{evidence:#?}"
     );
     assert!(api.port_forwards().iter().any(|p| p.contains("istio-ingressgateway")), "{:?}", api.port_forwards());

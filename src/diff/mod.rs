@@ -160,12 +160,7 @@ pub fn compare(intent: &ProxyView, actual: &ProxyView) -> ProxyDiff {
 fn same_route(e: &RouteView, a: &RouteView) -> bool {
     let timeout = |t: &Option<String>| t.clone().filter(|t| t != "0s");
     let (ef, af) = (&e.features, &a.features);
-    let retries_match = ef.retries.is_none_or(|n| af.retries.unwrap_or(0) == n);
-    e.matcher == a.matcher
-        && e.action == a.action
-        && timeout(&e.timeout) == timeout(&a.timeout)
-        && (&ef.rewrite, &ef.fault, &ef.mirror) == (&af.rewrite, &af.fault, &af.mirror)
-        && retries_match
+    e.matcher == a.matcher && e.action == a.action && timeout(&e.timeout) == timeout(&a.timeout) && ef == af
 }
 
 fn describe(r: &RouteView) -> String {

@@ -70,7 +70,7 @@ pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Int
                         winner = Some(*vs);
                         routes
                     }
-                    None => vec![routes::default_route(&target.fqdn, tp.port)],
+                    None => vec![routes::default_route(objects, caller, &target.fqdn, tp.port)],
                 };
                 let sniffed = tp.protocol == Protocol::Auto;
                 port_view.route_config = Some(if sniffed { format!("{}:{}", target.fqdn, tp.port) } else { tp.port.to_string() });

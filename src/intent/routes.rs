@@ -102,7 +102,7 @@ pub fn routes_for(objects: &Objects, vs: &Resource<VirtualService>, caller: &Cal
     for (index, rule) in expanded_rules(objects, vs) {
         let action = action_for(objects, &rule, &vs.meta.namespace, port, caller, binding);
         let timeout = Some(rule.timeout.clone().unwrap_or_else(|| "0s".into()));
-        let features = features_for(objects, &rule, &vs.meta.namespace, port, binding);
+        let features = features_for(objects, &rule, caller, &vs.meta.namespace, port, binding);
         let base_name = rule.name.clone().unwrap_or_default();
         if rule.matches.is_empty() {
             routes.push(RouteView {
@@ -141,13 +141,13 @@ pub fn routes_for(objects: &Objects, vs: &Resource<VirtualService>, caller: &Cal
 }
 
 /// The default route istiod gives a service without an applicable VirtualService.
-pub fn default_route(fqdn: &str, port: u32) -> RouteView {
+pub fn default_route(objects: &Objects, caller: &Caller, fqdn: &str, port: u32) -> RouteView {
     RouteView {
         name: "default".into(),
         matcher: MatchView::default(),
         action: Action::Forward { clusters: vec![WeightedCluster { name: cluster_name(port, "", fqdn), weight: 100 }] },
         timeout: Some("0s".into()),
-        features: RouteFeatures::default(),
+        features: RouteFeatures { retries: retry_attempts(objects, caller, None), ..RouteFeatures::default() },
         source: None,
         rule_index: None,
     }
@@ -158,8 +158,8 @@ fn cluster_name(port: u32, subset: &str, host: &str) -> String {
 }
 
 /// What istiod adds to a rule's route besides clusters: `rewrite`, `fault` (abort status, fixed
-/// delay), mirrors (`mirror` and `mirrors`), and explicit retry attempts.
-fn features_for(objects: &Objects, rule: &HttpRoute, vs_ns: &str, port: u32, binding: Binding<'_>) -> RouteFeatures {
+/// delay), mirrors (`mirror` and `mirrors`), and retry attempts.
+fn features_for(objects: &Objects, rule: &HttpRoute, caller: &Caller, vs_ns: &str, port: u32, binding: Binding<'_>) -> RouteFeatures {
     let text = |v: &Option<serde_json::Value>, path: &str| v.as_ref().and_then(|v| v.pointer(path)).and_then(|x| x.as_str()).map(str::to_string);
     let mut rewrite = Vec::new();
     rewrite.extend(text(&rule.rewrite, "/uri").map(|u| format!("uri {u}")));
@@ -170,8 +170,20 @@ fn features_for(objects: &Objects, rule: &HttpRoute, vs_ns: &str, port: u32, bin
     fault.extend(text(&rule.fault, "/delay/fixedDelay").map(|d| format!("delay {d}")));
     let mirrors = rule.mirror.iter().chain(rule.mirrors.iter().map(|m| &m.destination));
     let mirror = mirrors.map(|d| destination_cluster(objects, d, vs_ns, port, binding)).collect();
-    let retries = rule.retries.as_ref().and_then(|r| r.get("attempts")).and_then(|a| a.as_u64());
-    RouteFeatures { rewrite, fault, mirror, retries }
+    RouteFeatures { rewrite, fault, mirror, retries: retry_attempts(objects, caller, rule.retries.as_ref()) }
+}
+
+/// Retries istiod gives a route without a policy of its own (and no mesh default).
+const DEFAULT_RETRY_ATTEMPTS: u64 = 2;
+
+/// The retry attempts of a route: its rule's policy, else meshConfig's `defaultHttpRetryPolicy`,
+/// else istiod's default (since Istio 1.1; 1.0 and older set none). A policy without attempts
+/// (or with 0) means no retry policy at all.
+fn retry_attempts(objects: &Objects, caller: &Caller, rule: Option<&serde_json::Value>) -> Option<u64> {
+    match rule.or(objects.mesh.default_http_retry_policy.as_ref()) {
+        None => caller.at_least(1, 1).then_some(DEFAULT_RETRY_ATTEMPTS),
+        Some(policy) => policy.get("attempts").and_then(serde_json::Value::as_u64).filter(|&n| n > 0),
+    }
 }
 
 /// The Envoy cluster a destination resolves to on route-config port `port`. Sidecars default a
@@ -263,4 +275,25 @@ fn header_condition(name: &str, sm: &StringMatch, invert: bool) -> HeaderConditi
 fn describe(sm: &StringMatch) -> String {
     let c = header_condition("", sm, false);
     format!("{} {}", c.kind, c.value).trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn retries_come_from_the_rule_then_the_mesh_default_then_istiod() {
+        let mut objects = Objects::default();
+        let caller = Caller::hypothetical("default");
+        assert_eq!(retry_attempts(&objects, &caller, None), Some(DEFAULT_RETRY_ATTEMPTS));
+        let before_defaults = Caller { istio_version: Some((1, 0)), ..caller.clone() };
+        assert_eq!(retry_attempts(&objects, &before_defaults, None), None);
+        objects.mesh.default_http_retry_policy = Some(json!({"attempts": 5}));
+        assert_eq!(retry_attempts(&objects, &caller, None), Some(5));
+        assert_eq!(retry_attempts(&objects, &caller, Some(&json!({"attempts": 3}))), Some(3));
+        // Zero or absent attempts turn retries off, whatever the defaults.
+        assert_eq!(retry_attempts(&objects, &caller, Some(&json!({"attempts": 0}))), None);
+        assert_eq!(retry_attempts(&objects, &caller, Some(&json!({"perTryTimeout": "2s"}))), None);
+    }
 }

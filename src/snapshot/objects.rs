@@ -109,6 +109,8 @@ pub struct MeshConfig {
     pub default_destination_rule_export_to: Vec<String>,
     /// Automatic mTLS towards sidecar endpoints.
     pub enable_auto_mtls: bool,
+    /// `defaultHttpRetryPolicy`: the retries of routes whose VirtualService sets none.
+    pub default_http_retry_policy: Option<serde_json::Value>,
 }
 
 /// Serde shape of meshConfig `outboundTrafficPolicy`.
@@ -131,6 +133,7 @@ impl Default for MeshConfig {
             default_virtual_service_export_to: vec![],
             default_destination_rule_export_to: vec![],
             enable_auto_mtls: true,
+            default_http_retry_policy: None,
         }
     }
 }
