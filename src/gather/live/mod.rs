@@ -138,6 +138,32 @@ impl Capture {
         }
     }
 
+    /// Lists `kind` in `namespace` into the capture; a failure becomes a gap.
+    async fn list_in(&mut self, cluster: &Cluster, kind: &Kind, namespace: &str, params: &ListParams, deadline: &Deadline) {
+        match cluster.list(kind, Some(namespace), params, deadline).await {
+            Ok(found) => self.add(kind, found),
+            Err(failure) => self.gaps.push(list_gap(kind, Some(namespace), &failure)),
+        }
+    }
+
+    /// Lists the pods a Gateway of `gateway_ns` selects: cluster-wide, since gateway pods may run
+    /// in any namespace, else in istio-system and the Gateway's own namespace.
+    async fn gateway_pods(&mut self, cluster: &Cluster, gateway_ns: &str, selector: &BTreeMap<String, String>, deadline: &Deadline) {
+        let pods = Kind::core("pods", "Pod", true);
+        let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let params = ListParams::default().labels(&labels.join(","));
+        let fallback: Vec<String> = BTreeSet::from([ISTIO_NAMESPACE.to_string(), gateway_ns.to_string()]).into_iter().collect();
+        let found = list_with_fallback(cluster, &pods, &fallback, &params, deadline, &mut self.gaps).await;
+        self.add(&pods, found);
+    }
+
+    /// Records how many objects of each file were read.
+    fn count_objects(&mut self) {
+        for (file, items) in &self.lists {
+            self.collected.push(format!("objects/{file}: {} objects", items.len()));
+        }
+    }
+
     fn add(&mut self, kind: &Kind, items: Vec<Value>) {
         let file = format!("{}.json", kind.resource());
         let list = self.lists.entry(file.clone()).or_default();
@@ -189,12 +215,8 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
     let deadline = Deadline::after(options.timeout);
     let bar = progress();
     bar.set_message("reading objects");
-    cluster.probe(&deadline).await?;
-    let mut capture = Capture::new(cluster);
-    let mut known: Vec<String> = vec![question.namespace.clone(), question.from_namespace.clone(), ISTIO_NAMESPACE.to_string()];
-    known.sort();
-    known.dedup();
-    read_configuration(cluster, &known, &deadline, &mut capture).await;
+    let known: Vec<String> = BTreeSet::from([question.namespace.clone(), question.from_namespace.clone(), ISTIO_NAMESPACE.to_string()]).into_iter().collect();
+    let mut capture = read_configuration(cluster, &known, &deadline).await?;
 
     let snapshot = capture.snapshot()?;
     let target = Target::resolve(&snapshot.objects, &question.service, &question.namespace, question.port).map_err(|e| {
@@ -210,9 +232,7 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
     let snapshot = capture.snapshot()?;
     let choices = proxies::choose(&snapshot, &target, question, options.max_proxies)?;
     capture.gaps.extend(choices.gaps);
-    for (file, items) in &capture.lists {
-        capture.collected.push(format!("objects/{file}: {} objects", items.len()));
-    }
+    capture.count_objects();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} {pos}/{len} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()));
     bar.set_message("reading proxies");
     bar.set_length(choices.chosen.len() as u64);
@@ -250,15 +270,13 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
     let deadline = Deadline::after(options.timeout);
     let bar = progress();
     bar.set_message("reading objects");
-    cluster.probe(&deadline).await?;
-    let mut capture = Capture::new(cluster);
     let known: Vec<String> = match namespace {
         // With -A nothing narrower than the whole cluster would do, so a forbidden cluster-wide
         // list is a gap rather than a walk through every namespace.
         None => Vec::new(),
         Some(ns) => BTreeSet::from([ns.to_string(), ISTIO_NAMESPACE.to_string()]).into_iter().collect(),
     };
-    read_configuration(cluster, &known, &deadline, &mut capture).await;
+    let mut capture = read_configuration(cluster, &known, &deadline).await?;
     let pods = Kind::core("pods", "Pod", true);
     let slices = Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice");
     let all = ListParams::default();
@@ -270,30 +288,26 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
             }
         }
         Some(ns) => {
-            for (kind, place) in known.iter().map(|n| (&pods, n.as_str())).chain([(&slices, ns)]) {
-                match cluster.list(kind, Some(place), &all, &deadline).await {
-                    Ok(found) => capture.add(kind, found),
-                    Err(failure) => capture.gaps.push(list_gap(kind, Some(place), &failure)),
-                }
-            }
-            // Gateway pods may run anywhere their Gateways' selectors reach.
-            let snapshot = capture.snapshot()?;
-            let selectors: BTreeSet<String> = snapshot
+            // Read before any pod is listed, so only the configuration is decoded here.
+            // Gateways often share a selector: one list per distinct selector.
+            let selectors: BTreeSet<BTreeMap<String, String>> = capture
+                .snapshot()?
                 .objects
                 .gateways
-                .iter()
+                .into_iter()
                 .filter(|g| g.meta.namespace == ns && !g.spec.selector.is_empty())
-                .map(|g| g.spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+                .map(|g| g.spec.selector)
                 .collect();
-            for selector in selectors {
-                let found = list_with_fallback(cluster, &pods, &known, &ListParams::default().labels(&selector), &deadline, &mut capture.gaps).await;
-                capture.add(&pods, found);
+            for place in &known {
+                capture.list_in(cluster, &pods, place, &all, &deadline).await;
+            }
+            capture.list_in(cluster, &slices, ns, &all, &deadline).await;
+            for selector in &selectors {
+                capture.gateway_pods(cluster, ns, selector, &deadline).await;
             }
         }
     }
-    for (file, items) in &capture.lists {
-        capture.collected.push(format!("objects/{file}: {} objects", items.len()));
-    }
+    capture.count_objects();
     capture.gaps.push(Gap {
         source: crate::diagnose::NO_PROXIES.into(),
         reason: format!(
@@ -305,17 +319,20 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
     Ok(capture)
 }
 
-/// Namespaces, Services, the Istio kinds and meshConfig: cluster-wide, or in `known` namespaces
-/// where a cluster-wide list is forbidden.
-async fn read_configuration(cluster: &Cluster, known: &[String], deadline: &Deadline, capture: &mut Capture) {
+/// A capture of the configuration: Namespaces, Services, the Istio kinds and meshConfig,
+/// cluster-wide, or in `known` namespaces where a cluster-wide list is forbidden.
+async fn read_configuration(cluster: &Cluster, known: &[String], deadline: &Deadline) -> Result<Capture> {
+    cluster.probe(deadline).await?;
+    let mut capture = Capture::new(cluster);
     let all = ListParams::default();
     let namespaces = Kind::core("namespaces", "Namespace", false);
     let found = list_with_fallback(cluster, &namespaces, &[], &all, deadline, &mut capture.gaps).await;
     capture.add(&namespaces, found);
     let found = list_with_fallback(cluster, &services(), known, &all, deadline, &mut capture.gaps).await;
     capture.add(&services(), found);
-    read_istio_kinds(cluster, known, deadline, capture).await;
-    read_mesh_config(cluster, deadline, capture).await;
+    read_istio_kinds(cluster, known, deadline, &mut capture).await;
+    read_mesh_config(cluster, deadline, &mut capture).await;
+    Ok(capture)
 }
 
 /// Services: the target's lookup needs them, so their gap is named in its error.
@@ -391,31 +408,18 @@ async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snap
     let pods = Kind::core("pods", "Pod", true);
     let all = ListParams::default();
     for ns in proxies::caller_namespaces(snapshot, target, question) {
-        match cluster.list(&pods, Some(&ns), &all, deadline).await {
-            Ok(found) => capture.add(&pods, found),
-            Err(failure) => capture.gaps.push(list_gap(&pods, Some(&ns), &failure)),
-        }
+        capture.list_in(cluster, &pods, &ns, &all, deadline).await;
     }
     for (gateway, selector) in proxies::gateway_selectors(snapshot, target) {
-        let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let params = ListParams::default().labels(&labels.join(","));
-        let gateway_ns = gateway.split('/').next().unwrap_or(ISTIO_NAMESPACE).to_string();
-        let found = list_with_fallback(cluster, &pods, &[ISTIO_NAMESPACE.to_string(), gateway_ns], &params, deadline, &mut capture.gaps).await;
-        capture.add(&pods, found);
+        capture.gateway_pods(cluster, gateway.split('/').next().unwrap_or(ISTIO_NAMESPACE), &selector, deadline).await;
     }
     let slices = Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice");
     let params = ListParams::default().labels(&format!("kubernetes.io/service-name={}", target.name));
-    match cluster.list(&slices, Some(&target.namespace), &params, deadline).await {
-        Ok(found) => capture.add(&slices, found),
-        Err(failure) => capture.gaps.push(list_gap(&slices, Some(&target.namespace), &failure)),
-    }
+    capture.list_in(cluster, &slices, &target.namespace, &params, deadline).await;
     if let Some(From::Deployment(name)) = &question.from {
         let deployments = Kind::grouped("apps", "v1", "deployments", "Deployment");
         let params = ListParams::default().fields(&format!("metadata.name={name}"));
-        match cluster.list(&deployments, Some(&question.from_namespace), &params, deadline).await {
-            Ok(found) => capture.add(&deployments, found),
-            Err(failure) => capture.gaps.push(list_gap(&deployments, Some(&question.from_namespace), &failure)),
-        }
+        capture.list_in(cluster, &deployments, &question.from_namespace, &params, deadline).await;
     }
 }
 
