@@ -6,7 +6,7 @@ use crate::envoy::clusters::{self, HostStatus};
 use crate::envoy::config_dump::{ConfigDump, Node, Selection};
 use crate::envoy::server_info::{self, ServerInfo};
 use crate::envoy::stats::Stats;
-use crate::envoy::types::{HeaderMatcher, Route, RouteMatch, StringMatcher};
+use crate::envoy::types::{HeaderMatcher, Route, RouteAction, RouteMatch, StringMatcher};
 use crate::error::Result;
 use crate::intent::target::Target;
 use crate::istio::names::{ClusterName, Protocol};
@@ -261,10 +261,11 @@ fn route_view(r: &Route) -> RouteView {
 
 /// Rewrites, faults (from the fault filter's per-route config), mirrors and retries of a route.
 fn route_features(r: &Route) -> RouteFeatures {
-    let action = r.route.clone().unwrap_or_default();
+    let none = RouteAction::default();
+    let action = r.route.as_ref().unwrap_or(&none);
     let mut rewrite = Vec::new();
-    rewrite.extend(action.prefix_rewrite.map(|p| format!("uri {p}")));
-    rewrite.extend(action.host_rewrite_literal.map(|h| format!("authority {h}")));
+    rewrite.extend(action.prefix_rewrite.as_ref().map(|p| format!("uri {p}")));
+    rewrite.extend(action.host_rewrite_literal.as_ref().map(|h| format!("authority {h}")));
     let fault_config = r.typed_per_filter_config.as_ref().and_then(|c| c.get("envoy.filters.http.fault"));
     let mut fault = Vec::new();
     if let Some(fc) = fault_config {
@@ -272,7 +273,7 @@ fn route_features(r: &Route) -> RouteFeatures {
         fault.extend(fc.pointer("/delay/fixed_delay").and_then(|d| d.as_str()).map(|d| format!("delay {d}")));
     }
     let mirror = action.request_mirror_policies.iter().chain(action.request_mirror_policy.iter()).map(|m| m.cluster.clone()).collect();
-    RouteFeatures { rewrite, fault, mirror, retries: action.retry_policy.map(|p| p.num_retries.unwrap_or(1)) }
+    RouteFeatures { rewrite, fault, mirror, retries: action.retry_policy.as_ref().map(|p| p.num_retries.unwrap_or(1)) }
 }
 
 fn match_view(m: &RouteMatch) -> MatchView {
