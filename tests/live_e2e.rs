@@ -175,14 +175,19 @@ impl ApiServer {
 /// The sample objects plus `extra` `(file name, JSON)` files, in a scratch directory.
 fn sample_objects_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
     let objects = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(harness().join("sample-objects")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), objects.path().join(entry.file_name())).unwrap();
-    }
+    copy_files(&harness().join("sample-objects"), objects.path());
     for (name, text) in extra {
         std::fs::write(objects.path().join(name), text).unwrap();
     }
     objects
+}
+
+/// Copies the files of directory `from` into `to`.
+fn copy_files(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
 }
 
 /// A kubeconfig with one context per `(name, server address)`.
@@ -416,10 +421,7 @@ fn all_checks_and_captures_every_service_from_objects_alone() {
     // The same objects as saved state: what the live run read must analyze the same way.
     let snapshot = tempfile::tempdir().unwrap();
     std::fs::create_dir(snapshot.path().join("objects")).unwrap();
-    for entry in std::fs::read_dir(objects.path()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), snapshot.path().join("objects").join(entry.file_name())).unwrap();
-    }
+    copy_files(objects.path(), &snapshot.path().join("objects"));
     for scope in [&["-n", "default"][..], &["-A"]] {
         let mut args = vec!["--all", "--kubeconfig", kc.to_str().unwrap(), "-o", "json"];
         args.extend(scope);
