@@ -12,7 +12,7 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(
     name = "kubectl mesh-why",
-    version,
+    version = crate::version::LONG,
     about = "Explains why Istio traffic for a service is not landing where you expect",
     after_help = "Examples:\n  kubectl mesh-why reviews -n bookinfo\n  kubectl mesh-why reviews.bookinfo --from deploy/productpage-v1 -o markdown\n  kubectl mesh-why capture reviews -n bookinfo -d incident-snapshot.tar.gz\n  kubectl mesh-why reviews --snapshot ./incident-snapshot.tar.gz\n  kubectl mesh-why --all -n bookinfo\n  kubectl mesh-why capture --all -A -d mesh-snapshot.tar.gz\n  kubectl mesh-why --all -A --snapshot ./incident-snapshot.tar.gz -o json\n\nExit status: 0 no error found, 1 at least one error-severity finding, 2 could not run.",
     args_conflicts_with_subcommands = true,

@@ -16,4 +16,5 @@ pub mod istio;
 pub mod question;
 pub mod render;
 pub mod snapshot;
+pub mod version;
 pub mod view;

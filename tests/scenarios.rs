@@ -1,7 +1,12 @@
 //! Runs every scenario snapshot under `testdata/scenarios/` through the built binary and checks
 //! the ranked finding ids and the exit status against the scenario's `expected.json`.
 //!
+//! Every JSON report, and the mesh-wide (`--all -A`) report of every scenario, must hold to the
+//! published schema (`docs/schema/mesh-why-v1.json`).
+//!
 //! `expected.json`: `{"service": "reviews.default", "args": [...], "exit": 1, "findings": [ids]}`.
+
+mod common;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -30,6 +35,15 @@ fn run(dir: &Path) -> Result<(), String> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("output is not JSON ({e}); stderr: {stderr}"))?;
     let got: Vec<&str> = report["findings"].as_array().into_iter().flatten().filter_map(|f| f["id"].as_str()).collect();
+    if let Some(violations) = common::schema_violations(&report) {
+        return Err(format!("the JSON breaks the mesh-why/v1 schema: {violations}"));
+    }
+    let mesh =
+        Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why")).args(["--all", "-A", "-o", "json", "--snapshot"]).arg(dir).output().map_err(|e| e.to_string())?;
+    let mesh: Value = serde_json::from_slice(&mesh.stdout).map_err(|e| format!("--all -A output is not JSON ({e})"))?;
+    if let Some(violations) = common::schema_violations(&mesh) {
+        return Err(format!("the --all -A JSON breaks the mesh-why/v1 schema: {violations}"));
+    }
     let want: Vec<&str> = expected["findings"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     if got != want {
         return Err(format!("findings: expected {want:?}, got {got:?}"));

@@ -50,7 +50,7 @@ pub struct Finding {
     pub fix: String,
     /// Callers affected (`namespace/pod`).
     pub callers: Vec<String>,
-    /// Catalogue entry.
+    /// Absolute link to the catalogue entry at this release.
     pub docs: String,
 }
 
@@ -68,7 +68,7 @@ impl Finding {
             evidence: Vec::new(),
             fix: String::new(),
             callers: Vec::new(),
-            docs: format!("docs/findings.md#{id}"),
+            docs: crate::version::finding_url(id),
         }
     }
 

@@ -2,12 +2,14 @@
 
 use super::verdict;
 use crate::diagnose::Report;
+use crate::version;
 use serde_json::json;
 
 /// Renders the report as pretty JSON (control characters are escaped by the encoder).
 pub fn render(report: &Report) -> String {
     let doc = json!({
         "schema": "mesh-why/v1",
+        "tool": {"name": "mesh-why", "version": version::VERSION, "commit": version::COMMIT},
         "verdict": verdict(report),
         "target": report.target,
         "proxies": report.proxies,

@@ -28,3 +28,16 @@ pub fn require_kubectl() {
         "cannot run: this test drives the real kubectl, which is not on PATH; install kubectl (https://kubernetes.io/docs/tasks/tools/), then {HOW}"
     );
 }
+
+/// Where `report` breaks the published `mesh-why/v1` JSON Schema (`docs/schema/`), if it does.
+#[allow(dead_code)] // each test file that includes this module uses what it needs
+pub fn schema_violations(report: &serde_json::Value) -> Option<String> {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schema/mesh-why-v1.json");
+        let schema = serde_json::from_str(&std::fs::read_to_string(&path).expect("the schema is readable")).expect("the schema is JSON");
+        jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
+    });
+    let errors: Vec<String> = validator.iter_errors(report).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    (!errors.is_empty()).then(|| errors.join("; "))
+}
