@@ -20,6 +20,12 @@ pub fn require_envoy() {
     );
 }
 
+/// Fails the test unless `python3` is on PATH (it runs the harness and `tools/package.py`).
+#[allow(dead_code)] // each test file that includes this module uses what it needs
+pub fn require_python() {
+    assert!(succeeds("python3", &["--version"]), "cannot run: python3 is not on PATH; install Python 3, then {HOW}");
+}
+
 /// Fails the test unless the real `kubectl` is on PATH.
 #[allow(dead_code)] // each test file that includes this module uses what it needs
 pub fn require_kubectl() {
