@@ -63,6 +63,11 @@ pub enum Command {
         #[arg(short = 'd', long = "dir")]
         dir: PathBuf,
     },
+    /// Print a shell completion script for kubectl-mesh_why (see the README to install it, and the kubectl_complete-mesh_why link).
+    Completion {
+        /// The shell: bash, zsh, fish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// kubectl-style flags for reaching the cluster, accepted before or after `capture`.
@@ -109,7 +114,7 @@ impl Cli {
     pub fn service_arg(&self) -> &str {
         match &self.command {
             Some(Command::Capture { service, .. }) => service.as_deref().unwrap_or_default(),
-            None => self.service.as_deref().unwrap_or_default(),
+            _ => self.service.as_deref().unwrap_or_default(),
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod actual;
 pub mod cli;
+pub mod complete;
 pub mod diagnose;
 pub mod diff;
 pub mod envoy;

@@ -2,12 +2,23 @@
 //! A thin shell over the `mesh_why` library: parse arguments, gather, analyze, render, exit.
 
 use clap::Parser;
-use mesh_why::{cli, diagnose, error, gather, question, render, snapshot};
+use mesh_why::{cli, complete, diagnose, error, gather, question, render, snapshot};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // kubectl completes a plugin's arguments by running `kubectl_complete-mesh_why`, a link to
+    // this binary.
+    let mut args = std::env::args();
+    if args.next().is_some_and(|arg0| std::path::Path::new(&arg0).file_stem().is_some_and(|s| s == complete::PLUGIN_COMPLETER)) {
+        let _ = std::io::stdout().write_all(complete::complete(&args.collect::<Vec<_>>()).as_bytes());
+        return ExitCode::SUCCESS;
+    }
     let cli = cli::Cli::parse();
+    if let Some(cli::Command::Completion { shell }) = &cli.command {
+        let _ = std::io::stdout().write_all(&complete::script(*shell));
+        return ExitCode::SUCCESS;
+    }
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {

@@ -646,3 +646,28 @@ const PLAIN_POD: &str = r#"{
   }
 }
 "#;
+
+/// `kubectl mesh-why <TAB>` through the real kubectl: kubectl runs the `kubectl_complete-mesh_why`
+/// link to the plugin, which lists namespaces, services and pods from the cluster (read-only).
+#[test]
+fn kubectl_completes_namespaces_services_and_pods_from_the_cluster() {
+    common::require_kubectl();
+    let api = ApiServer::start(&harness().join("sample-objects"), &[], &[]);
+    let bin = tempfile::tempdir().unwrap();
+    for name in ["kubectl-mesh_why", "kubectl_complete-mesh_why"] {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kubectl-mesh_why"), bin.path().join(name)).unwrap();
+    }
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let complete = |words: &[&str]| {
+        let out =
+            Command::new("kubectl").arg("__complete").arg("mesh-why").args(words).env("PATH", &path).env("KUBECONFIG", api.kubeconfig()).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(complete(&["-n", ""]), "default\n:4\n");
+    assert_eq!(complete(&["-n", "default", "rev"]), "reviews\n:4\n");
+    assert_eq!(complete(&["reviews", "--from", "reviews-v"]), "reviews-v1-5c7d8f9b6-k8m2p\nreviews-v2-7f9d6c5b8-q4w7z\nreviews-v3-84c9f7d6b-t9x3n\n:4\n");
+    assert_eq!(complete(&["reviews", "-o", ""]), "table\nmarkdown\njson\n:4\n");
+    assert!(complete(&[""]).starts_with("capture\ncompletion\n"), "subcommands come first");
+    api.assert_read_only();
+}

@@ -73,3 +73,18 @@ fn the_schema_rejects_a_report_that_breaks_the_promise() {
     added["findings"][0]["new_field"] = 1.into();
     assert_eq!(common::schema_violations(&added), None);
 }
+
+#[test]
+fn completion_scripts_for_every_shell_and_bash_loads_its_own() {
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = run(&["completion", shell]);
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("kubectl-mesh_why"), "{shell}");
+    }
+    assert_eq!(run(&["completion", "tcsh"]).status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("kubectl-mesh_why.bash");
+    std::fs::write(&script, run(&["completion", "bash"]).stdout).unwrap();
+    let loaded = Command::new("bash").arg("-c").arg(format!("source '{}' && complete -p kubectl-mesh_why", script.display())).output().expect("bash runs");
+    assert!(loaded.status.success() && String::from_utf8_lossy(&loaded.stdout).contains("kubectl-mesh_why"), "{}", String::from_utf8_lossy(&loaded.stderr));
+}
