@@ -68,6 +68,13 @@ pub enum Command {
         /// The shell: bash, zsh, fish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Serve the analysis to AI assistants over the Model Context Protocol on stdio (read-only tools, JSON results).
+    Mcp,
+}
+
+/// Whether `word` names a subcommand (so it cannot be passed as a SERVICE).
+pub fn is_subcommand(word: &str) -> bool {
+    <Cli as clap::CommandFactory>::command().find_subcommand(word).is_some()
 }
 
 /// kubectl-style flags for reaching the cluster, accepted before or after `capture`.

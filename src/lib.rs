@@ -14,6 +14,7 @@ pub mod error;
 pub mod gather;
 pub mod intent;
 pub mod istio;
+pub mod mcp;
 pub mod question;
 pub mod render;
 pub mod snapshot;

@@ -2,7 +2,7 @@
 //! A thin shell over the `mesh_why` library: parse arguments, gather, analyze, render, exit.
 
 use clap::Parser;
-use mesh_why::{cli, complete, diagnose, error, gather, question, render, snapshot};
+use mesh_why::{cli, complete, diagnose, error, gather, mcp, question, render, snapshot};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -18,6 +18,20 @@ fn main() -> ExitCode {
     if let Some(cli::Command::Completion { shell }) = &cli.command {
         let _ = std::io::stdout().write_all(&complete::script(*shell));
         return ExitCode::SUCCESS;
+    }
+    if let Some(cli::Command::Mcp) = &cli.command {
+        let served = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.block_on(mcp::serve()).map_err(|e| e.to_string()));
+        return match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        };
     }
     match run(&cli) {
         Ok(code) => code,
