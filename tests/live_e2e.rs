@@ -671,3 +671,24 @@ fn kubectl_completes_namespaces_services_and_pods_from_the_cluster() {
     assert!(complete(&[""]).starts_with("capture\ncompletion\n"), "subcommands come first");
     api.assert_read_only();
 }
+
+/// Progress goes to stderr only when stderr is a terminal: nothing at all when it is piped, and
+/// on a terminal (a pseudo-terminal from util-linux `script`) each proxy read is named.
+#[test]
+fn progress_shows_on_a_terminal_and_nowhere_else() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &[]);
+    let kc = api.kubeconfig();
+    let kc = kc.to_str().unwrap();
+    let piped = mesh_why(&["reviews", "--kubeconfig", kc, "-o", "json"], &[]);
+    assert_ne!(piped.status.code(), Some(2), "{}", text(&piped));
+    assert!(piped.stderr.is_empty(), "stderr is not a terminal, yet it got: {}", text(&piped));
+
+    let home = tempfile::tempdir().unwrap();
+    // stderr to the terminal, stdout (the report) away.
+    let command = format!("'{}' reviews --kubeconfig '{kc}' -o json 2>&1 >/dev/null", env!("CARGO_BIN_EXE_kubectl-mesh_why"));
+    let tty = Command::new("script").args(["-qec", &command, "/dev/null"]).env("HOME", home.path()).env_remove("KUBECONFIG").output();
+    let tty = tty.expect("util-linux `script` runs (Debian: apt-get install bsdutils)");
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(shown.contains(&format!("read proxy {PRODUCTPAGE} (caller")), "{shown}");
+}

@@ -214,8 +214,8 @@ fn progress() -> ProgressBar {
 pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOptions) -> Result<Capture> {
     let deadline = Deadline::after(options.timeout);
     let bar = progress();
-    bar.set_message("reading objects");
     let known: Vec<String> = BTreeSet::from([question.namespace.clone(), question.from_namespace.clone(), ISTIO_NAMESPACE.to_string()]).into_iter().collect();
+    bar.set_message(format!("reading Istio and Kubernetes objects ({})", known.join(", ")));
     let mut capture = read_configuration(cluster, &known, &deadline).await?;
 
     let snapshot = capture.snapshot()?;
@@ -234,7 +234,7 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
     capture.gaps.extend(choices.gaps);
     capture.count_objects();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} {pos}/{len} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()));
-    bar.set_message("reading proxies");
+    bar.set_message(format!("reading the Envoy admin of {} proxies", choices.chosen.len()));
     bar.set_length(choices.chosen.len() as u64);
     let reads = read_proxies(cluster, &snapshot, &target, choices.chosen, &deadline, &bar).await;
     for (choice, outcome) in reads {
@@ -269,7 +269,7 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
 pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &LiveOptions) -> Result<Capture> {
     let deadline = Deadline::after(options.timeout);
     let bar = progress();
-    bar.set_message("reading objects");
+    bar.set_message(format!("reading Istio and Kubernetes objects ({})", namespace.unwrap_or("all namespaces")));
     let known: Vec<String> = match namespace {
         // With -A nothing narrower than the whole cluster would do, so a forbidden cluster-wide
         // list is a gap rather than a walk through every namespace.
