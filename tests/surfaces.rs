@@ -88,3 +88,18 @@ fn completion_scripts_for_every_shell_and_bash_loads_its_own() {
     let loaded = Command::new("bash").arg("-c").arg(format!("source '{}' && complete -p kubectl-mesh_why", script.display())).output().expect("bash runs");
     assert!(loaded.status.success() && String::from_utf8_lossy(&loaded.stdout).contains("kubectl-mesh_why"), "{}", String::from_utf8_lossy(&loaded.stderr));
 }
+
+/// The README's demo commands and the output it shows for them: `cargo run --release -- ARGS`
+/// followed, further on, by "Output of the ... command:" and a fenced block.
+#[test]
+fn the_readme_shows_what_its_demo_prints() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let demos: Vec<&str> = readme.lines().filter_map(|l| l.trim().strip_prefix("cargo run --release -- ")).collect();
+    let shown: Vec<&str> = readme.split("command:\n\n```\n").skip(1).map(|rest| rest.split("```").next().unwrap()).collect();
+    assert!(!demos.is_empty() && demos.len() >= shown.len(), "{demos:?}");
+    for (args, expected) in demos.iter().zip(&shown) {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why")).args(args.split_whitespace()).current_dir(root()).env("NO_COLOR", "1").output().unwrap();
+        assert_ne!(out.status.code(), Some(2), "`{args}`: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), expected.trim_end(), "the README shows another output for `{args}`: update it");
+    }
+}
