@@ -19,20 +19,6 @@ fn main() -> ExitCode {
         let _ = std::io::stdout().write_all(&complete::script(*shell));
         return ExitCode::SUCCESS;
     }
-    if let Some(cli::Command::Mcp) = &cli.command {
-        let served = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.block_on(mcp::serve()).map_err(|e| e.to_string()));
-        return match served {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        };
-    }
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -54,6 +40,10 @@ fn run(cli: &cli::Cli) -> error::Result<ExitCode> {
     }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| error::Error::new(format!("cannot start the async runtime: {e}")))?;
+    if let Some(cli::Command::Mcp) = &cli.command {
+        runtime.block_on(mcp::serve())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     runtime.block_on(live(cli))
 }
 
