@@ -111,8 +111,12 @@ fn plan(before: &[String], word: &str) -> (Vec<String>, Option<Listing>, u8) {
             let subcommands = command.get_subcommands().filter(|s| !s.is_hide_set()).map(|s| s.get_name().to_string()).collect();
             (subcommands, (!typed.flags.iter().any(|(k, _)| k == "all")).then_some(Listing::Services(namespace)), NO_FILES)
         }
-        [sub] if sub == "capture" => (Vec::new(), Some(Listing::Services(namespace)), NO_FILES),
-        [sub] if sub == "completion" => (["bash", "zsh", "fish", "powershell"].map(String::from).to_vec(), None, NO_FILES),
+        [sub] => match command.find_subcommand(sub).and_then(|s| s.get_positionals().next()) {
+            // `capture SERVICE`, and any subcommand that asks about a service the same way.
+            Some(arg) if arg.get_id() == "service" => (Vec::new(), Some(Listing::Services(namespace)), NO_FILES),
+            Some(arg) => (arg.get_possible_values().iter().filter(|v| !v.is_hide_set()).map(|v| v.get_name().to_string()).collect(), None, NO_FILES),
+            None => (Vec::new(), None, NO_FILES),
+        },
         _ => (Vec::new(), None, NO_FILES),
     }
 }
@@ -172,7 +176,7 @@ mod tests {
         assert_eq!(plan(&words("reviews -o"), ""), (words("table markdown json"), None, NO_FILES));
         assert_eq!(plan(&words("reviews --snapshot"), ""), (vec![], None, FILES));
         assert_eq!(plan(&words("capture -n x"), "").1, Some(Listing::Services(Some("x".into()))));
-        assert_eq!(plan(&words("completion"), "").0, words("bash zsh fish powershell"));
+        assert_eq!(plan(&words("completion"), "").0, words("bash elvish fish powershell zsh"));
         assert_eq!(plan(&words("reviews"), ""), (vec![], None, NO_FILES));
         assert!(plan(&[], "--").0.contains(&"--namespace".to_string()));
         assert!(plan(&words("capture"), "--").0.contains(&"--dir".to_string()));
