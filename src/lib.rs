@@ -1,6 +1,6 @@
 //! mesh-why: explains why Istio traffic for a service is not landing where expected.
 //!
-//! The flow is one-way: [`gather`] → [`snapshot`] → [`intent`] / [`actual`] → [`diff`] →
+//! The flow is one-way: [`gather`] → [`snapshot`] → [`model`] → [`intent`] / [`actual`] → [`diff`] →
 //! [`diagnose`] → [`render`]. Everything between gathering and rendering is pure (no I/O, no
 //! clock, no network) and runs the same on saved files as on a live cluster.
 
@@ -15,6 +15,7 @@ pub mod gather;
 pub mod intent;
 pub mod istio;
 pub mod mcp;
+pub mod model;
 pub mod question;
 pub mod render;
 pub mod snapshot;

@@ -14,6 +14,7 @@ use crate::intent::{
     self, Intent,
     target::{Caller, SidecarState, Target},
 };
+use crate::model::Model;
 use crate::question::{self, Question};
 use crate::snapshot::{Gap, Snapshot};
 use serde::Serialize;
@@ -89,9 +90,10 @@ pub(crate) struct CallerContext<'a> {
 /// Analyzes `snapshot` for `question`.
 pub fn analyze(snapshot: &Snapshot, question: &Question) -> Result<Report> {
     let target = Target::resolve(&snapshot.objects, &question.service, &question.namespace, question.port)?;
-    let mut report = analyze_service(snapshot, question, &target)?;
-    report.findings.extend(rules::object_findings(&snapshot.objects, rules::Scope::Service(&target)));
-    report.gaps.extend(rules::unchecked(&snapshot.objects, rules::Scope::Service(&target)));
+    let model = Model::build(&snapshot.objects);
+    let mut report = analyze_service(snapshot, &model, question, &target)?;
+    report.findings.extend(rules::object_findings(&model, rules::Scope::Service(&target)));
+    report.gaps.extend(rules::unchecked(&model, rules::Scope::Service(&target)));
     report.findings = merge_and_rank(std::mem::take(&mut report.findings));
     Ok(report)
 }
@@ -106,11 +108,12 @@ pub const DATA_PLANE_CHECKS: &str = "proxy-stale, endpoints-stale, endpoints-unh
 /// concern no single service, into one report whose target is the scope.
 pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Report> {
     let objects = &snapshot.objects;
-    let mut findings = rules::object_findings(objects, rules::Scope::Mesh(namespace));
+    let model = Model::build(objects);
+    let mut findings = rules::object_findings(&model, rules::Scope::Mesh(namespace));
     let mut proxies: Vec<ProxyExamined> = Vec::new();
     let mut diff = Vec::new();
     let mut gaps = snapshot.gaps.clone();
-    gaps.extend(rules::unchecked(objects, rules::Scope::Mesh(namespace)));
+    gaps.extend(rules::unchecked(&model, rules::Scope::Mesh(namespace)));
     if let Some(target) = snapshot.manifest.as_ref().filter(|m| !m.covers(namespace)).map(|m| m.target.as_str()).filter(|t| !t.is_empty()) {
         gaps.push(Gap {
             source: crate::snapshot::MANIFEST_FILE.into(),
@@ -121,7 +124,7 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
         let (name, ns) = (svc.meta.name.clone(), svc.meta.namespace.clone());
         let question = Question { service: name.clone(), namespace: ns.clone(), port: None, from: None, from_namespace: ns.clone() };
         let target = Target::resolve(objects, &name, &ns, None)?;
-        let report = analyze_service(snapshot, &question, &target)?;
+        let report = analyze_service(snapshot, &model, &question, &target)?;
         findings.extend(report.findings);
         for p in report.proxies {
             if !proxies.iter().any(|q| q.caller == p.caller) {
@@ -153,10 +156,10 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
 
 /// The findings about one service that need its callers, plus the checks of its own hosts;
 /// the object checks shared with mesh-wide mode are the caller's to add.
-fn analyze_service(snapshot: &Snapshot, question: &Question, target: &Target) -> Result<Report> {
+fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, target: &Target) -> Result<Report> {
     let objects = &snapshot.objects;
     let mut gaps = snapshot.gaps.clone();
-    let mut findings = rules::service_findings(objects, target);
+    let mut findings = rules::service_findings(model, target);
     let mut proxies = Vec::new();
     let mut diffs = Vec::new();
     let mut expected = Vec::new();
@@ -164,7 +167,7 @@ fn analyze_service(snapshot: &Snapshot, question: &Question, target: &Target) ->
         let mut caller = examined.caller;
         let mut actual = None;
         if let Some(capture) = examined.capture {
-            let names = intent::derive(objects, &caller, target).view.clusters.into_keys().collect();
+            let names = intent::derive(model, &caller, target).view.clusters.into_keys().collect();
             let read = actual::read(capture, target, &names)?;
             match read.node.as_ref().map(|n| n.kind.clone()) {
                 Some(ProxyKind::Other(kind)) => gaps.push(Gap {
@@ -183,13 +186,13 @@ fn analyze_service(snapshot: &Snapshot, question: &Question, target: &Target) ->
                 }
             }
         }
-        let intent = intent::derive(objects, &caller, target);
+        let intent = intent::derive(model, &caller, target);
         let diff = actual.as_ref().and_then(|a| a.view.as_ref()).map(|v| diff::compare(&intent.view, v));
         if expected.is_empty() {
             expected = rules::describe_expected(&intent);
         }
         let ctx = CallerContext { caller: &caller, intent: &intent, actual: actual.as_ref(), diff: diff.as_ref() };
-        findings.extend(rules::caller_findings(objects, target, &ctx));
+        findings.extend(rules::caller_findings(model, target, &ctx));
         proxies.push(ProxyExamined {
             caller: caller.display(),
             kind: if caller.kind == intent::target::CallerKind::Gateway { "gateway" } else { "sidecar" },

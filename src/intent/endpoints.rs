@@ -3,7 +3,8 @@
 
 use super::target::{Target, TargetPort};
 use crate::istio::labels_match;
-use crate::snapshot::{Objects, Resource};
+use crate::model::Model;
+use crate::snapshot::Resource;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,8 +24,9 @@ pub struct Backend {
 
 /// The service's backends for one port, from EndpointSlices when captured, else from pods.
 /// `None` when the snapshot holds neither.
-pub fn backends(objects: &Objects, target: &Target, port: &TargetPort) -> Option<Vec<Backend>> {
-    let slices: Vec<_> = objects
+pub fn backends(model: &Model<'_>, target: &Target, port: &TargetPort) -> Option<Vec<Backend>> {
+    let slices: Vec<_> = model
+        .objects
         .endpoint_slices
         .iter()
         .filter(|s| s.meta.namespace == target.namespace && s.meta.labels.get("kubernetes.io/service-name") == Some(&target.name))
@@ -38,7 +40,7 @@ pub fn backends(objects: &Objects, target: &Target, port: &TargetPort) -> Option
             let Some(slice_port) = slice_port else { continue };
             for ep in &slice.spec.endpoints {
                 let pod = ep.target_ref.as_ref().filter(|r| r.kind.as_deref() == Some("Pod")).and_then(|r| r.name.clone());
-                let labels = pod.as_deref().and_then(|p| objects.pod(&target.namespace, p)).map(|p| workload_labels(objects, p)).unwrap_or_default();
+                let labels = pod.as_deref().and_then(|p| model.objects.pod(&target.namespace, p)).map(|p| workload_labels(model, p)).unwrap_or_default();
                 let ready =
                     ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true) && !ep.conditions.as_ref().and_then(|c| c.terminating).unwrap_or(false);
                 for ip in &ep.addresses {
@@ -48,8 +50,8 @@ pub fn backends(objects: &Objects, target: &Target, port: &TargetPort) -> Option
         }
         return Some(out);
     }
-    let pods: Vec<_> = objects.pods.iter().filter(|p| target.selects(p)).collect();
-    if pods.is_empty() && objects.pods.is_empty() {
+    let pods: Vec<_> = model.objects.pods.iter().filter(|p| target.selects(p)).collect();
+    if pods.is_empty() && model.objects.pods.is_empty() {
         return None;
     }
     Some(
@@ -70,7 +72,7 @@ pub fn backends(objects: &Objects, target: &Target, port: &TargetPort) -> Option
                         .find(|cp| cp.name.as_deref() == Some(name))
                         .map(|cp| cp.container_port)?,
                 };
-                Some(Backend { pod: Some(p.meta.name.clone()), labels: workload_labels(objects, p), address: format!("{ip}:{target_port}"), ready })
+                Some(Backend { pod: Some(p.meta.name.clone()), labels: workload_labels(model, p), address: format!("{ip}:{target_port}"), ready })
             })
             .collect(),
     )
@@ -85,10 +87,10 @@ pub fn select(backends: &[Backend], subset_labels: &BTreeMap<String, String>) ->
 const TOPOLOGY_LABELS: &[&str] = &["topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone", "kubernetes.io/hostname"];
 
 /// A pod's labels as its endpoints carry them: its own, plus its node's non-empty topology labels.
-pub fn workload_labels(objects: &Objects, pod: &Resource<Pod>) -> BTreeMap<String, String> {
+pub fn workload_labels(model: &Model<'_>, pod: &Resource<Pod>) -> BTreeMap<String, String> {
     let mut labels = pod.meta.labels.clone();
     let node_name = pod.spec.spec.as_ref().and_then(|s| s.node_name.as_deref());
-    if let Some(node) = node_name.and_then(|n| objects.nodes.iter().find(|node| node.meta.name == n)) {
+    if let Some(node) = node_name.and_then(|n| model.objects.nodes.iter().find(|node| node.meta.name == n)) {
         for key in TOPOLOGY_LABELS {
             if let Some(v) = node.meta.labels.get(*key).filter(|v| !v.is_empty()) {
                 labels.entry(key.to_string()).or_insert_with(|| v.clone());
@@ -111,16 +113,16 @@ pub struct SubsetPods {
 
 /// Selects the target's pods by the subset's labels, by labels alone as istiod does (readiness
 /// is reported apart). `None` when the service has no selector or the snapshot holds no pods.
-pub fn subset_pods(objects: &Objects, target: &Target, subset_labels: &BTreeMap<String, String>) -> Option<SubsetPods> {
-    if target.selector.is_empty() || objects.pods.is_empty() {
+pub fn subset_pods(model: &Model<'_>, target: &Target, subset_labels: &BTreeMap<String, String>) -> Option<SubsetPods> {
+    if target.selector.is_empty() || model.objects.pods.is_empty() {
         return None;
     }
     let mut out = SubsetPods::default();
-    for pod in objects.pods.iter().filter(|p| target.selects(p)) {
-        let labels = workload_labels(objects, pod);
+    for pod in model.objects.pods.iter().filter(|p| target.selects(p)) {
+        let labels = workload_labels(model, pod);
         if labels_match(subset_labels, &labels) {
             out.selected.push(pod.meta.name.clone());
-            if pod_ready(objects, target, pod) {
+            if pod_ready(model, target, pod) {
                 out.ready.push(pod.meta.name.clone());
             }
         } else {
@@ -133,8 +135,9 @@ pub fn subset_pods(objects: &Objects, target: &Target, subset_labels: &BTreeMap<
 
 /// Readiness from the service's EndpointSlices when they list the pod, else the pod's Ready
 /// condition, else unknown (counted as ready).
-fn pod_ready(objects: &Objects, target: &Target, pod: &Resource<Pod>) -> bool {
-    let from_slice = objects
+fn pod_ready(model: &Model<'_>, target: &Target, pod: &Resource<Pod>) -> bool {
+    let from_slice = model
+        .objects
         .endpoint_slices
         .iter()
         .filter(|s| s.meta.namespace == target.namespace && s.meta.labels.get("kubernetes.io/service-name") == Some(&target.name))

@@ -6,11 +6,12 @@
 
 use super::PortIntent;
 use super::routes::{Binding, routes_for};
-use super::scope::{vs_gateways, vs_hosts};
 use super::target::{Caller, Target};
 use crate::istio::names::{ClusterName, Protocol, hosts_overlap};
 use crate::istio::{Server, VirtualService, labels_match};
-use crate::snapshot::{Objects, Resource};
+use crate::model::Model;
+use crate::model::virtual_services::{vs_gateways, vs_hosts};
+use crate::snapshot::Resource;
 use crate::view::{PortView, RouteView, VirtualHostView};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -18,17 +19,17 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 type HostRoutes<'a> = (String, Vec<RouteView>, Vec<&'a Resource<VirtualService>>);
 
 /// One entry per gateway virtual host whose routes reach the target.
-pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Vec<(PortView, PortIntent<'a>)> {
+pub fn derive<'a>(model: &Model<'a>, caller: &Caller, target: &Target) -> Vec<(PortView, PortIntent<'a>)> {
     let mut out = Vec::new();
-    for gw in objects.gateways.iter().filter(|g| !g.spec.selector.is_empty() && labels_match(&g.spec.selector, &caller.labels)) {
+    for gw in model.objects.gateways.iter().filter(|g| !g.spec.selector.is_empty() && labels_match(&g.spec.selector, &caller.labels)) {
         let gw_name = format!("{}/{}", gw.meta.namespace, gw.meta.name);
-        let bound: Vec<&Resource<VirtualService>> = objects.virtual_services.iter().filter(|vs| vs_gateways(vs).contains(&gw_name)).collect();
+        let bound: Vec<&Resource<VirtualService>> = model.objects.virtual_services.iter().filter(|vs| vs_gateways(vs).contains(&gw_name)).collect();
         for server in gw.spec.servers.iter().filter(|s| serves_http(s)) {
             let port = server.port.as_ref().map(|p| p.number).unwrap_or(0);
             let mut hosts: Vec<HostRoutes<'a>> = Vec::new();
             for vs in &bound {
                 for host in vs_hosts(vs).into_iter().filter(|h| server_serves(server, h)) {
-                    let routes = routes_for(objects, vs, caller, port, Binding::Gateway(&gw_name));
+                    let routes = routes_for(model, vs, caller, port, Binding::Gateway(&gw_name));
                     match hosts.iter_mut().find(|(h, _, _)| *h == host) {
                         Some((_, existing, sources)) => {
                             existing.extend(routes);
@@ -51,7 +52,7 @@ pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Vec
                     key: format!("vhost {name}"),
                     port,
                     protocol: Protocol::Http,
-                    route_config: Some(format!("http.{}", listener_port(objects, caller, port))),
+                    route_config: Some(format!("http.{}", listener_port(model, caller, port))),
                     virtual_host: Some(VirtualHostView { name, domains: vec![host], routes }),
                     tcp_destinations: Vec::new(),
                 };
@@ -65,8 +66,9 @@ pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Vec
 
 /// The port the gateway pod listens on for server port `port`: istiod binds gateway listeners
 /// to the targetPort of the gateway's Service port, when a Service fronting the pod has one.
-fn listener_port(objects: &Objects, caller: &Caller, port: u32) -> u32 {
-    objects
+fn listener_port(model: &Model<'_>, caller: &Caller, port: u32) -> u32 {
+    model
+        .objects
         .services
         .iter()
         .filter(|s| s.meta.namespace == caller.namespace)

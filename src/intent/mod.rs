@@ -1,17 +1,17 @@
 //! Intent: the routes, clusters and endpoints istiod should push to one caller for the asked
-//! service, derived from the objects alone (pure: no I/O).
+//! service, derived from the model alone (pure: no I/O).
 
 pub mod endpoints;
 pub mod gateway;
 pub mod routes;
-pub mod scope;
 pub mod target;
 
 use crate::istio::VirtualService;
-use crate::istio::names::{ClusterName, DEFAULT_DOMAIN, Protocol};
-use crate::snapshot::{ObjectRef, Objects, Resource};
+use crate::istio::names::{ClusterName, Protocol};
+use crate::model::Model;
+use crate::model::registry::service_namespace;
+use crate::snapshot::{ObjectRef, Resource};
 use crate::view::{ClusterView, PortView, ProxyView, VirtualHostView, WeightedCluster};
-use scope::{claiming_host, destination_rule_for, mesh_virtual_services, service_hidden};
 use std::collections::BTreeMap;
 use target::{Caller, CallerKind, Target};
 
@@ -40,20 +40,21 @@ pub struct Intent<'a> {
 }
 
 /// Derives the caller's expected configuration for the target.
-pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Intent<'a> {
+pub fn derive<'a>(model: &Model<'a>, caller: &Caller, target: &Target) -> Intent<'a> {
     let mut view = ProxyView::default();
     let mut ports = Vec::new();
     if caller.kind == CallerKind::Gateway {
-        for (port_view, port_intent) in gateway::derive(objects, caller, target) {
+        for (port_view, port_intent) in gateway::derive(model, caller, target) {
             view.ports.push(port_view);
             ports.push(port_intent);
         }
-        view.clusters = clusters(objects, caller, target, &view);
+        view.clusters = clusters(model, caller, target, &view);
         return Intent { view, ports };
     }
+    let scope = model.sidecar_scope(caller);
     for tp in &target.ports {
-        let hidden = service_hidden(objects, caller, target, tp.port);
-        let candidates: Vec<_> = mesh_virtual_services(objects, caller, tp.port).into_iter().filter(|vs| claiming_host(vs, &target.fqdn).is_some()).collect();
+        let hidden = scope.service_hidden(model, target, tp.port);
+        let candidates = model.virtual_services(caller, &target.fqdn, tp.port);
         let mut port_view =
             PortView { key: port_key(tp.port), port: tp.port, protocol: tp.protocol, route_config: None, virtual_host: None, tcp_destinations: Vec::new() };
         let mut winner = None;
@@ -63,14 +64,14 @@ pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Int
             } else {
                 let routes_and_vs = candidates
                     .iter()
-                    .map(|vs| (vs, routes::routes_for(objects, vs, caller, tp.port, routes::Binding::Mesh)))
+                    .map(|vs| (vs, routes::routes_for(model, vs, caller, tp.port, routes::Binding::Mesh)))
                     .find(|(_, routes)| !routes.is_empty());
                 let routes = match routes_and_vs {
                     Some((vs, routes)) => {
                         winner = Some(*vs);
                         routes
                     }
-                    None => vec![routes::default_route(objects, caller, &target.fqdn, tp.port)],
+                    None => vec![routes::default_route(model, caller, &target.fqdn, tp.port)],
                 };
                 let sniffed = tp.protocol == Protocol::Auto;
                 port_view.route_config = Some(if sniffed { format!("{}:{}", target.fqdn, tp.port) } else { tp.port.to_string() });
@@ -84,7 +85,7 @@ pub fn derive<'a>(objects: &'a Objects, caller: &Caller, target: &Target) -> Int
         ports.push(PortIntent { port: tp.port, protocol: tp.protocol, hidden, candidates, winner });
         view.ports.push(port_view);
     }
-    view.clusters = clusters(objects, caller, target, &view);
+    view.clusters = clusters(model, caller, target, &view);
     Intent { view, ports }
 }
 
@@ -115,9 +116,9 @@ fn domains(caller: &Caller, target: &Target) -> Vec<String> {
 
 /// The clusters the caller should hold: every subset of the target's effective DestinationRule
 /// and every cluster a route names, with presence, rule and expected endpoints.
-fn clusters(objects: &Objects, caller: &Caller, target: &Target, view: &ProxyView) -> BTreeMap<String, ClusterView> {
+fn clusters(model: &Model<'_>, caller: &Caller, target: &Target, view: &ProxyView) -> BTreeMap<String, ClusterView> {
     let mut names: Vec<String> = Vec::new();
-    let target_rule = destination_rule_for(objects, caller, &target.fqdn, &target.namespace);
+    let target_rule = model.destination_rule(caller, &target.fqdn, &target.namespace);
     for tp in &target.ports {
         if tp.protocol == Protocol::Udp {
             continue;
@@ -138,8 +139,8 @@ fn clusters(objects: &Objects, caller: &Caller, target: &Target, view: &ProxyVie
         }
         let Some(parsed) = ClusterName::parse(&name) else { continue };
         let service_ns = service_namespace(&parsed.host);
-        let rule = destination_rule_for(objects, caller, &parsed.host, &service_ns);
-        let port_known = host_has_port(objects, &parsed.host, parsed.port);
+        let rule = model.destination_rule(caller, &parsed.host, &service_ns);
+        let port_known = model.registry.has_port(&parsed.host, parsed.port);
         let subset_declared = parsed.subset.is_empty() || rule.as_ref().is_some_and(|r| r.subset_owner(&parsed.subset).is_some());
         let dr = match &rule {
             Some(r) if !parsed.subset.is_empty() => r.subset_owner(&parsed.subset).or(Some(r.primary())),
@@ -153,7 +154,7 @@ fn clusters(objects: &Objects, caller: &Caller, target: &Target, view: &ProxyVie
         let endpoints = if parsed.host == target.fqdn {
             target.ports.iter().find(|p| p.port == parsed.port).and_then(|tp| {
                 let labels = dr.and_then(|d| d.spec.subset(&parsed.subset)).map(|s| s.labels.clone()).unwrap_or_default();
-                endpoints::backends(objects, target, tp).map(|b| endpoints::select(&b, &labels).into_iter().map(|a| (a, true)).collect())
+                endpoints::backends(model, target, tp).map(|b| endpoints::select(&b, &labels).into_iter().map(|a| (a, true)).collect())
             })
         } else {
             None
@@ -164,21 +165,6 @@ fn clusters(objects: &Objects, caller: &Caller, target: &Target, view: &ProxyVie
         );
     }
     out
-}
-
-/// The namespace part of a Kubernetes service FQDN (empty for other hosts).
-pub fn service_namespace(host: &str) -> String {
-    let suffix = format!(".svc.{DEFAULT_DOMAIN}");
-    host.strip_suffix(&suffix).and_then(|h| h.split_once('.')).map(|(_, ns)| ns.to_string()).unwrap_or_default()
-}
-
-/// True when a Service or ServiceEntry defines `host` with `port`.
-pub fn host_has_port(objects: &Objects, host: &str, port: u32) -> bool {
-    let svc = objects.services.iter().find(|s| format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host);
-    if let Some(svc) = svc {
-        return svc.spec.spec.iter().flat_map(|s| s.ports.iter().flatten()).any(|p| p.port as u32 == port);
-    }
-    objects.service_entries.iter().any(|se| se.spec.hosts.iter().any(|h| h == host) && se.spec.ports.iter().any(|p| p.number == port))
 }
 
 /// Envoy's lb_policy for a DestinationRule `loadBalancer` block.

@@ -3,73 +3,10 @@
 use super::target::Caller;
 use crate::istio::names::{ClusterName, DEFAULT_DOMAIN, resolve_short_name};
 use crate::istio::{Destination, HttpMatch, HttpRoute, StringMatch, VirtualService};
-use crate::snapshot::{Objects, Resource};
+use crate::model::Model;
+use crate::model::virtual_services::expanded_rules;
+use crate::snapshot::Resource;
 use crate::view::{Action, HeaderCondition, MatchView, PathMatch, RouteFeatures, RouteView, WeightedCluster};
-
-/// The HTTP rules of `vs` with delegates expanded in place (one level, as istiod does).
-pub fn expanded_rules(objects: &Objects, vs: &Resource<VirtualService>) -> Vec<(usize, HttpRoute)> {
-    let mut out = Vec::new();
-    for (i, rule) in vs.spec.http.iter().enumerate() {
-        let Some(delegate) = &rule.delegate else {
-            out.push((i, rule.clone()));
-            continue;
-        };
-        let ns = delegate.namespace.as_deref().unwrap_or(&vs.meta.namespace);
-        let Some(child) = objects.virtual_services.iter().find(|d| d.meta.name == delegate.name && d.meta.namespace == ns && d.spec.hosts.is_empty()) else {
-            continue;
-        };
-        for child_rule in &child.spec.http {
-            let mut merged = child_rule.clone();
-            merged.matches = merge_matches(&rule.matches, &child_rule.matches);
-            if !rule.matches.is_empty() && !child_rule.matches.is_empty() && merged.matches.is_empty() {
-                continue;
-            }
-            for d in &mut merged.route {
-                d.destination.host = resolve_short_name(&d.destination.host, &child.meta.namespace, DEFAULT_DOMAIN);
-            }
-            merged.timeout = merged.timeout.or_else(|| rule.timeout.clone());
-            merged.retries = merged.retries.or_else(|| rule.retries.clone());
-            out.push((i, merged));
-        }
-    }
-    out
-}
-
-/// Combines root and delegate matches: each delegate match must narrow some root match.
-fn merge_matches(root: &[HttpMatch], child: &[HttpMatch]) -> Vec<HttpMatch> {
-    if root.is_empty() {
-        return child.to_vec();
-    }
-    if child.is_empty() {
-        return root.to_vec();
-    }
-    let mut out = Vec::new();
-    for c in child {
-        for r in root {
-            let uri_ok = match (&r.uri, &c.uri) {
-                (None, _) => true,
-                (Some(ru), Some(cu)) => match (&ru.prefix, &cu.prefix, &cu.exact) {
-                    (Some(rp), Some(cp), _) => cp.starts_with(rp.as_str()),
-                    (Some(rp), None, Some(ce)) => ce.starts_with(rp.as_str()),
-                    _ => ru == cu,
-                },
-                (Some(_), None) => true,
-            };
-            if uri_ok {
-                let mut m = c.clone();
-                if m.uri.is_none() {
-                    m.uri = r.uri.clone();
-                }
-                for (k, v) in &r.headers {
-                    m.headers.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-                out.push(m);
-                break;
-            }
-        }
-    }
-    out
-}
 
 /// Where routes are being built: the sidecars (`mesh`) or one gateway (`namespace/name`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,13 +33,13 @@ pub fn match_applies(m: &HttpMatch, caller: &Caller, port: u32, binding: Binding
 }
 
 /// The routes istiod emits for `vs` on `port` for `caller`, stopping after a catch-all.
-pub fn routes_for(objects: &Objects, vs: &Resource<VirtualService>, caller: &Caller, port: u32, binding: Binding<'_>) -> Vec<RouteView> {
+pub fn routes_for(model: &Model<'_>, vs: &Resource<VirtualService>, caller: &Caller, port: u32, binding: Binding<'_>) -> Vec<RouteView> {
     let source = Some(vs.reference("VirtualService"));
     let mut routes = Vec::new();
-    for (index, rule) in expanded_rules(objects, vs) {
-        let action = action_for(objects, &rule, &vs.meta.namespace, port, caller, binding);
+    for (index, rule) in expanded_rules(model, vs) {
+        let action = action_for(model, &rule, &vs.meta.namespace, port, caller, binding);
         let timeout = Some(rule.timeout.clone().unwrap_or_else(|| "0s".into()));
-        let features = features_for(objects, &rule, caller, &vs.meta.namespace, port, binding);
+        let features = features_for(model, &rule, caller, &vs.meta.namespace, port, binding);
         let base_name = rule.name.clone().unwrap_or_default();
         if rule.matches.is_empty() {
             routes.push(RouteView {
@@ -141,13 +78,13 @@ pub fn routes_for(objects: &Objects, vs: &Resource<VirtualService>, caller: &Cal
 }
 
 /// The default route istiod gives a service without an applicable VirtualService.
-pub fn default_route(objects: &Objects, caller: &Caller, fqdn: &str, port: u32) -> RouteView {
+pub fn default_route(model: &Model<'_>, caller: &Caller, fqdn: &str, port: u32) -> RouteView {
     RouteView {
         name: "default".into(),
         matcher: MatchView::default(),
         action: Action::Forward { clusters: vec![WeightedCluster { name: cluster_name(port, "", fqdn), weight: 100 }] },
         timeout: Some("0s".into()),
-        features: RouteFeatures { retries: retry_attempts(objects, caller, None), ..RouteFeatures::default() },
+        features: RouteFeatures { retries: retry_attempts(model, caller, None), ..RouteFeatures::default() },
         source: None,
         rule_index: None,
     }
@@ -159,7 +96,7 @@ fn cluster_name(port: u32, subset: &str, host: &str) -> String {
 
 /// What istiod adds to a rule's route besides clusters: `rewrite`, `fault` (abort status, fixed
 /// delay), mirrors (`mirror` and `mirrors`), and retry attempts.
-fn features_for(objects: &Objects, rule: &HttpRoute, caller: &Caller, vs_ns: &str, port: u32, binding: Binding<'_>) -> RouteFeatures {
+fn features_for(model: &Model<'_>, rule: &HttpRoute, caller: &Caller, vs_ns: &str, port: u32, binding: Binding<'_>) -> RouteFeatures {
     let text = |v: &Option<serde_json::Value>, path: &str| v.as_ref().and_then(|v| v.pointer(path)).and_then(|x| x.as_str()).map(str::to_string);
     let mut rewrite = Vec::new();
     rewrite.extend(text(&rule.rewrite, "/uri").map(|u| format!("uri {u}")));
@@ -169,8 +106,8 @@ fn features_for(objects: &Objects, rule: &HttpRoute, caller: &Caller, vs_ns: &st
     fault.extend(abort.map(|s| format!("abort {s}")));
     fault.extend(text(&rule.fault, "/delay/fixedDelay").map(|d| format!("delay {d}")));
     let mirrors = rule.mirror.iter().chain(rule.mirrors.iter().map(|m| &m.destination));
-    let mirror = mirrors.map(|d| destination_cluster(objects, d, vs_ns, port, binding)).collect();
-    RouteFeatures { rewrite, fault, mirror, retries: retry_attempts(objects, caller, rule.retries.as_ref()) }
+    let mirror = mirrors.map(|d| destination_cluster(model, d, vs_ns, port, binding)).collect();
+    RouteFeatures { rewrite, fault, mirror, retries: retry_attempts(model, caller, rule.retries.as_ref()) }
 }
 
 /// Retries istiod gives a route without a policy of its own (and no mesh default).
@@ -179,8 +116,8 @@ const DEFAULT_RETRY_ATTEMPTS: u64 = 2;
 /// The retry attempts of a route: its rule's policy, else meshConfig's `defaultHttpRetryPolicy`,
 /// else istiod's default (since Istio 1.1; 1.0 and older set none). A policy without attempts
 /// (or with 0) means no retry policy at all.
-fn retry_attempts(objects: &Objects, caller: &Caller, rule: Option<&serde_json::Value>) -> Option<u64> {
-    match rule.or(objects.mesh.default_http_retry_policy.as_ref()) {
+fn retry_attempts(model: &Model<'_>, caller: &Caller, rule: Option<&serde_json::Value>) -> Option<u64> {
+    match rule.or(model.objects.mesh.default_http_retry_policy.as_ref()) {
         None => caller.at_least(1, 1).then_some(DEFAULT_RETRY_ATTEMPTS),
         Some(policy) => policy.get("attempts").and_then(serde_json::Value::as_u64).filter(|&n| n > 0),
     }
@@ -188,26 +125,17 @@ fn retry_attempts(objects: &Objects, caller: &Caller, rule: Option<&serde_json::
 
 /// The Envoy cluster a destination resolves to on route-config port `port`. Sidecars default a
 /// missing destination port to the route's port; gateways to the service's only port.
-pub fn destination_cluster(objects: &Objects, dest: &Destination, vs_ns: &str, port: u32, binding: Binding<'_>) -> String {
+pub fn destination_cluster(model: &Model<'_>, dest: &Destination, vs_ns: &str, port: u32, binding: Binding<'_>) -> String {
     let host = resolve_short_name(&dest.host, vs_ns, DEFAULT_DOMAIN);
     let default_port = match binding {
         Binding::Mesh => port,
-        Binding::Gateway(_) => single_port(objects, &host).unwrap_or(port),
+        Binding::Gateway(_) => model.registry.single_port(&host).unwrap_or(port),
     };
     let port = dest.port.map(|p| p.number).filter(|n| *n > 0).unwrap_or(default_port);
     cluster_name(port, dest.subset.as_deref().unwrap_or(""), &host)
 }
 
-/// The port of a single-port Service.
-fn single_port(objects: &Objects, host: &str) -> Option<u32> {
-    let svc = objects.services.iter().find(|s| format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host)?;
-    match svc.spec.spec.as_ref()?.ports.as_deref()? {
-        [only] => Some(only.port as u32),
-        _ => None,
-    }
-}
-
-fn action_for(objects: &Objects, rule: &HttpRoute, vs_ns: &str, port: u32, caller: &Caller, binding: Binding<'_>) -> Action {
+fn action_for(model: &Model<'_>, rule: &HttpRoute, vs_ns: &str, port: u32, caller: &Caller, binding: Binding<'_>) -> Action {
     if rule.redirect.is_some() {
         return Action::Redirect;
     }
@@ -217,7 +145,7 @@ fn action_for(objects: &Objects, rule: &HttpRoute, vs_ns: &str, port: u32, calle
     let weighted: Vec<WeightedCluster> = rule
         .route
         .iter()
-        .map(|d| WeightedCluster { name: destination_cluster(objects, &d.destination, vs_ns, port, binding), weight: d.weight.unwrap_or(0).max(0) as u32 })
+        .map(|d| WeightedCluster { name: destination_cluster(model, &d.destination, vs_ns, port, binding), weight: d.weight.unwrap_or(0).max(0) as u32 })
         .collect();
     let clusters = match weighted.as_slice() {
         [one] => vec![WeightedCluster { name: one.name.clone(), weight: 100 }],
@@ -284,16 +212,18 @@ mod tests {
 
     #[test]
     fn retries_come_from_the_rule_then_the_mesh_default_then_istiod() {
-        let mut objects = Objects::default();
+        let mut objects = crate::snapshot::Objects::default();
         let caller = Caller::hypothetical("default");
-        assert_eq!(retry_attempts(&objects, &caller, None), Some(DEFAULT_RETRY_ATTEMPTS));
+        let model = Model::build(&objects);
+        assert_eq!(retry_attempts(&model, &caller, None), Some(DEFAULT_RETRY_ATTEMPTS));
         let before_defaults = Caller { istio_version: Some((1, 0)), ..caller.clone() };
-        assert_eq!(retry_attempts(&objects, &before_defaults, None), None);
+        assert_eq!(retry_attempts(&model, &before_defaults, None), None);
         objects.mesh.default_http_retry_policy = Some(json!({"attempts": 5}));
-        assert_eq!(retry_attempts(&objects, &caller, None), Some(5));
-        assert_eq!(retry_attempts(&objects, &caller, Some(&json!({"attempts": 3}))), Some(3));
+        let model = Model::build(&objects);
+        assert_eq!(retry_attempts(&model, &caller, None), Some(5));
+        assert_eq!(retry_attempts(&model, &caller, Some(&json!({"attempts": 3}))), Some(3));
         // Zero or absent attempts turn retries off, whatever the defaults.
-        assert_eq!(retry_attempts(&objects, &caller, Some(&json!({"attempts": 0}))), None);
-        assert_eq!(retry_attempts(&objects, &caller, Some(&json!({"perTryTimeout": "2s"}))), None);
+        assert_eq!(retry_attempts(&model, &caller, Some(&json!({"attempts": 0}))), None);
+        assert_eq!(retry_attempts(&model, &caller, Some(&json!({"perTryTimeout": "2s"}))), None);
     }
 }

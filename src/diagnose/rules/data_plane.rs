@@ -1,4 +1,4 @@
-//! What a caller's Envoy shows: configuration or endpoints that drifted from the objects,
+//! What a caller's Envoy shows: configuration or endpoints that drifted from the model,
 //! hosts it ejected, connection-pool overflows, a split that differs from the weights, and
 //! requests that fell to the passthrough or blackhole route.
 
@@ -9,24 +9,24 @@ use crate::actual::Actual;
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
 use crate::diff::{Difference, ProxyDiff};
-use crate::intent::scope::destination_rule_for;
 use crate::intent::target::{CallerKind, Target};
 use crate::istio::names::{ClusterName, Protocol};
-use crate::snapshot::{ObjectRef, Objects};
+use crate::model::Model;
+use crate::snapshot::ObjectRef;
 use crate::view::{ProxyView, RouteView};
 use std::collections::BTreeMap;
 
 /// Every data-plane check for one caller.
-pub fn check(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
+pub fn check(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
     if let Some(diff) = ctx.diff {
         proxy_stale(ctx, diff, out);
         endpoints_stale(target, ctx, diff, out);
     }
-    passthrough_fallback(objects, target, ctx, out);
+    passthrough_fallback(model, target, ctx, out);
     let Some(actual) = ctx.actual else { return };
-    endpoints_unhealthy(objects, target, ctx, actual, out);
-    circuit_breaker_open(objects, target, ctx, actual, out);
-    split_skew(objects, target, ctx, actual, out);
+    endpoints_unhealthy(model, target, ctx, actual, out);
+    circuit_breaker_open(model, target, ctx, actual, out);
+    split_skew(model, target, ctx, actual, out);
 }
 
 fn proxy_stale(ctx: &CallerContext<'_>, diff: &ProxyDiff, out: &mut Vec<Finding>) {
@@ -40,11 +40,9 @@ fn proxy_stale(ctx: &CallerContext<'_>, diff: &ProxyDiff, out: &mut Vec<Finding>
     let weights_changed = config.iter().any(|d| matches!(d, Difference::Route { expected: Some(_), actual: Some(_), .. }));
     let summary = match stale_split(ctx, &config) {
         Some((want, have)) => format!("the Envoy of {} still splits {have} instead of {want}: it runs old configuration", ctx.caller.display()),
-        None => format!(
-            "the Envoy of {} holds configuration that differs from what the current objects imply ({} difference(s))",
-            ctx.caller.display(),
-            config.len()
-        ),
+        None => {
+            format!("the Envoy of {} holds configuration that differs from what the current model imply ({} difference(s))", ctx.caller.display(), config.len())
+        }
     };
     out.push(
         Finding::new("proxy-stale", Severity::Error, ctx.caller.reference(), summary)
@@ -143,9 +141,9 @@ fn names_target(labels: &BTreeMap<String, String>, target: &Target) -> bool {
 }
 
 /// Requests for the target match no virtual host of the caller's Envoy and fall to the
-/// catch-all route: the route config lacks the service's virtual host although the objects
+/// catch-all route: the route config lacks the service's virtual host although the model
 /// give it one, or Istio's metrics count requests for it on PassthroughCluster/BlackHoleCluster.
-fn passthrough_fallback(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
+fn passthrough_fallback(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
     if !sidecar(ctx) {
         return;
     }
@@ -183,10 +181,10 @@ fn passthrough_fallback(objects: &Objects, target: &Target, ctx: &CallerContext<
             "passthrough-fallback",
             Severity::Error,
             target.reference(),
-            format!("requests from {} for {} match no virtual host of its Envoy, so they {}", ctx.caller.display(), target.name, fallback_for(objects, ctx.caller)),
+            format!("requests from {} for {} match no virtual host of its Envoy, so they {}", ctx.caller.display(), target.name, fallback_for(model, ctx.caller)),
         )
         .detail(format!(
-            "The objects give {} a virtual host for this caller, but its Envoy does not route the requests through it: the route configuration lacks it (istiod has not pushed it, or the live cluster's Sidecar or exportTo differ from the snapshot), or the requests carry a Host the virtual host does not list.",
+            "The model give {} a virtual host for this caller, but its Envoy does not route the requests through it: the route configuration lacks it (istiod has not pushed it, or the live cluster's Sidecar or exportTo differ from the snapshot), or the requests carry a Host the virtual host does not list.",
             target.fqdn
         ))
         .evidence(evidence)
@@ -199,18 +197,18 @@ fn passthrough_fallback(objects: &Objects, target: &Target, ctx: &CallerContext<
 
 /// The DestinationRule shaping a cluster of the target for this caller, if any.
 fn rule_for_cluster<'a>(
-    objects: &'a Objects,
+    model: &Model<'a>,
     target: &Target,
     ctx: &CallerContext<'_>,
     cluster: &ClusterName,
 ) -> Option<&'a crate::snapshot::Resource<crate::istio::DestinationRule>> {
-    let rule = destination_rule_for(objects, ctx.caller, &target.fqdn, &target.namespace)?;
+    let rule = model.destination_rule(ctx.caller, &target.fqdn, &target.namespace)?;
     Some(rule.subset_owner(&cluster.subset).unwrap_or(rule.primary()))
 }
 
 /// Hosts Envoy holds for the target but will not send to: ejected by outlier detection or
 /// failing active health checks.
-fn endpoints_unhealthy(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, actual: &Actual, out: &mut Vec<Finding>) {
+fn endpoints_unhealthy(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, actual: &Actual, out: &mut Vec<Finding>) {
     let mut lines = Vec::new();
     let mut all_out = false;
     let mut subject: Option<ObjectRef> = None;
@@ -226,7 +224,7 @@ fn endpoints_unhealthy(objects: &Objects, target: &Target, ctx: &CallerContext<'
         }
         all_out |= bad.len() == hosts.len();
         lines.push(format!("{}: /clusters {cluster}: {} of {} host(s) out: {}", ctx.caller.display(), bad.len(), hosts.len(), bad.join(", ")));
-        let dr = rule_for_cluster(objects, target, ctx, &name);
+        let dr = rule_for_cluster(model, target, ctx, &name);
         subject = subject.or_else(|| {
             dr.filter(|d| d.spec.effective_policy(name.port, Some(name.subset.as_str()).filter(|s| !s.is_empty())).outlier_detection.is_some())
                 .map(|d| d.reference("DestinationRule"))
@@ -268,7 +266,7 @@ const OVERFLOW_STATS: &[&str] = &[
 ];
 
 /// Connection-pool limits of the target's clusters are being hit (503 UO).
-fn circuit_breaker_open(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, actual: &Actual, out: &mut Vec<Finding>) {
+fn circuit_breaker_open(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, actual: &Actual, out: &mut Vec<Finding>) {
     let mut lines = Vec::new();
     let mut subject: Option<ObjectRef> = None;
     let mut limits = Vec::new();
@@ -281,7 +279,7 @@ fn circuit_breaker_open(objects: &Objects, target: &Target, ctx: &CallerContext<
         }
         lines.push(format!("{}: cluster.{cluster}: {}", ctx.caller.display(), hits.join(", ")));
         let subset = Some(name.subset.as_str()).filter(|s| !s.is_empty());
-        let pool = rule_for_cluster(objects, target, ctx, &name).and_then(|dr| Some((dr, dr.spec.effective_policy(name.port, subset).connection_pool?)));
+        let pool = rule_for_cluster(model, target, ctx, &name).and_then(|dr| Some((dr, dr.spec.effective_policy(name.port, subset).connection_pool?)));
         if let Some((dr, pool)) = pool {
             limits.push(format!("{} connectionPool: {pool}", named("DestinationRule", &dr.meta.namespace, &dr.meta.name)));
             subject = subject.or(Some(dr.reference("DestinationRule")));
@@ -312,14 +310,14 @@ const MIN_REQUESTS: u64 = 30;
 const P_THRESHOLD: f64 = 0.01;
 
 /// Observed requests per cluster of a weighted route, and where the counts came from.
-fn observed_counts(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, actual: &Actual, clusters: &[String]) -> Option<(Vec<u64>, &'static str)> {
+fn observed_counts(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, actual: &Actual, clusters: &[String]) -> Option<(Vec<u64>, &'static str)> {
     if clusters.iter().all(|c| actual.hosts.contains_key(c)) {
         let counts: Vec<u64> = clusters.iter().map(|c| actual.hosts[c].iter().map(|h| h.rq_total).sum()).collect();
         if counts.iter().sum::<u64>() > 0 {
             return Some((counts, "/clusters per-host rq_total"));
         }
     }
-    let rule = destination_rule_for(objects, ctx.caller, &target.fqdn, &target.namespace)?;
+    let rule = model.destination_rule(ctx.caller, &target.fqdn, &target.namespace)?;
     let versions: Vec<String> = clusters
         .iter()
         .map(|c| {
@@ -343,7 +341,7 @@ fn p_text(p: f64) -> String {
 }
 
 /// The observed split of a weighted route differs from its weights beyond chance.
-fn split_skew(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, actual: &Actual, out: &mut Vec<Finding>) {
+fn split_skew(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, actual: &Actual, out: &mut Vec<Finding>) {
     for (pv, pi) in ctx.intent.view.ports.iter().zip(&ctx.intent.ports) {
         let (Some(vh), Some(vs)) = (&pv.virtual_host, pi.winner) else { continue };
         // Old weights in the proxy explain the split; proxy-stale reports that.
@@ -354,7 +352,7 @@ fn split_skew(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, actua
         for (i, route) in vh.routes.iter().enumerate().filter(|(_, r)| r.action.clusters().count() > 1) {
             let clusters: Vec<String> = route.action.clusters().map(|c| c.name.clone()).collect();
             let shared = vh.routes.iter().enumerate().any(|(j, r)| j != i && r.action.clusters().any(|c| clusters.contains(&c.name)));
-            let Some((counts, source)) = observed_counts(objects, target, ctx, actual, &clusters).filter(|_| !shared) else { continue };
+            let Some((counts, source)) = observed_counts(model, target, ctx, actual, &clusters).filter(|_| !shared) else { continue };
             let n: u64 = counts.iter().sum();
             let weights: Vec<f64> = route.action.clusters().map(|c| c.weight as f64).collect();
             let Some(test) = chi_square(&counts, &weights).filter(|t| n >= MIN_REQUESTS && t.p_value < P_THRESHOLD) else { continue };

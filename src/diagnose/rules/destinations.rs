@@ -7,38 +7,39 @@ use super::{Scope, destination_host, named};
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::endpoints;
-use crate::intent::scope::{
-    EffectiveRule, HostDefinition, all_rules_for, destination_rule_for, dr_host, exported_to, host_is_known, usage_namespaces, visible_host, vs_hosts,
-};
-use crate::intent::service_namespace;
 use crate::intent::target::{Caller, Target};
 use crate::istio::names::{ClusterName, DEFAULT_DOMAIN};
 use crate::istio::{DestinationRole, DestinationRule, DestinationUse, VirtualService};
-use crate::snapshot::{ObjectRef, Objects, Resource};
+use crate::model::destination_rules::dr_host;
+use crate::model::registry::service_namespace;
+use crate::model::sidecar_scope::exported_to;
+use crate::model::virtual_services::{usage_namespaces, vs_hosts};
+use crate::model::{EffectiveRule, HostDefinition, Model};
+use crate::snapshot::{ObjectRef, Resource};
 use std::collections::BTreeSet;
 
 /// The definition of `host` seen from any namespace that uses the VirtualService.
-fn definition(objects: &Objects, vs: &Resource<VirtualService>, host: &str) -> Option<HostDefinition> {
-    usage_namespaces(objects, vs).iter().find_map(|ns| visible_host(objects, host, ns))
+fn definition(model: &Model<'_>, vs: &Resource<VirtualService>, host: &str) -> Option<HostDefinition> {
+    usage_namespaces(model, vs).iter().find_map(|ns| model.registry.visible_host(host, ns))
 }
 
 /// Destinations that name a host no Service or ServiceEntry defines for the VirtualService's
 /// callers (IST0101), and DestinationRules for hosts that exist nowhere (IST0174).
-pub fn host_not_found(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
-        let namespaces = usage_namespaces(objects, vs);
+pub fn host_not_found(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+        let namespaces = usage_namespaces(model, vs);
         for d in vs.spec.destinations() {
             let host = destination_host(vs, d.destination);
-            if !host.is_empty() && definition(objects, vs, &host).is_some() {
+            if !host.is_empty() && definition(model, vs, &host).is_some() {
                 continue;
             }
-            out.push(missing_host(objects, vs, &d, &host, &namespaces));
+            out.push(missing_host(model, vs, &d, &host, &namespaces));
         }
     }
     if let Scope::Mesh(_) = scope {
-        for dr in objects.destination_rules.iter().filter(|dr| scope.namespace(&dr.meta.namespace)) {
+        for dr in model.objects.destination_rules.iter().filter(|dr| scope.namespace(&dr.meta.namespace)) {
             let host = dr_host(dr);
-            if host.contains('*') || host_is_known(objects, &host) {
+            if host.contains('*') || model.registry.is_known(&host) {
                 continue;
             }
             let me = named("DestinationRule", &dr.meta.namespace, &dr.meta.name);
@@ -53,7 +54,7 @@ pub fn host_not_found(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding
     }
 }
 
-fn missing_host(objects: &Objects, vs: &Resource<VirtualService>, d: &DestinationUse<'_>, host: &str, namespaces: &[String]) -> Finding {
+fn missing_host(model: &Model<'_>, vs: &Resource<VirtualService>, d: &DestinationUse<'_>, host: &str, namespaces: &[String]) -> Finding {
     let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
     let mirror = d.role == DestinationRole::Mirror;
     let mut fix = format!(
@@ -66,8 +67,7 @@ fn missing_host(objects: &Objects, vs: &Resource<VirtualService>, d: &Destinatio
             "istiod cannot build a cluster for it, so that share of traffic has nowhere to go.".to_string(),
         )
     } else {
-        let hidden = objects.services.iter().any(|s| format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host)
-            || objects.service_entries.iter().any(|se| se.spec.hosts.iter().any(|h| h == host));
+        let hidden = !model.registry.definitions(&host).is_empty();
         let why = if hidden {
             fix = format!(
                 "export {host} to namespace(s) {} (Service annotation networking.istio.io/exportTo, or ServiceEntry spec.exportTo), or narrow spec.exportTo of {me}",
@@ -91,18 +91,23 @@ fn missing_host(objects: &Objects, vs: &Resource<VirtualService>, d: &Destinatio
 }
 
 /// The ports of the services a mesh VirtualService claims: the ports its routes are built for.
-fn claimed_ports(objects: &Objects, vs: &Resource<VirtualService>) -> BTreeSet<u32> {
-    vs_hosts(vs).iter().filter_map(|h| visible_host(objects, h, &vs.meta.namespace)).filter(|d| d.reference.kind == "Service").flat_map(|d| d.ports).collect()
+fn claimed_ports(model: &Model<'_>, vs: &Resource<VirtualService>) -> BTreeSet<u32> {
+    vs_hosts(vs)
+        .iter()
+        .filter_map(|h| model.registry.visible_host(h, &vs.meta.namespace))
+        .filter(|d| d.reference.kind == "Service")
+        .flat_map(|d| d.ports)
+        .collect()
 }
 
 /// A destination port the host does not expose, or no port where it is ambiguous or wrong.
-pub fn destination_port_missing(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+pub fn destination_port_missing(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
         let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
-        let claimed = if bound_to_mesh(vs) { claimed_ports(objects, vs) } else { BTreeSet::new() };
+        let claimed = if bound_to_mesh(vs) { claimed_ports(model, vs) } else { BTreeSet::new() };
         for d in vs.spec.destinations() {
             let host = destination_host(vs, d.destination);
-            let Some(def) = (!host.is_empty()).then(|| definition(objects, vs, &host)).flatten() else { continue };
+            let Some(def) = (!host.is_empty()).then(|| definition(model, vs, &host)).flatten() else { continue };
             let ports: Vec<String> = def.ports.iter().map(u32::to_string).collect();
             let evidence = vec![
                 format!(
@@ -154,11 +159,11 @@ pub fn destination_port_missing(objects: &Objects, scope: Scope<'_>, out: &mut V
 }
 
 /// Why `subset` of `host` has no cluster for `caller`, and the fix.
-fn why_undeclared(objects: &Objects, caller: &Caller, host: &str, subset: &str) -> (String, String) {
+fn why_undeclared(model: &Model<'_>, caller: &Caller, host: &str, subset: &str) -> (String, String) {
     let service_ns = service_namespace(host);
-    let effective = destination_rule_for(objects, caller, host, &service_ns);
+    let effective = model.destination_rule(caller, host, &service_ns);
     let elsewhere: Vec<ObjectRef> =
-        all_rules_for(objects, host).into_iter().filter(|dr| dr.spec.subset(subset).is_some()).map(|dr| dr.reference("DestinationRule")).collect();
+        model.all_destination_rules(host).into_iter().filter(|dr| dr.spec.subset(subset).is_some()).map(|dr| dr.reference("DestinationRule")).collect();
     let reason = match (&effective, elsewhere.first()) {
         (None, None) => format!("no DestinationRule for {host} is visible to namespace {}", caller.namespace),
         (Some(e), None) => format!(
@@ -213,22 +218,22 @@ fn undeclared_subset(vs: &Resource<VirtualService>, host: &str, subset: &str, mi
 
 /// Every VirtualService's subsets, checked against the DestinationRule in effect for callers in
 /// the namespaces that use it (delegates and gateway-bound ones included).
-pub fn subset_not_declared_anywhere(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
-        let namespaces = usage_namespaces(objects, vs);
+pub fn subset_not_declared_anywhere(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+        let namespaces = usage_namespaces(model, vs);
         let caller = Caller::hypothetical(&namespaces[0]);
         for d in vs.spec.destinations() {
             let Some(subset) = d.destination.subset.as_deref().filter(|s| !s.is_empty()) else { continue };
             let host = destination_host(vs, d.destination);
             // A host that exists nowhere and has no rule is a typo: host-not-found says so.
-            if definition(objects, vs, &host).is_none() && all_rules_for(objects, &host).is_empty() {
+            if definition(model, vs, &host).is_none() && model.all_destination_rules(&host).is_empty() {
                 continue;
             }
-            let declared = destination_rule_for(objects, &caller, &host, &service_namespace(&host)).is_some_and(|e| e.subset_owner(subset).is_some());
+            let declared = model.destination_rule(&caller, &host, &service_namespace(&host)).is_some_and(|e| e.subset_owner(subset).is_some());
             if declared {
                 continue;
             }
-            let (reason, fix) = why_undeclared(objects, &caller, &host, subset);
+            let (reason, fix) = why_undeclared(model, &caller, &host, subset);
             let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
             out.push(
                 undeclared_subset(vs, &host, subset, d.role == DestinationRole::Mirror, &reason)
@@ -240,7 +245,7 @@ pub fn subset_not_declared_anywhere(objects: &Objects, scope: Scope<'_>, out: &m
 }
 
 /// The caller's routes name subsets its effective DestinationRule does not declare.
-pub fn subset_not_declared(objects: &Objects, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
+pub fn subset_not_declared(model: &Model<'_>, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
     for (pv, pi) in ctx.intent.view.ports.iter().zip(&ctx.intent.ports) {
         let (Some(vh), Some(vs)) = (&pv.virtual_host, pi.winner) else { continue };
         for route in &vh.routes {
@@ -252,10 +257,10 @@ pub fn subset_not_declared(objects: &Objects, ctx: &CallerContext<'_>, out: &mut
             for wc in route.action.clusters() {
                 let Some(cv) = ctx.intent.view.clusters.get(&wc.name) else { continue };
                 let Some(name) = ClusterName::parse(&wc.name) else { continue };
-                if cv.present || name.subset.is_empty() || !crate::intent::host_has_port(objects, &name.host, name.port) {
+                if cv.present || name.subset.is_empty() || !model.registry.has_port(&name.host, name.port) {
                     continue;
                 }
-                let (reason, fix) = why_undeclared(objects, ctx.caller, &name.host, &name.subset);
+                let (reason, fix) = why_undeclared(model, ctx.caller, &name.host, &name.subset);
                 let share = if total > 0 && route.action.clusters().count() > 1 {
                     format!(" That is {}% of the requests this route takes.", wc.weight * 100 / total)
                 } else {
@@ -277,10 +282,10 @@ pub fn subset_not_declared(objects: &Objects, ctx: &CallerContext<'_>, out: &mut
 
 /// DestinationRule subsets whose labels select no pod (IST0173), or only pods that are not
 /// ready.
-pub fn subset_no_endpoints(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for dr in &objects.destination_rules {
+pub fn subset_no_endpoints(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for dr in &model.objects.destination_rules {
         let host = dr_host(dr);
-        let Some(svc) = objects.services.iter().find(|s| format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host) else { continue };
+        let Some(svc) = model.objects.services.iter().find(|s| format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host) else { continue };
         let target = Target::from_service(svc);
         let in_scope = match scope {
             Scope::Service(t) => t.fqdn == host,
@@ -290,27 +295,27 @@ pub fn subset_no_endpoints(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Fi
             continue;
         }
         for subset in &dr.spec.subsets {
-            let Some(pods) = endpoints::subset_pods(objects, &target, &subset.labels) else { continue };
+            let Some(pods) = endpoints::subset_pods(model, &target, &subset.labels) else { continue };
             if !pods.ready.is_empty() {
                 continue;
             }
-            out.push(empty_subset(objects, dr, &target, &subset.name, &subset.labels, &pods));
+            out.push(empty_subset(model, dr, &target, &subset.name, &subset.labels, &pods));
         }
     }
 }
 
 fn empty_subset(
-    objects: &Objects,
+    model: &Model<'_>,
     dr: &Resource<DestinationRule>,
     target: &Target,
     subset: &str,
     labels: &std::collections::BTreeMap<String, String>,
     pods: &endpoints::SubsetPods,
 ) -> Finding {
-    let routed = objects
-        .virtual_services
-        .iter()
-        .any(|vs| vs.spec.destinations().iter().any(|d| d.destination.subset.as_deref() == Some(subset) && destination_host(vs, d.destination) == target.fqdn));
+    let routed =
+        model.objects.virtual_services.iter().any(|vs| {
+            vs.spec.destinations().iter().any(|d| d.destination.subset.as_deref() == Some(subset) && destination_host(vs, d.destination) == target.fqdn)
+        });
     let label_text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let consequence = if routed { ", so requests routed to it fail with 503 (UH)" } else { "" };
     let me = named("DestinationRule", &dr.meta.namespace, &dr.meta.name);
@@ -365,8 +370,8 @@ fn routed_subsets(target: &Target, ctx: &CallerContext<'_>) -> BTreeSet<String> 
 }
 
 /// Why `dr` is not the rule in effect for the caller.
-fn why_not_in_effect(objects: &Objects, caller_ns: &str, service_ns: &str, dr: &Resource<DestinationRule>, effective: Option<&EffectiveRule<'_>>) -> String {
-    let root = &objects.mesh.root_namespace;
+fn why_not_in_effect(model: &Model<'_>, caller_ns: &str, service_ns: &str, dr: &Resource<DestinationRule>, effective: Option<&EffectiveRule<'_>>) -> String {
+    let root = &model.objects.mesh.root_namespace;
     let ns = &dr.meta.namespace;
     if ns != caller_ns && ns != service_ns && ns != root {
         return format!(
@@ -386,14 +391,14 @@ fn why_not_in_effect(objects: &Objects, caller_ns: &str, service_ns: &str, dr: &
 
 /// Several DestinationRules could apply to the target and the one in effect is not the one
 /// that carries the policy or subsets (unless a missing routed subset already explains it).
-pub fn dr_conflict(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
+pub fn dr_conflict(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
     let caller = ctx.caller;
-    let effective = destination_rule_for(objects, caller, &target.fqdn, &target.namespace);
+    let effective = model.destination_rule(caller, &target.fqdn, &target.namespace);
     let routed = routed_subsets(target, ctx);
     let in_effect = |dr: &Resource<DestinationRule>| effective.as_ref().is_some_and(|e| e.rules.iter().any(|r| std::ptr::eq(*r, dr)));
     let declared = |s: &str| effective.as_ref().is_some_and(|e| e.subset_owner(s).is_some());
-    let candidates = all_rules_for(objects, &target.fqdn).into_iter().filter(|dr| {
-        exported_to(&dr.spec.export_to, &objects.mesh.default_destination_rule_export_to, &dr.meta.namespace, &caller.namespace)
+    let candidates = model.all_destination_rules(&target.fqdn).into_iter().filter(|dr| {
+        exported_to(&dr.spec.export_to, &model.objects.mesh.default_destination_rule_export_to, &dr.meta.namespace, &caller.namespace)
             && dr.spec.workload_selector.as_ref().is_none_or(|s| s.labels.is_empty())
     });
     for dr in candidates.filter(|dr| !in_effect(dr)) {
@@ -402,7 +407,7 @@ pub fn dr_conflict(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, 
         if explains_missing_subset || !loses_something {
             continue;
         }
-        let why = why_not_in_effect(objects, &caller.namespace, &target.namespace, dr, effective.as_ref());
+        let why = why_not_in_effect(model, &caller.namespace, &target.namespace, dr, effective.as_ref());
         out.push(ignored_rule(dr, target, &caller.namespace, &why));
     }
     if let Some(e) = effective.as_ref().filter(|e| e.rules.len() > 1) {

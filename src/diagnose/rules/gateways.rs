@@ -5,11 +5,12 @@
 use super::routing::bound_to_mesh;
 use super::{Scope, destination_host, named};
 use crate::diagnose::finding::{Finding, Severity};
-use crate::intent::scope::{claiming_host, normalize_gateway, vs_hosts};
 use crate::istio::labels_match;
 use crate::istio::names::hosts_overlap;
 use crate::istio::{DestinationRole, Gateway, VirtualService};
-use crate::snapshot::{Gap, Objects, Resource};
+use crate::model::Model;
+use crate::model::virtual_services::{claiming_host, normalize_gateway, vs_hosts};
+use crate::snapshot::{Gap, Resource};
 use std::collections::BTreeSet;
 
 /// The Gateways a VirtualService names, normalized to `namespace/name`, without `mesh` and
@@ -25,17 +26,17 @@ fn bound_gateways(vs: &Resource<VirtualService>) -> Vec<(usize, String)> {
 }
 
 /// The Gateway object `namespace/name`.
-fn find_gateway<'a>(objects: &'a Objects, full: &str) -> Option<&'a Resource<Gateway>> {
-    objects.gateways.iter().find(|g| format!("{}/{}", g.meta.namespace, g.meta.name) == full)
+fn find_gateway<'a>(model: &Model<'a>, full: &str) -> Option<&'a Resource<Gateway>> {
+    model.objects.gateways.iter().find(|g| format!("{}/{}", g.meta.namespace, g.meta.name) == full)
 }
 
 /// A VirtualService bound to a Gateway that does not exist, or a Gateway whose selector
 /// matches no gateway pod (IST0101 both): its routes are installed nowhere.
-pub fn gateway_not_found(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+pub fn gateway_not_found(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
         let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
         for (i, full) in bound_gateways(vs) {
-            if find_gateway(objects, &full).is_some() {
+            if find_gateway(model, &full).is_some() {
                 continue;
             }
             out.push(
@@ -49,11 +50,11 @@ pub fn gateway_not_found(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Find
             );
         }
     }
-    if objects.pods.is_empty() {
+    if model.objects.pods.is_empty() {
         return;
     }
-    for gw in selector_gateways(objects, scope) {
-        if objects.pods.iter().any(|p| labels_match(&gw.spec.selector, &p.meta.labels)) {
+    for gw in selector_gateways(model, scope) {
+        if model.objects.pods.iter().any(|p| labels_match(&gw.spec.selector, &p.meta.labels)) {
             continue;
         }
         let selector: Vec<String> = gw.spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -70,21 +71,21 @@ pub fn gateway_not_found(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Find
 
 /// The Istio Gateways with a selector that concern `scope`: for one service, those its
 /// VirtualServices bind to; for the mesh, those of the namespaces in scope.
-fn selector_gateways<'a>(objects: &'a Objects, scope: Scope<'_>) -> impl Iterator<Item = &'a Resource<Gateway>> {
+fn selector_gateways<'a>(model: &Model<'a>, scope: Scope<'_>) -> impl Iterator<Item = &'a Resource<Gateway>> {
     let bound: BTreeSet<String> = match scope {
-        Scope::Service(_) => objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)).flat_map(bound_gateways).map(|(_, g)| g).collect(),
+        Scope::Service(_) => model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)).flat_map(bound_gateways).map(|(_, g)| g).collect(),
         Scope::Mesh(_) => BTreeSet::new(),
     };
-    objects.gateways.iter().filter(|g| !g.spec.gateway_api && !g.spec.selector.is_empty()).filter(move |g| match scope {
+    model.objects.gateways.iter().filter(|g| !g.spec.gateway_api && !g.spec.selector.is_empty()).filter(move |g| match scope {
         Scope::Service(_) => bound.contains(&format!("{}/{}", g.meta.namespace, g.meta.name)),
         Scope::Mesh(_) => scope.namespace(&g.meta.namespace),
     })
 }
 
 /// The [`selector_gateways`] whose selector matches pods, with the namespaces of those pods.
-fn running_gateways<'a>(objects: &'a Objects, scope: Scope<'_>) -> Vec<(&'a Resource<Gateway>, BTreeSet<&'a str>)> {
-    selector_gateways(objects, scope)
-        .map(|g| (g, objects.pods.iter().filter(|p| labels_match(&g.spec.selector, &p.meta.labels)).map(|p| p.meta.namespace.as_str()).collect()))
+fn running_gateways<'a>(model: &Model<'a>, scope: Scope<'_>) -> Vec<(&'a Resource<Gateway>, BTreeSet<&'a str>)> {
+    selector_gateways(model, scope)
+        .map(|g| (g, model.objects.pods.iter().filter(|p| labels_match(&g.spec.selector, &p.meta.labels)).map(|p| p.meta.namespace.as_str()).collect()))
         .filter(|(_, namespaces): &(_, BTreeSet<&str>)| !namespaces.is_empty())
         .collect()
 }
@@ -102,15 +103,15 @@ fn credentials(gw: &Resource<Gateway>) -> impl Iterator<Item = (usize, &str)> {
 /// A gateway TLS server whose `credentialName` names a Secret missing from the namespace of
 /// the gateway pods (IST0101): the gateway has no certificate for it and fails the handshake.
 /// Runs only when the snapshot holds Secrets (see [`unchecked`]).
-pub fn gateway_credential_missing(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    if objects.secret_names.is_empty() {
+pub fn gateway_credential_missing(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    if model.objects.secret_names.is_empty() {
         return;
     }
-    for (gw, namespaces) in running_gateways(objects, scope) {
+    for (gw, namespaces) in running_gateways(model, scope) {
         let me = named("Gateway", &gw.meta.namespace, &gw.meta.name);
         for (i, credential) in credentials(gw) {
             let missing: Vec<&str> =
-                namespaces.iter().copied().filter(|ns| !objects.secret_names.contains(&(ns.to_string(), credential.to_string()))).collect();
+                namespaces.iter().copied().filter(|ns| !model.objects.secret_names.contains(&(ns.to_string(), credential.to_string()))).collect();
             if missing.is_empty() {
                 continue;
             }
@@ -133,11 +134,11 @@ pub fn gateway_credential_missing(objects: &Objects, scope: Scope<'_>, out: &mut
 
 /// What the object checks could not decide for lack of data: a gateway's `credentialName`
 /// cannot be checked when the snapshot holds no Secrets (live mode never requests them).
-pub fn unchecked(objects: &Objects, scope: Scope<'_>) -> Vec<Gap> {
-    if !objects.secret_names.is_empty() {
+pub fn unchecked(model: &Model<'_>, scope: Scope<'_>) -> Vec<Gap> {
+    if !model.objects.secret_names.is_empty() {
         return Vec::new();
     }
-    running_gateways(objects, scope)
+    running_gateways(model, scope)
         .into_iter()
         .flat_map(|(gw, namespaces)| {
             credentials(gw).map(move |(i, credential)| Gap {
@@ -168,12 +169,12 @@ fn served_hosts(gw: &Resource<Gateway>, vs_ns: &str) -> Vec<String> {
 }
 
 /// A VirtualService bound to a Gateway that serves none of its hosts (IST0132).
-pub fn gateway_host_not_served(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+pub fn gateway_host_not_served(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
         let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
         let hosts: Vec<String> = vs.spec.hosts.iter().cloned().chain(vs_hosts(vs)).collect();
         for (i, full) in bound_gateways(vs) {
-            let Some(gw) = find_gateway(objects, &full) else { continue };
+            let Some(gw) = find_gateway(model, &full) else { continue };
             let served = served_hosts(gw, &vs.meta.namespace);
             if hosts.iter().any(|h| served.iter().any(|s| hosts_overlap(s, h))) {
                 continue;
@@ -203,8 +204,8 @@ pub fn gateway_host_not_served(objects: &Objects, scope: Scope<'_>, out: &mut Ve
 
 /// A gateway-bound VirtualService sends traffic straight to a host whose mesh VirtualService
 /// splits it by subset: at the gateway the mesh rules do not apply (IST0140).
-pub fn gateway_ignores_mesh_rules(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in objects.virtual_services.iter().filter(|vs| !bound_gateways(vs).is_empty()) {
+pub fn gateway_ignores_mesh_rules(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for vs in model.objects.virtual_services.iter().filter(|vs| !bound_gateways(vs).is_empty()) {
         let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
         let mut seen = BTreeSet::new();
         for d in vs.spec.destinations().into_iter().filter(|d| d.role == DestinationRole::HttpRoute && d.destination.subset.is_none()) {
@@ -216,7 +217,8 @@ pub fn gateway_ignores_mesh_rules(objects: &Objects, scope: Scope<'_>, out: &mut
             if !in_scope || !seen.insert(host.clone()) {
                 continue;
             }
-            let mesh_rules: Vec<String> = objects
+            let mesh_rules: Vec<String> = model
+                .objects
                 .virtual_services
                 .iter()
                 .filter(|m| !std::ptr::eq(*m, vs) && bound_to_mesh(m) && claiming_host(m, &host).is_some())

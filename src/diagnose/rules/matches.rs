@@ -7,13 +7,14 @@ use super::{Scope, named};
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::routes::translate_match;
 use crate::istio::{HttpMatch, StringMatch, TcpRoute, VirtualService};
-use crate::snapshot::{Objects, Resource};
+use crate::model::Model;
+use crate::snapshot::Resource;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Rules and matches of VirtualServices in scope that no request can reach.
-pub fn unreachable_rule(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+pub fn unreachable_rule(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
         http_rules(vs, out);
         stream_rules(vs, &vs.spec.tcp, "tcp", out);
         stream_rules(vs, &vs.spec.tls, "tls", out);

@@ -1,9 +1,9 @@
-//! The checks: each looks at the objects, one caller's intent, its proxy, or their diff, and
+//! The checks: each looks at the model, one caller's intent, its proxy, or their diff, and
 //! reports a cause once. A cause owns its consequences: a subset missing from the
 //! DestinationRule also leaves the proxy without that cluster, which is not reported again as
 //! proxy drift because the intent lacks the cluster too.
 //!
-//! Checks that need only the objects run once per [`Scope`] (one service, or the mesh), and
+//! Checks that need only the model run once per [`Scope`] (one service, or the mesh), and
 //! name as subject the object `istioctl analyze` would name; checks that need a caller run per
 //! examined caller. The same cause seen from two callers or two services yields identical
 //! summaries, so [`super::merge_and_rank`] folds them into one finding.
@@ -21,18 +21,19 @@ pub use gateways::unchecked;
 use super::CallerContext;
 use super::finding::Finding;
 use crate::intent::Intent;
-use crate::intent::scope::{all_rules_for, claiming_host};
 use crate::intent::target::{SidecarState, Target};
 use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name};
 use crate::istio::{Destination, VirtualService};
-use crate::snapshot::{Objects, Resource};
+use crate::model::Model;
+use crate::model::virtual_services::claiming_host;
+use crate::snapshot::Resource;
 
-/// What a run asks about, and so which objects the object checks look at.
+/// What a run asks about, and so which model the object checks look at.
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
-    /// One service: only objects that claim it, route to it or hold its pods.
+    /// One service: only model that claim it, route to it or hold its pods.
     Service(&'a Target),
-    /// Every service: all objects, or those of one namespace.
+    /// Every service: all model, or those of one namespace.
     Mesh(Option<&'a str>),
 }
 
@@ -75,48 +76,48 @@ pub fn routes_to(vs: &Resource<VirtualService>, fqdn: &str) -> bool {
 
 /// Object checks about how rules reach one service's callers, run for each service asked
 /// about (in mesh-wide mode too).
-pub fn service_findings(objects: &Objects, target: &Target) -> Vec<Finding> {
+pub fn service_findings(model: &Model<'_>, target: &Target) -> Vec<Finding> {
     let mut out = Vec::new();
-    routing::vs_gateway_only(objects, target, &mut out);
-    routing::vs_host_mismatch(objects, target, &mut out);
+    routing::vs_gateway_only(model, target, &mut out);
+    routing::vs_host_mismatch(model, target, &mut out);
     out
 }
 
-/// Checks that need only the objects, over the objects in `scope`.
-pub fn object_findings(objects: &Objects, scope: Scope<'_>) -> Vec<Finding> {
+/// Checks that need only the model, over the model in `scope`.
+pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
-    routing::vs_conflict(objects, scope, &mut out);
-    routing::weights_managed_externally(objects, scope, &mut out);
-    routing::port_not_http_naming(objects, scope, &mut out);
-    matches::unreachable_rule(objects, scope, &mut out);
-    destinations::host_not_found(objects, scope, &mut out);
-    destinations::destination_port_missing(objects, scope, &mut out);
-    destinations::subset_not_declared_anywhere(objects, scope, &mut out);
-    destinations::subset_no_endpoints(objects, scope, &mut out);
-    gateways::gateway_not_found(objects, scope, &mut out);
-    gateways::gateway_credential_missing(objects, scope, &mut out);
-    gateways::gateway_host_not_served(objects, scope, &mut out);
-    gateways::gateway_ignores_mesh_rules(objects, scope, &mut out);
-    workloads::namespace_not_injected(objects, scope, &mut out);
-    workloads::pods_without_sidecar(objects, scope, &mut out);
-    workloads::sidecar_selects_no_pod(objects, scope, &mut out);
+    routing::vs_conflict(model, scope, &mut out);
+    routing::weights_managed_externally(model, scope, &mut out);
+    routing::port_not_http_naming(model, scope, &mut out);
+    matches::unreachable_rule(model, scope, &mut out);
+    destinations::host_not_found(model, scope, &mut out);
+    destinations::destination_port_missing(model, scope, &mut out);
+    destinations::subset_not_declared_anywhere(model, scope, &mut out);
+    destinations::subset_no_endpoints(model, scope, &mut out);
+    gateways::gateway_not_found(model, scope, &mut out);
+    gateways::gateway_credential_missing(model, scope, &mut out);
+    gateways::gateway_host_not_served(model, scope, &mut out);
+    gateways::gateway_ignores_mesh_rules(model, scope, &mut out);
+    workloads::namespace_not_injected(model, scope, &mut out);
+    workloads::pods_without_sidecar(model, scope, &mut out);
+    workloads::sidecar_selects_no_pod(model, scope, &mut out);
     out
 }
 
 /// Checks for one caller.
-pub(crate) fn caller_findings(objects: &Objects, target: &Target, ctx: &CallerContext<'_>) -> Vec<Finding> {
+pub(crate) fn caller_findings(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     if let SidecarState::Missing(reason) = &ctx.caller.sidecar {
-        workloads::caller_without_sidecar(objects, target, ctx.caller, reason, &mut out);
+        workloads::caller_without_sidecar(model, target, ctx.caller, reason, &mut out);
     } else {
         routing::port_not_http(target, ctx.intent, &mut out);
-        routing::vs_not_visible(objects, target, ctx, &mut out);
+        routing::vs_not_visible(model, target, ctx, &mut out);
         routing::no_route_match(ctx, &mut out);
-        routing::consistent_hash_with_weights(objects, target, ctx, &mut out);
-        destinations::subset_not_declared(objects, ctx, &mut out);
-        destinations::dr_conflict(objects, target, ctx, &mut out);
-        workloads::mtls_conflict(objects, target, ctx, &mut out);
-        data_plane::check(objects, target, ctx, &mut out);
+        routing::consistent_hash_with_weights(model, target, ctx, &mut out);
+        destinations::subset_not_declared(model, ctx, &mut out);
+        destinations::dr_conflict(model, target, ctx, &mut out);
+        workloads::mtls_conflict(model, target, ctx, &mut out);
+        data_plane::check(model, target, ctx, &mut out);
     }
     for f in &mut out {
         if !f.callers.contains(&ctx.caller.display()) {
@@ -142,12 +143,12 @@ pub fn describe_expected(intent: &Intent<'_>) -> Vec<String> {
 
 /// True when VirtualServices or DestinationRule subsets exist for the host, so "rules are
 /// ignored" findings are errors rather than warnings.
-fn has_routing_rules(objects: &Objects, target: &Target) -> bool {
-    objects.virtual_services.iter().any(|vs| claiming_host(vs, &target.fqdn).is_some())
-        || all_rules_for(objects, &target.fqdn).iter().any(|dr| !dr.spec.subsets.is_empty())
+fn has_routing_rules(model: &Model<'_>, target: &Target) -> bool {
+    model.objects.virtual_services.iter().any(|vs| claiming_host(vs, &target.fqdn).is_some())
+        || model.all_destination_rules(&target.fqdn).iter().any(|dr| !dr.spec.subsets.is_empty())
 }
 
-/// `VirtualService ns/name`, the way evidence and summaries name objects.
+/// `VirtualService ns/name`, the way evidence and summaries name model.objects.
 fn named(kind: &str, namespace: &str, name: &str) -> String {
     format!("{kind} {namespace}/{name}")
 }

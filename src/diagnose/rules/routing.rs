@@ -6,14 +6,13 @@ use super::{Scope, destination_host, named};
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::Intent;
-use crate::intent::scope::{
-    self, claiming_host, destination_rule_for, egress_hosts, egress_imports, export_namespaces, exported_to, mesh_virtual_services, sidecar_for, vs_gateways,
-    vs_hosts,
-};
 use crate::intent::target::{Caller, Target, TargetPort};
 use crate::istio::VirtualService;
 use crate::istio::names::{ClusterName, Protocol, hosts_overlap, specificity};
-use crate::snapshot::{Objects, Resource};
+use crate::model::Model;
+use crate::model::sidecar_scope::{export_namespaces, exported_to};
+use crate::model::virtual_services::{claiming_host, vs_gateways, vs_hosts};
+use crate::snapshot::Resource;
 
 /// True when the VirtualService applies to sidecars (`gateways` empty or listing `mesh`).
 pub fn bound_to_mesh(vs: &Resource<VirtualService>) -> bool {
@@ -21,14 +20,14 @@ pub fn bound_to_mesh(vs: &Resource<VirtualService>) -> bool {
 }
 
 /// A VirtualService for the service bound only to gateways, when no mesh one claims it.
-pub fn vs_gateway_only(objects: &Objects, target: &Target, out: &mut Vec<Finding>) {
-    let mesh_claims = objects.virtual_services.iter().any(|vs| bound_to_mesh(vs) && claiming_host(vs, &target.fqdn).is_some());
+pub fn vs_gateway_only(model: &Model<'_>, target: &Target, out: &mut Vec<Finding>) {
+    let mesh_claims = model.objects.virtual_services.iter().any(|vs| bound_to_mesh(vs) && claiming_host(vs, &target.fqdn).is_some());
     if mesh_claims {
         return;
     }
     // A gateway VirtualService for every host (`*`) is an ingress catch-all, not a rule meant
     // for this service.
-    for vs in objects.virtual_services.iter().filter(|vs| claiming_host(vs, &target.fqdn).is_some_and(|h| h != "*")) {
+    for vs in model.objects.virtual_services.iter().filter(|vs| claiming_host(vs, &target.fqdn).is_some_and(|h| h != "*")) {
         let gateways = vs_gateways(vs);
         let routes_subsets = vs.spec.http.iter().flat_map(|h| &h.route).any(|d| d.destination.subset.is_some() || d.weight.is_some());
         out.push(
@@ -49,8 +48,8 @@ pub fn vs_gateway_only(objects: &Objects, target: &Target, out: &mut Vec<Finding
 }
 
 /// A mesh VirtualService that routes to the service under hosts that do not name it.
-pub fn vs_host_mismatch(objects: &Objects, target: &Target, out: &mut Vec<Finding>) {
-    for vs in &objects.virtual_services {
+pub fn vs_host_mismatch(model: &Model<'_>, target: &Target, out: &mut Vec<Finding>) {
+    for vs in &model.objects.virtual_services {
         if claiming_host(vs, &target.fqdn).is_some() || !bound_to_mesh(vs) {
             continue;
         }
@@ -60,7 +59,7 @@ pub fn vs_host_mismatch(objects: &Objects, target: &Target, out: &mut Vec<Findin
             .hosts
             .iter()
             .zip(vs_hosts(vs))
-            .filter(|(_, resolved)| !scope::host_is_known(objects, resolved) && !resolved.contains('*'))
+            .filter(|(_, resolved)| !model.registry.is_known(resolved) && !resolved.contains('*'))
             .map(|(h, r)| (h.clone(), r))
             .collect();
         if !routes_here || dangling.is_empty() {
@@ -136,8 +135,8 @@ const NAMING_EXEMPT_NAMESPACES: &[&str] = &["kube-system", "kube-public"];
 
 /// A Service port without a protocol prefix: Istio sniffs the protocol (IST0118), one
 /// finding per port. Control-plane, managed-gateway and ExternalName Services are exempt.
-pub fn port_not_http_naming(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for svc in &objects.services {
+pub fn port_not_http_naming(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for svc in &model.objects.services {
         let labels = &svc.meta.labels;
         let exempt = NAMING_EXEMPT_NAMESPACES.contains(&svc.meta.namespace.as_str())
             || labels.contains_key("istio")
@@ -170,18 +169,16 @@ pub fn port_not_http_naming(objects: &Objects, scope: Scope<'_>, out: &mut Vec<F
 }
 
 /// What a caller's sidecar does with requests for hosts it does not know.
-pub fn fallback_for(objects: &Objects, caller: &Caller) -> &'static str {
-    let sidecar_mode = sidecar_for(objects, caller).and_then(|s| s.spec.outbound_traffic_policy.as_ref()?.mode.clone());
-    let mesh_mode = objects.mesh.outbound_traffic_policy.as_ref().and_then(|p| p.mode.clone());
-    match sidecar_mode.or(mesh_mode).as_deref() {
-        Some("REGISTRY_ONLY") => "fail with 502 from the block_all route (REGISTRY_ONLY)",
+pub fn fallback_for(model: &Model<'_>, caller: &Caller) -> &'static str {
+    match model.sidecar_scope(caller).outbound_mode.as_str() {
+        "REGISTRY_ONLY" => "fail with 502 from the block_all route (REGISTRY_ONLY)",
         _ => "go to PassthroughCluster, straight to the address dialled, bypassing VirtualService, DestinationRule and mTLS",
     }
 }
 
 /// The service, a VirtualService or a DestinationRule for it is hidden from the caller by
 /// exportTo or the Sidecar's egress hosts.
-pub fn vs_not_visible(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
+pub fn vs_not_visible(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
     let caller_ns = &ctx.caller.namespace;
     for (pi, pv) in ctx.intent.ports.iter().zip(&ctx.intent.view.ports) {
         let Some((reason, hider)) = &pi.hidden else { continue };
@@ -202,7 +199,7 @@ pub fn vs_not_visible(objects: &Objects, target: &Target, ctx: &CallerContext<'_
                     target.namespace,
                     target.name,
                     pv.port,
-                    fallback_for(objects, ctx.caller)
+                    fallback_for(model, ctx.caller)
                 ),
             )
             .detail(format!("{reason}. The caller's Envoy has no virtual host or cluster for the service, so none of its routing rules apply."))
@@ -218,24 +215,25 @@ pub fn vs_not_visible(objects: &Objects, target: &Target, ctx: &CallerContext<'_
             }),
         );
     }
-    hidden_virtual_services(objects, target, ctx, out);
+    hidden_virtual_services(model, target, ctx, out);
 }
 
 /// VirtualServices for the target that the caller would use but cannot see.
-fn hidden_virtual_services(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
+fn hidden_virtual_services(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
     let caller_ns = &ctx.caller.namespace;
     let unrouted: Vec<u32> =
         ctx.intent.ports.iter().filter(|p| p.hidden.is_none() && p.winner.is_none() && p.protocol != Protocol::Udp).map(|p| p.port).collect();
     let Some(&port) = unrouted.first() else { return };
-    let defaults = &objects.mesh.default_virtual_service_export_to;
-    for vs in objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs) && claiming_host(vs, &target.fqdn).is_some()) {
+    let defaults = &model.objects.mesh.default_virtual_service_export_to;
+    let scope = model.sidecar_scope(ctx.caller);
+    for vs in model.objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs) && claiming_host(vs, &target.fqdn).is_some()) {
         let exported = exported_to(&vs.spec.export_to, defaults, &vs.meta.namespace, caller_ns);
-        let egress = egress_hosts(sidecar_for(objects, ctx.caller), port);
-        let imported = vs_hosts(vs).iter().any(|h| egress_imports(&egress, caller_ns, &vs.meta.namespace, h));
+        let egress = scope.egress_hosts(port);
+        let imported = vs_hosts(vs).iter().any(|h| scope.imports(port, &vs.meta.namespace, h));
         let reason = if !exported {
             format!("its exportTo [{}] does not include namespace {caller_ns}", vs.spec.export_to.join(", "))
         } else if !imported {
-            let sc = sidecar_for(objects, ctx.caller).map(|s| s.reference("Sidecar").to_string()).unwrap_or_default();
+            let sc = scope.reference().map(|s| s.to_string()).unwrap_or_default();
             format!("the egress hosts [{}] of {sc} do not import namespace {}", egress.join(", "), vs.meta.namespace)
         } else {
             continue;
@@ -272,8 +270,8 @@ fn hidden_virtual_services(objects: &Objects, target: &Target, ctx: &CallerConte
 }
 
 /// Where a VirtualService's hosts are visible: `None` means every namespace.
-fn visibility(objects: &Objects, vs: &Resource<VirtualService>) -> Option<Vec<String>> {
-    export_namespaces(&vs.spec.export_to, &objects.mesh.default_virtual_service_export_to, &vs.meta.namespace)
+fn visibility(model: &Model<'_>, vs: &Resource<VirtualService>) -> Option<Vec<String>> {
+    export_namespaces(&vs.spec.export_to, &model.objects.mesh.default_virtual_service_export_to, &vs.meta.namespace)
 }
 
 /// A namespace where callers see both scopes, if any (the first VirtualService's own namespace
@@ -288,21 +286,22 @@ fn shared_namespace(a: (&Resource<VirtualService>, &Option<Vec<String>>), b: &Op
 
 /// True when `a` wins over `b` for a host both claim, for callers in `namespace`: the more
 /// specific host first, then istiod's precedence (private, exported, public; oldest first).
-fn wins(objects: &Objects, namespace: &str, a: (&Resource<VirtualService>, &str), b: (&Resource<VirtualService>, &str)) -> bool {
+fn wins(model: &Model<'_>, namespace: &str, a: (&Resource<VirtualService>, &str), b: (&Resource<VirtualService>, &str)) -> bool {
     if specificity(a.1) != specificity(b.1) {
         return specificity(a.1) > specificity(b.1);
     }
-    let order = mesh_virtual_services(objects, &Caller::hypothetical(namespace), 0);
+    let order = model.mesh_virtual_services(&Caller::hypothetical(namespace), 0);
     let rank = |vs: &Resource<VirtualService>| order.iter().position(|o| std::ptr::eq(*o, vs)).unwrap_or(usize::MAX);
     rank(a.0) <= rank(b.0)
 }
 
 /// Several mesh VirtualServices claim overlapping hosts for the same callers (IST0109): one
 /// finding per VirtualService, saying whether it wins or is ignored.
-pub fn vs_conflict(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
+pub fn vs_conflict(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
     // Each mesh VirtualService with its resolved hosts and where it is visible.
     type Claim<'o> = (&'o Resource<VirtualService>, Vec<String>, Option<Vec<String>>);
-    let mesh: Vec<Claim<'_>> = objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs)).map(|vs| (vs, vs_hosts(vs), visibility(objects, vs))).collect();
+    let mesh: Vec<Claim<'_>> =
+        model.objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs)).map(|vs| (vs, vs_hosts(vs), visibility(model, vs))).collect();
     for (i, (a, a_hosts, a_vis)) in mesh.iter().enumerate() {
         if !scope.virtual_service(a) {
             continue;
@@ -316,7 +315,7 @@ pub fn vs_conflict(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) 
                 a_hosts.iter().flat_map(|ha| b_hosts.iter().map(move |hb| (ha, hb))).find(|(ha, hb)| hosts_overlap(ha, hb) && scope.host(ha) && scope.host(hb));
             let Some((ha, hb)) = clash else { continue };
             let b_name = named("VirtualService", &b.meta.namespace, &b.meta.name);
-            loses |= !wins(objects, &ns, (a, ha), (b, hb));
+            loses |= !wins(model, &ns, (a, ha), (b, hb));
             evidence.push(format!("{b_name} spec.hosts: {hb} (overlaps {ha}; both visible in namespace {ns})"));
             rivals.push(b_name);
         }
@@ -370,8 +369,8 @@ pub fn no_route_match(ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
 }
 
 /// A weighted split across subsets whose DestinationRule asks for consistent hashing.
-pub fn consistent_hash_with_weights(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
-    let Some(rule) = destination_rule_for(objects, ctx.caller, &target.fqdn, &target.namespace) else { return };
+pub fn consistent_hash_with_weights(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
+    let Some(rule) = model.destination_rule(ctx.caller, &target.fqdn, &target.namespace) else { return };
     for (pv, pi) in ctx.intent.view.ports.iter().zip(&ctx.intent.ports) {
         let (Some(vh), Some(vs)) = (&pv.virtual_host, pi.winner) else { continue };
         for route in vh.routes.iter().filter(|r| r.action.clusters().count() > 1) {
@@ -461,8 +460,8 @@ fn managed_by(vs: &Resource<VirtualService>) -> Vec<String> {
 }
 
 /// A weighted VirtualService whose weights a controller or GitOps sync owns.
-pub fn weights_managed_externally(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+pub fn weights_managed_externally(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
         let weighted =
             vs.spec.http.iter().map(|h| &h.route).chain(vs.spec.tcp.iter().map(|t| &t.route)).find(|r| r.len() > 1 && r.iter().any(|d| d.weight.is_some()));
         let Some(routes) = weighted else { continue };

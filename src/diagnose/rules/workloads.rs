@@ -4,10 +4,10 @@
 use super::{Scope, has_routing_rules, named};
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
-use crate::intent::scope::destination_rule_for;
 use crate::intent::target::{Caller, Target, TargetPort, has_proxy, sidecar_exemption};
 use crate::istio::{PeerAuthentication, Sidecar, labels_match};
-use crate::snapshot::{ObjectRef, Objects, Resource};
+use crate::model::Model;
+use crate::snapshot::{ObjectRef, Resource};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -26,19 +26,19 @@ enum Injection {
 }
 
 /// The namespace's injection setting; `None` when the Namespace object was not captured.
-fn injection(objects: &Objects, namespace: &str) -> Option<Injection> {
-    let labels = &objects.namespace(namespace)?.meta.labels;
+fn injection(model: &Model<'_>, namespace: &str) -> Option<Injection> {
+    let labels = &model.objects.namespace(namespace)?.meta.labels;
     Some(match labels.get("istio-injection").map(String::as_str) {
         Some("enabled") => Injection::Enabled,
         Some(_) => Injection::OptedOut,
-        None if labels.contains_key("istio.io/rev") || objects.injection_enabled_by_default => Injection::Enabled,
+        None if labels.contains_key("istio.io/rev") || model.objects.injection_enabled_by_default => Injection::Enabled,
         None if labels.get("istio.io/dataplane-mode").map(String::as_str) == Some("ambient") => Injection::OptedOut,
         None => Injection::Unlabelled,
     })
 }
 
-fn is_system(objects: &Objects, namespace: &str) -> bool {
-    SYSTEM_NAMESPACES.contains(&namespace) || namespace == objects.mesh.root_namespace
+fn is_system(model: &Model<'_>, namespace: &str) -> bool {
+    SYSTEM_NAMESPACES.contains(&namespace) || namespace == model.objects.mesh.root_namespace
 }
 
 /// The one finding for a namespace without injection, whichever check sees it first.
@@ -61,17 +61,23 @@ fn not_injected(namespace: &str, severity: Severity, bare_pods: &[String]) -> Fi
 }
 
 /// Pods in `namespace` that lack a sidecar they should have.
-fn bare_pods(objects: &Objects, namespace: &str) -> Vec<String> {
-    objects.pods.iter().filter(|p| p.meta.namespace == namespace && !has_proxy(p) && sidecar_exemption(p).is_none()).map(|p| p.meta.name.clone()).collect()
+fn bare_pods(model: &Model<'_>, namespace: &str) -> Vec<String> {
+    model
+        .objects
+        .pods
+        .iter()
+        .filter(|p| p.meta.namespace == namespace && !has_proxy(p) && sidecar_exemption(p).is_none())
+        .map(|p| p.meta.name.clone())
+        .collect()
 }
 
 /// Namespaces without any injection label (IST0102).
-pub fn namespace_not_injected(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for ns in objects.namespaces.iter().map(|n| n.meta.name.as_str()).filter(|ns| scope.namespace(ns) && !is_system(objects, ns)) {
-        if injection(objects, ns) != Some(Injection::Unlabelled) {
+pub fn namespace_not_injected(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for ns in model.objects.namespaces.iter().map(|n| n.meta.name.as_str()).filter(|ns| scope.namespace(ns) && !is_system(model, ns)) {
+        if injection(model, ns) != Some(Injection::Unlabelled) {
             continue;
         }
-        let bare = bare_pods(objects, ns);
+        let bare = bare_pods(model, ns);
         out.push(not_injected(ns, if bare.is_empty() { Severity::Info } else { Severity::Warning }, &bare));
     }
 }
@@ -97,10 +103,10 @@ fn without_sidecar(pod: &ObjectRef, reason: &str, severity: Severity, namespace_
 
 /// Pods in injection-enabled namespaces that run without the sidecar they should have
 /// (IST0103): injected after they started, or the injector was down.
-pub fn pods_without_sidecar(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
+pub fn pods_without_sidecar(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
     let Scope::Mesh(_) = scope else { return };
-    for pod in objects.pods.iter().filter(|p| scope.namespace(&p.meta.namespace) && !is_system(objects, &p.meta.namespace)) {
-        if has_proxy(pod) || sidecar_exemption(pod).is_some() || injection(objects, &pod.meta.namespace) != Some(Injection::Enabled) {
+    for pod in model.objects.pods.iter().filter(|p| scope.namespace(&p.meta.namespace) && !is_system(model, &p.meta.namespace)) {
+        if has_proxy(pod) || sidecar_exemption(pod).is_some() || injection(model, &pod.meta.namespace) != Some(Injection::Enabled) {
             continue;
         }
         let reason = "The pod has no istio-proxy container although its namespace is labelled for injection (it started before the label, or the injector was unavailable)";
@@ -110,23 +116,29 @@ pub fn pods_without_sidecar(objects: &Objects, scope: Scope<'_>, out: &mut Vec<F
 
 /// A Sidecar whose workloadSelector matches no pod of its namespace (IST0101): the pods it was
 /// written for run under the namespace's default Sidecar, or the root namespace's, instead.
-pub fn sidecar_selects_no_pod(objects: &Objects, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    if objects.pods.is_empty() {
+pub fn sidecar_selects_no_pod(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    if model.objects.pods.is_empty() {
         return;
     }
-    for sc in &objects.sidecars {
+    for sc in &model.objects.sidecars {
         let Some(selector) = sc.spec.workload_selector.as_ref().map(|w| &w.labels).filter(|l| !l.is_empty()) else { continue };
         let in_scope = match scope {
             Scope::Service(t) => sc.meta.namespace == t.namespace || names_host(sc, t),
             Scope::Mesh(_) => scope.namespace(&sc.meta.namespace),
         };
         let ns = &sc.meta.namespace;
-        if !in_scope || objects.pods.iter().any(|p| &p.meta.namespace == ns && labels_match(selector, &p.meta.labels)) {
+        if !in_scope || model.objects.pods.iter().any(|p| &p.meta.namespace == ns && labels_match(selector, &p.meta.labels)) {
             continue;
         }
         let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let elsewhere: Vec<String> =
-            objects.pods.iter().filter(|p| labels_match(selector, &p.meta.labels)).map(|p| format!("{}/{}", p.meta.namespace, p.meta.name)).take(3).collect();
+        let elsewhere: Vec<String> = model
+            .objects
+            .pods
+            .iter()
+            .filter(|p| labels_match(selector, &p.meta.labels))
+            .map(|p| format!("{}/{}", p.meta.namespace, p.meta.name))
+            .take(3)
+            .collect();
         let me = named("Sidecar", ns, &sc.meta.name);
         let detail = if elsewhere.is_empty() {
             "A Sidecar with a workloadSelector applies only to pods of its own namespace that carry every label; with none, its egress and ingress settings reach no proxy, and the pods it was meant for import what the namespace default Sidecar (or the root namespace's, or none) allows.".to_string()
@@ -156,13 +168,13 @@ fn names_host(sc: &Resource<Sidecar>, target: &Target) -> bool {
 
 /// The examined caller has no sidecar: the namespace's missing label is the cause when it has
 /// none, else the pod itself.
-pub fn caller_without_sidecar(objects: &Objects, target: &Target, caller: &Caller, reason: &str, out: &mut Vec<Finding>) {
-    let severity = if has_routing_rules(objects, target) && !caller.possible { Severity::Error } else { Severity::Warning };
-    let pod = objects.pod(&caller.namespace, &caller.name);
+pub fn caller_without_sidecar(model: &Model<'_>, target: &Target, caller: &Caller, reason: &str, out: &mut Vec<Finding>) {
+    let severity = if has_routing_rules(model, target) && !caller.possible { Severity::Error } else { Severity::Warning };
+    let pod = model.objects.pod(&caller.namespace, &caller.name);
     let exempt = pod.and_then(sidecar_exemption).is_some();
-    let ns = injection(objects, &caller.namespace);
+    let ns = injection(model, &caller.namespace);
     if !exempt && ns == Some(Injection::Unlabelled) {
-        out.push(not_injected(&caller.namespace, severity, &bare_pods(objects, &caller.namespace)));
+        out.push(not_injected(&caller.namespace, severity, &bare_pods(model, &caller.namespace)));
         return;
     }
     out.push(without_sidecar(&caller.reference(), reason, severity, !exempt && ns == Some(Injection::Enabled)));
@@ -183,12 +195,12 @@ enum ClientTls {
 
 /// The PeerAuthentication mode in force on a pod's port: selector PA in its namespace (port
 /// level first), then the namespace-wide PA, then the root namespace's, else PERMISSIVE.
-fn peer_mode<'a>(objects: &'a Objects, pod: &'a Resource<Pod>, port: Option<i32>) -> (String, Option<&'a Resource<PeerAuthentication>>) {
+fn peer_mode<'a>(model: &Model<'a>, pod: &'a Resource<Pod>, port: Option<i32>) -> (String, Option<&'a Resource<PeerAuthentication>>) {
     let set = |m: Option<&String>| m.filter(|m| !m.is_empty() && *m != "UNSET").cloned();
-    fn in_ns<'o>(objects: &'o Objects, ns: &'o str) -> impl Iterator<Item = &'o Resource<PeerAuthentication>> {
+    fn in_ns<'o>(objects: &'o crate::snapshot::Objects, ns: &'o str) -> impl Iterator<Item = &'o Resource<PeerAuthentication>> {
         objects.peer_authentications.iter().filter(move |pa| pa.meta.namespace == ns)
     }
-    let selected = in_ns(objects, &pod.meta.namespace)
+    let selected = in_ns(model.objects, &pod.meta.namespace)
         .filter(|pa| pa.spec.selector.as_ref().is_some_and(|s| !s.labels.is_empty() && labels_match(&s.labels, &pod.meta.labels)));
     for pa in selected {
         let port_mode = port.and_then(|p| pa.spec.port_level_mtls.get(&p.to_string())).and_then(|m| set(m.mode.as_ref()));
@@ -197,11 +209,11 @@ fn peer_mode<'a>(objects: &'a Objects, pod: &'a Resource<Pod>, port: Option<i32>
         }
     }
     let namespace_wide = |ns: &'a str| {
-        in_ns(objects, ns)
+        in_ns(model.objects, ns)
             .find(|pa| pa.spec.selector.as_ref().is_none_or(|s| s.labels.is_empty()))
             .and_then(|pa| Some((set(pa.spec.mtls.as_ref()?.mode.as_ref())?, pa)))
     };
-    match namespace_wide(&pod.meta.namespace).or_else(|| namespace_wide(&objects.mesh.root_namespace)) {
+    match namespace_wide(&pod.meta.namespace).or_else(|| namespace_wide(&model.objects.mesh.root_namespace)) {
         Some((mode, pa)) => (mode, Some(pa)),
         None => ("PERMISSIVE".into(), None),
     }
@@ -224,23 +236,23 @@ fn container_port(pod: &Resource<Pod>, tp: &TargetPort) -> Option<i32> {
 }
 
 /// The client's TLS choice for a port disagrees with what the destination pods accept.
-pub fn mtls_conflict(objects: &Objects, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
-    let rule = destination_rule_for(objects, ctx.caller, &target.fqdn, &target.namespace);
-    let pods: Vec<&Resource<Pod>> = objects.pods.iter().filter(|p| target.selects(p)).collect();
+pub fn mtls_conflict(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
+    let rule = model.destination_rule(ctx.caller, &target.fqdn, &target.namespace);
+    let pods: Vec<&Resource<Pod>> = model.objects.pods.iter().filter(|p| target.selects(p)).collect();
     for tp in target.ports.iter().filter(|tp| tp.protocol != crate::istio::names::Protocol::Udp) {
         let explicit = rule.as_ref().and_then(|r| Some((r.primary(), r.primary().spec.effective_policy(tp.port, None).tls?.mode?)));
         let client = match explicit.as_ref().map(|(_, m)| m.as_str()) {
             Some("DISABLE") => ClientTls::Plain,
             Some("SIMPLE" | "MUTUAL") => ClientTls::OtherTls,
             Some("ISTIO_MUTUAL") => ClientTls::IstioMutual,
-            _ if objects.mesh.enable_auto_mtls => ClientTls::Auto,
+            _ if model.objects.mesh.enable_auto_mtls => ClientTls::Auto,
             _ => ClientTls::Plain,
         };
         let mut refused: Vec<String> = Vec::new();
         let mut server: Option<String> = None;
         for pod in &pods {
             let sidecar = has_proxy(pod);
-            let (mode, pa) = peer_mode(objects, pod, container_port(pod, tp));
+            let (mode, pa) = peer_mode(model, pod, container_port(pod, tp));
             let clash = match client {
                 ClientTls::Plain | ClientTls::OtherTls => sidecar && mode == "STRICT",
                 ClientTls::IstioMutual => !sidecar || mode == "DISABLE",

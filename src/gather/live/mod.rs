@@ -439,7 +439,7 @@ async fn read_proxies(
         // even when they belong to other hosts.
         let expected: BTreeSet<String> = match snapshot.objects.pod(&choice.namespace, &choice.pod) {
             Some(pod) if choice.role != Role::Destination => {
-                intent::derive(&snapshot.objects, &Caller::from_pod(pod), target).view.clusters.into_keys().collect()
+                intent::derive(&crate::model::Model::build(&snapshot.objects), &Caller::from_pod(pod), target).view.clusters.into_keys().collect()
             }
             _ => BTreeSet::new(),
         };

@@ -8,11 +8,12 @@
 
 use super::admin::Role;
 use crate::error::Result;
-use crate::intent::scope::{all_rules_for, vs_gateways, vs_hosts};
 use crate::intent::target::{Caller, CallerKind, SidecarState, Target};
 use crate::istio::VirtualService;
 use crate::istio::labels_match;
 use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name};
+use crate::model::destination_rules::all_for;
+use crate::model::virtual_services::{vs_gateways, vs_hosts};
 use crate::question::{self, Question};
 use crate::snapshot::{Gap, Resource, Snapshot};
 use k8s_openapi::api::core::v1::Pod;
@@ -182,7 +183,7 @@ pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, max: us
     let mut backends: Vec<&Resource<Pod>> = objects.pods.iter().filter(|p| is_backend(p) && ready(p) && has_sidecar(&Caller::from_pod(p))).collect();
     backends.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
     let mut subsets: Vec<(&str, &BTreeMap<String, String>)> = Vec::new();
-    for rule in all_rules_for(objects, &target.fqdn) {
+    for rule in all_for(objects, &target.fqdn) {
         for s in &rule.spec.subsets {
             if !subsets.iter().any(|(name, _)| *name == s.name) {
                 subsets.push((&s.name, &s.labels));

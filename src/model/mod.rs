@@ -1,0 +1,153 @@
+//! The model: istiod's view of the mesh for one question, built once (like istiod's
+//! PushContext) and read by the intent derivation and by every rule.
+//!
+//! Public API, in the order istiod computes things:
+//! - [`Model::build`] indexes the objects once: the service [`registry`] (Services and
+//!   ServiceEntries by hostname, with ports and protocols), VirtualServices by host, and
+//!   DestinationRules by namespace.
+//! - [`Model::sidecar_scope`] is one caller's SidecarScope: the Sidecar that applies, its egress
+//!   imports per port and its outbound traffic policy.
+//! - [`Model::virtual_services`] gives the mesh VirtualServices a caller imports for a host and
+//!   port, in istiod's precedence order; [`virtual_services::expanded_rules`] merges delegates.
+//! - [`Model::destination_rule`] is the DestinationRule in effect for a caller and host
+//!   ([`destination_rules::EffectiveRule`]).
+//!
+//! Everything here is pure and keyed on the objects; per-caller output (routes, clusters) is
+//! the job of [`crate::intent`], which reads this model.
+
+pub mod destination_rules;
+pub mod registry;
+pub mod sidecar_scope;
+pub mod virtual_services;
+
+pub use destination_rules::EffectiveRule;
+pub use registry::{HostDefinition, Registry, ServiceInfo};
+pub use sidecar_scope::SidecarScope;
+
+use crate::intent::target::Caller;
+use crate::istio::{DestinationRule, VirtualService};
+use crate::snapshot::{Objects, Resource};
+use std::collections::BTreeMap;
+
+/// istiod's view of the mesh, indexed once per question.
+#[derive(Debug)]
+pub struct Model<'a> {
+    /// The objects the model was built from (for rules that list raw objects of one kind).
+    pub objects: &'a Objects,
+    /// Services and ServiceEntries by hostname.
+    pub registry: Registry<'a>,
+    /// VirtualServices by namespace, oldest first (istiod's order within a namespace).
+    virtual_services_by_ns: BTreeMap<&'a str, Vec<&'a Resource<VirtualService>>>,
+    /// DestinationRules by namespace, oldest first.
+    destination_rules_by_ns: BTreeMap<&'a str, Vec<&'a Resource<DestinationRule>>>,
+}
+
+impl<'a> Model<'a> {
+    /// Indexes `objects` (already sorted oldest first by the snapshot).
+    pub fn build(objects: &'a Objects) -> Model<'a> {
+        let mut virtual_services_by_ns: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+        for vs in &objects.virtual_services {
+            virtual_services_by_ns.entry(vs.meta.namespace.as_str()).or_default().push(vs);
+        }
+        let mut destination_rules_by_ns: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+        for dr in &objects.destination_rules {
+            destination_rules_by_ns.entry(dr.meta.namespace.as_str()).or_default().push(dr);
+        }
+        Model { objects, registry: Registry::build(objects), virtual_services_by_ns, destination_rules_by_ns }
+    }
+
+    /// The caller's SidecarScope.
+    pub fn sidecar_scope(&self, caller: &Caller) -> SidecarScope<'a> {
+        SidecarScope::for_caller(self, caller)
+    }
+
+    /// The DestinationRule(s) in effect for `host` (a service in `service_ns`, empty for hosts
+    /// that are not Kubernetes services) as seen from `caller`.
+    pub fn destination_rule(&self, caller: &Caller, host: &str, service_ns: &str) -> Option<EffectiveRule<'a>> {
+        destination_rules::effective(self, caller, host, service_ns)
+    }
+
+    /// Every DestinationRule whose host matches `host`, effective for a caller or not.
+    pub fn all_destination_rules(&self, host: &str) -> Vec<&'a Resource<DestinationRule>> {
+        destination_rules::all_for(self.objects, host)
+    }
+
+    /// The mesh-bound VirtualServices the caller imports on `port`, in precedence order.
+    pub fn mesh_virtual_services(&self, caller: &Caller, port: u32) -> Vec<&'a Resource<VirtualService>> {
+        virtual_services::mesh_for_caller(self, caller, port)
+    }
+
+    /// The mesh-bound VirtualServices the caller imports on `port` that claim `fqdn`, in
+    /// precedence order.
+    pub fn virtual_services(&self, caller: &Caller, fqdn: &str, port: u32) -> Vec<&'a Resource<VirtualService>> {
+        self.mesh_virtual_services(caller, port).into_iter().filter(|vs| virtual_services::claiming_host(vs, fqdn).is_some()).collect()
+    }
+
+    /// VirtualServices of one namespace, oldest first.
+    pub fn virtual_services_in(&self, namespace: &str) -> &[&'a Resource<VirtualService>] {
+        self.virtual_services_by_ns.get(namespace).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// DestinationRules of one namespace, oldest first.
+    pub fn destination_rules_in(&self, namespace: &str) -> &[&'a Resource<DestinationRule>] {
+        self.destination_rules_by_ns.get(namespace).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::istio::names::Protocol;
+    use serde_json::json;
+
+    fn objects(docs: &[serde_json::Value]) -> Objects {
+        let mut objects = Objects::default();
+        for (i, d) in docs.iter().enumerate() {
+            objects.add_document(d.clone(), &format!("test[{i}]")).unwrap();
+        }
+        objects.sort();
+        objects
+    }
+
+    fn service(ns: &str, name: &str, ports: serde_json::Value) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}, "spec": {"ports": ports}})
+    }
+
+    #[test]
+    fn registry_reads_protocols_from_names_app_protocol_and_sniffing() {
+        let o = objects(&[service(
+            "default",
+            "reviews",
+            json!([{"name": "http-web", "port": 9080}, {"name": "tcp-db", "port": 5432}, {"name": "x", "port": 8080, "appProtocol": "grpc"}, {"port": 7000}]),
+        )]);
+        let model = Model::build(&o);
+        let def = &model.registry.definitions("reviews.default.svc.cluster.local")[0];
+        let protocols: Vec<Protocol> = def.ports.iter().map(|p| p.protocol).collect();
+        assert_eq!(protocols, [Protocol::Http, Protocol::Tcp, Protocol::Grpc, Protocol::Auto]);
+        assert!(model.registry.has_port("reviews.default.svc.cluster.local", 5432));
+        assert!(!model.registry.has_port("reviews.default.svc.cluster.local", 1));
+    }
+
+    #[test]
+    fn a_kubernetes_service_is_preferred_over_a_service_entry_for_the_same_host() {
+        let se = json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "se", "namespace": "a"},
+            "spec": {"hosts": ["reviews.default.svc.cluster.local"], "ports": [{"number": 1, "protocol": "TCP"}]}});
+        let o = objects(&[se, service("default", "reviews", json!([{"name": "http", "port": 9080}]))]);
+        let model = Model::build(&o);
+        assert_eq!(model.registry.visible("reviews.default.svc.cluster.local", "x").unwrap().reference.kind, "Service");
+    }
+
+    #[test]
+    fn the_sidecar_scope_imports_per_port_and_takes_the_outbound_mode() {
+        let sc = json!({"apiVersion": "networking.istio.io/v1", "kind": "Sidecar", "metadata": {"name": "default", "namespace": "app"},
+            "spec": {"egress": [{"hosts": ["./*"]}, {"port": {"number": 9080}, "hosts": ["default/*"]}], "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}});
+        let o = objects(&[sc]);
+        let model = Model::build(&o);
+        let scope = model.sidecar_scope(&Caller::hypothetical("app"));
+        assert_eq!(scope.outbound_mode, "REGISTRY_ONLY");
+        assert!(scope.imports(9080, "default", "reviews.default.svc.cluster.local"));
+        assert!(!scope.imports(80, "default", "reviews.default.svc.cluster.local"));
+        assert!(scope.imports(80, "app", "a.app.svc.cluster.local"));
+        assert!(model.sidecar_scope(&Caller::hypothetical("other")).imports(80, "default", "x"));
+    }
+}
