@@ -70,6 +70,57 @@ pub enum Command {
     },
     /// Serve the analysis to AI assistants over the Model Context Protocol on stdio (read-only tools, JSON results).
     Mcp,
+    /// Trace one request from a caller through its Envoy and through what istiod should push.
+    Trace(Box<TraceArgs>),
+}
+
+/// `trace`: the request and where it comes from (`--from` and `--port` are the global flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TraceArgs {
+    /// The service called, SERVICE or SERVICE.NAMESPACE: sets the host and, from its ClusterIP, the address.
+    pub service: Option<String>,
+    /// Destination IP (default: the service's ClusterIP, else 1.3.3.7, an address no listener is bound to).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Host / authority header (default: the service's name).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Path, with an optional query string.
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// A request header, `name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// What the caller sends.
+    #[arg(long, value_enum, default_value = "http")]
+    pub protocol: crate::trace::Protocol,
+    /// The caller originates TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// The caller sends Istio mutual TLS.
+    #[arg(long, conflicts_with = "tls")]
+    pub mtls: bool,
+    /// TLS server name (default: the host).
+    #[arg(long)]
+    pub sni: Option<String>,
+    /// ALPN offered in the TLS handshake (default: from the protocol).
+    #[arg(long)]
+    pub alpn: Option<String>,
+    /// The request arrives at the --from pod through inbound capture.
+    #[arg(long)]
+    pub inbound: bool,
+    /// Explain one access-log line (Istio's default format or JSON) instead of a request.
+    #[arg(long)]
+    pub log: Option<String>,
+    /// Analyze saved state instead of a live cluster: a snapshot directory or .tar.gz.
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: Format,
 }
 
 /// Whether `word` names a subcommand (so it cannot be passed as a SERVICE).
@@ -121,6 +172,7 @@ impl Cli {
     pub fn service_arg(&self) -> &str {
         match &self.command {
             Some(Command::Capture { service, .. }) => service.as_deref().unwrap_or_default(),
+            Some(Command::Trace(t)) => t.service.as_deref().unwrap_or_default(),
             _ => self.service.as_deref().unwrap_or_default(),
         }
     }

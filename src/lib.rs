@@ -19,5 +19,6 @@ pub mod model;
 pub mod question;
 pub mod render;
 pub mod snapshot;
+pub mod trace;
 pub mod version;
 pub mod view;

@@ -2,7 +2,7 @@
 //! A thin shell over the `mesh_why` library: parse arguments, gather, analyze, render, exit.
 
 use clap::Parser;
-use mesh_why::{cli, complete, diagnose, error, gather, mcp, question, render, snapshot};
+use mesh_why::{cli, complete, diagnose, error, gather, mcp, question, render, snapshot, trace};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -29,6 +29,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &cli::Cli) -> error::Result<ExitCode> {
+    if let Some(cli::Command::Trace(args)) = &cli.command {
+        return trace(cli, args);
+    }
     if let Some(path) = &cli.snapshot {
         if let Some(scope) = cli.mesh_scope("default") {
             let snapshot = gather::files::read_snapshot(path)?;
@@ -45,6 +48,48 @@ fn run(cli: &cli::Cli) -> error::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     runtime.block_on(live(cli))
+}
+
+/// `trace`: one request from one caller, on a snapshot or live (reading what the service
+/// question reads: the objects and the caller's proxy).
+fn trace(cli: &cli::Cli, args: &cli::TraceArgs) -> error::Result<ExitCode> {
+    let from = cli
+        .from
+        .as_deref()
+        .ok_or_else(|| error::Error::new("trace needs --from: the calling pod").help("for example: --from productpage-v1-6b7f9d8c7-ccccc.default"))?;
+    let snapshot = match &args.snapshot {
+        Some(path) => gather::files::read_snapshot(path)?,
+        None => {
+            let service = args.service.as_deref().ok_or_else(|| {
+                error::Error::new("live trace needs the SERVICE called, to know which proxies and objects to read")
+                    .help("for example: kubectl mesh-why trace reviews --from productpage-v1-xxx --port 9080")
+            })?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| error::Error::new(format!("cannot start the async runtime: {e}")))?;
+            runtime.block_on(async {
+                let c = &cli.cluster;
+                let connect =
+                    gather::live::kube::ConnectOptions { kubeconfig: c.kubeconfig.clone(), context: c.context.clone(), request_timeout: c.request_timeout };
+                let cluster = gather::live::kube::connect(&connect).await?;
+                let mut question = cli.question(&cluster.default_namespace)?;
+                question.service = service.split('.').next().unwrap_or(service).to_string();
+                let options = gather::live::LiveOptions { max_proxies: c.max_proxies as usize, timeout: c.timeout };
+                gather::live::gather(&cluster, &question, &options).await?.snapshot()
+            })?
+        }
+    };
+    let namespace = cli.namespace.clone().unwrap_or_else(|| "default".into());
+    let report = match &args.log {
+        Some(line) => trace::log::explain(&snapshot, from, &namespace, line)?,
+        None => {
+            let request = trace::report::build_request(&snapshot.objects, args, cli.port, &namespace)?;
+            trace::report::trace(&snapshot, from, &namespace, request)?
+        }
+    };
+    let _ = std::io::stdout().write_all(trace::report::render(&report, args.output).as_bytes());
+    Ok(if report.findings.iter().any(|f| f.severity == diagnose::Severity::Error) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// What a live reading produced: for one service, or for `--all` in a namespace (`None`: all).

@@ -5,6 +5,7 @@
 //! configurations and their virtual hosts, clusters, endpoints, listeners). Secrets are never
 //! decoded. Memory stays close to the size of the input text.
 
+use super::listener::ListenerDetail;
 use super::types::{Address, Cluster, ClusterLoadAssignment, VirtualHost, WeightedClusters};
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -98,6 +99,8 @@ pub struct Listener {
     pub tcp_clusters: Vec<String>,
     /// Envoy's rejection of the last update, if any.
     pub error: Option<String>,
+    /// Address, filter chains and network filters, for walking a request.
+    pub detail: ListenerDetail,
 }
 
 /// A route configuration with only the selected virtual hosts decoded.
@@ -449,7 +452,8 @@ fn parse_listener(raw: &str, origin: &str) -> Result<Listener> {
         route_config_name: String,
     }
     let l: L = decode(raw, origin, "listener")?;
-    let mut out = Listener { name: l.name, port: l.address.and_then(|a| a.socket_address).and_then(|s| s.port_value), ..Default::default() };
+    let detail = ListenerDetail::from_json(&decode::<Value>(raw, origin, "listener")?);
+    let mut out = Listener { name: l.name, port: l.address.and_then(|a| a.socket_address).and_then(|s| s.port_value), detail, ..Default::default() };
     for chain in l.filter_chains.iter().chain(l.default_filter_chain.iter()) {
         for filter in &chain.filters {
             let Some(cfg) = filter.typed_config.or(filter.config) else { continue };

@@ -8,6 +8,7 @@
 pub mod clusters;
 pub mod config_dump;
 mod de;
+pub mod listener;
 pub mod server_info;
 pub mod stats;
 pub mod types;

@@ -18,6 +18,9 @@ pub struct VirtualHost {
     /// Ordered routes.
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// `ALL` or `EXTERNAL_ONLY` when plaintext gets a 301 to https (Gateway `httpsRedirect`).
+    #[serde(default, alias = "requireTls")]
+    pub require_tls: Option<String>,
 }
 
 /// `envoy.config.route.v3.Route`.
@@ -101,6 +104,9 @@ pub struct HeaderMatcher {
     /// Negation.
     #[serde(alias = "invertMatch")]
     pub invert_match: Option<bool>,
+    /// Presence (`true`) or absence (`false`) of the header.
+    #[serde(alias = "presentMatch")]
+    pub present_match: Option<bool>,
 }
 
 /// `envoy.type.matcher.v3.StringMatcher`.
@@ -118,6 +124,9 @@ pub struct StringMatcher {
     /// RE2 regex.
     #[serde(alias = "safeRegex")]
     pub safe_regex: Option<RegexMatcher>,
+    /// Case-insensitive (not for regexes).
+    #[serde(alias = "ignoreCase")]
+    pub ignore_case: bool,
 }
 
 /// `envoy.config.route.v3.RouteAction`.

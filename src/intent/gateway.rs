@@ -66,7 +66,7 @@ pub fn derive<'a>(model: &Model<'a>, caller: &Caller, target: &Target) -> Vec<(P
 
 /// The port the gateway pod listens on for server port `port`: istiod binds gateway listeners
 /// to the targetPort of the gateway's Service port, when a Service fronting the pod has one.
-fn listener_port(model: &Model<'_>, caller: &Caller, port: u32) -> u32 {
+pub(super) fn listener_port(model: &Model<'_>, caller: &Caller, port: u32) -> u32 {
     model
         .objects
         .services

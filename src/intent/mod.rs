@@ -3,6 +3,9 @@
 
 pub mod endpoints;
 pub mod gateway;
+pub mod gateway_listeners;
+pub mod inbound;
+pub mod listeners;
 pub mod routes;
 pub mod target;
 

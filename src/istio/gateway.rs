@@ -43,6 +43,9 @@ pub struct ServerTls {
     /// Secret holding the server certificate, in the gateway pods' namespace.
     #[serde(default)]
     pub credential_name: Option<String>,
+    /// Plaintext requests get a 301 to https.
+    #[serde(default)]
+    pub https_redirect: bool,
 }
 
 /// A server's port.

@@ -18,6 +18,24 @@ pub struct ServiceEntry {
     /// Namespaces this entry is visible to.
     #[serde(default)]
     pub export_to: Vec<String>,
+    /// Workload endpoints (address and port map) of the entry.
+    #[serde(default)]
+    pub endpoints: Vec<WorkloadEntry>,
+    /// Pods (and WorkloadEntries) that are the entry's endpoints.
+    #[serde(default)]
+    pub workload_selector: Option<super::WorkloadSelector>,
+}
+
+/// One `endpoints[]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadEntry {
+    /// IP or host name.
+    #[serde(default)]
+    pub address: String,
+    /// Port name → target port.
+    #[serde(default)]
+    pub ports: std::collections::BTreeMap<String, u32>,
 }
 
 /// One `ports[]` entry.

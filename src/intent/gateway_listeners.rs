@@ -1,0 +1,149 @@
+//! The listeners and route configurations istiod pushes to a gateway from the Gateway servers
+//! that select it: one listener per (target) port, plaintext HTTP servers merged into `http.P`,
+//! TLS-terminating servers as SNI chains with their own `https.P.NAME.GW.NS` table, and
+//! passthrough servers as SNI chains to the VirtualService's TLS route.
+
+use super::gateway::listener_port;
+use super::listeners::{Derived, envoy_route, http_chain, tcp_chain};
+use super::routes::{Binding, routes_for};
+use super::scope::{vs_gateways, vs_hosts};
+use super::target::Caller;
+use crate::envoy::listener::{ChainMatch, FilterChain, ListenerDetail, ListenerFilter, RouteConfiguration, TlsTermination};
+use crate::envoy::types::VirtualHost;
+use crate::istio::names::host_matches;
+use crate::istio::{Server, labels_match};
+use crate::snapshot::Objects;
+use std::collections::BTreeMap;
+
+/// The more specific of two overlapping host patterns (the name a virtual host gets).
+fn intersection(a: &str, b: &str) -> Option<String> {
+    if host_matches(a, b) {
+        Some(b.to_string())
+    } else if host_matches(b, a) {
+        Some(a.to_string())
+    } else {
+        None
+    }
+}
+
+fn server_hosts(server: &Server) -> Vec<String> {
+    server.hosts.iter().map(|h| h.split_once('/').map(|(_, h)| h).unwrap_or(h).to_string()).collect()
+}
+
+/// Adds the gateway's listeners and route configurations to `d`.
+pub fn derive(objects: &Objects, caller: &Caller, d: &mut Derived) {
+    let mut listeners: BTreeMap<u32, ListenerDetail> = BTreeMap::new();
+    let mut tables: BTreeMap<String, Vec<VirtualHost>> = BTreeMap::new();
+    let gateways = objects.gateways.iter().filter(|g| !g.spec.gateway_api && !g.spec.selector.is_empty() && labels_match(&g.spec.selector, &caller.labels));
+    for gw in gateways {
+        let gw_name = format!("{}/{}", gw.meta.namespace, gw.meta.name);
+        let bound: Vec<_> = objects.virtual_services.iter().filter(|vs| vs_gateways(vs).contains(&gw_name)).collect();
+        for server in &gw.spec.servers {
+            let Some(sp) = &server.port else { continue };
+            let lport = listener_port(objects, caller, sp.number);
+            let protocol = sp.protocol.to_ascii_uppercase();
+            let mode = server.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("SIMPLE").to_string();
+            let terminates = matches!(protocol.as_str(), "HTTPS") && !matches!(mode.as_str(), "PASSTHROUGH" | "AUTO_PASSTHROUGH")
+                || protocol == "TLS" && matches!(mode.as_str(), "SIMPLE" | "MUTUAL" | "ISTIO_MUTUAL" | "OPTIONAL_MUTUAL") && server.tls.is_some();
+            let listener = listeners.entry(lport).or_insert_with(|| ListenerDetail {
+                address: "0.0.0.0".into(),
+                port: lport,
+                bind_to_port: true,
+                use_original_dst: false,
+                listener_filters: Vec::new(),
+                filter_chains: Vec::new(),
+                default_filter_chain: None,
+            });
+            let rds = if matches!(protocol.as_str(), "HTTP" | "HTTP2" | "GRPC") {
+                let rds = format!("http.{lport}");
+                if !listener.filter_chains.iter().any(|c| c.matcher == ChainMatch::default()) {
+                    listener.filter_chains.push(http_chain("", ChainMatch::default(), &rds));
+                }
+                rds
+            } else if terminates {
+                let rds = format!("https.{}.{}.{}.{}", sp.number, sp.name, gw.meta.name, gw.meta.namespace);
+                add_tls_inspector(listener);
+                let m = ChainMatch { server_names: server_hosts(server).into_iter().filter(|h| h != "*").collect(), ..ChainMatch::default() };
+                let mut chain = http_chain("", m, &rds);
+                chain.tls = Some(TlsTermination { require_client_certificate: mode.contains("MUTUAL"), istio_mtls: mode == "ISTIO_MUTUAL" });
+                listener.filter_chains.push(chain);
+                rds
+            } else {
+                // Passthrough: the VirtualService's tls routes by SNI.
+                add_tls_inspector(listener);
+                for vs in &bound {
+                    for tls in &vs.spec.tls {
+                        let sni: Vec<String> = tls
+                            .matches
+                            .iter()
+                            .flat_map(|m| m.get("sniHosts").and_then(|s| s.as_array()).cloned().unwrap_or_default())
+                            .filter_map(|s| s.as_str().map(str::to_string))
+                            .collect();
+                        if let Some(dest) = tls.route.first() {
+                            let cluster =
+                                super::routes::destination_cluster(objects, &dest.destination, &vs.meta.namespace, sp.number, Binding::Gateway(&gw_name));
+                            let m = ChainMatch { server_names: sni, ..ChainMatch::default() };
+                            if !listener.filter_chains.iter().any(|c: &FilterChain| c.matcher == m) {
+                                listener.filter_chains.push(tcp_chain("", m, &cluster));
+                            }
+                        }
+                    }
+                }
+                continue;
+            };
+            let redirect = server.tls.as_ref().is_some_and(|t| t.https_redirect);
+            let table = tables.entry(rds).or_default();
+            let mut served = false;
+            for vs in &bound {
+                for vs_host in vs_hosts(vs) {
+                    for server_host in server_hosts(server) {
+                        let Some(host) = intersection(&vs_host, &server_host) else { continue };
+                        served = true;
+                        let name = format!("{host}:{}", sp.number);
+                        let routes = routes_for(objects, vs, caller, sp.number, Binding::Gateway(&gw_name)).iter().map(envoy_route).collect::<Vec<_>>();
+                        match table.iter_mut().find(|vh| vh.name == name) {
+                            Some(vh) => vh.routes.extend(routes),
+                            None => table.push(VirtualHost {
+                                name,
+                                domains: vec![host.clone(), format!("{host}:*")],
+                                routes,
+                                require_tls: redirect.then(|| "ALL".into()),
+                            }),
+                        }
+                    }
+                }
+            }
+            if !served || redirect {
+                for host in server_hosts(server) {
+                    let name = format!("{host}:{}", sp.number);
+                    if redirect && !table.iter().any(|vh| vh.name == name) {
+                        table.push(VirtualHost { name, domains: vec![host.clone(), format!("{host}:*")], routes: Vec::new(), require_tls: Some("ALL".into()) });
+                    }
+                }
+            }
+            if !served && !redirect && !table.iter().any(|vh| vh.name.starts_with("blackhole:")) {
+                table.push(VirtualHost { name: format!("blackhole:{}", sp.number), domains: vec!["*".into()], routes: Vec::new(), require_tls: None });
+            }
+        }
+    }
+    for (port, l) in listeners {
+        d.config.listeners.push((format!("0.0.0.0_{port}"), l));
+    }
+    for (name, mut virtual_hosts) in tables {
+        // A real host makes the catch-all blackhole unnecessary.
+        if virtual_hosts.iter().any(|vh| !vh.name.starts_with("blackhole:")) {
+            virtual_hosts.retain(|vh| !vh.name.starts_with("blackhole:"));
+        }
+        d.config.route_configs.push(RouteConfiguration { name, virtual_hosts });
+    }
+    d.gaps.push(
+        "gateway listeners are derived from Istio Gateway servers; Gateway API gateways, merged server conflicts and credential checks are not modelled here"
+            .into(),
+    );
+}
+
+fn add_tls_inspector(l: &mut ListenerDetail) {
+    if !l.listener_filters.iter().any(|f| f.name.ends_with("tls_inspector")) {
+        l.listener_filters.push(ListenerFilter { name: "envoy.filters.listener.tls_inspector".into(), disabled: None });
+    }
+}

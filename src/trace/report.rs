@@ -1,0 +1,318 @@
+//! One traced request on both sides (the caller's Envoy, the derived intent), where they part,
+//! and its rendering as table, Markdown or JSON.
+
+use super::{ProxyConfig, Request, Walk, walk::walk};
+use crate::diagnose::{Finding, Severity};
+use crate::envoy::config_dump::{ConfigDump, Selection};
+use crate::envoy::listener::RouteConfiguration;
+use crate::error::{Error, Result};
+use crate::intent::target::Caller;
+use crate::render::{Format, clean};
+use crate::snapshot::{ProxyCapture, Snapshot};
+use serde::Serialize;
+
+/// The traced request and what each side makes of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceReport {
+    /// The caller (`namespace/pod`).
+    pub caller: String,
+    /// The request, with defaults filled.
+    pub request: Request,
+    /// `envoy` when the caller's Envoy was read, else `intent`.
+    pub source: &'static str,
+    /// The walk through the caller's Envoy configuration.
+    pub envoy: Option<Walk>,
+    /// The walk through the configuration istiod should push.
+    pub intent: Option<Walk>,
+    /// Where the two walks part, named from the findings catalogue.
+    pub findings: Vec<Finding>,
+    /// What was not compared, and why.
+    pub gaps: Vec<String>,
+    /// The access-log line explained (`--log`).
+    pub log: Option<super::log::LogExplanation>,
+}
+
+impl TraceReport {
+    /// The walk that answers: Envoy's when read, else the intent's.
+    pub fn answer(&self) -> Option<&Walk> {
+        self.envoy.as_ref().or(self.intent.as_ref())
+    }
+}
+
+/// A test on a pod.
+type PodTest = Box<dyn Fn(&crate::snapshot::Resource<k8s_openapi::api::core::v1::Pod>) -> bool>;
+
+/// Reads one field of a walk.
+type WalkField = fn(&Walk) -> Option<String>;
+
+/// Finds the caller named by `--from`: `POD`, `POD.NS`, `NS/POD`, `pod/NAME`, `deploy/NAME`
+/// or `KEY=VALUE,...` (pods looked up in `namespace`).
+pub fn find_caller<'s>(snapshot: &'s Snapshot, from: &str, namespace: &str) -> Result<(Caller, Option<&'s ProxyCapture>)> {
+    let pods = &snapshot.objects.pods;
+    let (ns, name_match): (String, PodTest) = match from.split_once('/') {
+        Some(("deploy" | "deployment" | "deployments", d)) => {
+            let d = d.to_string();
+            (
+                namespace.into(),
+                Box::new(move |p| {
+                    p.meta.owners.iter().any(|o| o.strip_prefix("ReplicaSet/").is_some_and(|rs| rs.rsplit_once('-').is_some_and(|(n, _)| n == d)))
+                }),
+            )
+        }
+        Some(("pod" | "pods" | "po", p)) => {
+            let p = p.to_string();
+            (namespace.into(), Box::new(move |pod| pod.meta.name == p))
+        }
+        Some((n, p)) => {
+            let p = p.to_string();
+            (n.into(), Box::new(move |pod| pod.meta.name == p))
+        }
+        None if from.contains('=') => {
+            let labels: std::collections::BTreeMap<String, String> =
+                from.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+            (namespace.into(), Box::new(move |pod| crate::istio::labels_match(&labels, &pod.meta.labels)))
+        }
+        None => match from.split_once('.') {
+            Some((p, n)) if !pods.iter().any(|pod| pod.meta.name == from) => {
+                let p = p.to_string();
+                (n.into(), Box::new(move |pod| pod.meta.name == p))
+            }
+            _ => {
+                let p = from.to_string();
+                (namespace.into(), Box::new(move |pod| pod.meta.name == p))
+            }
+        },
+    };
+    let capture_of = |n: &str, p: &str| snapshot.proxies.iter().find(|c| c.namespace == n && c.pod == p);
+    if let Some(pod) = pods.iter().find(|p| p.meta.namespace == ns && name_match(p)) {
+        return Ok((Caller::from_pod(pod), capture_of(&pod.meta.namespace, &pod.meta.name)));
+    }
+    let known: Vec<String> = pods.iter().filter(|p| p.meta.namespace == ns).map(|p| p.meta.name.clone()).take(5).collect();
+    Err(Error::new(format!("--from {from} matched no pod in namespace {ns}")).help(if known.is_empty() {
+        "pass the caller as POD.NAMESPACE or NAMESPACE/POD; no pod of that namespace was read".to_string()
+    } else {
+        format!("pods there include {}", known.join(", "))
+    }))
+}
+
+/// The Envoy-shaped configuration in a captured config dump.
+pub fn envoy_config(capture: &ProxyCapture) -> Result<Option<ProxyConfig>> {
+    let Some(blob) = &capture.config_dump else { return Ok(None) };
+    let text = std::str::from_utf8(&blob.bytes).map_err(|_| Error::new("the config dump is not UTF-8").at(&blob.origin))?;
+    let dump = ConfigDump::parse(text, &blob.origin, &Selection::everything())?;
+    Ok(Some(from_dump(&dump)))
+}
+
+/// Converts a parsed dump into what the walker reads.
+pub fn from_dump(dump: &ConfigDump) -> ProxyConfig {
+    let endpoints = dump
+        .endpoints
+        .iter()
+        .flatten()
+        .map(|cla| {
+            let all: Vec<_> = cla.endpoints.iter().flat_map(|l| &l.lb_endpoints).collect();
+            let healthy = all.iter().filter(|e| matches!(e.health_status.as_deref(), None | Some("HEALTHY" | "UNKNOWN" | "DEGRADED"))).count();
+            (cla.cluster_name.clone(), (healthy, all.len()))
+        })
+        .collect();
+    ProxyConfig {
+        listeners: dump.listeners.iter().map(|l| (l.name.clone(), l.detail.clone())).collect(),
+        route_configs: dump.route_configs.iter().map(|rc| RouteConfiguration { name: rc.name.clone(), virtual_hosts: rc.virtual_hosts.clone() }).collect(),
+        clusters: Some(dump.cluster_names.clone()),
+        endpoints,
+    }
+}
+
+/// Traces `request` from the caller named by `from` on both sides.
+pub fn trace(snapshot: &Snapshot, from: &str, namespace: &str, request: Request) -> Result<TraceReport> {
+    let (caller, capture) = find_caller(snapshot, from, namespace)?;
+    let request = request.with_defaults();
+    let mut gaps = Vec::new();
+    let envoy = match capture.map(envoy_config).transpose()?.flatten() {
+        Some(config) => Some(walk(&config, &request)),
+        None => {
+            gaps.push(format!("the Envoy of {} was not read: the trace follows the derived intent only", caller.display()));
+            None
+        }
+    };
+    let derived = crate::intent::listeners::derive(&snapshot.objects, &caller);
+    gaps.extend(derived.gaps.iter().cloned());
+    let intent = Some(walk(&derived.config, &request));
+    let findings = parting(&caller, envoy.as_ref(), intent.as_ref(), &mut gaps);
+    Ok(TraceReport { caller: caller.display(), source: if envoy.is_some() { "envoy" } else { "intent" }, request, envoy, intent, findings, gaps, log: None })
+}
+
+/// The first step where intent and Envoy part, as a finding. Only the HTTP routing stages are
+/// reported: listener and filter-chain synthesis is modelled for the common shapes only, and a
+/// false alarm there would cost more than silence.
+fn parting(caller: &Caller, envoy: Option<&Walk>, intent: Option<&Walk>, gaps: &mut Vec<String>) -> Vec<Finding> {
+    let (Some(e), Some(i)) = (envoy, intent) else { return Vec::new() };
+    let fields: [(&str, WalkField); 7] = [
+        ("listener", |w| w.listener.clone()),
+        ("filter_chain", |w| w.filter_chain.clone()),
+        ("route_config", |w| w.route_config.clone()),
+        ("virtual_host", |w| w.virtual_host.clone()),
+        ("route", |w| w.route.clone()),
+        ("cluster", |w| w.cluster.clone().or_else(|| w.action.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default()))),
+        ("error", |w| w.error.map(|s| s.code())),
+    ];
+    let Some((stage, get)) = fields.iter().find(|(_, get)| get(e).unwrap_or_default() != get(i).unwrap_or_default()) else { return Vec::new() };
+    let (want, have) = (get(i).unwrap_or_else(|| "nothing".into()), get(e).unwrap_or_else(|| "nothing".into()));
+    if matches!(*stage, "listener" | "filter_chain") || (*stage == "error" && e.route_config.is_none()) {
+        gaps.push(format!("intent and Envoy part at the {stage} (intent {want}, Envoy {have}); listener synthesis is modelled for common shapes only, so this is not reported as a finding"));
+        return Vec::new();
+    }
+    let summary =
+        format!("the Envoy of {} sends this request differently than istiod's configuration would: {stage} {have} instead of {want}", caller.display());
+    vec![
+        Finding::new("proxy-stale", Severity::Error, caller.reference(), summary)
+            .detail("The first step where the request's walk through the proxy's configuration and through the configuration derived from the objects part. istiod has not pushed the current configuration to this proxy, or Envoy rejected it.")
+            .evidence([format!("{stage}: intent {want}, Envoy {have}"), format!("Envoy outcome: {}", e.outcome), format!("intent outcome: {}", i.outcome)])
+            .fix(format!("check sync state with `istioctl proxy-status {}`; look for rejected config in istiod's logs", caller.name))
+            .caller(caller.display()),
+    ]
+}
+
+/// Renders the report.
+pub fn render(report: &TraceReport, format: Format) -> String {
+    match format {
+        Format::Json => render_json(report),
+        Format::Markdown => render_text(report, true),
+        Format::Table => render_text(report, false),
+    }
+}
+
+fn render_json(report: &TraceReport) -> String {
+    let answer = report.answer().cloned().unwrap_or_default();
+    let json = serde_json::json!({
+        "listener": answer.listener,
+        "filter_chain": answer.filter_chain,
+        "route_config": answer.route_config,
+        "virtual_host": answer.virtual_host,
+        "route": answer.route,
+        "cluster": answer.cluster,
+        "error": answer.error.map(|s| s.code()),
+        "outcome": answer.outcome,
+        "source": report.source,
+        "caller": report.caller,
+        "request": report.request,
+        "steps": answer.steps,
+        "envoy": report.envoy,
+        "intent": report.intent,
+        "findings": report.findings,
+        "gaps": report.gaps,
+        "log": report.log,
+    });
+    serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+}
+
+fn render_text(report: &TraceReport, markdown: bool) -> String {
+    let r = &report.request;
+    let mut out = String::new();
+    let title = format!(
+        "trace: {} {}{} from {} to {}:{}{}",
+        r.method,
+        r.host.as_deref().map(|h| format!("//{h}")).unwrap_or_default(),
+        r.path,
+        report.caller,
+        r.address,
+        r.port,
+        if r.inbound { " (inbound)" } else { "" }
+    );
+    let Some(answer) = report.answer() else { return clean(&title) + "\n" };
+    out.push_str(&if markdown { format!("### {}\n\n", clean(&title)) } else { format!("{}\n", clean(&title)) });
+    let verdict = match report.findings.first() {
+        Some(f) => format!("verdict: {}: {}", f.severity, f.summary),
+        None => format!("verdict ({}): {}", report.source, answer.outcome),
+    };
+    out.push_str(&clean(&verdict));
+    out.push_str("\n\n");
+    if markdown {
+        out.push_str("| # | stage | chosen | why |\n|---|---|---|---|\n");
+    }
+    for (n, s) in answer.steps.iter().enumerate() {
+        let chosen = if s.chosen.is_empty() { "-".to_string() } else { s.chosen.clone() };
+        if markdown {
+            out.push_str(&format!("| {} | {} | `{}` | {} |\n", n + 1, s.stage, clean(&chosen).replace('|', "\\|"), clean(&s.why).replace('|', "\\|")));
+        } else {
+            out.push_str(&format!("{:>2}. {:<13} {}\n    {}\n", n + 1, s.stage, clean(&chosen), clean(&s.why)));
+        }
+    }
+    if let (Some(e), Some(i)) = (&report.envoy, &report.intent)
+        && e.outcome != i.outcome
+    {
+        out.push_str(&clean(&format!("\nintent would: {}\n", i.outcome)));
+    }
+    if let Some(log) = &report.log {
+        out.push_str(&clean(&format!("\naccess log: {} {} {}, flags {}\n", log.line.status, log.line.method, log.line.path, log.line.flags.join(","))));
+        for n in &log.notes {
+            out.push_str(&clean(&format!("  - {n}\n")));
+        }
+    }
+    for f in &report.findings {
+        out.push_str(&clean(&format!("\n{}: {}\n  evidence: {}\n  fix: {}\n", f.id, f.summary, f.evidence.join("; "), f.fix)));
+    }
+    for g in &report.gaps {
+        out.push_str(&clean(&format!("\nnot compared: {g}")));
+    }
+    out.push('\n');
+    out
+}
+
+/// Builds the request from the `trace` flags; SERVICE[.NS] fills host, address and port.
+pub fn build_request(objects: &crate::snapshot::Objects, args: &crate::cli::TraceArgs, port: Option<u32>, namespace: &str) -> Result<Request> {
+    let service = match &args.service {
+        Some(s) => {
+            let (name, ns) = s.split_once('.').map(|(n, ns)| (n, ns.split('.').next().unwrap_or(ns))).unwrap_or((s.as_str(), namespace));
+            let svc = objects.service(ns, name).ok_or_else(|| {
+                Error::new(format!("service {name}.{ns} is not in the snapshot"))
+                    .help("name the service as SERVICE.NAMESPACE, or pass --host and --port instead")
+            })?;
+            Some((format!("{name}.{ns}.svc.{}", crate::istio::names::DEFAULT_DOMAIN), svc.spec.spec.clone().unwrap_or_default()))
+        }
+        None => None,
+    };
+    let port = match (port, &service) {
+        (Some(p), _) => p,
+        (None, Some((host, spec))) => match spec.ports.as_deref().unwrap_or_default() {
+            [one] => one.port as u32,
+            _ => return Err(Error::new(format!("{host} has several ports")).help("pick one with --port")),
+        },
+        (None, None) => return Err(Error::new("trace needs --port (or a SERVICE to take it from)").help("for example: --port 9080")),
+    };
+    let address = args
+        .address
+        .clone()
+        .or_else(|| service.as_ref().and_then(|(_, spec)| spec.cluster_ip.clone().filter(|ip| !ip.is_empty() && ip != "None")))
+        .unwrap_or_else(|| "1.3.3.7".into());
+    if address.parse::<std::net::IpAddr>().is_err() {
+        return Err(Error::new(format!("--address {address} is not an IP address")).help("for example: --address 10.96.0.20"));
+    }
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        let (k, v) = h.split_once(':').ok_or_else(|| Error::new(format!("-H {h}: not `name: value`")).help("for example: -H 'end-user: jason'"))?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    if !args.path.starts_with('/') {
+        return Err(Error::new(format!("--path {}: a path starts with /", args.path)).help("for example: --path '/api/v1/reviews/0?x=1'"));
+    }
+    let host = args.host.clone().or_else(|| service.as_ref().map(|(h, _)| h.clone()));
+    let security = match (args.tls || args.protocol == super::Protocol::Tls, args.mtls) {
+        (_, true) => super::Security::Mtls,
+        (true, false) => super::Security::Tls,
+        _ => super::Security::Plaintext,
+    };
+    Ok(Request {
+        address,
+        port,
+        host,
+        path: args.path.clone(),
+        method: args.method.to_ascii_uppercase(),
+        headers,
+        protocol: args.protocol,
+        security,
+        sni: args.sni.clone(),
+        alpn: args.alpn.clone(),
+        inbound: args.inbound,
+    })
+}
