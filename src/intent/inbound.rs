@@ -2,12 +2,14 @@
 //! mTLS, plaintext and TLS passthrough as the PeerAuthentication mode allows, then the
 //! catch-all chains to `InboundPassthroughCluster`.
 
-use super::listeners::{plaintext_http, selects, tcp_chain};
+use super::listeners::{selects, tcp_chain};
+use super::scope::sidecar_for;
 use super::target::Caller;
-use crate::envoy::listener::{ChainMatch, FilterChain, ListenerDetail, ListenerFilter, NetworkFilter, RouteConfiguration, TlsTermination};
+use crate::envoy::listener::{ChainMatch, FilterChain, ListenerDetail, ListenerFilter, NetworkFilter, Predicate, RouteConfiguration, TlsTermination};
 use crate::envoy::types::{Route, RouteAction, RouteMatch, VirtualHost};
+use crate::istio::PeerAuthentication;
 use crate::istio::names::Protocol;
-use crate::snapshot::Objects;
+use crate::snapshot::{Objects, Resource};
 
 /// How a port accepts connections, from PeerAuthentication.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,6 +61,14 @@ fn inbound_ports(objects: &Objects, caller: &Caller, pod_ip: Option<&str>) -> Ve
     out
 }
 
+/// The PeerAuthentication selecting the caller's pod.
+fn workload_peer_authentication<'o>(objects: &'o Objects, caller: &Caller) -> Option<&'o Resource<PeerAuthentication>> {
+    objects
+        .peer_authentications
+        .iter()
+        .find(|pa| pa.meta.namespace == caller.namespace && pa.spec.selector.as_ref().is_some_and(|s| selects(&s.labels, &caller.labels)))
+}
+
 /// The mode for `port`: the workload's PeerAuthentication (port level first), then the
 /// namespace's, then the mesh's; PERMISSIVE when none says. UNSET inherits.
 fn mode(objects: &Objects, caller: &Caller, port: u32) -> Mtls {
@@ -69,7 +79,7 @@ fn mode(objects: &Objects, caller: &Caller, port: u32) -> Mtls {
         _ => None,
     };
     let pas = &objects.peer_authentications;
-    let workload = pas.iter().find(|pa| pa.meta.namespace == caller.namespace && pa.spec.selector.as_ref().is_some_and(|s| selects(&s.labels, &caller.labels)));
+    let workload = workload_peer_authentication(objects, caller);
     let namespace = pas.iter().find(|pa| pa.meta.namespace == caller.namespace && pa.spec.selector.as_ref().is_none_or(|s| s.labels.is_empty()));
     let mesh = pas.iter().find(|pa| pa.meta.namespace == objects.mesh.root_namespace && pa.spec.selector.as_ref().is_none_or(|s| s.labels.is_empty()));
     let port_level = workload.and_then(|pa| parse(pa.spec.port_level_mtls.get(&port.to_string())?.mode.as_deref()));
@@ -78,8 +88,37 @@ fn mode(objects: &Objects, caller: &Caller, port: u32) -> Mtls {
         .unwrap_or(Mtls::Permissive)
 }
 
-const MTLS_HTTP_ALPN: [&str; 3] = ["istio-http/1.0", "istio-http/1.1", "istio-h2"];
-const MTLS_TCP_ALPN: [&str; 2] = ["istio-peer-exchange", "istio"];
+const MTLS_HTTP_ALPN: &[&str] = &["istio-http/1.0", "istio-http/1.1", "istio-h2"];
+const MTLS_TCP_ALPN: &[&str] = &["istio-peer-exchange", "istio"];
+const ALL_MTLS_ALPN: &[&str] = &["istio", "istio-peer-exchange", "istio-http/1.0", "istio-http/1.1", "istio-h2"];
+const PLAINTEXT_HTTP_ALPN: &[&str] = &["http/1.1", "h2c"];
+
+/// One filter-chain option of istiod's tables: transport, ALPN, HTTP or TCP, Istio mTLS.
+type ChainOption = (&'static str, &'static [&'static str], bool, bool);
+
+/// istiod's inbound filter-chain options by port protocol and mode
+/// (`getFilterChainMatchOptions`): (transport, ALPN, is HTTP, terminates Istio mTLS).
+fn options(protocol: Protocol, mode: Mtls) -> &'static [ChainOption] {
+    let http = protocol.is_http();
+    let auto = protocol == Protocol::Auto;
+    match (http, auto, mode) {
+        (true, _, Mtls::Strict) => &[("tls", &[], true, true)],
+        (true, _, Mtls::Permissive) => &[("tls", ALL_MTLS_ALPN, true, true), ("raw_buffer", &[], true, false)],
+        (true, _, Mtls::Disable) => &[("raw_buffer", &[], true, false)],
+        (_, true, Mtls::Strict) => &[("tls", MTLS_HTTP_ALPN, true, true), ("tls", &[], false, true)],
+        (_, true, Mtls::Permissive) => &[
+            ("tls", MTLS_HTTP_ALPN, true, true),
+            ("raw_buffer", PLAINTEXT_HTTP_ALPN, true, false),
+            ("tls", MTLS_TCP_ALPN, false, true),
+            ("raw_buffer", &[], false, false),
+            ("tls", &[], false, false),
+        ],
+        (_, true, Mtls::Disable) => &[("raw_buffer", PLAINTEXT_HTTP_ALPN, true, false), ("raw_buffer", &[], false, false)],
+        (_, _, Mtls::Strict) => &[("tls", &[], false, true)],
+        (_, _, Mtls::Permissive) => &[("tls", ALL_MTLS_ALPN, false, true), ("tls", &[], false, false), ("raw_buffer", &[], false, false)],
+        (_, _, Mtls::Disable) => &[("raw_buffer", &[], false, false)],
+    }
+}
 
 fn istio_mtls() -> Option<TlsTermination> {
     Some(TlsTermination { require_client_certificate: true, istio_mtls: true })
@@ -98,61 +137,29 @@ fn inbound_http(name: &str, matcher: ChainMatch, port: u32, cluster: &str) -> Fi
     FilterChain { name: name.into(), matcher, tls: None, network: NetworkFilter::Http { rds: None, inline: Some(Box::new(rc)) } }
 }
 
-/// Chains for one port (`port: None` for the catch-all), by protocol and mode.
-fn chains(port: Option<u32>, protocol: Protocol, mode: Mtls) -> Vec<FilterChain> {
-    let (name, http_name, cluster, rport) = match port {
-        Some(p) => (format!("0.0.0.0_{p}"), format!("0.0.0.0_{p}"), format!("inbound|{p}||"), p),
-        None => ("virtualInbound".to_string(), "virtualInbound-catchall-http".to_string(), "InboundPassthroughCluster".to_string(), 0),
+/// Chains for one port (`None`: the catch-all for ports no service declares), to `cluster`.
+fn chains(port: Option<u32>, protocol: Protocol, mode: Mtls, cluster: &str) -> Vec<FilterChain> {
+    let (name, http_name, rport) = match port {
+        Some(p) => (format!("0.0.0.0_{p}"), format!("0.0.0.0_{p}"), p),
+        None => ("virtualInbound".to_string(), "virtualInbound-catchall-http".to_string(), 0),
     };
-    let base =
-        ChainMatch { destination_port: port, prefix_ranges: if port.is_none() { vec![("0.0.0.0".into(), 0)] } else { Vec::new() }, ..ChainMatch::default() };
-    let with = |transport: Option<&str>, alpn: &[&str]| ChainMatch {
-        transport_protocol: transport.map(str::to_string),
-        application_protocols: alpn.iter().map(|a| a.to_string()).collect(),
-        ..base.clone()
-    };
-    let http = protocol.is_http() || protocol == Protocol::Auto;
-    let tcp = !protocol.is_http();
-    let mut out = Vec::new();
-    if mode != Mtls::Disable {
-        if http {
-            let mut c = inbound_http(&http_name, with(Some("tls"), &MTLS_HTTP_ALPN), rport, &cluster);
-            c.tls = istio_mtls();
-            out.push(c);
-        }
-        if tcp {
-            let mut c = tcp_chain(&name, with(Some("tls"), &MTLS_TCP_ALPN), &cluster);
-            c.tls = istio_mtls();
-            out.push(c);
-        }
-    }
-    if mode == Mtls::Disable {
-        if http && tcp {
-            out.push(inbound_http(&http_name, with(None, &["http/1.1", "h2c"]), rport, &cluster));
-            out.push(tcp_chain(&name, base.clone(), &cluster));
-        } else if http {
-            out.push(inbound_http(&http_name, base.clone(), rport, &cluster));
-        } else {
-            out.push(tcp_chain(&name, base.clone(), &cluster));
-        }
-    }
-    if mode == Mtls::Permissive {
-        if http {
-            let m = if tcp { ChainMatch { ..plaintext_http() } } else { with(Some("raw_buffer"), &[]) };
-            out.push(inbound_http(
-                &http_name,
-                ChainMatch { destination_port: base.destination_port, prefix_ranges: base.prefix_ranges.clone(), ..m },
-                rport,
-                &cluster,
-            ));
-        }
-        if tcp {
-            out.push(tcp_chain(&name, with(Some("raw_buffer"), &[]), &cluster));
-            // TLS that is not Istio's passes through to the application.
-            out.push(tcp_chain(&name, with(Some("tls"), &[]), &cluster));
-        }
-    }
-    out
+    options(protocol, mode)
+        .iter()
+        .map(|&(transport, alpn, http, mtls)| {
+            let matcher = ChainMatch {
+                destination_port: port,
+                prefix_ranges: if port.is_none() { vec![("0.0.0.0".into(), 0)] } else { Vec::new() },
+                transport_protocol: Some(transport.into()),
+                application_protocols: alpn.iter().map(|a| a.to_string()).collect(),
+                ..ChainMatch::default()
+            };
+            let mut chain = if http { inbound_http(&http_name, matcher, rport, cluster) } else { tcp_chain(&name, matcher, cluster) };
+            if mtls {
+                chain.tls = istio_mtls();
+            }
+            chain
+        })
+        .collect()
 }
 
 /// `virtualInbound` for the caller's pod.
@@ -160,19 +167,48 @@ pub fn virtual_inbound(objects: &Objects, caller: &Caller) -> ListenerDetail {
     let pod_ip = objects.pod(&caller.namespace, &caller.name).and_then(|p| p.spec.status.as_ref()?.pod_ip.clone());
     let mut filter_chains =
         vec![tcp_chain("virtualInbound-blackhole", ChainMatch { destination_port: Some(15006), ..ChainMatch::default() }, "BlackHoleCluster")];
-    for (port, protocol) in inbound_ports(objects, caller, pod_ip.as_deref()) {
-        filter_chains.extend(chains(Some(port), protocol, mode(objects, caller, port)));
+    let ingress: Vec<(u32, Protocol)> = sidecar_for(objects, caller)
+        .into_iter()
+        .flat_map(|sc| sc.spec.ingress.iter().filter_map(|i| i.port.as_ref()).map(|p| (p.number, Protocol::from_name(&p.protocol))))
+        .collect();
+    let mut ports = if ingress.is_empty() { inbound_ports(objects, caller, pod_ip.as_deref()) } else { ingress };
+    // Ports with a port-level mode of their own get chains even when no service declares them;
+    // they pass through to the application.
+    let port_level: Vec<u32> =
+        workload_peer_authentication(objects, caller).map(|pa| pa.spec.port_level_mtls.keys().filter_map(|k| k.parse().ok()).collect()).unwrap_or_default();
+    let mut tls_ports = Vec::new();
+    let mut plain_ports = Vec::new();
+    for &port in &port_level {
+        if !ports.iter().any(|(p, _)| *p == port) {
+            let m = mode(objects, caller, port);
+            (if m == Mtls::Disable { &mut plain_ports } else { &mut tls_ports }).push(port);
+            filter_chains.extend(chains(Some(port), Protocol::Auto, m, "InboundPassthroughCluster"));
+        }
     }
-    filter_chains.extend(chains(None, Protocol::Auto, mode(objects, caller, 0)));
+    ports.sort();
+    for (port, protocol) in ports {
+        let m = mode(objects, caller, port);
+        (if m == Mtls::Disable { &mut plain_ports } else { &mut tls_ports }).push(port);
+        filter_chains.extend(chains(Some(port), protocol, m, &format!("inbound|{port}||")));
+    }
+    let default_mode = mode(objects, caller, 0);
+    filter_chains.extend(chains(None, Protocol::Auto, default_mode, "InboundPassthroughCluster"));
+    // The TLS inspector runs only where a chain needs to see TLS: off on plaintext-only ports.
+    let ranges = |ports: &[u32]| Predicate::Or(ports.iter().map(|p| Predicate::Ports(*p, p + 1)).collect());
+    let tls_disabled = if default_mode == Mtls::Disable {
+        Some(Predicate::Not(Box::new(ranges(&tls_ports))))
+    } else {
+        (!plain_ports.is_empty()).then(|| ranges(&plain_ports))
+    };
     ListenerDetail {
         address: "0.0.0.0".into(),
         port: 15006,
         bind_to_port: true,
         use_original_dst: true,
-        listener_filters: ["envoy.filters.listener.tls_inspector", "envoy.filters.listener.http_inspector"]
-            .into_iter()
-            .map(|name| ListenerFilter { name: name.into(), disabled: None })
-            .collect(),
+        listener_filters: vec![
+            ListenerFilter { name: "envoy.filters.listener.tls_inspector".into(), disabled: tls_disabled },
+            ListenerFilter { name: "envoy.filters.listener.http_inspector".into(), disabled: None },
+        ],
         filter_chains,
         default_filter_chain: None,
     }

@@ -39,6 +39,10 @@ struct Service {
     vip: Option<String>,
     /// (port, protocol, target port).
     ports: Vec<(u32, Protocol, u32)>,
+    /// ExternalName Services that alias this one (their FQDNs).
+    aliases: Vec<String>,
+    /// Endpoint IPs of a headless Service (each gets its own TCP listeners).
+    endpoints: Vec<String>,
 }
 
 /// The outbound traffic policy's catch-all cluster.
@@ -88,14 +92,51 @@ fn registry(objects: &Objects) -> Vec<Service> {
                 (p.port as u32, protocol, target)
             })
             .collect();
-        out.push(Service { host: format!("{}.{}.svc.{DEFAULT_DOMAIN}", svc.meta.name, svc.meta.namespace), namespace: svc.meta.namespace.clone(), vip, ports });
+        let endpoints = if vip.is_none() {
+            objects
+                .endpoint_slices
+                .iter()
+                .filter(|es| es.meta.namespace == svc.meta.namespace && es.meta.labels.get("kubernetes.io/service-name") == Some(&svc.meta.name))
+                .flat_map(|es| es.spec.endpoints.iter().flat_map(|e| e.addresses.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        out.push(Service {
+            host: format!("{}.{}.svc.{DEFAULT_DOMAIN}", svc.meta.name, svc.meta.namespace),
+            namespace: svc.meta.namespace.clone(),
+            vip,
+            ports,
+            aliases: Vec::new(),
+            endpoints,
+        });
+    }
+    // An ExternalName Service naming a mesh service is an alias of it: its names reach the
+    // concrete service's virtual host.
+    for svc in &objects.services {
+        let spec = svc.spec.spec.clone().unwrap_or_default();
+        if let (Some("ExternalName"), Some(target)) = (spec.type_.as_deref(), spec.external_name.as_deref())
+            && let Some(concrete) = out.iter_mut().find(|s| s.host == target)
+        {
+            concrete.aliases.push(format!("{}.{}.svc.{DEFAULT_DOMAIN}", svc.meta.name, svc.meta.namespace));
+        }
     }
     for se in &objects.service_entries {
         let ports: Vec<(u32, Protocol, u32)> =
             se.spec.ports.iter().map(|p| (p.number, Protocol::from_name(p.protocol.as_deref().unwrap_or_default()), p.number)).collect();
         let vip = se.spec.addresses.first().cloned();
         for host in &se.spec.hosts {
-            out.push(Service { host: host.clone(), namespace: se.meta.namespace.clone(), vip: vip.clone(), ports: ports.clone() });
+            out.push(Service {
+                host: host.clone(),
+                namespace: se.meta.namespace.clone(),
+                vip: vip.clone(),
+                ports: ports.clone(),
+                aliases: Vec::new(),
+                endpoints: Vec::new(),
+            });
         }
     }
     out.sort_by(|a, b| a.host.cmp(&b.host).then(a.namespace.cmp(&b.namespace)));
@@ -161,42 +202,52 @@ fn sidecar_outbound(objects: &Objects, caller: &Caller, services: &[Service], mo
             if protocol == Protocol::Udp || !visible(objects, caller, svc, port) {
                 continue;
             }
-            let bind = |vip: &Option<String>| vip.clone().filter(|v| !v.contains('/')).unwrap_or_else(|| "0.0.0.0".into());
-            let (address, chains) = match protocol {
-                p if p.is_http() => {
-                    http_ports.entry(port).or_default().push(svc);
-                    ("0.0.0.0".to_string(), vec![http_chain(&format!("0.0.0.0_{port}"), plaintext_http(), &port.to_string())])
-                }
-                Protocol::Auto => {
-                    http_ports.entry(port).or_default().push(svc);
-                    let a = bind(&svc.vip);
-                    let name = format!("{a}_{port}");
-                    (a, vec![http_chain(&name, plaintext_http(), &port.to_string()), tcp_chain(&name, ChainMatch::default(), &cluster(port, &svc.host))])
-                }
-                Protocol::Tls | Protocol::Https => {
-                    let a = bind(&svc.vip);
-                    let m = ChainMatch { server_names: vec![svc.host.clone()], transport_protocol: Some("tls".into()), ..ChainMatch::default() };
-                    (a.clone(), vec![tcp_chain(&format!("{a}_{port}"), m, &cluster(port, &svc.host))])
-                }
-                _ => {
-                    let a = bind(&svc.vip);
-                    let m = ChainMatch { prefix_ranges: svc.vip.iter().map(|v| cidr(v)).collect(), ..ChainMatch::default() };
-                    (a.clone(), vec![tcp_chain(&format!("{a}_{port}"), m, &cluster(port, &svc.host))])
-                }
+            // Headless services get one listener per endpoint for ports that are not plain HTTP.
+            let binds: Vec<Option<String>> = if svc.vip.is_none() && !svc.endpoints.is_empty() && !protocol.is_http() {
+                svc.endpoints.iter().cloned().map(Some).collect()
+            } else {
+                vec![svc.vip.clone().filter(|v| !v.contains('/') || protocol == Protocol::Tcp)]
             };
-            let l = listeners.entry((address.clone(), port)).or_insert_with(|| ListenerDetail {
-                address,
-                port,
-                bind_to_port: false,
-                use_original_dst: false,
-                listener_filters: inspectors(),
-                filter_chains: Vec::new(),
-                default_filter_chain: default_chain(mode),
-            });
-            for chain in chains {
-                // istiod keeps the first service's chain when two claim the same match.
-                if !l.filter_chains.iter().any(|c| c.matcher == chain.matcher) {
-                    l.filter_chains.push(chain);
+            for vip in binds {
+                let address = vip.clone().filter(|v| !v.contains('/')).unwrap_or_else(|| "0.0.0.0".into());
+                let name = format!("{address}_{port}");
+                let by_ip = ChainMatch { prefix_ranges: vip.iter().map(|v| cidr(v)).collect(), ..ChainMatch::default() };
+                let (address, chains) = match protocol {
+                    p if p.is_http() => {
+                        http_ports.entry(port).or_default().push(svc);
+                        ("0.0.0.0".to_string(), vec![http_chain(&format!("0.0.0.0_{port}"), plaintext_http(), &port.to_string())])
+                    }
+                    Protocol::Auto => {
+                        // A sniffed port bound to a VIP has a route configuration of its own.
+                        let rds = if address == "0.0.0.0" {
+                            http_ports.entry(port).or_default().push(svc);
+                            port.to_string()
+                        } else {
+                            config.route_configs.push(route_config(objects, caller, port, &[svc], mode, &format!("{}:{port}", svc.host)));
+                            format!("{}:{port}", svc.host)
+                        };
+                        (address, vec![tcp_chain(&name, by_ip, &cluster(port, &svc.host)), http_chain(&name, plaintext_http(), &rds)])
+                    }
+                    Protocol::Tls | Protocol::Https if vip.is_none() => {
+                        let m = ChainMatch { server_names: vec![svc.host.clone()], transport_protocol: Some("tls".into()), ..ChainMatch::default() };
+                        (address, vec![tcp_chain(&name, m, &cluster(port, &svc.host))])
+                    }
+                    _ => (address, vec![tcp_chain(&name, by_ip, &cluster(port, &svc.host))]),
+                };
+                let l = listeners.entry((address.clone(), port)).or_insert_with(|| ListenerDetail {
+                    address,
+                    port,
+                    bind_to_port: false,
+                    use_original_dst: false,
+                    listener_filters: inspectors(),
+                    filter_chains: Vec::new(),
+                    default_filter_chain: default_chain(mode),
+                });
+                for chain in chains {
+                    // istiod keeps the first service's chain when two claim the same match.
+                    if !l.filter_chains.iter().any(|c| c.matcher == chain.matcher) {
+                        l.filter_chains.push(chain);
+                    }
                 }
             }
         }
@@ -205,19 +256,31 @@ fn sidecar_outbound(objects: &Objects, caller: &Caller, services: &[Service], mo
         config.listeners.push((format!("{address}_{port}"), l));
     }
     for (port, svcs) in http_ports {
-        config.route_configs.push(route_config(objects, caller, port, &svcs, mode));
+        config.route_configs.push(route_config(objects, caller, port, &svcs, mode, &port.to_string()));
     }
 }
 
+/// An address or CIDR as (network address, prefix length); host bits are cleared, so two
+/// spellings of one range compare equal.
 fn cidr(address: &str) -> (String, u32) {
-    match address.split_once('/') {
-        Some((a, len)) => (a.to_string(), len.parse().unwrap_or(32)),
-        None => (address.to_string(), if address.contains(':') { 128 } else { 32 }),
+    let (a, len) = address.split_once('/').map(|(a, l)| (a, l.parse().ok())).unwrap_or((address, None));
+    match a.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            let len = len.unwrap_or(32).min(32);
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            (std::net::Ipv4Addr::from(u32::from(ip) & mask).to_string(), len)
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let len = len.unwrap_or(128).min(128);
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            (std::net::Ipv6Addr::from(u128::from(ip) & mask).to_string(), len)
+        }
+        Err(_) => (a.to_string(), len.unwrap_or(32)),
     }
 }
 
 /// Route configuration `port`: a virtual host per service and VirtualService host, then the catch-all.
-fn route_config(objects: &Objects, caller: &Caller, port: u32, svcs: &[&Service], mode: Outbound) -> RouteConfiguration {
+fn route_config(objects: &Objects, caller: &Caller, port: u32, svcs: &[&Service], mode: Outbound, name: &str) -> RouteConfiguration {
     let mut vhosts: Vec<VirtualHost> = Vec::new();
     let vses = mesh_virtual_services(objects, caller, port);
     let mut claimed: Vec<String> = Vec::new();
@@ -258,7 +321,7 @@ fn route_config(objects: &Objects, caller: &Caller, port: u32, svcs: &[&Service]
     }
     vhosts.retain(|vh| !vh.domains.is_empty());
     vhosts.push(catch_all(mode));
-    RouteConfiguration { name: port.to_string(), virtual_hosts: vhosts }
+    RouteConfiguration { name: name.to_string(), virtual_hosts: vhosts }
 }
 
 /// The `allow_any` / `block_all` virtual host.
@@ -294,6 +357,13 @@ fn service_domains(svc: &Service, port: u32, caller_ns: &str) -> Vec<String> {
             names.push(base.split('.').next().unwrap_or_default().to_string());
         }
     }
+    for alias in &svc.aliases {
+        names.push(alias.clone());
+        if let Some(base) = alias.strip_suffix(&format!(".svc.{DEFAULT_DOMAIN}")) {
+            names.push(format!("{base}.svc"));
+            names.push(base.to_string());
+        }
+    }
     names.extend(svc.vip.iter().filter(|v| !v.contains('/')).cloned());
     names.iter().flat_map(|n| [n.clone(), format!("{n}:{port}")]).collect()
 }
@@ -311,6 +381,11 @@ fn virtual_outbound(mode: Outbound) -> ListenerDetail {
                 inline: Some(Box::new(RouteConfiguration { name: "allow_any".into(), virtual_hosts: vec![catch_all(mode)] })),
             },
         });
+    }
+    if mode == Outbound::DynamicDns {
+        // Plaintext TCP must not stop at the HTTP chain's transport match.
+        let raw = ChainMatch { transport_protocol: Some("raw_buffer".into()), ..ChainMatch::default() };
+        chains.push(tcp_chain("virtualOutbound-catchall-tcp", raw, passthrough_cluster(mode)));
     }
     chains.push(tcp_chain("virtualOutbound-catchall-tcp", ChainMatch::default(), passthrough_cluster(mode)));
     ListenerDetail {

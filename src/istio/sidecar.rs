@@ -13,6 +13,9 @@ pub struct Sidecar {
     /// Egress listeners with the `namespace/host` patterns they import.
     #[serde(default)]
     pub egress: Vec<EgressListener>,
+    /// Inbound ports the workload serves (replace the ports found from its services).
+    #[serde(default)]
+    pub ingress: Vec<IngressListener>,
     /// `{mode: ALLOW_ANY | REGISTRY_ONLY}`.
     #[serde(default)]
     pub outbound_traffic_policy: Option<OutboundTrafficPolicy>,
@@ -35,4 +38,12 @@ pub struct OutboundTrafficPolicy {
     /// `ALLOW_ANY` or `REGISTRY_ONLY`.
     #[serde(default)]
     pub mode: Option<String>,
+}
+
+/// One `ingress[]` listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct IngressListener {
+    /// Port number, protocol and name.
+    #[serde(default)]
+    pub port: Option<super::gateway::ServerPort>,
 }
