@@ -6,12 +6,13 @@
 use super::gateway::listener_port;
 use super::listeners::{Derived, envoy_route, http_chain, tcp_chain};
 use super::routes::{Binding, routes_for};
-use super::scope::{vs_gateways, vs_hosts};
 use super::target::Caller;
 use crate::envoy::listener::{ChainMatch, FilterChain, ListenerDetail, ListenerFilter, RouteConfiguration, TlsTermination};
 use crate::envoy::types::VirtualHost;
 use crate::istio::names::host_matches;
 use crate::istio::{Server, labels_match};
+use crate::model::Model;
+use crate::model::virtual_services::{vs_gateways, vs_hosts};
 use crate::snapshot::Objects;
 use std::collections::BTreeMap;
 
@@ -31,16 +32,33 @@ fn server_hosts(server: &Server) -> Vec<String> {
 }
 
 /// Adds the gateway's listeners and route configurations to `d`.
-pub fn derive(objects: &Objects, caller: &Caller, d: &mut Derived) {
+pub fn derive(model: &Model<'_>, caller: &Caller, d: &mut Derived) {
+    let objects = model.objects;
     let mut listeners: BTreeMap<u32, ListenerDetail> = BTreeMap::new();
     let mut tables: BTreeMap<String, Vec<VirtualHost>> = BTreeMap::new();
-    let gateways = objects.gateways.iter().filter(|g| !g.spec.gateway_api && !g.spec.selector.is_empty() && labels_match(&g.spec.selector, &caller.labels));
-    for gw in gateways {
+    let pod_ip = objects.pod(&caller.namespace, &caller.name).and_then(|p| p.spec.status.as_ref()?.pod_ip.clone());
+    for gw in objects.gateways.iter().filter(|g| !g.spec.gateway_api) {
+        let service_ports = gateway_service_ports(objects, gw.meta.annotations.get(GATEWAY_SERVICE), caller, pod_ip.as_deref());
+        let selected = match &service_ports {
+            Some(ports) => ports.is_some(),
+            None => !gw.spec.selector.is_empty() && labels_match(&gw.spec.selector, &caller.labels),
+        };
+        if !selected {
+            continue;
+        }
         let gw_name = format!("{}/{}", gw.meta.namespace, gw.meta.name);
         let bound: Vec<_> = objects.virtual_services.iter().filter(|vs| vs_gateways(vs).contains(&gw_name)).collect();
         for server in &gw.spec.servers {
             let Some(sp) = &server.port else { continue };
-            let lport = listener_port(objects, caller, sp.number);
+            // Through a gateway service, a server listens on the target port of the service
+            // port it names, and a port the service lacks gets no listener.
+            let lport = match &service_ports {
+                Some(Some(ports)) => match ports.iter().find(|(p, _)| *p == sp.number) {
+                    Some((_, target)) => *target,
+                    None => continue,
+                },
+                _ => listener_port(model, caller, sp.number),
+            };
             let protocol = sp.protocol.to_ascii_uppercase();
             let mode = server.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("SIMPLE").to_string();
             let terminates = matches!(protocol.as_str(), "HTTPS") && !matches!(mode.as_str(), "PASSTHROUGH" | "AUTO_PASSTHROUGH")
@@ -81,7 +99,7 @@ pub fn derive(objects: &Objects, caller: &Caller, d: &mut Derived) {
                             .collect();
                         if let Some(dest) = tls.route.first() {
                             let cluster =
-                                super::routes::destination_cluster(objects, &dest.destination, &vs.meta.namespace, sp.number, Binding::Gateway(&gw_name));
+                                super::routes::destination_cluster(model, &dest.destination, &vs.meta.namespace, sp.number, Binding::Gateway(&gw_name));
                             let m = ChainMatch { server_names: sni, ..ChainMatch::default() };
                             if !listener.filter_chains.iter().any(|c: &FilterChain| c.matcher == m) {
                                 listener.filter_chains.push(tcp_chain("", m, &cluster));
@@ -100,7 +118,7 @@ pub fn derive(objects: &Objects, caller: &Caller, d: &mut Derived) {
                         let Some(host) = intersection(&vs_host, &server_host) else { continue };
                         served = true;
                         let name = format!("{host}:{}", sp.number);
-                        let routes = routes_for(objects, vs, caller, sp.number, Binding::Gateway(&gw_name)).iter().map(envoy_route).collect::<Vec<_>>();
+                        let routes = routes_for(model, vs, caller, sp.number, Binding::Gateway(&gw_name)).iter().map(envoy_route).collect::<Vec<_>>();
                         match table.iter_mut().find(|vh| vh.name == name) {
                             Some(vh) => vh.routes.extend(routes),
                             None => table.push(VirtualHost {
@@ -140,6 +158,39 @@ pub fn derive(objects: &Objects, caller: &Caller, d: &mut Derived) {
         "gateway listeners are derived from Istio Gateway servers; Gateway API gateways, merged server conflicts and credential checks are not modelled here"
             .into(),
     );
+}
+
+/// istiod's annotation naming the services a Gateway is bound through.
+const GATEWAY_SERVICE: &str = "internal.istio.io/gateway-service";
+
+/// For a Gateway bound through services: `Some(Some(ports))` when one of them has the caller
+/// as an endpoint, with (port, target port); `Some(None)` when none has; `None` without the
+/// annotation (the selector decides).
+fn gateway_service_ports(objects: &Objects, annotation: Option<&String>, caller: &Caller, pod_ip: Option<&str>) -> Option<Option<Vec<(u32, u32)>>> {
+    let hosts: Vec<&str> = annotation?.split(',').map(str::trim).filter(|h| !h.is_empty()).collect();
+    let mut ports = Vec::new();
+    let mut found = false;
+    for se in objects.service_entries.iter().filter(|se| se.spec.hosts.iter().any(|h| hosts.contains(&h.as_str()))) {
+        if se.spec.endpoints.iter().any(|e| Some(e.address.as_str()) == pod_ip) {
+            found = true;
+            ports.extend(se.spec.ports.iter().map(|p| (p.number, p.target_port.unwrap_or(p.number))));
+        }
+    }
+    for svc in &objects.services {
+        let fqdn = format!("{}.{}.svc.{}", svc.meta.name, svc.meta.namespace, crate::istio::names::DEFAULT_DOMAIN);
+        let spec = svc.spec.spec.clone().unwrap_or_default();
+        if hosts.contains(&fqdn.as_str()) && spec.selector.as_ref().is_some_and(|s| !s.is_empty() && labels_match(s, &caller.labels)) {
+            found = true;
+            ports.extend(spec.ports.iter().flatten().map(|p| {
+                let target = match &p.target_port {
+                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => *n as u32,
+                    _ => p.port as u32,
+                };
+                (p.port as u32, target)
+            }));
+        }
+    }
+    Some(found.then_some(ports))
 }
 
 fn add_tls_inspector(l: &mut ListenerDetail) {

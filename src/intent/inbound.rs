@@ -3,12 +3,12 @@
 //! catch-all chains to `InboundPassthroughCluster`.
 
 use super::listeners::{selects, tcp_chain};
-use super::scope::sidecar_for;
 use super::target::Caller;
 use crate::envoy::listener::{ChainMatch, FilterChain, ListenerDetail, ListenerFilter, NetworkFilter, Predicate, RouteConfiguration, TlsTermination};
 use crate::envoy::types::{Route, RouteAction, RouteMatch, VirtualHost};
 use crate::istio::PeerAuthentication;
 use crate::istio::names::Protocol;
+use crate::model::Model;
 use crate::snapshot::{Objects, Resource};
 
 /// How a port accepts connections, from PeerAuthentication.
@@ -163,11 +163,14 @@ fn chains(port: Option<u32>, protocol: Protocol, mode: Mtls, cluster: &str) -> V
 }
 
 /// `virtualInbound` for the caller's pod.
-pub fn virtual_inbound(objects: &Objects, caller: &Caller) -> ListenerDetail {
+pub fn virtual_inbound(model: &Model<'_>, caller: &Caller) -> ListenerDetail {
+    let objects = model.objects;
     let pod_ip = objects.pod(&caller.namespace, &caller.name).and_then(|p| p.spec.status.as_ref()?.pod_ip.clone());
     let mut filter_chains =
         vec![tcp_chain("virtualInbound-blackhole", ChainMatch { destination_port: Some(15006), ..ChainMatch::default() }, "BlackHoleCluster")];
-    let ingress: Vec<(u32, Protocol)> = sidecar_for(objects, caller)
+    let ingress: Vec<(u32, Protocol)> = model
+        .sidecar_scope(caller)
+        .sidecar
         .into_iter()
         .flat_map(|sc| sc.spec.ingress.iter().filter_map(|i| i.port.as_ref()).map(|p| (p.number, Protocol::from_name(&p.protocol))))
         .collect();

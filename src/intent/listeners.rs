@@ -9,14 +9,15 @@
 //! `http.P` route configurations and per-server TLS chains.
 
 use super::routes::{Binding, default_route, routes_for};
-use super::scope::{egress_hosts, egress_imports, exported_to, mesh_virtual_services, sidecar_for, vs_hosts};
-use super::target::{Caller, CallerKind, export_to_annotation};
+use super::target::{Caller, CallerKind};
 use crate::envoy::listener::{ChainMatch, FilterChain, ListenerDetail, ListenerFilter, NetworkFilter, RouteConfiguration};
 use crate::envoy::types::{
     DirectResponse, HeaderMatcher, RegexMatcher, Route, RouteAction, RouteMatch, StringMatcher, VirtualHost, WeightedCluster, WeightedClusters,
 };
 use crate::istio::labels_match;
 use crate::istio::names::{DEFAULT_DOMAIN, Protocol, host_matches};
+use crate::model::Model;
+use crate::model::virtual_services::vs_hosts;
 use crate::snapshot::Objects;
 use crate::trace::ProxyConfig;
 use crate::view::{self, PathMatch, RouteView};
@@ -54,21 +55,22 @@ enum Outbound {
 }
 
 /// Derives the Envoy-shaped configuration istiod pushes to `caller`.
-pub fn derive(objects: &Objects, caller: &Caller) -> Derived {
-    let mode = match objects.mesh.outbound_traffic_policy.as_ref().and_then(|p| p.mode.as_deref()) {
-        Some("REGISTRY_ONLY") => Outbound::RegistryOnly,
-        Some("ALLOW_ANY_DYNAMIC_DNS") => Outbound::DynamicDns,
+pub fn derive(model: &Model<'_>, caller: &Caller) -> Derived {
+    let objects = model.objects;
+    let mode = match model.sidecar_scope(caller).outbound_mode.as_str() {
+        "REGISTRY_ONLY" => Outbound::RegistryOnly,
+        "ALLOW_ANY_DYNAMIC_DNS" => Outbound::DynamicDns,
         _ => Outbound::AllowAny,
     };
     let services = registry(objects);
     let mut d = Derived::default();
     if caller.kind == CallerKind::Gateway {
-        super::gateway_listeners::derive(objects, caller, &mut d);
+        super::gateway_listeners::derive(model, caller, &mut d);
         return d;
     }
-    sidecar_outbound(objects, caller, &services, mode, &mut d.config);
+    sidecar_outbound(model, caller, &services, mode, &mut d.config);
     d.config.listeners.push(("virtualOutbound".into(), virtual_outbound(mode)));
-    d.config.listeners.push(("virtualInbound".into(), super::inbound::virtual_inbound(objects, caller)));
+    d.config.listeners.push(("virtualInbound".into(), super::inbound::virtual_inbound(model, caller)));
     d.gaps.push("istiod's listener synthesis is modelled for Services, ServiceEntries, Sidecar egress and PeerAuthentication; EnvoyFilters, Sidecar ingress/egress ports and ambient are not".into());
     d
 }
@@ -143,23 +145,10 @@ fn registry(objects: &Objects) -> Vec<Service> {
     out
 }
 
-/// Whether the caller imports `svc` on `port` (exportTo, then the Sidecar's egress hosts).
-fn visible(objects: &Objects, caller: &Caller, svc: &Service, port: u32) -> bool {
-    let export = objects
-        .services
-        .iter()
-        .find(|s| svc.host == format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace))
-        .map(|s| export_to_annotation(&s.meta.annotations))
-        .or_else(|| {
-            objects
-                .service_entries
-                .iter()
-                .find(|se| se.meta.namespace == svc.namespace && se.spec.hosts.contains(&svc.host))
-                .map(|se| se.spec.export_to.clone())
-        })
-        .unwrap_or_default();
-    exported_to(&export, &objects.mesh.default_service_export_to, &svc.namespace, &caller.namespace)
-        && egress_imports(&egress_hosts(sidecar_for(objects, caller), port), &caller.namespace, &svc.namespace, &svc.host)
+/// Whether the caller imports `svc` on `port`: the registry's exportTo, then the SidecarScope.
+fn visible(model: &Model<'_>, caller: &Caller, svc: &Service, port: u32) -> bool {
+    let exported = model.registry.definitions(&svc.host).iter().filter(|d| d.namespace == svc.namespace).any(|d| model.registry.exported(d, &caller.namespace));
+    exported && model.sidecar_scope(caller).imports(port, &svc.namespace, &svc.host)
 }
 
 fn cluster(port: u32, host: &str) -> String {
@@ -193,13 +182,13 @@ fn passthrough_cluster(mode: Outbound) -> &'static str {
     if mode == Outbound::RegistryOnly { "BlackHoleCluster" } else { "PassthroughCluster" }
 }
 
-fn sidecar_outbound(objects: &Objects, caller: &Caller, services: &[Service], mode: Outbound, config: &mut ProxyConfig) {
+fn sidecar_outbound(model: &Model<'_>, caller: &Caller, services: &[Service], mode: Outbound, config: &mut ProxyConfig) {
     let mut listeners: BTreeMap<(String, u32), ListenerDetail> = BTreeMap::new();
     let mut http_ports: BTreeMap<u32, Vec<&Service>> = BTreeMap::new();
     let default_chain = |mode| Some(tcp_chain("PassthroughFilterChain", ChainMatch::default(), passthrough_cluster(mode)));
     for svc in services {
         for &(port, protocol, _) in &svc.ports {
-            if protocol == Protocol::Udp || !visible(objects, caller, svc, port) {
+            if protocol == Protocol::Udp || !visible(model, caller, svc, port) {
                 continue;
             }
             // Headless services get one listener per endpoint for ports that are not plain HTTP.
@@ -223,7 +212,7 @@ fn sidecar_outbound(objects: &Objects, caller: &Caller, services: &[Service], mo
                             http_ports.entry(port).or_default().push(svc);
                             port.to_string()
                         } else {
-                            config.route_configs.push(route_config(objects, caller, port, &[svc], mode, &format!("{}:{port}", svc.host)));
+                            config.route_configs.push(route_config(model, caller, port, &[svc], mode, &format!("{}:{port}", svc.host)));
                             format!("{}:{port}", svc.host)
                         };
                         (address, vec![tcp_chain(&name, by_ip, &cluster(port, &svc.host)), http_chain(&name, plaintext_http(), &rds)])
@@ -256,7 +245,7 @@ fn sidecar_outbound(objects: &Objects, caller: &Caller, services: &[Service], mo
         config.listeners.push((format!("{address}_{port}"), l));
     }
     for (port, svcs) in http_ports {
-        config.route_configs.push(route_config(objects, caller, port, &svcs, mode, &port.to_string()));
+        config.route_configs.push(route_config(model, caller, port, &svcs, mode, &port.to_string()));
     }
 }
 
@@ -280,9 +269,9 @@ fn cidr(address: &str) -> (String, u32) {
 }
 
 /// Route configuration `port`: a virtual host per service and VirtualService host, then the catch-all.
-fn route_config(objects: &Objects, caller: &Caller, port: u32, svcs: &[&Service], mode: Outbound, name: &str) -> RouteConfiguration {
+fn route_config(model: &Model<'_>, caller: &Caller, port: u32, svcs: &[&Service], mode: Outbound, name: &str) -> RouteConfiguration {
     let mut vhosts: Vec<VirtualHost> = Vec::new();
-    let vses = mesh_virtual_services(objects, caller, port);
+    let vses = model.mesh_virtual_services(caller, port);
     let mut claimed: Vec<String> = Vec::new();
     for vs in &vses {
         for host in vs_hosts(vs) {
@@ -290,7 +279,7 @@ fn route_config(objects: &Objects, caller: &Caller, port: u32, svcs: &[&Service]
                 continue;
             }
             claimed.push(host.clone());
-            let routes: Vec<Route> = routes_for(objects, vs, caller, port, Binding::Mesh).iter().map(envoy_route).collect();
+            let routes: Vec<Route> = routes_for(model, vs, caller, port, Binding::Mesh).iter().map(envoy_route).collect();
             let mut domains = Vec::new();
             for svc in svcs.iter().filter(|s| host_matches(&host, &s.host) && s.host != host) {
                 domains.extend(service_domains(svc, port, &caller.namespace));
@@ -306,7 +295,7 @@ fn route_config(objects: &Objects, caller: &Caller, port: u32, svcs: &[&Service]
         if claimed.contains(&svc.host) {
             continue;
         }
-        let route = envoy_route(&default_route(objects, caller, &svc.host, port));
+        let route = envoy_route(&default_route(model, caller, &svc.host, port));
         vhosts.push(VirtualHost {
             name: format!("{}:{port}", svc.host),
             domains: service_domains(svc, port, &caller.namespace),

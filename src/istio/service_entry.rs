@@ -51,4 +51,7 @@ pub struct ServiceEntryPort {
     /// Port name.
     #[serde(default)]
     pub name: Option<String>,
+    /// Port on the endpoints, when it differs from `number`.
+    #[serde(default)]
+    pub target_port: Option<u32>,
 }

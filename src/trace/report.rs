@@ -135,7 +135,7 @@ pub fn trace(snapshot: &Snapshot, from: &str, namespace: &str, request: Request)
             None
         }
     };
-    let derived = crate::intent::listeners::derive(&snapshot.objects, &caller);
+    let derived = crate::intent::listeners::derive(&crate::model::Model::build(&snapshot.objects), &caller);
     gaps.extend(derived.gaps.iter().cloned());
     let intent = Some(walk(&derived.config, &request));
     let findings = parting(&caller, envoy.as_ref(), intent.as_ref(), &mut gaps);
