@@ -1,5 +1,5 @@
 //! `kubectl mesh-why mcp`: a Model Context Protocol server on stdio (rmcp), so AI assistants get
-//! mesh-why's evidence-backed verdicts as JSON (`mesh-why/v1`).
+//! mesh-why's evidence-backed verdicts (`mesh-why/v1` reports) and request traces as JSON.
 //!
 //! Each tool runs this same binary as a user would, with `-o json`, and returns its report: the
 //! tools can do nothing the command line cannot, `capture` (which writes files) is not offered,
@@ -60,6 +60,51 @@ pub struct CheckAllParams {
     pub cluster: ClusterParams,
 }
 
+/// One request to trace.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct TraceParams {
+    /// The calling pod: POD or POD.NAMESPACE.
+    pub from: String,
+    /// The service called, SERVICE or SERVICE.NAMESPACE (needed live: it decides what is read).
+    pub service: Option<String>,
+    /// Namespace of the service and of the calling pod (default: the kubeconfig context's).
+    pub namespace: Option<String>,
+    /// The port called.
+    pub port: Option<u32>,
+    /// Destination IP (default: the service's ClusterIP).
+    pub address: Option<String>,
+    /// Host / authority header (default: the service's name).
+    pub host: Option<String>,
+    /// Path, with an optional query string (default `/`).
+    pub path: Option<String>,
+    /// HTTP method (default GET).
+    pub method: Option<String>,
+    /// Request headers, each `name: value`.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// What the caller sends: http, http2, grpc, tcp or tls (default http).
+    pub protocol: Option<String>,
+    /// The caller originates TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// The caller sends Istio mutual TLS.
+    #[serde(default)]
+    pub mtls: bool,
+    /// TLS server name (default: the host).
+    pub sni: Option<String>,
+    /// ALPN offered in the TLS handshake.
+    pub alpn: Option<String>,
+    /// The request arrives at the `from` pod through inbound capture.
+    #[serde(default)]
+    pub inbound: bool,
+    /// Explain this access-log line (Istio's default format or JSON) instead of a request.
+    pub log: Option<String>,
+    /// Where the state comes from.
+    #[serde(flatten)]
+    pub cluster: ClusterParams,
+}
+
 /// The MCP server: its tools run the analysis.
 #[derive(Debug, Clone, Default)]
 pub struct Server;
@@ -71,6 +116,11 @@ fn flags(pairs: &[(&str, Option<String>)]) -> Vec<String> {
 
 fn cluster_flags(c: &ClusterParams) -> Vec<String> {
     flags(&[("snapshot", c.snapshot.clone()), ("kubeconfig", c.kubeconfig.clone()), ("context", c.context.clone()), ("timeout", c.timeout.clone())])
+}
+
+/// Whether `word` can be passed as a positional SERVICE: not a flag, not a subcommand.
+fn plain_word(word: &str) -> bool {
+    !word.is_empty() && !word.starts_with('-') && !word.chars().any(char::is_whitespace) && !crate::cli::is_subcommand(word)
 }
 
 /// Runs this binary with `args` and `-o json`; the report, or the error it printed.
@@ -100,7 +150,7 @@ impl Server {
         )
     )]
     async fn why(&self, Parameters(p): Parameters<WhyParams>) -> Result<CallToolResult, ErrorData> {
-        if p.service.starts_with('-') || p.service.chars().any(char::is_whitespace) || crate::cli::is_subcommand(&p.service) {
+        if !plain_word(&p.service) {
             return Err(ErrorData::invalid_params(format!("`{}` is not SERVICE or SERVICE.NAMESPACE", p.service), None));
         }
         let mut args = vec![p.service];
@@ -125,6 +175,37 @@ impl Server {
         } else {
             args.extend(flags(&[("namespace", p.namespace)]));
         }
+        args.extend(cluster_flags(&p.cluster));
+        run(args).await
+    }
+
+    #[tool(
+        description = "Trace one request (or explain one access-log line) from a calling pod through its Envoy: listener, filter chain, route, cluster and outcome, next to what istiod should have pushed, with findings where they differ; JSON.",
+        annotations(title = "Trace a request", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+    )]
+    async fn trace(&self, Parameters(p): Parameters<TraceParams>) -> Result<CallToolResult, ErrorData> {
+        let mut args = vec!["trace".to_string()];
+        if let Some(service) = p.service {
+            if !plain_word(&service) {
+                return Err(ErrorData::invalid_params(format!("`{service}` is not SERVICE or SERVICE.NAMESPACE"), None));
+            }
+            args.push(service);
+        }
+        args.extend(flags(&[
+            ("from", Some(p.from)),
+            ("namespace", p.namespace),
+            ("port", p.port.map(|v| v.to_string())),
+            ("address", p.address),
+            ("host", p.host),
+            ("path", p.path),
+            ("method", p.method),
+            ("protocol", p.protocol),
+            ("sni", p.sni),
+            ("alpn", p.alpn),
+            ("log", p.log),
+        ]));
+        args.extend(p.headers.into_iter().map(|h| format!("--header={h}")));
+        args.extend([("tls", p.tls), ("mtls", p.mtls), ("inbound", p.inbound)].into_iter().filter(|(_, on)| *on).map(|(name, _)| format!("--{name}")));
         args.extend(cluster_flags(&p.cluster));
         run(args).await
     }

@@ -1,6 +1,6 @@
 //! `kubectl mesh-why mcp` speaks the Model Context Protocol on stdio: a client's real message
 //! exchange (initialize, initialized, tools/list, tools/call) over the child's pipes, with the
-//! analysis of a scenario snapshot coming back as a `mesh-why/v1` report.
+//! analysis of a scenario snapshot coming back as a `mesh-why/v1` report, and a traced request.
 
 mod common;
 
@@ -86,7 +86,7 @@ fn a_client_lists_the_read_only_tools_and_gets_reports_back() {
     let tools = tools["result"]["tools"].as_array().unwrap().clone();
     let mut names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
     names.sort();
-    assert_eq!(names, ["check_all", "why"]);
+    assert_eq!(names, ["check_all", "trace", "why"]);
     for tool in &tools {
         assert_eq!(tool["annotations"]["readOnlyHint"], true, "{tool}");
         assert_eq!(tool["annotations"]["destructiveHint"], false, "{tool}");
@@ -106,6 +106,16 @@ fn a_client_lists_the_read_only_tools_and_gets_reports_back() {
     let mesh = session.call("check_all", json!({"all_namespaces": true, "snapshot": "testdata/scenarios/vs-conflict"}));
     assert_eq!(mesh["structuredContent"]["target"]["namespace"], "*");
     assert!(mesh["structuredContent"]["findings"].as_array().unwrap().iter().any(|f| f["id"] == "vs-conflict"), "{mesh}");
+
+    let trace = session.call(
+        "trace",
+        json!({"service": "reviews", "from": "productpage-v1-6b7f9d8c7-ccccc", "headers": ["x-user: tester"], "snapshot": "testdata/scenarios/proxy-stale"}),
+    );
+    assert_ne!(trace["isError"], true, "{trace}");
+    assert_eq!(trace["structuredContent"]["caller"], "default/productpage-v1-6b7f9d8c7-ccccc");
+    // The canary the Envoy splits 50/50 where istiod would push 90/10.
+    let outcome = trace["structuredContent"]["outcome"].as_str().unwrap();
+    assert!(outcome.contains("50%: upstream outbound|9080|v1|reviews.default.svc.cluster.local"), "{outcome}");
 
     // A bad input is a tool error that says what is wrong, and the server keeps serving.
     let missing = session.call("why", json!({"service": "reviews", "snapshot": "testdata/scenarios/no-such-snapshot"}));
