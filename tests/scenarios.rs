@@ -74,3 +74,37 @@ fn every_scenario_yields_its_expected_ranked_findings() {
     println!("{} scenarios run", dirs.len());
     assert!(failures.is_empty(), "{} of {} scenarios failed:\n{}", failures.len(), dirs.len(), failures.join("\n"));
 }
+
+/// A healthy scenario: a near-miss (`*-ok`), a `healthy-*` mesh, or one that expects no finding.
+fn healthy(dir: &Path) -> bool {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let expected: Value = std::fs::read_to_string(dir.join("expected.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    name.ends_with("-ok") || name.starts_with("healthy-") || expected["findings"].as_array().is_some_and(Vec::is_empty)
+}
+
+/// The intent-vs-proxy diff of one scenario, with its expected arguments; `Err` when it is not empty.
+fn empty_diff(dir: &Path) -> Result<(), String> {
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).map_err(|e| format!("expected.json: {e}"))?;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why"));
+    cmd.arg(expected["service"].as_str().unwrap_or_default()).arg("--snapshot").arg(dir).args(["-o", "json"]);
+    cmd.args(expected["args"].as_array().into_iter().flatten().filter_map(Value::as_str));
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    let report: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("output is not JSON ({e})"))?;
+    match report["diff"].as_array() {
+        Some(d) if d.is_empty() => Ok(()),
+        Some(d) => Err(format!("the model and the proxy differ: {}", Value::Array(d.clone()))),
+        None => Err("the report has no diff field".into()),
+    }
+}
+
+/// Every healthy scenario (ours and the near-misses) gives an empty diff: a difference the
+/// model cannot stand behind fails here instead of reaching a user as a false alarm.
+#[test]
+fn every_healthy_scenario_gives_an_empty_diff() {
+    let dirs: Vec<PathBuf> = scenarios().into_iter().filter(|d| healthy(d)).collect();
+    assert!(dirs.len() >= 20, "expected the healthy scenarios, found {}", dirs.len());
+    let with_proxy = dirs.iter().filter(|d| d.join("proxies").is_dir()).count();
+    let failures: Vec<String> = dirs.iter().filter_map(|d| empty_diff(d).err().map(|e| format!("{}: {e}", d.file_name().unwrap().to_string_lossy()))).collect();
+    println!("{} healthy scenarios give an empty diff ({with_proxy} with proxy captures)", dirs.len() - failures.len());
+    assert!(failures.is_empty(), "{} of {} healthy scenarios show a difference:\n{}", failures.len(), dirs.len(), failures.join("\n"));
+}

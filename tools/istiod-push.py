@@ -134,10 +134,17 @@ def gateway_route_config(gateway: dict) -> dict:
 def listener(svc: dict) -> dict:
     port = svc["port"]
     if svc.get("protocol", "http") == "tcp":
-        first = next(iter(svc["subsets"]))
-        filters = [{"name": "envoy.filters.network.tcp_proxy", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-            "stat_prefix": cluster_name(port, first, svc["host"]), "cluster": cluster_name(port, first, svc["host"])}}]
+        # ``tcp_to`` ([[subset, weight], ...]) is a VirtualService tcp rule's split; without it
+        # the proxy forwards to the first subset's cluster.
+        proxy = {"@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"}
+        if "tcp_to" in svc:
+            proxy["stat_prefix"] = svc.get("vs", "tcp").replace("/", ".")
+            proxy["weighted_clusters"] = {"clusters": [{"name": cluster_name(port, subset, svc["host"]), "weight": weight}
+                                                       for subset, weight in svc["tcp_to"] if weight > 0]}
+        else:
+            first = next(iter(svc["subsets"]))
+            proxy["stat_prefix"] = proxy["cluster"] = cluster_name(port, first, svc["host"])
+        filters = [{"name": "envoy.filters.network.tcp_proxy", "typed_config": proxy}]
         name = f"{svc['vip']}_{port}"
     else:
         filters = [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {

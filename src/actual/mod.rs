@@ -166,7 +166,7 @@ fn sidecar_entries(dump: &ConfigDump, target: &Target) -> Vec<PortView> {
                 .tcp_clusters
                 .iter()
                 .filter(|c| ClusterName::parse(c).is_some_and(|n| n.host == target.fqdn))
-                .map(|c| WeightedCluster { name: c.clone(), weight: 100 })
+                .map(|c| WeightedCluster { name: c.clone(), weight: l.tcp_weights.get(c).copied().unwrap_or(100) })
                 .collect();
             if !pv.tcp_destinations.is_empty() && !tp.protocol.is_tcp_class() {
                 pv.protocol = Protocol::Tcp;

@@ -111,7 +111,7 @@ pub fn compare(intent: &ProxyView, actual: &ProxyView) -> ProxyDiff {
             _ => {}
         }
         if want.protocol.is_tcp_class() && !have.tcp_destinations.is_empty() {
-            let names = |v: &[crate::view::WeightedCluster]| v.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+            let names = |v: &[crate::view::WeightedCluster]| v.iter().map(|c| format!("{} {}", c.name, c.weight)).collect::<Vec<_>>();
             let (e, a) = (names(&want.tcp_destinations), names(&have.tcp_destinations));
             if e != a {
                 differences.push(Difference::TcpRoute { port, expected: e, actual: a });

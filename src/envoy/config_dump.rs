@@ -97,6 +97,8 @@ pub struct Listener {
     pub route_configs: Vec<String>,
     /// Clusters its TCP proxies forward to.
     pub tcp_clusters: Vec<String>,
+    /// The weight of each cluster a TCP proxy splits connections over (`weighted_clusters`).
+    pub tcp_weights: BTreeMap<String, u32>,
     /// Envoy's rejection of the last update, if any.
     pub error: Option<String>,
     /// Address, filter chains and network filters, for walking a request.
@@ -465,6 +467,7 @@ fn parse_listener(raw: &str, origin: &str) -> Result<Listener> {
                 push_unique(&mut out.tcp_clusters, c);
             }
             for wc in cfg.weighted_clusters.into_iter().flat_map(|w| w.clusters) {
+                out.tcp_weights.insert(wc.name.clone(), wc.weight.unwrap_or(0) as u32);
                 push_unique(&mut out.tcp_clusters, wc.name);
             }
         }

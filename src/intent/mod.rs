@@ -1,5 +1,5 @@
 //! Intent: the routes, clusters and endpoints istiod should push to one caller for the asked
-//! service, derived from the model alone (pure: no I/O).
+//! service, derived from the objects through the model (pure: no I/O).
 
 pub mod endpoints;
 pub mod gateway;
@@ -13,6 +13,7 @@ use crate::istio::VirtualService;
 use crate::istio::names::{ClusterName, Protocol};
 use crate::model::Model;
 use crate::model::registry::service_namespace;
+use crate::model::virtual_services::tcp_rule;
 use crate::snapshot::{ObjectRef, Resource};
 use crate::view::{ClusterView, PortView, ProxyView, VirtualHostView, WeightedCluster};
 use std::collections::BTreeMap;
@@ -63,7 +64,9 @@ pub fn derive<'a>(model: &Model<'a>, caller: &Caller, target: &Target) -> Intent
         let mut winner = None;
         if hidden.is_none() && tp.protocol != Protocol::Udp {
             if tp.protocol.is_tcp_class() {
-                port_view.tcp_destinations = vec![WeightedCluster { name: cluster(tp.port, "", &target.fqdn), weight: 100 }];
+                let (vs, destinations) = tcp_destinations(model, caller, &candidates, &target.fqdn, tp.port);
+                winner = vs;
+                port_view.tcp_destinations = destinations;
             } else {
                 let routes_and_vs = candidates
                     .iter()
@@ -90,6 +93,28 @@ pub fn derive<'a>(model: &Model<'a>, caller: &Caller, target: &Target) -> Intent
     }
     view.clusters = clusters(model, caller, target, &view);
     Intent { view, ports }
+}
+
+/// The clusters a sidecar's tcp_proxy forwards to on a TCP port: the first applicable `tcp[]`
+/// rule of the first VirtualService having one (one destination is a plain cluster, several a
+/// weighted split without the zero weights), else the service's default cluster.
+fn tcp_destinations<'a>(
+    model: &Model<'a>,
+    caller: &Caller,
+    candidates: &[&'a Resource<VirtualService>],
+    fqdn: &str,
+    port: u32,
+) -> (Option<&'a Resource<VirtualService>>, Vec<WeightedCluster>) {
+    for vs in candidates {
+        let Ok(Some(rule)) = tcp_rule(vs, caller, port) else { continue };
+        let to = |d: &crate::istio::RouteDestination| routes::destination_cluster(model, &d.destination, &vs.meta.namespace, port);
+        let destinations = match rule.route.as_slice() {
+            [one] => vec![WeightedCluster { name: to(one), weight: 100 }],
+            many => many.iter().filter(|d| d.weight.unwrap_or(0) > 0).map(|d| WeightedCluster { name: to(d), weight: d.weight.unwrap_or(0) as u32 }).collect(),
+        };
+        return (Some(*vs), destinations);
+    }
+    (None, vec![WeightedCluster { name: cluster(port, "", fqdn), weight: 100 }])
 }
 
 /// The key pairing a sidecar's entries for one service port.
@@ -122,8 +147,11 @@ fn domains(caller: &Caller, target: &Target) -> Vec<String> {
 fn clusters(model: &Model<'_>, caller: &Caller, target: &Target, view: &ProxyView) -> BTreeMap<String, ClusterView> {
     let mut names: Vec<String> = Vec::new();
     let target_rule = model.destination_rule(caller, &target.fqdn, &target.namespace);
+    let scope = model.sidecar_scope(caller);
     for tp in &target.ports {
-        if tp.protocol == Protocol::Udp {
+        // istiod builds clusters only for the services the SidecarScope imports.
+        let hidden = caller.kind == CallerKind::Sidecar && scope.service_hidden(model, target, tp.port).is_some();
+        if tp.protocol == Protocol::Udp || hidden {
             continue;
         }
         names.push(cluster(tp.port, "", &target.fqdn));

@@ -37,9 +37,9 @@ pub fn routes_for(model: &Model<'_>, vs: &Resource<VirtualService>, caller: &Cal
     let source = Some(vs.reference("VirtualService"));
     let mut routes = Vec::new();
     for (index, rule) in expanded_rules(model, vs) {
-        let action = action_for(model, &rule, &vs.meta.namespace, port, caller, binding);
+        let action = action_for(model, &rule, &vs.meta.namespace, port, caller);
         let timeout = Some(rule.timeout.clone().unwrap_or_else(|| "0s".into()));
-        let features = features_for(model, &rule, caller, &vs.meta.namespace, port, binding);
+        let features = features_for(model, &rule, caller, &vs.meta.namespace, port);
         let base_name = rule.name.clone().unwrap_or_default();
         if rule.matches.is_empty() {
             routes.push(RouteView {
@@ -96,7 +96,7 @@ fn cluster_name(port: u32, subset: &str, host: &str) -> String {
 
 /// What istiod adds to a rule's route besides clusters: `rewrite`, `fault` (abort status, fixed
 /// delay), mirrors (`mirror` and `mirrors`), and retry attempts.
-fn features_for(model: &Model<'_>, rule: &HttpRoute, caller: &Caller, vs_ns: &str, port: u32, binding: Binding<'_>) -> RouteFeatures {
+fn features_for(model: &Model<'_>, rule: &HttpRoute, caller: &Caller, vs_ns: &str, port: u32) -> RouteFeatures {
     let text = |v: &Option<serde_json::Value>, path: &str| v.as_ref().and_then(|v| v.pointer(path)).and_then(|x| x.as_str()).map(str::to_string);
     let mut rewrite = Vec::new();
     rewrite.extend(text(&rule.rewrite, "/uri").map(|u| format!("uri {u}")));
@@ -106,7 +106,7 @@ fn features_for(model: &Model<'_>, rule: &HttpRoute, caller: &Caller, vs_ns: &st
     fault.extend(abort.map(|s| format!("abort {s}")));
     fault.extend(text(&rule.fault, "/delay/fixedDelay").map(|d| format!("delay {d}")));
     let mirrors = rule.mirror.iter().chain(rule.mirrors.iter().map(|m| &m.destination));
-    let mirror = mirrors.map(|d| destination_cluster(model, d, vs_ns, port, binding)).collect();
+    let mirror = mirrors.map(|d| destination_cluster(model, d, vs_ns, port)).collect();
     RouteFeatures { rewrite, fault, mirror, retries: retry_attempts(model, caller, rule.retries.as_ref()) }
 }
 
@@ -123,19 +123,16 @@ fn retry_attempts(model: &Model<'_>, caller: &Caller, rule: Option<&serde_json::
     }
 }
 
-/// The Envoy cluster a destination resolves to on route-config port `port`. Sidecars default a
-/// missing destination port to the route's port; gateways to the service's only port.
-pub fn destination_cluster(model: &Model<'_>, dest: &Destination, vs_ns: &str, port: u32, binding: Binding<'_>) -> String {
+/// The Envoy cluster a destination resolves to on listener port `port`: the destination's own
+/// port, else the service's only port, else the listener's port.
+pub fn destination_cluster(model: &Model<'_>, dest: &Destination, vs_ns: &str, port: u32) -> String {
     let host = resolve_short_name(&dest.host, vs_ns, DEFAULT_DOMAIN);
-    let default_port = match binding {
-        Binding::Mesh => port,
-        Binding::Gateway(_) => model.registry.single_port(&host).unwrap_or(port),
-    };
+    let default_port = model.registry.single_port(&host).unwrap_or(port);
     let port = dest.port.map(|p| p.number).filter(|n| *n > 0).unwrap_or(default_port);
     cluster_name(port, dest.subset.as_deref().unwrap_or(""), &host)
 }
 
-fn action_for(model: &Model<'_>, rule: &HttpRoute, vs_ns: &str, port: u32, caller: &Caller, binding: Binding<'_>) -> Action {
+fn action_for(model: &Model<'_>, rule: &HttpRoute, vs_ns: &str, port: u32, caller: &Caller) -> Action {
     if rule.redirect.is_some() {
         return Action::Redirect;
     }
@@ -145,7 +142,7 @@ fn action_for(model: &Model<'_>, rule: &HttpRoute, vs_ns: &str, port: u32, calle
     let weighted: Vec<WeightedCluster> = rule
         .route
         .iter()
-        .map(|d| WeightedCluster { name: destination_cluster(model, &d.destination, vs_ns, port, binding), weight: d.weight.unwrap_or(0).max(0) as u32 })
+        .map(|d| WeightedCluster { name: destination_cluster(model, &d.destination, vs_ns, port), weight: d.weight.unwrap_or(0).max(0) as u32 })
         .collect();
     let clusters = match weighted.as_slice() {
         [one] => vec![WeightedCluster { name: one.name.clone(), weight: 100 }],

@@ -163,10 +163,9 @@ impl<'a> Registry<'a> {
         }
     }
 
-    /// The port of a single-port Kubernetes Service.
+    /// The port of a host whose preferred definition has exactly one port.
     pub fn single_port(&self, host: &str) -> Option<u32> {
-        let svc = self.definitions(host).iter().find(|d| d.source == Source::Kubernetes)?;
-        match svc.ports.as_slice() {
+        match self.definitions(host).first()?.ports.as_slice() {
             [only] => Some(only.port),
             _ => None,
         }

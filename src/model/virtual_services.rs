@@ -6,7 +6,7 @@ use super::Model;
 use super::sidecar_scope::{export_namespaces, exported_to};
 use crate::intent::target::Caller;
 use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name, specificity};
-use crate::istio::{HttpMatch, HttpRoute, VirtualService};
+use crate::istio::{HttpMatch, HttpRoute, TcpRoute, VirtualService};
 use crate::snapshot::Resource;
 
 /// A VirtualService's hosts, resolved in its namespace.
@@ -70,6 +70,45 @@ pub fn mesh_for_caller<'a>(model: &Model<'a>, caller: &Caller, port: u32) -> Vec
     // `objects` is already oldest-first, and the sort is stable.
     ordered.sort_by_key(|vs| bucket(vs));
     ordered
+}
+
+/// Whether an L4 match (`tcp[].match[]`) applies to a sidecar on `port`: its port (0 or
+/// absent is any), source labels, source namespace and gateways (`mesh`). `None` when it
+/// narrows by destination subnet, which the model does not cover.
+pub fn l4_match_applies(m: &serde_json::Value, caller: &Caller, port: u32) -> Option<bool> {
+    if m.get("destinationSubnets").and_then(|s| s.as_array()).is_some_and(|s| !s.is_empty()) {
+        return None;
+    }
+    let port_ok = m.get("port").and_then(|p| p.as_u64()).is_none_or(|p| p == 0 || p == u64::from(port));
+    let labels: std::collections::BTreeMap<String, String> = m.get("sourceLabels").and_then(|l| serde_json::from_value(l.clone()).ok()).unwrap_or_default();
+    let gateways: Vec<String> = m.get("gateways").and_then(|g| serde_json::from_value(g.clone()).ok()).unwrap_or_default();
+    let ns_ok = m.get("sourceNamespace").and_then(|n| n.as_str()).is_none_or(|n| n == caller.namespace);
+    Some(port_ok && crate::istio::labels_match(&labels, &caller.labels) && ns_ok && (gateways.is_empty() || gateways.iter().any(|g| g == "mesh")))
+}
+
+/// The first `tcp[]` rule of `vs` that applies to the caller on `port`, as istiod picks it for
+/// a TCP listener (a rule without match applies everywhere). `Err` names what the model does
+/// not cover.
+pub fn tcp_rule<'v>(vs: &'v Resource<VirtualService>, caller: &Caller, port: u32) -> Result<Option<&'v TcpRoute>, String> {
+    for rule in &vs.spec.tcp {
+        if rule.matches.is_empty() {
+            return Ok(Some(rule));
+        }
+        for m in &rule.matches {
+            match l4_match_applies(m, caller, port) {
+                None => return Err(format!("tcp match on destinationSubnets in VirtualService {}/{}", vs.meta.namespace, vs.meta.name)),
+                Some(true) => return Ok(Some(rule)),
+                Some(false) => {}
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// True when some HTTP rule of `vs` applies on `port` (a rule without match, or a match
+/// without port or with this port).
+pub fn has_http_rule_for_port(vs: &Resource<VirtualService>, port: u32) -> bool {
+    vs.spec.http.iter().any(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.port.is_none_or(|p| p == port)))
 }
 
 /// The namespaces whose callers use a VirtualService: its exportTo list, or its own namespace

@@ -1,4 +1,4 @@
-//! What a caller's Envoy shows: configuration or endpoints that drifted from the model,
+//! What a caller's Envoy shows: configuration or endpoints that drifted from the objects,
 //! hosts it ejected, connection-pool overflows, a split that differs from the weights, and
 //! requests that fell to the passthrough or blackhole route.
 
@@ -41,7 +41,11 @@ fn proxy_stale(ctx: &CallerContext<'_>, diff: &ProxyDiff, out: &mut Vec<Finding>
     let summary = match stale_split(ctx, &config) {
         Some((want, have)) => format!("the Envoy of {} still splits {have} instead of {want}: it runs old configuration", ctx.caller.display()),
         None => {
-            format!("the Envoy of {} holds configuration that differs from what the current model imply ({} difference(s))", ctx.caller.display(), config.len())
+            format!(
+                "the Envoy of {} holds configuration that differs from what the current objects imply ({} difference(s))",
+                ctx.caller.display(),
+                config.len()
+            )
         }
     };
     out.push(
@@ -141,7 +145,7 @@ fn names_target(labels: &BTreeMap<String, String>, target: &Target) -> bool {
 }
 
 /// Requests for the target match no virtual host of the caller's Envoy and fall to the
-/// catch-all route: the route config lacks the service's virtual host although the model
+/// catch-all route: the route config lacks the service's virtual host although the objects
 /// give it one, or Istio's metrics count requests for it on PassthroughCluster/BlackHoleCluster.
 fn passthrough_fallback(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
     if !sidecar(ctx) {
@@ -184,7 +188,7 @@ fn passthrough_fallback(model: &Model<'_>, target: &Target, ctx: &CallerContext<
             format!("requests from {} for {} match no virtual host of its Envoy, so they {}", ctx.caller.display(), target.name, fallback_for(model, ctx.caller)),
         )
         .detail(format!(
-            "The model give {} a virtual host for this caller, but its Envoy does not route the requests through it: the route configuration lacks it (istiod has not pushed it, or the live cluster's Sidecar or exportTo differ from the snapshot), or the requests carry a Host the virtual host does not list.",
+            "The objects give {} a virtual host for this caller, but its Envoy does not route the requests through it: the route configuration lacks it (istiod has not pushed it, or the live cluster's Sidecar or exportTo differ from the snapshot), or the requests carry a Host the virtual host does not list.",
             target.fqdn
         ))
         .evidence(evidence)

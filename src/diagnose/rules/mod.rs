@@ -1,9 +1,9 @@
-//! The checks: each looks at the model, one caller's intent, its proxy, or their diff, and
+//! The checks: each looks at the objects, one caller's intent, its proxy, or their diff, and
 //! reports a cause once. A cause owns its consequences: a subset missing from the
 //! DestinationRule also leaves the proxy without that cluster, which is not reported again as
 //! proxy drift because the intent lacks the cluster too.
 //!
-//! Checks that need only the model run once per [`Scope`] (one service, or the mesh), and
+//! Checks that need only the objects run once per [`Scope`] (one service, or the mesh), and
 //! name as subject the object `istioctl analyze` would name; checks that need a caller run per
 //! examined caller. The same cause seen from two callers or two services yields identical
 //! summaries, so [`super::merge_and_rank`] folds them into one finding.
@@ -28,12 +28,12 @@ use crate::model::Model;
 use crate::model::virtual_services::claiming_host;
 use crate::snapshot::Resource;
 
-/// What a run asks about, and so which model the object checks look at.
+/// What a run asks about, and so which objects the object checks look at.
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
-    /// One service: only model that claim it, route to it or hold its pods.
+    /// One service: only objects that claim it, route to it or hold its pods.
     Service(&'a Target),
-    /// Every service: all model, or those of one namespace.
+    /// Every service: all objects, or those of one namespace.
     Mesh(Option<&'a str>),
 }
 
@@ -83,7 +83,7 @@ pub fn service_findings(model: &Model<'_>, target: &Target) -> Vec<Finding> {
     out
 }
 
-/// Checks that need only the model, over the model in `scope`.
+/// Checks that need only the objects, over the objects in `scope`.
 pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     routing::vs_conflict(model, scope, &mut out);
@@ -148,7 +148,7 @@ fn has_routing_rules(model: &Model<'_>, target: &Target) -> bool {
         || model.all_destination_rules(&target.fqdn).iter().any(|dr| !dr.spec.subsets.is_empty())
 }
 
-/// `VirtualService ns/name`, the way evidence and summaries name model.objects.
+/// `VirtualService ns/name`, the way evidence and summaries name objects.
 fn named(kind: &str, namespace: &str, name: &str) -> String {
     format!("{kind} {namespace}/{name}")
 }

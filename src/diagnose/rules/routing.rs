@@ -11,7 +11,7 @@ use crate::istio::VirtualService;
 use crate::istio::names::{ClusterName, Protocol, hosts_overlap, specificity};
 use crate::model::Model;
 use crate::model::sidecar_scope::{export_namespaces, exported_to};
-use crate::model::virtual_services::{claiming_host, vs_gateways, vs_hosts};
+use crate::model::virtual_services::{claiming_host, has_http_rule_for_port, vs_gateways, vs_hosts};
 use crate::snapshot::Resource;
 
 /// True when the VirtualService applies to sidecars (`gateways` empty or listing `mesh`).
@@ -105,10 +105,10 @@ fn port_description(tp: &TargetPort) -> String {
 /// A TCP-class port under HTTP rules: the rules are silently ignored for it.
 pub fn port_not_http(target: &Target, intent: &Intent<'_>, out: &mut Vec<Finding>) {
     for (pi, tp) in intent.ports.iter().zip(&target.ports) {
-        let Some(vs) = pi.candidates.iter().find(|vs| !vs.spec.http.is_empty()) else { continue };
-        if !tp.protocol.is_tcp_class() {
+        if !tp.protocol.is_tcp_class() || pi.winner.is_some() {
             continue;
         }
+        let Some(vs) = pi.candidates.iter().find(|vs| has_http_rule_for_port(vs, tp.port)) else { continue };
         out.push(
             Finding::new(
                 "port-not-http",
