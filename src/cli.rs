@@ -200,7 +200,8 @@ impl Cli {
         if service.is_empty() || namespace.is_empty() || namespace.contains('.') {
             return Err(Error::new(format!("`{arg}` is not SERVICE or SERVICE.NAMESPACE")).help("for example: reviews, or reviews.bookinfo"));
         }
-        let from = self.from.as_deref().map(From::parse).transpose()?;
-        Ok(Question { service, from_namespace: self.namespace.clone().unwrap_or_else(|| namespace.clone()), namespace, port: self.port, from })
+        let (from, from_ns) = self.from.as_deref().map(From::parse).transpose()?.map_or((None, None), |(f, ns)| (Some(f), ns));
+        let from_namespace = from_ns.or_else(|| self.namespace.clone()).unwrap_or_else(|| namespace.clone());
+        Ok(Question { service, from_namespace, namespace, port: self.port, from })
     }
 }

@@ -17,25 +17,49 @@ pub enum From {
     Labels(BTreeMap<String, String>),
 }
 
+/// `NAME.NAMESPACE` split at its last dot, as istioctl reads `POD.NAMESPACE`.
+fn name_and_namespace(s: &str) -> (String, Option<String>) {
+    match s.rsplit_once('.') {
+        Some((name, ns)) if !name.is_empty() && !ns.is_empty() => (name.to_string(), Some(ns.to_string())),
+        _ => (s.to_string(), None),
+    }
+}
+
 impl From {
-    /// Parses `POD`, `deploy/NAME` (or `deployment/`, `deployments/`) and `KEY=VALUE,...`.
-    pub fn parse(s: &str) -> Result<From> {
-        if let Some((kind, name)) = s.split_once('/') {
-            return match kind {
-                "deploy" | "deployment" | "deployments" => Ok(From::Deployment(name.to_string())),
-                "pod" | "pods" | "po" => Ok(From::Pod(name.to_string())),
-                _ => Err(Error::new(format!("--from {s}: unknown kind `{kind}`")).help("use POD, pod/NAME, deploy/NAME or KEY=VALUE,...")),
-            };
-        }
+    /// Parses `POD`, `POD.NAMESPACE`, `NAMESPACE/POD`, `pod/POD[.NAMESPACE]`,
+    /// `deploy/NAME[.NAMESPACE]` (or `deployment/`, `deployments/`) and `KEY=VALUE,...`; the
+    /// namespace, when the form names one, comes second.
+    pub fn parse(s: &str) -> Result<(From, Option<String>)> {
         if s.contains('=') {
             let mut labels = BTreeMap::new();
             for pair in s.split(',') {
                 let (k, v) = pair.split_once('=').ok_or_else(|| Error::new(format!("--from {s}: `{pair}` is not KEY=VALUE")))?;
                 labels.insert(k.trim().to_string(), v.trim().to_string());
             }
-            return Ok(From::Labels(labels));
+            return Ok((From::Labels(labels), None));
         }
-        Ok(From::Pod(s.to_string()))
+        let invalid = || {
+            Error::new(format!("--from {s}: not a pod or deployment")).help("use POD, POD.NAMESPACE, NAMESPACE/POD, deploy/NAME[.NAMESPACE] or KEY=VALUE,...")
+        };
+        if let Some((kind, rest)) = s.split_once('/') {
+            let (name, ns) = name_and_namespace(rest);
+            if name.is_empty() || rest.contains('/') {
+                return Err(invalid());
+            }
+            return Ok(match kind {
+                "deploy" | "deployment" | "deployments" => (From::Deployment(name), ns),
+                "pod" | "pods" | "po" => (From::Pod(name), ns),
+                namespace if !namespace.is_empty() && namespace.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') => {
+                    (From::Pod(rest.to_string()), Some(namespace.to_string()))
+                }
+                _ => return Err(invalid()),
+            });
+        }
+        if s.is_empty() {
+            return Err(invalid());
+        }
+        let (name, ns) = name_and_namespace(s);
+        Ok((From::Pod(name), ns))
     }
 }
 
@@ -70,6 +94,32 @@ pub struct Examined<'a> {
     pub caller: Caller,
     /// Its admin output.
     pub capture: Option<&'a ProxyCapture>,
+    /// How it was found, when that is worth a line (a bare pod found in another namespace).
+    pub note: Option<String>,
+}
+
+/// A bare pod name not found in the `--from` namespace, looked up in every namespace of the
+/// snapshot (pods, then captured proxies): used when unique, with a note saying where.
+fn elsewhere<'a>(snapshot: &'a Snapshot, name: &str, asked_ns: &str) -> Result<Option<Examined<'a>>> {
+    let mut namespaces: BTreeSet<&str> = snapshot.objects.pods.iter().filter(|p| p.meta.name == name).map(|p| p.meta.namespace.as_str()).collect();
+    namespaces.extend(snapshot.proxies.iter().filter(|p| p.pod == name).map(|p| p.namespace.as_str()));
+    let ns = match namespaces.len() {
+        0 => return Ok(None),
+        1 => namespaces.pop_first().unwrap_or_default(),
+        _ => {
+            let list: Vec<&str> = namespaces.into_iter().collect();
+            return Err(Error::new(format!("--from {name} is not in namespace {asked_ns} and names pods in several namespaces: {}", list.join(", ")))
+                .help(format!("name one: --from {name}.NAMESPACE or -n NAMESPACE, e.g. --from {name}.{}", list[0])));
+        }
+    };
+    let capture = snapshot.proxies.iter().find(|p| p.namespace == ns && p.pod == name);
+    let caller = match (snapshot.objects.pod(ns, name), capture) {
+        (Some(pod), _) => Caller::from_pod(pod),
+        (None, Some(cap)) => from_capture(cap),
+        (None, None) => return Ok(None),
+    };
+    let note = format!("--from {name}: no such pod in namespace {asked_ns}; found it in namespace {ns}");
+    Ok(Some(Examined { caller, capture, note: Some(note) }))
 }
 
 /// Picks the callers to examine: `--from`, else every captured proxy that is not a backend of
@@ -99,19 +149,23 @@ pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question)
                 },
             };
             if hit {
-                out.push(Examined { caller: Caller::from_pod(pod), capture: capture_of(&pod.meta.namespace, &pod.meta.name) });
+                out.push(Examined { caller: Caller::from_pod(pod), capture: capture_of(&pod.meta.namespace, &pod.meta.name), note: None });
             }
         }
         if let (From::Pod(name), true) = (from, out.is_empty())
             && let Some(cap) = capture_of(ns, name)
         {
-            out.push(Examined { caller: from_capture(cap), capture: Some(cap) });
+            out.push(Examined { caller: from_capture(cap), capture: Some(cap), note: None });
+        }
+        if let (From::Pod(name), true) = (from, out.is_empty()) {
+            out.extend(elsewhere(snapshot, name, ns)?);
         }
         if out.is_empty() {
             let pods: Vec<&str> = objects.pods.iter().filter(|p| p.meta.namespace == *ns).map(|p| p.meta.name.as_str()).take(5).collect();
             let known = if pods.is_empty() { format!("no pod of namespace {ns} was read") } else { format!("pods there include {}", pods.join(", ")) };
-            return Err(Error::new(format!("--from {from} matched no pod in namespace {ns}"))
-                .help(format!("{known}; pass a pod name, deploy/NAME or KEY=VALUE labels, and -n for the caller's namespace")));
+            return Err(Error::new(format!("--from {from} matched no pod in namespace {ns}")).help(format!(
+                "{known}; pass a pod name (POD.NAMESPACE or NAMESPACE/POD), deploy/NAME[.NAMESPACE] or KEY=VALUE labels, and -n for the caller's namespace"
+            )));
         }
         return Ok(out);
     }
@@ -120,7 +174,7 @@ pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question)
             continue;
         }
         let caller = objects.pod(&cap.namespace, &cap.pod).map(Caller::from_pod).unwrap_or_else(|| from_capture(cap));
-        out.push(Examined { caller, capture: Some(cap) });
+        out.push(Examined { caller, capture: Some(cap), note: None });
     }
     // Pods that could call the service: all of them when no proxy was captured, else the ones
     // without a sidecar (they have no Envoy to capture, and are a finding of their own).
@@ -147,12 +201,12 @@ pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question)
             }
             let workload = pod.meta.owners.first().cloned().unwrap_or_else(|| pod.meta.labels.get("app").cloned().unwrap_or_else(|| pod.meta.name.clone()));
             if seen_workloads.insert((pod.meta.namespace.clone(), workload)) {
-                out.push(Examined { caller, capture: None });
+                out.push(Examined { caller, capture: None, note: None });
             }
         }
     }
     if out.is_empty() {
-        out.push(Examined { caller: Caller::hypothetical(&target.namespace), capture: None });
+        out.push(Examined { caller: Caller::hypothetical(&target.namespace), capture: None, note: None });
     }
     Ok(out)
 }
@@ -178,5 +232,24 @@ pub fn enrich(caller: &mut Caller, node: Option<&crate::envoy::config_dump::Node
     }
     if let Some(ns) = node.namespace.as_ref().filter(|_| caller.sidecar == crate::intent::target::SidecarState::FromProxyOnly) {
         caller.namespace = ns.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_accepts_istioctl_and_kubectl_forms() {
+        let pod = |n: &str, ns: Option<&str>| (From::Pod(n.into()), ns.map(String::from));
+        assert_eq!(From::parse("productpage-1").unwrap(), pod("productpage-1", None));
+        assert_eq!(From::parse("productpage-1.frontend").unwrap(), pod("productpage-1", Some("frontend")));
+        assert_eq!(From::parse("frontend/productpage-1").unwrap(), pod("productpage-1", Some("frontend")));
+        assert_eq!(From::parse("pod/productpage-1.frontend").unwrap(), pod("productpage-1", Some("frontend")));
+        assert_eq!(From::parse("deploy/productpage.frontend").unwrap(), (From::Deployment("productpage".into()), Some("frontend".into())));
+        assert_eq!(From::parse("deploy/productpage").unwrap(), (From::Deployment("productpage".into()), None));
+        assert!(matches!(From::parse("app=productpage,version=v1").unwrap(), (From::Labels(l), None) if l.len() == 2));
+        assert!(From::parse("Bad_NS/pod").is_err());
+        assert!(From::parse("").is_err());
     }
 }

@@ -60,6 +60,9 @@ pub struct Report {
     /// What traffic should do, per port, for the first caller (for the verdict line).
     #[serde(skip)]
     pub expected: Vec<String>,
+    /// Lines about how the question was read (a caller found in another namespace).
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 /// The target as shown in the report.
@@ -151,6 +154,7 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
         diff,
         gaps,
         expected: Vec::new(),
+        notes: Vec::new(),
     })
 }
 
@@ -163,7 +167,9 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
     let mut proxies = Vec::new();
     let mut diffs = Vec::new();
     let mut expected = Vec::new();
+    let mut notes = Vec::new();
     for examined in question::callers(snapshot, target, question)? {
+        notes.extend(examined.note);
         let mut caller = examined.caller;
         let mut actual = None;
         if let Some(capture) = examined.capture {
@@ -223,6 +229,7 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
         diff: diffs,
         gaps,
         expected,
+        notes,
     })
 }
 

@@ -150,4 +150,18 @@ mod tests {
         assert!(scope.imports(80, "app", "a.app.svc.cluster.local"));
         assert!(model.sidecar_scope(&Caller::hypothetical("other")).imports(80, "default", "x"));
     }
+
+    #[test]
+    fn tilde_egress_entries_exclude_hosts_from_istio_1_31() {
+        let sc = json!({"apiVersion": "networking.istio.io/v1", "kind": "Sidecar", "metadata": {"name": "default", "namespace": "app"},
+            "spec": {"egress": [{"hosts": ["*/*", "~default/reviews.default.svc.cluster.local"]}]}});
+        let o = objects(&[sc]);
+        let model = Model::build(&o);
+        let caller = |v| Caller { istio_version: Some(v), ..Caller::hypothetical("app") };
+        let (reviews, ratings) = ("reviews.default.svc.cluster.local", "ratings.default.svc.cluster.local");
+        assert!(!model.sidecar_scope(&caller((1, 31))).imports(9080, "default", reviews));
+        assert!(model.sidecar_scope(&caller((1, 31))).imports(9080, "default", ratings));
+        // Before 1.31 the `~` entry imports nothing and excludes nothing.
+        assert!(model.sidecar_scope(&caller((1, 30))).imports(9080, "default", reviews));
+    }
 }

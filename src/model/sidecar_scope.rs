@@ -3,7 +3,7 @@
 
 use super::Model;
 use crate::intent::target::{Caller, Target};
-use crate::istio::names::hosts_overlap;
+use crate::istio::names::{host_matches, hosts_overlap};
 use crate::istio::{Sidecar, labels_match};
 use crate::snapshot::{ObjectRef, Objects, Resource};
 
@@ -16,6 +16,8 @@ pub struct SidecarScope<'a> {
     pub namespace: String,
     /// `ALLOW_ANY` or `REGISTRY_ONLY`: the Sidecar's, else meshConfig's, else `ALLOW_ANY`.
     pub outbound_mode: String,
+    /// Whether `~namespace/host` egress entries exclude hosts (Istio 1.31 and later).
+    pub exclusions: bool,
 }
 
 impl<'a> SidecarScope<'a> {
@@ -24,7 +26,12 @@ impl<'a> SidecarScope<'a> {
         let sidecar = sidecar_for(model.objects, caller);
         let from_sidecar = sidecar.and_then(|s| s.spec.outbound_traffic_policy.as_ref()?.mode.clone());
         let from_mesh = || model.objects.mesh.outbound_traffic_policy.as_ref().and_then(|p| p.mode.clone());
-        SidecarScope { sidecar, namespace: caller.namespace.clone(), outbound_mode: from_sidecar.or_else(from_mesh).unwrap_or_else(|| "ALLOW_ANY".into()) }
+        SidecarScope {
+            sidecar,
+            namespace: caller.namespace.clone(),
+            outbound_mode: from_sidecar.or_else(from_mesh).unwrap_or_else(|| "ALLOW_ANY".into()),
+            exclusions: caller.at_least(1, 31),
+        }
     }
 
     /// The egress `hosts` serving `port` (`*/*` without a Sidecar or egress).
@@ -34,7 +41,7 @@ impl<'a> SidecarScope<'a> {
 
     /// True when the egress listener on `port` imports `host` defined in `namespace`.
     pub fn imports(&self, port: u32, namespace: &str, host: &str) -> bool {
-        egress_imports(&self.egress_hosts(port), &self.namespace, namespace, host)
+        egress_imports(&self.egress_hosts(port), &self.namespace, namespace, host, self.exclusions)
     }
 
     /// The Sidecar in effect, as evidence.
@@ -79,18 +86,29 @@ fn egress_hosts(sidecar: Option<&Resource<Sidecar>>, port: u32) -> Vec<String> {
     specific.or(catch_all).map(|e| e.hosts.clone()).unwrap_or_default()
 }
 
-/// True when an egress `namespace/host` entry imports `host` from `namespace`.
-fn egress_imports(entries: &[String], caller_ns: &str, namespace: &str, host: &str) -> bool {
-    entries.iter().any(|entry| {
+/// True when an egress `namespace/host` entry imports `host` from `namespace` and, with
+/// `exclusions` (1.31+), no `~namespace/host` entry excludes it. Before 1.31 a `~` entry
+/// imports nothing.
+fn egress_imports(entries: &[String], caller_ns: &str, namespace: &str, host: &str, exclusions: bool) -> bool {
+    let ns_ok = |ns: &str| match ns {
+        "*" => true,
+        "." => namespace == caller_ns,
+        other => other == namespace,
+    };
+    let mut imported = false;
+    for entry in entries {
         let (ns, pattern) = entry.split_once('/').unwrap_or(("*", entry.as_str()));
-        let ns_ok = match ns {
-            "*" => true,
-            "." => namespace == caller_ns,
-            "~" => false,
-            other => other == namespace,
-        };
-        ns_ok && hosts_overlap(pattern, host)
-    })
+        match ns.strip_prefix('~') {
+            Some(excluded) if exclusions => {
+                if ns_ok(if excluded.is_empty() { "*" } else { excluded }) && host_matches(pattern, host) {
+                    return false;
+                }
+            }
+            Some(_) => {}
+            None => imported |= ns_ok(ns) && hosts_overlap(pattern, host),
+        }
+    }
+    imported
 }
 
 /// True when an `exportTo` list (empty means `defaults`, then everyone) lets `caller_ns` see an

@@ -28,6 +28,9 @@ pub fn render(report: &Report) -> String {
         .map(|p| format!("{} ({}{})", p.caller, if p.sidecar { p.kind } else { "no sidecar" }, if p.proxy_read { ", proxy read" } else { "" }))
         .collect();
     let _ = writeln!(out, "Callers examined: {}\n", cell(&callers.join(", ")));
+    for n in &report.notes {
+        let _ = writeln!(out, "Note: {}\n", cell(n));
+    }
     if !report.findings.is_empty() {
         out.push_str("| # | severity | finding | subject | summary |\n|---|---|---|---|---|\n");
         for (i, f) in report.findings.iter().enumerate() {

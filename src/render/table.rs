@@ -19,6 +19,9 @@ pub fn render(report: &Report, color: bool) -> String {
         let kind = if p.sidecar { p.kind } else { "no sidecar" };
         let _ = writeln!(out, "caller: {} ({kind}{version}{read})", clean(&p.caller));
     }
+    for n in &report.notes {
+        let _ = writeln!(out, "note: {}", clean(n));
+    }
     if !report.findings.is_empty() {
         let mut table = Table::new();
         table.load_style(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_width(120);
