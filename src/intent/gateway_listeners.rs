@@ -98,8 +98,7 @@ pub fn derive(model: &Model<'_>, caller: &Caller, d: &mut Derived) {
                             .filter_map(|s| s.as_str().map(str::to_string))
                             .collect();
                         if let Some(dest) = tls.route.first() {
-                            let cluster =
-                                super::routes::destination_cluster(model, &dest.destination, &vs.meta.namespace, sp.number);
+                            let cluster = super::routes::destination_cluster(model, &dest.destination, &vs.meta.namespace, sp.number);
                             let m = ChainMatch { server_names: sni, ..ChainMatch::default() };
                             if !listener.filter_chains.iter().any(|c: &FilterChain| c.matcher == m) {
                                 listener.filter_chains.push(tcp_chain("", m, &cluster));
