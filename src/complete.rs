@@ -176,6 +176,8 @@ mod tests {
         assert_eq!(plan(&words("reviews -o"), ""), (words("table markdown json"), None, NO_FILES));
         assert_eq!(plan(&words("reviews --snapshot"), ""), (vec![], None, FILES));
         assert_eq!(plan(&words("capture -n x"), "").1, Some(Listing::Services(Some("x".into()))));
+        assert_eq!(plan(&words("trace -n x"), "").1, Some(Listing::Services(Some("x".into()))));
+        assert_eq!(plan(&words("trace reviews --snapshot"), ""), (vec![], None, FILES));
         assert_eq!(plan(&words("completion"), "").0, words("bash elvish fish powershell zsh"));
         assert_eq!(plan(&words("reviews"), ""), (vec![], None, NO_FILES));
         assert!(plan(&[], "--").0.contains(&"--namespace".to_string()));
