@@ -3,8 +3,10 @@
 //! Unknown fields are accepted and ignored, so objects from newer Istio versions still load.
 //! Names follow Istio's API (`VirtualService`, `subset`, `exportTo`), in Rust case.
 
+pub mod ambient;
 mod destination_rule;
 mod gateway;
+pub mod gateway_api;
 pub mod names;
 mod peer_authentication;
 mod service_entry;

@@ -6,6 +6,7 @@
 //! at once, so no secret material can reach the output.
 
 use crate::error::{Error, Result};
+use crate::istio::gateway_api::{ReferenceGrant, Route, RouteKind, RouteSpec, RouteStatus};
 use crate::istio::{DestinationRule, Gateway, GatewayApiSpec, PeerAuthentication, ServiceEntry, Sidecar, VirtualService};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
@@ -165,6 +166,10 @@ pub struct Objects {
     pub sidecars: Vec<Resource<Sidecar>>,
     /// PeerAuthentications.
     pub peer_authentications: Vec<Resource<PeerAuthentication>>,
+    /// Gateway API routes: HTTPRoute, GRPCRoute, TCPRoute, TLSRoute (`spec.kind` tells them apart).
+    pub routes: Vec<Resource<Route>>,
+    /// Gateway API ReferenceGrants.
+    pub reference_grants: Vec<Resource<ReferenceGrant>>,
     /// `(namespace, name)` of each Secret in the snapshot: the only part of a Secret kept.
     pub secret_names: BTreeSet<(String, String)>,
     /// Mesh settings (defaults when no `istio` ConfigMap was captured).
@@ -237,6 +242,8 @@ impl Objects {
             ("networking.istio.io", "ServiceEntry") => self.service_entries.push(istio_object(doc, origin)?),
             ("networking.istio.io", "Sidecar") => self.sidecars.push(istio_object(doc, origin)?),
             ("security.istio.io", "PeerAuthentication") => self.peer_authentications.push(istio_object(doc, origin)?),
+            ("gateway.networking.k8s.io", k) if RouteKind::from_kind(k).is_some() => self.routes.push(route_object(doc, origin)?),
+            ("gateway.networking.k8s.io", "ReferenceGrant") => self.reference_grants.push(istio_object(doc, origin)?),
             _ => *self.skipped_kinds.entry(kind).or_default() += 1,
         }
         Ok(())
@@ -274,6 +281,7 @@ impl Objects {
         by_age(&mut self.gateways);
         by_age(&mut self.service_entries);
         by_age(&mut self.peer_authentications);
+        by_age(&mut self.routes);
     }
 
     /// The Namespace object named `name`.
@@ -305,6 +313,8 @@ impl Objects {
             + self.service_entries.len()
             + self.sidecars.len()
             + self.peer_authentications.len()
+            + self.routes.len()
+            + self.reference_grants.len()
     }
 
     /// True when no usable object was loaded.
@@ -333,4 +343,27 @@ fn istio_object<S: DeserializeOwned + Default>(doc: Value, origin: &str) -> Resu
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("object").to_string();
     let obj: IstioObject<S> = typed(doc, origin, &kind)?;
     Ok(Resource { meta: Meta::from_object_meta(&obj.metadata, origin), spec: obj.spec.unwrap_or_default() })
+}
+
+/// A Gateway API route: metadata, `spec` and the `status` istiod writes back.
+fn route_object(doc: Value, origin: &str) -> Result<Resource<Route>> {
+    #[derive(Deserialize)]
+    struct RouteObject {
+        kind: String,
+        #[serde(default)]
+        metadata: ObjectMeta,
+        #[serde(default)]
+        spec: RouteSpec,
+        #[serde(default)]
+        status: Option<RouteStatus>,
+    }
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("route").to_string();
+    let obj: RouteObject = typed(doc, origin, &kind)?;
+    let route = Route {
+        kind: RouteKind::from_kind(&obj.kind).unwrap_or_default(),
+        generation: obj.metadata.generation,
+        spec: obj.spec,
+        status: obj.status.unwrap_or_default(),
+    };
+    Ok(Resource { meta: Meta::from_object_meta(&obj.metadata, origin), spec: route })
 }

@@ -109,6 +109,10 @@ RESOURCES = (
              short_names=("pa",)),
     Resource("security.istio.io", ("v1",), "authorizationpolicies", "AuthorizationPolicy",
              short_names=("ap",)),
+    Resource("gateway.networking.k8s.io", ("v1", "v1beta1"), "gateways", "Gateway"),
+    Resource("gateway.networking.k8s.io", ("v1", "v1beta1"), "httproutes", "HTTPRoute"),
+    Resource("gateway.networking.k8s.io", ("v1",), "grpcroutes", "GRPCRoute"),
+    Resource("gateway.networking.k8s.io", ("v1beta1",), "referencegrants", "ReferenceGrant"),
 )
 
 

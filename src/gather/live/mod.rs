@@ -40,6 +40,9 @@ const CONCURRENT_PROXIES: usize = 4;
 /// Where istiod keeps the `istio` ConfigMap (meshConfig) in a default installation.
 const ISTIO_NAMESPACE: &str = "istio-system";
 
+/// The Gateway API's group.
+const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
+
 /// Istio kinds to read: group, versions in order of preference, resource, kind.
 const ISTIO_KINDS: &[(&str, &[&str], &str, &str)] = &[
     ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "virtualservices", "VirtualService"),
@@ -48,6 +51,12 @@ const ISTIO_KINDS: &[(&str, &[&str], &str, &str)] = &[
     ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "serviceentries", "ServiceEntry"),
     ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "sidecars", "Sidecar"),
     ("security.istio.io", &["v1", "v1beta1"], "peerauthentications", "PeerAuthentication"),
+    ("gateway.networking.k8s.io", &["v1", "v1beta1"], "gateways", "Gateway"),
+    ("gateway.networking.k8s.io", &["v1", "v1beta1"], "httproutes", "HTTPRoute"),
+    ("gateway.networking.k8s.io", &["v1", "v1alpha2"], "grpcroutes", "GRPCRoute"),
+    ("gateway.networking.k8s.io", &["v1alpha2"], "tcproutes", "TCPRoute"),
+    ("gateway.networking.k8s.io", &["v1", "v1alpha3", "v1alpha2"], "tlsroutes", "TLSRoute"),
+    ("gateway.networking.k8s.io", &["v1", "v1beta1"], "referencegrants", "ReferenceGrant"),
 ];
 
 /// The overall `--timeout`: every wait is capped by what is left of it.
@@ -373,7 +382,8 @@ async fn read_istio_kinds(cluster: &Cluster, known: &[String], deadline: &Deadli
             }
             (None, Some(reason)) => capture.gaps.push(Gap { source, reason: format!("API discovery failed: {reason}") }),
             (None, None) => {
-                capture.gaps.push(Gap { source, reason: format!("not served by this cluster in {}: are Istio's CRDs installed?", versions.join(", ")) })
+                let crds = if *group == GATEWAY_API_GROUP { "the Gateway API CRDs (this kind's channel)" } else { "Istio's CRDs" };
+                capture.gaps.push(Gap { source, reason: format!("not served by this cluster in {}: are {crds} installed?", versions.join(", ")) })
             }
         }
     }

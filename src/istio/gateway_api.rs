@@ -1,0 +1,294 @@
+//! Gateway API routes (`gateway.networking.k8s.io` HTTPRoute, GRPCRoute, TCPRoute, TLSRoute) and
+//! ReferenceGrant: the fields istiod translates, plus the status it writes back.
+//!
+//! One struct serves every route kind: they share `parentRefs`, `hostnames` and rules of
+//! `backendRefs`; HTTP-only fields are simply absent on the others. The `gateway-api` crate's
+//! releases are built on an older kube / k8s-openapi than ours, so these serde structs keep only
+//! what mesh-why reads, with the Gateway API's field names.
+
+use serde::Deserialize;
+
+/// The Gateway API route kinds istiod translates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RouteKind {
+    /// `HTTPRoute`.
+    #[default]
+    Http,
+    /// `GRPCRoute`.
+    Grpc,
+    /// `TCPRoute`.
+    Tcp,
+    /// `TLSRoute`.
+    Tls,
+}
+
+impl RouteKind {
+    /// The kind as Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Http => "HTTPRoute",
+            RouteKind::Grpc => "GRPCRoute",
+            RouteKind::Tcp => "TCPRoute",
+            RouteKind::Tls => "TLSRoute",
+        }
+    }
+
+    /// The kind named `kind`, if it is a route kind.
+    pub fn from_kind(kind: &str) -> Option<RouteKind> {
+        Some(match kind {
+            "HTTPRoute" => RouteKind::Http,
+            "GRPCRoute" => RouteKind::Grpc,
+            "TCPRoute" => RouteKind::Tcp,
+            "TLSRoute" => RouteKind::Tls,
+            _ => return None,
+        })
+    }
+}
+
+/// A route's `spec` and `status`, with its kind and `metadata.generation`.
+#[derive(Debug, Clone, Default)]
+pub struct Route {
+    /// Which route kind this is.
+    pub kind: RouteKind,
+    /// `metadata.generation`: compared with the status' `observedGeneration`.
+    pub generation: Option<i64>,
+    /// `spec`.
+    pub spec: RouteSpec,
+    /// `status` as written by the controllers.
+    pub status: RouteStatus,
+}
+
+/// `spec` of any route kind.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteSpec {
+    /// Gateways (ingress) or Services (GAMMA, mesh traffic) the route attaches to.
+    #[serde(default)]
+    pub parent_refs: Vec<ParentRef>,
+    /// Hosts matched (HTTPRoute, GRPCRoute, TLSRoute).
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    /// Rules, in order.
+    #[serde(default)]
+    pub rules: Vec<RouteRule>,
+}
+
+/// One `parentRefs[]` entry.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentRef {
+    /// API group; `gateway.networking.k8s.io` when absent, `""` for core (Service).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// `Gateway` when absent; `Service` or `ServiceEntry` for mesh routes.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Namespace; the route's own when absent.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Name of the parent.
+    #[serde(default)]
+    pub name: String,
+    /// Listener name on a Gateway.
+    #[serde(default)]
+    pub section_name: Option<String>,
+    /// Port: a listener port on a Gateway, a Service port for mesh routes.
+    #[serde(default)]
+    pub port: Option<u32>,
+}
+
+impl ParentRef {
+    /// The parent's kind, with the Gateway API default.
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or("Gateway")
+    }
+
+    /// The parent's namespace, defaulting to the route's.
+    pub fn namespace<'a>(&'a self, route_namespace: &'a str) -> &'a str {
+        self.namespace.as_deref().unwrap_or(route_namespace)
+    }
+
+    /// True for a mesh (GAMMA) parent: a Service or ServiceEntry rather than a Gateway.
+    pub fn is_mesh(&self) -> bool {
+        matches!(self.kind(), "Service" | "ServiceEntry")
+    }
+
+    /// `Kind ns/name[:port][/section]`, as findings name the parent.
+    pub fn display(&self, route_namespace: &str) -> String {
+        let mut s = format!("{} {}/{}", self.kind(), self.namespace(route_namespace), self.name);
+        if let Some(p) = self.port {
+            s.push_str(&format!(" port {p}"));
+        }
+        if let Some(section) = &self.section_name {
+            s.push_str(&format!(" listener {section}"));
+        }
+        s
+    }
+}
+
+/// One `rules[]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteRule {
+    /// Rule name (becomes the Envoy route name when set).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Filters; only their `type` is read here (a redirect needs no backend).
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+    /// Backends and their weights.
+    #[serde(default)]
+    pub backend_refs: Vec<BackendRef>,
+}
+
+impl RouteRule {
+    /// True when the rule answers by itself (redirect), so it needs no backend.
+    pub fn redirects(&self) -> bool {
+        self.filters.iter().any(|f| f.kind == "RequestRedirect")
+    }
+}
+
+/// A rule's filter, by type.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Filter {
+    /// `RequestHeaderModifier`, `RequestRedirect`, `URLRewrite`, `RequestMirror`...
+    #[serde(default, rename = "type")]
+    pub kind: String,
+}
+
+/// One `backendRefs[]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendRef {
+    /// API group; `""` (core) when absent.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// `Service` when absent.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Name of the backend.
+    #[serde(default)]
+    pub name: String,
+    /// Namespace; the route's own when absent.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Port of the backend; required for a Service.
+    #[serde(default)]
+    pub port: Option<u32>,
+    /// Share of traffic; 1 when absent.
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+impl BackendRef {
+    /// The backend's kind, with the Gateway API default.
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or("Service")
+    }
+
+    /// The backend's group, with the Gateway API default (core).
+    pub fn group(&self) -> &str {
+        self.group.as_deref().unwrap_or("")
+    }
+
+    /// The backend's weight, with the Gateway API default of 1.
+    pub fn weight(&self) -> u32 {
+        self.weight.unwrap_or(1)
+    }
+}
+
+/// A route's `status`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RouteStatus {
+    /// One entry per parent and controller.
+    #[serde(default)]
+    pub parents: Vec<ParentStatus>,
+}
+
+/// `status.parents[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentStatus {
+    /// The parent this entry is about.
+    #[serde(default)]
+    pub parent_ref: ParentRef,
+    /// Who wrote it; istiod writes `istio.io/gateway-controller`.
+    #[serde(default)]
+    pub controller_name: String,
+    /// Conditions: `Accepted`, `ResolvedRefs`, `ResolvedWaypoints`...
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// A status condition (metav1.Condition).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Accepted`, `ResolvedRefs`, `Programmed`, `ResolvedWaypoints`...
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    /// `True`, `False` or `Unknown`.
+    #[serde(default)]
+    pub status: String,
+    /// Machine-readable reason.
+    #[serde(default)]
+    pub reason: String,
+    /// Human-readable message.
+    #[serde(default)]
+    pub message: String,
+    /// The `metadata.generation` the controller had processed when it wrote this.
+    #[serde(default)]
+    pub observed_generation: Option<i64>,
+}
+
+/// The controller name istiod writes into route status (`PILOT_GATEWAY_API_CONTROLLER_NAME`).
+pub const ISTIO_CONTROLLER: &str = "istio.io/gateway-controller";
+
+/// ReferenceGrant `spec`: which kinds in which namespaces may refer to objects here.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ReferenceGrant {
+    /// Who may refer.
+    #[serde(default)]
+    pub from: Vec<GrantFrom>,
+    /// What may be referred to.
+    #[serde(default)]
+    pub to: Vec<GrantTo>,
+}
+
+/// `spec.from[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GrantFrom {
+    /// Group of the referring kind.
+    #[serde(default)]
+    pub group: String,
+    /// Referring kind (`HTTPRoute`...).
+    #[serde(default)]
+    pub kind: String,
+    /// Namespace of the referring objects.
+    #[serde(default)]
+    pub namespace: String,
+}
+
+/// `spec.to[]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GrantTo {
+    /// Group of the referred kind (`""` for Service).
+    #[serde(default)]
+    pub group: String,
+    /// Referred kind.
+    #[serde(default)]
+    pub kind: String,
+    /// Only this object, when set.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl ReferenceGrant {
+    /// True when this grant (in the backend's namespace) lets a `from_kind` in `from_namespace`
+    /// refer to backend `group`/`kind`/`name`. Every `to` entry counts (Istio before 1.30 only
+    /// honored the last one).
+    pub fn permits(&self, from_kind: &str, from_namespace: &str, group: &str, kind: &str, name: &str) -> bool {
+        self.from.iter().any(|f| f.group == "gateway.networking.k8s.io" && f.kind == from_kind && f.namespace == from_namespace)
+            && self.to.iter().any(|t| t.group == group && t.kind == kind && t.name.as_deref().is_none_or(|n| n == name))
+    }
+}
