@@ -10,6 +10,7 @@
 
 mod data_plane;
 mod destinations;
+mod gateway_api;
 mod gateways;
 mod matches;
 mod routing;
@@ -101,14 +102,25 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     workloads::namespace_not_injected(model, scope, &mut out);
     workloads::pods_without_sidecar(model, scope, &mut out);
     workloads::sidecar_selects_no_pod(model, scope, &mut out);
+    gateway_api::route_not_accepted(model, scope, &mut out);
+    gateway_api::route_backend_unresolved(model, scope, &mut out);
+    gateway_api::route_status_stale(model, scope, &mut out);
+    gateway_api::route_zero_weight(model, scope, &mut out);
+    gateway_api::route_parent_port_mismatch(model, scope, &mut out);
+    gateway_api::l7_rule_without_waypoint(model, scope, &mut out);
     out
 }
 
 /// Checks for one caller.
 pub(crate) fn caller_findings(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
+    let objects = model.objects;
+    let ambient = objects.pod(&ctx.caller.namespace, &ctx.caller.name).is_some_and(|p| crate::istio::ambient::workload_is_ambient(objects, &p.meta, false));
     if let SidecarState::Missing(reason) = &ctx.caller.sidecar {
-        workloads::caller_without_sidecar(model, target, ctx.caller, reason, &mut out);
+        // An ambient caller has no sidecar by design: ztunnel and the waypoint carry its traffic.
+        if !ambient {
+            workloads::caller_without_sidecar(model, target, ctx.caller, reason, &mut out);
+        }
     } else {
         routing::port_not_http(target, ctx.intent, &mut out);
         routing::vs_not_visible(model, target, ctx, &mut out);
