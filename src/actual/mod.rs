@@ -35,6 +35,8 @@ pub struct Actual {
     pub rejected: Vec<(String, String)>,
     /// What was missing from the capture.
     pub missing: Vec<String>,
+    /// The target's route configurations: name, `version_info`, `last_updated`.
+    pub route_versions: Vec<(String, Option<String>, Option<String>)>,
 }
 
 /// Reads `capture` for `target`, decoding only what concerns it (plus `extra_clusters`).
@@ -83,6 +85,7 @@ pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<S
         // A live capture's dump holds no bootstrap, so the node may come from /server_info.
         let router = actual.node.as_ref().is_some_and(|n| n.kind == ProxyKind::Router);
         actual.view = Some(normalize(&dump, router, target, &actual.hosts, extra_clusters));
+        actual.route_versions = dump.route_configs.iter().map(|rc| (rc.name.clone(), rc.version_info.clone(), rc.last_updated.clone())).collect();
     }
     Ok(actual)
 }

@@ -193,6 +193,12 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
             }
         }
         let intent = intent::derive(model, &caller, target);
+        for what in &intent.not_compared {
+            let gap = Gap { source: format!("model, caller {}", caller.display()), reason: format!("not compared: {what}") };
+            if !gaps.contains(&gap) {
+                gaps.push(gap);
+            }
+        }
         let diff = actual.as_ref().and_then(|a| a.view.as_ref()).map(|v| diff::compare(&intent.view, v));
         if expected.is_empty() {
             expected = rules::describe_expected(&intent);

@@ -112,6 +112,8 @@ pub struct RouteConfig {
     pub name: String,
     /// xDS version of the last accepted update.
     pub version_info: Option<String>,
+    /// When Envoy accepted that update (RFC 3339).
+    pub last_updated: Option<String>,
     /// Selected virtual hosts.
     pub virtual_hosts: Vec<VirtualHost>,
     /// Names of all virtual hosts, selected or not (for "no vhost matched" explanations).
@@ -289,6 +291,8 @@ impl ConfigDump {
             route_config: Option<&'a RawValue>,
             #[serde(default, alias = "versionInfo")]
             version_info: Option<String>,
+            #[serde(default, alias = "lastUpdated")]
+            last_updated: Option<String>,
         }
         #[derive(Deserialize)]
         struct Config<'a> {
@@ -316,7 +320,7 @@ impl ConfigDump {
                     continue;
                 }
                 let config: Config = decode(raw.get(), &here, "route_config")?;
-                let mut rc = RouteConfig { name: config.name, version_info: entry.version_info, ..Default::default() };
+                let mut rc = RouteConfig { name: config.name, version_info: entry.version_info, last_updated: entry.last_updated, ..Default::default() };
                 for (j, vh) in config.virtual_hosts.into_iter().enumerate() {
                     let at = format!("{here} virtual_hosts[{j}]");
                     let peek: VhostPeek = decode(vh.get(), &at, "virtual host")?;

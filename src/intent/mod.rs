@@ -41,6 +41,8 @@ pub struct Intent<'a> {
     pub view: ProxyView,
     /// Per-port reasoning.
     pub ports: Vec<PortIntent<'a>>,
+    /// What the model does not cover for this caller, so was left out of the comparison.
+    pub not_compared: Vec<String>,
 }
 
 /// Derives the caller's expected configuration for the target.
@@ -53,9 +55,10 @@ pub fn derive<'a>(model: &Model<'a>, caller: &Caller, target: &Target) -> Intent
             ports.push(port_intent);
         }
         view.clusters = clusters(model, caller, target, &view);
-        return Intent { view, ports };
+        return Intent { view, ports, not_compared: Vec::new() };
     }
     let scope = model.sidecar_scope(caller);
+    let mut not_compared = Vec::new();
     for tp in &target.ports {
         let hidden = scope.service_hidden(model, target, tp.port);
         let candidates = model.virtual_services(caller, &target.fqdn, tp.port);
@@ -64,9 +67,16 @@ pub fn derive<'a>(model: &Model<'a>, caller: &Caller, target: &Target) -> Intent
         let mut winner = None;
         if hidden.is_none() && tp.protocol != Protocol::Udp {
             if tp.protocol.is_tcp_class() {
-                let (vs, destinations) = tcp_destinations(model, caller, &candidates, &target.fqdn, tp.port);
-                winner = vs;
-                port_view.tcp_destinations = destinations;
+                match tcp_destinations(model, caller, &candidates, &target.fqdn, tp.port) {
+                    Ok((vs, destinations)) => {
+                        winner = vs;
+                        port_view.tcp_destinations = destinations;
+                    }
+                    Err(what) => {
+                        not_compared.push(format!("port {}: {what}", tp.port));
+                        continue;
+                    }
+                }
             } else {
                 let routes_and_vs = candidates
                     .iter()
@@ -92,29 +102,30 @@ pub fn derive<'a>(model: &Model<'a>, caller: &Caller, target: &Target) -> Intent
         view.ports.push(port_view);
     }
     view.clusters = clusters(model, caller, target, &view);
-    Intent { view, ports }
+    Intent { view, ports, not_compared }
 }
 
 /// The clusters a sidecar's tcp_proxy forwards to on a TCP port: the first applicable `tcp[]`
 /// rule of the first VirtualService having one (one destination is a plain cluster, several a
-/// weighted split without the zero weights), else the service's default cluster.
+/// weighted split without the zero weights), else the service's default cluster. `Err` names
+/// a rule the model does not cover.
 fn tcp_destinations<'a>(
     model: &Model<'a>,
     caller: &Caller,
     candidates: &[&'a Resource<VirtualService>],
     fqdn: &str,
     port: u32,
-) -> (Option<&'a Resource<VirtualService>>, Vec<WeightedCluster>) {
+) -> Result<(Option<&'a Resource<VirtualService>>, Vec<WeightedCluster>), String> {
     for vs in candidates {
-        let Ok(Some(rule)) = tcp_rule(vs, caller, port) else { continue };
+        let Some(rule) = tcp_rule(vs, caller, port)? else { continue };
         let to = |d: &crate::istio::RouteDestination| routes::destination_cluster(model, &d.destination, &vs.meta.namespace, port);
         let destinations = match rule.route.as_slice() {
             [one] => vec![WeightedCluster { name: to(one), weight: 100 }],
             many => many.iter().filter(|d| d.weight.unwrap_or(0) > 0).map(|d| WeightedCluster { name: to(d), weight: d.weight.unwrap_or(0) as u32 }).collect(),
         };
-        return (Some(*vs), destinations);
+        return Ok((Some(*vs), destinations));
     }
-    (None, vec![WeightedCluster { name: cluster(port, "", fqdn), weight: 100 }])
+    Ok((None, vec![WeightedCluster { name: cluster(port, "", fqdn), weight: 100 }]))
 }
 
 /// The key pairing a sidecar's entries for one service port.

@@ -152,6 +152,21 @@ mod tests {
     }
 
     #[test]
+    fn tcp_rules_apply_by_port_and_destination_subnets_are_not_compared() {
+        let vs = |m: serde_json::Value| {
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "db", "namespace": "default"},
+                "spec": {"hosts": ["db"], "tcp": [{"match": [m], "route": [{"destination": {"host": "db"}}]}]}})
+        };
+        let caller = Caller::hypothetical("default");
+        let o = objects(&[vs(json!({"port": 5432}))]);
+        let v = &o.virtual_services[0];
+        assert!(virtual_services::tcp_rule(v, &caller, 5432).unwrap().is_some());
+        assert!(virtual_services::tcp_rule(v, &caller, 3306).unwrap().is_none());
+        let o = objects(&[vs(json!({"destinationSubnets": ["10.0.0.0/8"]}))]);
+        assert!(virtual_services::tcp_rule(&o.virtual_services[0], &caller, 5432).is_err());
+    }
+
+    #[test]
     fn tilde_egress_entries_exclude_hosts_from_istio_1_31() {
         let sc = json!({"apiVersion": "networking.istio.io/v1", "kind": "Sidecar", "metadata": {"name": "default", "namespace": "app"},
             "spec": {"egress": [{"hosts": ["*/*", "~default/reviews.default.svc.cluster.local"]}]}});

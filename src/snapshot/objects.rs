@@ -35,6 +35,10 @@ pub struct Meta {
     pub owners: Vec<String>,
     /// Where the object was read from (file and document number).
     pub origin: String,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// When the object last changed: the latest `managedFields[].time`, else its creation.
+    pub last_changed: Option<String>,
 }
 
 impl Meta {
@@ -49,6 +53,16 @@ impl Meta {
             creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
             owners,
             origin: origin.to_string(),
+            generation: m.generation,
+            last_changed: m
+                .managed_fields
+                .iter()
+                .flatten()
+                .filter_map(|f| f.time.as_ref())
+                .map(|t| t.0)
+                .max()
+                .or(m.creation_timestamp.as_ref().map(|t| t.0))
+                .map(|t| t.to_string()),
         }
     }
 }

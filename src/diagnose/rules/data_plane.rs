@@ -14,6 +14,7 @@ use crate::istio::names::{ClusterName, Protocol};
 use crate::model::Model;
 use crate::snapshot::ObjectRef;
 use crate::view::{ProxyView, RouteView};
+use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
 
 /// Every data-plane check for one caller.
@@ -36,7 +37,8 @@ fn proxy_stale(ctx: &CallerContext<'_>, diff: &ProxyDiff, out: &mut Vec<Finding>
     if config.is_empty() {
         return;
     }
-    let evidence: Vec<String> = config.iter().map(|d| describe_difference(&ctx.caller.display(), d)).collect();
+    let mut evidence: Vec<String> = config.iter().map(|d| describe_difference(&ctx.caller.display(), d)).collect();
+    evidence.extend(staleness(ctx, &config));
     let weights_changed = config.iter().any(|d| matches!(d, Difference::Route { expected: Some(_), actual: Some(_), .. }));
     let summary = match stale_split(ctx, &config) {
         Some((want, have)) => format!("the Envoy of {} still splits {have} instead of {want}: it runs old configuration", ctx.caller.display()),
@@ -61,6 +63,53 @@ fn proxy_stale(ctx: &CallerContext<'_>, diff: &ProxyDiff, out: &mut Vec<Finding>
                 ctx.caller.name, ctx.caller.namespace
             )),
     );
+}
+
+/// How old the proxy's copy is: for each port whose routes differ, the route configuration's
+/// `version_info` and `last_updated` in Envoy against the generation and last change
+/// (managedFields) of the VirtualService that now decides the port.
+fn staleness(ctx: &CallerContext<'_>, config: &[&Difference]) -> Vec<String> {
+    let Some(actual) = ctx.actual else { return Vec::new() };
+    let mut out = Vec::new();
+    for (pi, pv) in ctx.intent.ports.iter().zip(&ctx.intent.view.ports) {
+        let differs = config.iter().any(|d| matches!(d, Difference::Route { port, .. } | Difference::TcpRoute { port, .. } if *port == pv.port));
+        let Some(rc) = pv.route_config.as_ref().filter(|_| differs) else { continue };
+        let Some((_, version, updated)) = actual.route_versions.iter().find(|(name, _, _)| name == rc) else { continue };
+        let envoy = format!(
+            "{}: Envoy's route config {rc} has version_info {}, last_updated {}",
+            ctx.caller.display(),
+            version.as_deref().unwrap_or("(none)"),
+            updated.as_deref().unwrap_or("(unknown)")
+        );
+        let Some(vs) = pi.winner else {
+            out.push(envoy);
+            continue;
+        };
+        let changed = vs.meta.last_changed.as_deref();
+        let age = match (changed.and_then(|c| c.parse::<Timestamp>().ok()), updated.as_deref().and_then(|u| u.parse::<Timestamp>().ok())) {
+            (Some(c), Some(u)) if c > u => format!(": the proxy's copy is {} older than the change", whole_seconds(c.duration_since(u).as_secs())),
+            (Some(_), Some(_)) => ": the proxy took an update after this change, so another object or a rejected push explains the difference".into(),
+            _ => String::new(),
+        };
+        out.push(format!(
+            "{envoy}; VirtualService {}/{} generation {}, last changed {}{age}",
+            vs.meta.namespace,
+            vs.meta.name,
+            vs.meta.generation.map(|g| g.to_string()).unwrap_or_else(|| "(unknown)".into()),
+            changed.unwrap_or("(unknown)")
+        ));
+    }
+    out
+}
+
+/// `1h 2m 3s`, `4m 0s`, `5s`.
+fn whole_seconds(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m {s}s"),
+    }
 }
 
 /// True for a sidecar caller (gateways have no passthrough catch-all: they answer 404).
