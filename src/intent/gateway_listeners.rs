@@ -57,7 +57,11 @@ pub fn derive(model: &Model<'_>, caller: &Caller, d: &mut Derived) {
                     Some((_, target)) => *target,
                     None => continue,
                 },
-                _ => listener_port(model, caller, sp.number),
+                _ => instance_ports(objects, caller, pod_ip.as_deref())
+                    .into_iter()
+                    .find(|(p, _)| *p == sp.number)
+                    .map(|(_, target)| target)
+                    .unwrap_or_else(|| listener_port(model, caller, sp.number)),
             };
             let protocol = sp.protocol.to_ascii_uppercase();
             let mode = server.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("SIMPLE").to_string();
@@ -87,6 +91,17 @@ pub fn derive(model: &Model<'_>, caller: &Caller, d: &mut Derived) {
                 listener.filter_chains.push(chain);
                 rds
             } else {
+                // TCP servers: the first bound VirtualService's tcp route, on every connection.
+                if protocol == "TCP" {
+                    let dest = bound.iter().find_map(|vs| Some((vs, vs.spec.tcp.first()?.route.first()?)));
+                    if let Some((vs, dest)) = dest
+                        && !listener.filter_chains.iter().any(|c| c.matcher == ChainMatch::default())
+                    {
+                        let cluster = super::routes::destination_cluster(model, &dest.destination, &vs.meta.namespace, sp.number, Binding::Gateway(&gw_name));
+                        listener.filter_chains.push(tcp_chain("", ChainMatch::default(), &cluster));
+                    }
+                    continue;
+                }
                 // Passthrough: the VirtualService's tls routes by SNI.
                 add_tls_inspector(listener);
                 for vs in &bound {
@@ -169,7 +184,7 @@ fn gateway_service_ports(objects: &Objects, annotation: Option<&String>, caller:
     let hosts: Vec<&str> = annotation?.split(',').map(str::trim).filter(|h| !h.is_empty()).collect();
     let mut ports = Vec::new();
     let mut found = false;
-    for se in objects.service_entries.iter().filter(|se| se.spec.hosts.iter().any(|h| hosts.contains(&h.as_str()))) {
+    for se in objects.service_entries.iter().filter(|se| se.meta.namespace == caller.namespace && se.spec.hosts.iter().any(|h| hosts.contains(&h.as_str()))) {
         if se.spec.endpoints.iter().any(|e| Some(e.address.as_str()) == pod_ip) {
             found = true;
             ports.extend(se.spec.ports.iter().map(|p| (p.number, p.target_port.unwrap_or(p.number))));
@@ -190,6 +205,21 @@ fn gateway_service_ports(objects: &Objects, annotation: Option<&String>, caller:
         }
     }
     Some(found.then_some(ports))
+}
+
+/// Label by which a service of the gateway opts out of port translation.
+const DISABLE_PORT_TRANSLATION: &str = "experimental.istio.io/disable-gateway-port-translation";
+
+/// (port, target port) of the ServiceEntries in the gateway's namespace that have its pod as an
+/// endpoint: istiod binds a server's port to that target port.
+fn instance_ports(objects: &Objects, caller: &Caller, pod_ip: Option<&str>) -> Vec<(u32, u32)> {
+    objects
+        .service_entries
+        .iter()
+        .filter(|se| se.meta.namespace == caller.namespace && se.meta.labels.get(DISABLE_PORT_TRANSLATION).is_none_or(|v| v != "true"))
+        .filter(|se| se.spec.endpoints.iter().any(|e| Some(e.address.as_str()) == pod_ip))
+        .flat_map(|se| se.spec.ports.iter().map(|p| (p.number, p.target_port.unwrap_or(p.number))))
+        .collect()
 }
 
 fn add_tls_inspector(l: &mut ListenerDetail) {

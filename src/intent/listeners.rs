@@ -14,11 +14,12 @@ use crate::envoy::listener::{ChainMatch, FilterChain, ListenerDetail, ListenerFi
 use crate::envoy::types::{
     DirectResponse, HeaderMatcher, RegexMatcher, Route, RouteAction, RouteMatch, StringMatcher, VirtualHost, WeightedCluster, WeightedClusters,
 };
+use crate::istio::VirtualService;
 use crate::istio::labels_match;
-use crate::istio::names::{DEFAULT_DOMAIN, Protocol, host_matches};
+use crate::istio::names::{DEFAULT_DOMAIN, Protocol, host_matches, specificity};
 use crate::model::Model;
 use crate::model::virtual_services::vs_hosts;
-use crate::snapshot::Objects;
+use crate::snapshot::{Objects, Resource};
 use crate::trace::ProxyConfig;
 use crate::view::{self, PathMatch, RouteView};
 use std::collections::BTreeMap;
@@ -272,36 +273,35 @@ fn cidr(address: &str) -> (String, u32) {
 fn route_config(model: &Model<'_>, caller: &Caller, port: u32, svcs: &[&Service], mode: Outbound, name: &str) -> RouteConfiguration {
     let mut vhosts: Vec<VirtualHost> = Vec::new();
     let vses = model.mesh_virtual_services(caller, port);
+    // Each service takes the VirtualService whose host names it most specifically (an exact
+    // host over a wildcard, a longer wildcard over a shorter), the oldest on a tie.
+    for svc in svcs {
+        let mut best: Option<((bool, usize), &&Resource<VirtualService>)> = None;
+        for vs in &vses {
+            for host in vs_hosts(vs).iter().filter(|h| host_matches(h, &svc.host)) {
+                let rank = specificity(host);
+                if best.is_none_or(|(b, _)| rank > b) {
+                    best = Some((rank, vs));
+                }
+            }
+        }
+        let routes = match best {
+            Some((_, vs)) => routes_for(model, vs, caller, port, Binding::Mesh).iter().map(envoy_route).collect(),
+            None => vec![envoy_route(&default_route(model, caller, &svc.host, port))],
+        };
+        vhosts.push(VirtualHost { name: format!("{}:{port}", svc.host), domains: service_domains(svc, port, &caller.namespace), routes, require_tls: None });
+    }
+    // VirtualService hosts that name no service get a virtual host of their own.
     let mut claimed: Vec<String> = Vec::new();
     for vs in &vses {
         for host in vs_hosts(vs) {
-            if claimed.contains(&host) {
+            if claimed.contains(&host) || svcs.iter().any(|s| host_matches(&host, &s.host)) {
                 continue;
             }
             claimed.push(host.clone());
-            let routes: Vec<Route> = routes_for(model, vs, caller, port, Binding::Mesh).iter().map(envoy_route).collect();
-            let mut domains = Vec::new();
-            for svc in svcs.iter().filter(|s| host_matches(&host, &s.host) && s.host != host) {
-                domains.extend(service_domains(svc, port, &caller.namespace));
-            }
-            match svcs.iter().find(|s| s.host == host) {
-                Some(svc) => domains.extend(service_domains(svc, port, &caller.namespace)),
-                None => domains.extend([host.clone(), format!("{host}:{port}")]),
-            }
-            vhosts.push(VirtualHost { name: format!("{host}:{port}"), domains, routes, require_tls: None });
+            let routes = routes_for(model, vs, caller, port, Binding::Mesh).iter().map(envoy_route).collect();
+            vhosts.push(VirtualHost { name: format!("{host}:{port}"), domains: vec![host.clone(), format!("{host}:{port}")], routes, require_tls: None });
         }
-    }
-    for svc in svcs {
-        if claimed.contains(&svc.host) {
-            continue;
-        }
-        let route = envoy_route(&default_route(model, caller, &svc.host, port));
-        vhosts.push(VirtualHost {
-            name: format!("{}:{port}", svc.host),
-            domains: service_domains(svc, port, &caller.namespace),
-            routes: vec![route],
-            require_tls: None,
-        });
     }
     // A domain listed twice would make Envoy reject the table; istiod keeps the first.
     let mut seen = std::collections::BTreeSet::new();

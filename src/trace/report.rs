@@ -100,7 +100,16 @@ pub fn envoy_config(capture: &ProxyCapture) -> Result<Option<ProxyConfig>> {
     let Some(blob) = &capture.config_dump else { return Ok(None) };
     let text = std::str::from_utf8(&blob.bytes).map_err(|_| Error::new("the config dump is not UTF-8").at(&blob.origin))?;
     let dump = ConfigDump::parse(text, &blob.origin, &Selection::everything())?;
-    Ok(Some(from_dump(&dump)))
+    let mut config = from_dump(&dump);
+    // `/clusters` holds what Envoy really does with each host (outlier ejection, active health
+    // checks), which the dump's EDS health does not.
+    if let Some(blob) = &capture.clusters {
+        let text = std::str::from_utf8(&blob.bytes).map_err(|_| Error::new("the clusters output is not UTF-8").at(&blob.origin))?;
+        for c in crate::envoy::clusters::parse(text, &blob.origin, &|_| true)? {
+            config.endpoints.insert(c.name, (c.hosts.iter().filter(|h| h.is_healthy()).count(), c.hosts.len()));
+        }
+    }
+    Ok(Some(config))
 }
 
 /// Converts a parsed dump into what the walker reads.
@@ -147,18 +156,19 @@ pub fn trace(snapshot: &Snapshot, from: &str, namespace: &str, request: Request)
 /// false alarm there would cost more than silence.
 fn parting(caller: &Caller, envoy: Option<&Walk>, intent: Option<&Walk>, gaps: &mut Vec<String>) -> Vec<Finding> {
     let (Some(e), Some(i)) = (envoy, intent) else { return Vec::new() };
-    let fields: [(&str, WalkField); 7] = [
+    // Filter chain names are cosmetic (many dumps leave them empty): the chain shows in what
+    // it leads to, the route configuration or the tcp_proxy cluster.
+    let fields: [(&str, WalkField); 6] = [
         ("listener", |w| w.listener.clone()),
-        ("filter_chain", |w| w.filter_chain.clone()),
         ("route_config", |w| w.route_config.clone()),
         ("virtual_host", |w| w.virtual_host.clone()),
         ("route", |w| w.route.clone()),
-        ("cluster", |w| w.cluster.clone().or_else(|| w.action.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default()))),
+        ("cluster", |w| w.action.as_ref().map(describe_action)),
         ("error", |w| w.error.map(|s| s.code())),
     ];
     let Some((stage, get)) = fields.iter().find(|(_, get)| get(e).unwrap_or_default() != get(i).unwrap_or_default()) else { return Vec::new() };
     let (want, have) = (get(i).unwrap_or_else(|| "nothing".into()), get(e).unwrap_or_else(|| "nothing".into()));
-    if matches!(*stage, "listener" | "filter_chain") || (*stage == "error" && e.route_config.is_none()) {
+    if *stage == "listener" || (*stage == "error" && e.route_config.is_none()) {
         gaps.push(format!("intent and Envoy part at the {stage} (intent {want}, Envoy {have}); listener synthesis is modelled for common shapes only, so this is not reported as a finding"));
         return Vec::new();
     }
@@ -171,6 +181,16 @@ fn parting(caller: &Caller, envoy: Option<&Walk>, intent: Option<&Walk>, gaps: &
             .fix(format!("check sync state with `istioctl proxy-status {}`; look for rejected config in istiod's logs", caller.name))
             .caller(caller.display()),
     ]
+}
+
+/// The clusters of an action with their shares (`a 90%, b 10%`), or what it does instead.
+fn describe_action(a: &super::Action) -> String {
+    let clusters = |c: &[(String, f64)]| c.iter().map(|(n, s)| format!("{n} {s}%")).collect::<Vec<_>>().join(", ");
+    match a {
+        super::Action::Forward { clusters: c, .. } | super::Action::Tcp { clusters: c } => clusters(c),
+        super::Action::Redirect => "redirect".into(),
+        super::Action::DirectResponse { status } => format!("direct response {status}"),
+    }
 }
 
 /// Renders the report.
@@ -209,10 +229,11 @@ fn render_json(report: &TraceReport) -> String {
 fn render_text(report: &TraceReport, markdown: bool) -> String {
     let r = &report.request;
     let mut out = String::new();
+    let scheme = if r.security == super::Security::Plaintext { "http" } else { "https" };
     let title = format!(
         "trace: {} {}{} from {} to {}:{}{}",
         r.method,
-        r.host.as_deref().map(|h| format!("//{h}")).unwrap_or_default(),
+        r.host.as_deref().map(|h| format!("{scheme}://{h}")).unwrap_or_default(),
         r.path,
         report.caller,
         r.address,
@@ -239,7 +260,7 @@ fn render_text(report: &TraceReport, markdown: bool) -> String {
         }
     }
     if let (Some(e), Some(i)) = (&report.envoy, &report.intent)
-        && e.outcome != i.outcome
+        && (e.error != i.error || e.action.as_ref().map(describe_action) != i.action.as_ref().map(describe_action))
     {
         out.push_str(&clean(&format!("\nintent would: {}\n", i.outcome)));
     }

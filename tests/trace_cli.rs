@@ -1,0 +1,69 @@
+//! `kubectl mesh-why trace` end to end on scenario snapshots (captures made by a real Envoy):
+//! the JSON's top-level fields, the finding where intent and Envoy part, a healthy near-miss
+//! without one, `/clusters` health, `--log`, and bad flags.
+
+use serde_json::Value;
+use std::process::{Command, Output};
+
+const CALLER: &str = "productpage-v1-6b7f9d8c7-ccccc";
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why")).current_dir(env!("CARGO_MANIFEST_DIR")).arg("trace").args(args).output().expect("the binary runs")
+}
+
+fn trace_json(scenario: &str, extra: &[&str]) -> (Value, i32) {
+    let snapshot = format!("testdata/scenarios/{scenario}");
+    let mut args = vec!["reviews", "--from", CALLER, "--port", "9080", "--snapshot", &snapshot, "-o", "json"];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (json, out.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn stale_proxy_is_the_finding_where_the_walks_part() {
+    let (json, code) = trace_json("proxy-stale", &[]);
+    assert_eq!(code, 1);
+    assert_eq!(json["source"], "envoy");
+    assert_eq!((json["listener"].as_str(), json["route_config"].as_str()), (Some("0.0.0.0_9080"), Some("9080")));
+    assert_eq!(json["virtual_host"], "reviews.default.svc.cluster.local:9080");
+    assert_eq!((json["cluster"].clone(), json["error"].clone()), (Value::Null, Value::Null), "a weighted route names no single cluster");
+    assert_eq!(json["findings"][0]["id"], "proxy-stale");
+    let evidence = json["findings"][0]["evidence"][0].as_str().unwrap();
+    assert!(evidence.contains("90%") && evidence.contains("50%"), "{evidence}");
+    assert!(json["steps"].as_array().unwrap().iter().any(|s| s["stage"] == "virtual_host"));
+    assert!(json["envoy"].is_object() && json["intent"].is_object());
+}
+
+#[test]
+fn healthy_canary_has_no_finding_and_unhealthy_endpoints_show_as_uh() {
+    let (json, code) = trace_json("healthy-canary", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(json["findings"], Value::Array(vec![]));
+    let (json, _) = trace_json("endpoints-unhealthy", &[]);
+    assert!(json["outcome"].as_str().unwrap().contains("503 UH"), "{}", json["outcome"]);
+}
+
+#[test]
+fn explains_an_access_log_line() {
+    let line = r#"[2026-12-03T10:38:29.630Z] "GET /reviews/0 HTTP/1.1" 503 UH no_healthy_upstream - "-" 0 19 0 - "-" "curl" "id" "reviews:9080" "-" outbound|9080|v2|reviews.default.svc.cluster.local - 10.96.0.20:9080 10.0.0.5:4242 - -"#;
+    let (json, _) = trace_json("endpoints-unhealthy", &["--log", line]);
+    let notes = json["log"]["notes"].as_array().unwrap();
+    assert!(notes[0].as_str().unwrap().starts_with("UH: no healthy upstream"), "{notes:?}");
+    assert_eq!(json["log"]["line"]["upstream_cluster"], "outbound|9080|v2|reviews.default.svc.cluster.local");
+    assert_eq!(json["request"]["address"], "10.96.0.20");
+}
+
+#[test]
+fn bad_flags_exit_2_with_what_to_do() {
+    for args in [
+        vec!["reviews", "--from", CALLER, "--port", "9080", "--path", "no-slash", "--snapshot", "testdata/scenarios/proxy-stale"],
+        vec!["reviews", "--from", CALLER, "--port", "9080", "-H", "no-colon", "--snapshot", "testdata/scenarios/proxy-stale"],
+        vec!["reviews", "--from", "nobody", "--port", "9080", "--snapshot", "testdata/scenarios/proxy-stale"],
+        vec!["--from", CALLER, "--snapshot", "testdata/scenarios/proxy-stale"],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?} says why");
+    }
+}
