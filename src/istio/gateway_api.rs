@@ -136,9 +136,40 @@ pub struct RouteRule {
     /// Filters; only their `type` is read here (a redirect needs no backend).
     #[serde(default)]
     pub filters: Vec<Filter>,
+    /// HTTPRoute matches (none: every request).
+    #[serde(default)]
+    pub matches: Vec<HttpRouteMatch>,
     /// Backends and their weights.
     #[serde(default)]
     pub backend_refs: Vec<BackendRef>,
+}
+
+/// One HTTPRoute `matches[]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HttpRouteMatch {
+    /// Path match.
+    #[serde(default)]
+    pub path: Option<TypedValue>,
+    /// Header matches.
+    #[serde(default)]
+    pub headers: Vec<TypedValue>,
+    /// HTTP method.
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+/// `{type, name, value}` of a path or header match.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TypedValue {
+    /// `Exact`, `PathPrefix`, `RegularExpression`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Header name.
+    #[serde(default)]
+    pub name: String,
+    /// Value.
+    #[serde(default)]
+    pub value: String,
 }
 
 impl RouteRule {
