@@ -97,7 +97,7 @@ pub fn derive(model: &Model<'_>, caller: &Caller, d: &mut Derived) {
                     if let Some((vs, dest)) = dest
                         && !listener.filter_chains.iter().any(|c| c.matcher == ChainMatch::default())
                     {
-                        let cluster = super::routes::destination_cluster(model, &dest.destination, &vs.meta.namespace, sp.number, Binding::Gateway(&gw_name));
+                        let cluster = super::routes::destination_cluster(model, &dest.destination, &vs.meta.namespace, sp.number);
                         listener.filter_chains.push(tcp_chain("", ChainMatch::default(), &cluster));
                     }
                     continue;
