@@ -1,8 +1,9 @@
 //! Parity with `istioctl analyze`: replays the inputs of analyze's own test suite (the shared
-//! corpus `istio-analyzers`) through `kubectl-mesh_why --all -A --snapshot DIR -o json` and
-//! compares the (istio_code, subject) pairs with the messages each case expects.
+//! corpus `istio-analyzers`) through what `kubectl-mesh_why --all -A --snapshot DIR -o json`
+//! runs (the library's snapshot reader, mesh analysis and JSON renderer, in process) and compares
+//! the (istio_code, subject) pairs with the messages each case expects.
 //!
-//! Run: `cargo run --release --example parity` (prints a skip reason when the corpus is absent;
+//! Run: `cargo run --example parity` (prints a skip reason when the corpus is absent;
 //! `MESH_WHY_ANALYZER_CORPUS=DIR` points elsewhere). Exits 1 when a message is missed or
 //! falsely reported, so CI keeps the parity it has.
 //!
@@ -15,7 +16,6 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The codes the findings catalogue covers.
 const COMPARED: &[&str] = &["IST0101", "IST0102", "IST0103", "IST0109", "IST0112", "IST0118", "IST0130", "IST0131", "IST0132", "IST0140", "IST0173", "IST0174"];
@@ -104,13 +104,6 @@ fn main() {
         println!("skipping: the istioctl analyze corpus is not at {} (set MESH_WHY_ANALYZER_CORPUS)", corpus.display());
         return;
     };
-    let binary = match built_binary() {
-        Ok(b) => b,
-        Err(e) => {
-            println!("cannot run: {e}");
-            std::process::exit(2);
-        }
-    };
     let mut tallies: BTreeMap<&str, Tally> = COMPARED.iter().map(|c| (*c, Tally::default())).collect();
     let cases = read_cases(&tsv);
     let mut failures = Vec::new();
@@ -119,7 +112,7 @@ fn main() {
             // An analyzer none of our checks corresponds to: nothing of it is compared.
             continue;
         };
-        let found = match run_case(&binary, &corpus, case) {
+        let found = match run_case(&corpus, case) {
             Ok(f) => f,
             Err(e) => {
                 failures.push(format!("{}: {e}", case.name));
@@ -166,26 +159,6 @@ fn main() {
     }
 }
 
-/// The `kubectl-mesh_why` binary of the profile this example was built with, built first.
-fn built_binary() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let profile_dir = exe.parent().and_then(Path::parent).ok_or("cannot locate the target directory")?;
-    let binary = profile_dir.join(format!("kubectl-mesh_why{}", std::env::consts::EXE_SUFFIX));
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "--bin", "kubectl-mesh_why"]).current_dir(env!("CARGO_MANIFEST_DIR"));
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().map_err(|e| format!("cargo build: {e}"))?;
-        if !status.success() {
-            return Err("cargo build --bin kubectl-mesh_why failed".into());
-        }
-    }
-    if binary.is_file() { Ok(binary) } else { Err(format!("{} is not built; run `cargo build --release` first", binary.display())) }
-}
-
 /// Groups the rows of expected.tsv into cases, keeping only messages with compared codes.
 fn read_cases(tsv: &str) -> Vec<Case> {
     let mut cases: Vec<Case> = Vec::new();
@@ -216,7 +189,7 @@ fn read_cases(tsv: &str) -> Vec<Case> {
 
 /// Builds the case's snapshot in a temporary directory, runs the binary on it, and returns each
 /// finding as (code, id, subject kind, `Kind name.namespace` or `Kind name`).
-fn run_case(binary: &Path, corpus: &Path, case: &Case) -> Result<Vec<(String, String, String, String)>, String> {
+fn run_case(corpus: &Path, case: &Case) -> Result<Vec<(String, String, String, String)>, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let objects = dir.path().join("objects");
     std::fs::create_dir(&objects).map_err(|e| e.to_string())?;
@@ -225,11 +198,12 @@ fn run_case(binary: &Path, corpus: &Path, case: &Case) -> Result<Vec<(String, St
         std::fs::write(objects.join(format!("{i:02}-input.yaml")), text).map_err(|e| e.to_string())?;
     }
     std::fs::write(objects.join("zz-harness.yaml"), HARNESS_OBJECTS).map_err(|e| e.to_string())?;
-    let out = Command::new(binary).args(["--all", "-A", "--snapshot"]).arg(dir.path()).args(["-o", "json"]).output().map_err(|e| e.to_string())?;
-    if out.status.code() == Some(2) {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-    }
-    let report: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("output is not JSON: {e}"))?;
+    // In process rather than through the binary: building the binary alone would resolve the
+    // dependencies' features without the dev-dependencies and compile everything a second time.
+    let snapshot = mesh_why::gather::files::read_snapshot(dir.path()).map_err(|e| e.to_string())?;
+    let analysis = mesh_why::diagnose::analyze_mesh(&snapshot, None).map_err(|e| e.to_string())?;
+    let report: Value =
+        serde_json::from_str(&mesh_why::render::render(&analysis, mesh_why::render::Format::Json, false)).map_err(|e| format!("output is not JSON: {e}"))?;
     Ok(report["findings"]
         .as_array()
         .into_iter()
