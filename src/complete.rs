@@ -123,7 +123,12 @@ fn plan(before: &[String], word: &str) -> (Vec<String>, Option<Listing>, u8) {
 
 /// Lists names from the cluster of the kubeconfig the typed flags choose.
 async fn list(listing: &Listing, typed: &Typed) -> Vec<String> {
-    let options = ConnectOptions { kubeconfig: typed.flag("kubeconfig").map(PathBuf::from), context: typed.flag("context"), request_timeout: LIST_TIMEOUT };
+    let options = ConnectOptions {
+        kubeconfig: typed.flag("kubeconfig").map(PathBuf::from),
+        context: typed.flag("context"),
+        request_timeout: LIST_TIMEOUT,
+        deadline: crate::gather::live::Deadline::after(LIST_TIMEOUT),
+    };
     let Ok(cluster) = connect(&options).await else { return Vec::new() };
     let namespace = |ns: &Option<String>| ns.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| cluster.default_namespace.clone());
     match listing {

@@ -47,7 +47,11 @@ fn run(cli: &cli::Cli) -> error::Result<ExitCode> {
         runtime.block_on(mcp::serve())?;
         return Ok(ExitCode::SUCCESS);
     }
-    runtime.block_on(live(cli))
+    let result = runtime.block_on(live(cli));
+    // A credential plugin abandoned on Ctrl-C or --timeout has been stopped; its blocking
+    // thread is not waited for any longer than that.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// `trace`: one request from one caller, on a snapshot or live (reading what the service
@@ -70,12 +74,17 @@ fn trace(cli: &cli::Cli, args: &cli::TraceArgs) -> error::Result<ExitCode> {
                 .map_err(|e| error::Error::new(format!("cannot start the async runtime: {e}")))?;
             runtime.block_on(async {
                 let c = &cli.cluster;
-                let connect =
-                    gather::live::kube::ConnectOptions { kubeconfig: c.kubeconfig.clone(), context: c.context.clone(), request_timeout: c.request_timeout };
+                let deadline = gather::live::Deadline::after(c.timeout);
+                let connect = gather::live::kube::ConnectOptions {
+                    kubeconfig: c.kubeconfig.clone(),
+                    context: c.context.clone(),
+                    request_timeout: c.request_timeout,
+                    deadline,
+                };
                 let cluster = gather::live::kube::connect(&connect).await?;
                 let mut question = cli.question(&cluster.default_namespace)?;
                 question.service = service.split('.').next().unwrap_or(service).to_string();
-                let options = gather::live::LiveOptions { max_proxies: c.max_proxies as usize, timeout: c.timeout };
+                let options = gather::live::LiveOptions { max_proxies: c.max_proxies as usize, deadline };
                 gather::live::gather(&cluster, &question, &options).await?.snapshot()
             })?
         }
@@ -102,9 +111,15 @@ enum Reading {
 /// nothing has been written to disk before the reading is complete.
 async fn live(cli: &cli::Cli) -> error::Result<ExitCode> {
     let args = &cli.cluster;
-    let connect =
-        gather::live::kube::ConnectOptions { kubeconfig: args.kubeconfig.clone(), context: args.context.clone(), request_timeout: args.request_timeout };
-    let options = gather::live::LiveOptions { max_proxies: args.max_proxies as usize, timeout: args.timeout };
+    // The deadline starts before the client is built: a credential plugin runs then.
+    let deadline = gather::live::Deadline::after(args.timeout);
+    let connect = gather::live::kube::ConnectOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+        request_timeout: args.request_timeout,
+        deadline,
+    };
+    let options = gather::live::LiveOptions { max_proxies: args.max_proxies as usize, deadline };
     let reading = async {
         let cluster = gather::live::kube::connect(&connect).await?;
         if let Some(scope) = cli.mesh_scope(&cluster.default_namespace) {

@@ -695,3 +695,102 @@ fn progress_shows_on_a_terminal_and_nowhere_else() {
     let shown = String::from_utf8_lossy(&tty.stdout);
     assert!(shown.contains(&format!("read proxy {PRODUCTPAGE} (caller")), "{shown}");
 }
+
+/// A kubeconfig whose user `u` gets its token from `command` (an exec credential plugin) with
+/// `args` and a secret in its environment, for a server at `server`.
+fn exec_kubeconfig(dir: &Path, server: &str, command: &str, args: &[&str]) -> PathBuf {
+    let path = dir.join("kubeconfig-exec");
+    let args = serde_json::to_string(args).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://{server}\"}}}}]\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: {command}\n      args: {args}\n      env: [{{name: AWS_SECRET_ACCESS_KEY, value: S3CR3T-ENV}}]\n      interactiveMode: Never\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Credential material never reaches the output: a kubeconfig syntax error is said by its line
+/// and user entry (not quoted), a failing exec plugin by its command name and exit code (not its
+/// arguments, environment or output).
+#[test]
+fn credential_failures_name_where_but_never_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("kc-broken");
+    std::fs::write(&broken, "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: S3CR3T-BEARER-TOKEN\n   client-key-data: x\n").unwrap();
+    let out = mesh_why(&["reviews", "--kubeconfig", broken.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!text(&out).contains("S3CR3T"), "{}", text(&out));
+    assert!(text(&out).contains("the kubeconfig is not valid YAML, in users entry `u`") && text(&out).contains("kc-broken:7:"), "{}", text(&out));
+
+    let script = "echo '{\"status\":{\"token\":\"S3CR3T-FROM-PLUGIN\"}}'; echo S3CR3T-ON-STDERR >&2; exit 3";
+    let kc = exec_kubeconfig(dir.path(), &closed_port(), "/bin/sh", &["-c", script, "oidc-login", "--oidc-client-secret=S3CR3T-ARG"]);
+    let out = mesh_why(&["reviews", "--kubeconfig", kc.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!text(&out).contains("S3CR3T"), "{}", text(&out));
+    assert!(text(&out).contains("the credential plugin `sh` of user `u` failed with exit code 3"), "{}", text(&out));
+}
+
+/// Whether process `pid` runs (a zombie waiting to be reaped does not).
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.split_whitespace().next() != Some("Z")))
+}
+
+/// A credential plugin that never answers is bounded by --timeout and by Ctrl-C, and is stopped
+/// with us rather than left running.
+#[test]
+fn hanging_credential_plugin_is_stopped_at_the_deadline_and_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("plugin.pid");
+    let script = format!("echo $$ > '{}'; exec sleep 3602", pid_file.display());
+    let kc = exec_kubeconfig(dir.path(), &closed_port(), "/bin/sh", &["-c", &script]);
+    let kc = kc.to_str().unwrap();
+    let started = Instant::now();
+    let out = mesh_why(&["reviews", "--kubeconfig", kc, "--timeout", "2s", "--request-timeout", "1s"], &[]);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("the credential plugin `sh` of user `u` gave no answer within 2s (--timeout); it was stopped"), "{}", text(&out));
+    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    assert!(!running(&pid), "the plugin (pid {pid}) was left running");
+
+    std::fs::remove_file(&pid_file).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why"))
+        .args(["reviews", "--kubeconfig", kc, "--timeout", "600s"])
+        .env("HOME", home.path())
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waited = Instant::now();
+    while !pid_file.exists() && waited.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_string();
+    // Ctrl-C on a terminal signals the plugin too; `kill -INT` reaches mesh-why alone.
+    std::thread::sleep(Duration::from_millis(300));
+    let interrupted = Instant::now();
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(interrupted.elapsed() < Duration::from_secs(5), "took {:?} after SIGINT", interrupted.elapsed());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+    assert!(!running(&pid), "the plugin (pid {pid}) was left running");
+}
+
+/// The API server's own words (a 401 here) are cleaned of control characters before they
+/// reach stderr, as the report's text is.
+#[test]
+fn api_server_messages_are_cleaned_before_stderr() {
+    require_tools!();
+    let api = ApiServer::start(&harness().join("sample-objects"), &[], &["--unauthorized", "Unauthorized \u{1b}]0;PWNED\u{7}\u{1b}[2J\u{202e}token expired"]);
+    let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401 Unauthorized") && stderr.contains("token expired"), "{stderr}");
+    assert!(!stderr.contains(['\u{1b}', '\u{7}']), "{stderr:?}");
+    api.assert_read_only();
+}

@@ -22,6 +22,8 @@ broken or hanging port-forward streams.  Everything listens on 127.0.0.1.
     apiserver.py --objects DIR [--portforward NS/POD=127.0.0.1:PORT ...]
                  [--request-log FILE] [--forbid PLURAL ...] [--no-istio-crds]
                  [--portforward-cut-after BYTES] [--portforward-hang]
+                 [--fail PLURAL=CODE ...] [--bad-json PLURAL ...] [--hang PLURAL ...]
+                 [--endless-list PLURAL ...] [--max-page N] [--unauthorized MESSAGE]
 
 The first line on stdout is ``LISTENING 127.0.0.1:PORT``.
 """
@@ -122,6 +124,21 @@ class Faults:
 
     forbid: frozenset = frozenset()    # plurals, or "pods/portforward"
     no_istio_crds: bool = False
+    fail: tuple = ()                   # (plural, HTTP status) pairs: lists answer that status
+    bad_json: frozenset = frozenset()  # plurals whose lists answer 200 with a cut-off JSON body
+    hang: frozenset = frozenset()      # plurals whose lists never answer
+    endless: frozenset = frozenset()   # plurals whose lists stream items without end
+    max_page: int | None = None        # most items per list page, whatever `limit` asks
+    unauthorized: str | None = None    # every REST request answers 401 with this message
+
+    def list_fault(self, request: "Request") -> str | None:
+        """The fault for a list request of a faulted resource: 'hang', 'endless' or None."""
+        last = request.path.rstrip("/").rpartition("/")[2]
+        if last in self.hang:
+            return "hang"
+        if last in self.endless:
+            return "endless"
+        return None
     sessions: portforward.SessionFaults = portforward.SessionFaults()
 
 
@@ -446,9 +463,11 @@ def build_table(resource: Resource, objects: list[dict], include_object: str) ->
 
 # --- HTTP plumbing ------------------------------------------------------------
 
-REASONS = {101: "Switching Protocols", 200: "OK", 400: "Bad Request", 403: "Forbidden",
-           404: "Not Found", 405: "Method Not Allowed"}
-STATUS_REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed"}
+REASONS = {101: "Switching Protocols", 200: "OK", 400: "Bad Request", 401: "Unauthorized",
+           403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           410: "Gone", 500: "Internal Server Error", 503: "Service Unavailable"}
+STATUS_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+                  405: "MethodNotAllowed", 410: "Expired", 503: "ServiceUnavailable"}
 
 
 @dataclasses.dataclass
@@ -485,6 +504,7 @@ class Response:
     status: int
     body: dict
     headers: tuple = ()
+    raw: bytes | None = None   # sent instead of the JSON of `body` (a broken answer)
 
 
 class HttpError(Exception):
@@ -569,7 +589,7 @@ def response_bytes(status: int, headers: list[tuple[str, str]], body: bytes = b"
 
 
 def json_response_bytes(response: Response, keep_alive: bool) -> bytes:
-    body = json.dumps(response.body).encode()
+    body = response.raw if response.raw is not None else json.dumps(response.body).encode()
     headers = [("Content-Type", "application/json"), ("Cache-Control", "no-cache, private"),
                ("Content-Length", str(len(body))),
                ("Connection", "keep-alive" if keep_alive else "close"), *response.headers]
@@ -671,6 +691,9 @@ class Api:
              request: Request) -> Response:
         if resource.plural in self.faults.forbid:
             raise forbidden(resource, "list", namespace, None)
+        for plural, code in self.faults.fail:
+            if plural == resource.plural:
+                raise HttpError(code, f"Internal error occurred: test fault for {plural}")
         if request.param("watch") in ("true", "1"):
             raise HttpError(405, "watch is not supported by this test server (discovery "
                                  "advertises only get and list)")
@@ -683,9 +706,29 @@ class Api:
                  for o in self.store.select(resource, namespace, labels, fields)]
         if wants_table(request.header("accept")):
             return Response(200, build_table(resource, items, request.param("includeObject") or ""))
-        return Response(200, {"kind": f"{resource.kind}List",
-                              "apiVersion": resource.api_version(version),
-                              "metadata": {"resourceVersion": "1"}, "items": items})
+        metadata, items = self.page(items, request)
+        body = {"kind": f"{resource.kind}List", "apiVersion": resource.api_version(version),
+                "metadata": metadata, "items": items}
+        if resource.plural in self.faults.bad_json:
+            text = json.dumps(body).encode()
+            return Response(200, body, raw=text[:max(1, len(text) // 2)])
+        return Response(200, body)
+
+    def page(self, items: list[dict], request: Request) -> tuple[dict, list[dict]]:
+        """`limit`/`continue` as kube-apiserver pages a list: the token is opaque to clients
+        (here, the offset), and a page is never larger than `limit` (nor --max-page)."""
+        token = request.param("continue") or "0"
+        if not token.isdigit():
+            raise HttpError(400, f"continue key is not valid: {token}")
+        start = int(token)
+        limits = [int(x) for x in (request.param("limit"), self.faults.max_page)
+                  if x is not None and int(x) > 0]
+        end = min([start + n for n in limits] + [len(items)])
+        metadata = {"resourceVersion": "1"}
+        if end < len(items):
+            metadata["continue"] = str(end)
+            metadata["remainingItemCount"] = len(items) - end
+        return metadata, items[start:end]
 
     def get(self, resource: Resource, version: str, namespace: str | None, name: str,
             request: Request) -> Response:
@@ -752,6 +795,15 @@ class Server:
                     return
                 keep_alive = await discard_body(reader, request) and \
                     request.header("connection").lower() != "close"
+                fault = self.faults.list_fault(request)
+                if fault == "hang":
+                    self.log.record(request, 0)
+                    await asyncio.sleep(HEAD_TIMEOUT_S)
+                    return
+                if fault == "endless":
+                    self.log.record(request, 200)
+                    await self.endless_list(writer)
+                    return
                 response = self.respond(request)
                 self.log.record(request, response.status)
                 writer.write(json_response_bytes(response, keep_alive))
@@ -764,7 +816,21 @@ class Server:
             writer.close()
             self.connections.discard(task)
 
+    async def endless_list(self, writer: asyncio.StreamWriter) -> None:
+        """A 200 list whose items never end (a misbehaving server or proxy), chunked."""
+        writer.write(response_bytes(200, [("Content-Type", "application/json"),
+                                          ("Transfer-Encoding", "chunked")]))
+        item = json.dumps({"metadata": {"name": "x" * 200, "namespace": "default"}}).encode()
+        chunk = b'{"kind":"List","apiVersion":"v1","metadata":{},"items":[' + item
+        while True:
+            chunk += (b"," + item) * 300
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+            chunk = b""
+
     def respond(self, request: Request) -> Response:
+        if self.faults.unauthorized is not None:
+            return HttpError(401, self.faults.unauthorized).response()
         try:
             return self.api.handle(request)
         except HttpError as error:
@@ -902,11 +968,33 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="drop a port-forward connection after BYTES from the pod")
     parser.add_argument("--portforward-hang", action="store_true",
                         help="accept port-forward streams but never serve them")
+    parser.add_argument("--fail", type=status_fault, action="append", default=[],
+                        metavar="PLURAL=CODE", help="lists of this resource answer HTTP CODE")
+    parser.add_argument("--bad-json", action="append", default=[], metavar="PLURAL",
+                        help="lists of this resource answer 200 with half of their JSON")
+    parser.add_argument("--hang", action="append", default=[], metavar="PLURAL",
+                        help="lists of this resource never answer")
+    parser.add_argument("--endless-list", action="append", default=[], metavar="PLURAL",
+                        help="lists of this resource stream items without end")
+    parser.add_argument("--max-page", type=int, metavar="N",
+                        help="at most N items per list page (with a continue token)")
+    parser.add_argument("--unauthorized", metavar="MESSAGE",
+                        help="answer every REST request 401 with this Status message")
     return parser.parse_args(argv)
+
+
+def status_fault(text: str) -> tuple[str, int]:
+    plural, sep, code = text.partition("=")
+    if not sep or not code.isdigit():
+        raise argparse.ArgumentTypeError(f"{text}: expected PLURAL=CODE")
+    return plural, int(code)
 
 
 async def serve(args: argparse.Namespace) -> None:
     faults = Faults(forbid=frozenset(args.forbid), no_istio_crds=args.no_istio_crds,
+                    fail=tuple(args.fail), bad_json=frozenset(args.bad_json),
+                    hang=frozenset(args.hang), endless=frozenset(args.endless_list),
+                    max_page=args.max_page, unauthorized=args.unauthorized,
                     sessions=portforward.SessionFaults(cut_after=args.portforward_cut_after,
                                                        hang=args.portforward_hang))
     registry = Registry(faults)

@@ -5,6 +5,7 @@
 //! naming the RBAC rule that would grant it; it never stops the run.
 
 use super::Deadline;
+use super::credentials::{self, PluginGuard, User};
 use crate::error::{Error, Result};
 use crate::snapshot::Gap;
 use kube::Client;
@@ -23,6 +24,8 @@ pub struct ConnectOptions {
     pub context: Option<String>,
     /// Limit for each API or admin request.
     pub request_timeout: Duration,
+    /// The overall `--timeout`, which also bounds building the client (a credential plugin).
+    pub deadline: Deadline,
 }
 
 /// A connected client and what the kubeconfig said about defaults.
@@ -35,6 +38,8 @@ pub struct Cluster {
     pub default_namespace: String,
     /// Limit for each request.
     pub request_timeout: Duration,
+    /// Who the client authenticates as, to name it when credentials fail.
+    user: User,
 }
 
 /// Builds a client the way kubectl picks its configuration: `--kubeconfig`, else every file
@@ -43,7 +48,7 @@ pub struct Cluster {
 /// HTTPS_PROXY/NO_PROXY are handled by kube's config loader.
 pub async fn connect(options: &ConnectOptions) -> Result<Cluster> {
     let kubeconfig = load_kubeconfig(options.kubeconfig.as_deref())?;
-    let (mut config, context) = match kubeconfig {
+    let (mut config, context, user) = match kubeconfig {
         Some((file, source)) => {
             let context = options.context.clone().or_else(|| file.current_context.clone());
             let known: Vec<String> = file.contexts.iter().map(|c| c.name.clone()).collect();
@@ -53,13 +58,14 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster> {
             let Some(name) = context else {
                 return Err(Error::new("the kubeconfig has no current context").at(&source).help(context_help(&known)));
             };
+            let user = User::of(&file, &name);
             let kube_options = KubeConfigOptions { context: Some(name.clone()), ..Default::default() };
             let config = kube::Config::from_custom_kubeconfig(file, &kube_options).await.map_err(|e| {
-                Error::new(format!("cannot use context `{name}`: {e}"))
+                Error::new(format!("cannot use context `{name}`: {}", crate::render::clean(&e.to_string())))
                     .at(&source)
                     .help("check the context's cluster and user entries; `kubectl config view --minify` shows what kubectl would use")
             })?;
-            (config, Some(name))
+            (config, Some(name), user)
         }
         None if options.context.is_some() => {
             return Err(Error::new("--context was given but no kubeconfig was found").help("pass --kubeconfig FILE or set KUBECONFIG, as for kubectl"));
@@ -69,7 +75,7 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster> {
                 Error::new(format!("no kubeconfig found and not running in a cluster ({e})"))
                     .help("pass --kubeconfig FILE or set KUBECONFIG, as for kubectl; or analyze saved state with --snapshot DIR")
             })?;
-            (config, None)
+            (config, None, User::default())
         }
     };
     // Reads are bounded per request by `Cluster::get` and the admin client (a read timeout on
@@ -77,9 +83,29 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster> {
     config.connect_timeout = Some(options.request_timeout);
     let default_namespace = config.default_namespace.clone();
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config)
-        .map_err(|e| Error::new(format!("cannot build a Kubernetes client: {e}")).at(&server).help("check the kubeconfig's certificate and proxy settings"))?;
-    Ok(Cluster { client, context, default_namespace, request_timeout: options.request_timeout })
+    let client = build_client(config, &user, &options.deadline).await.map_err(|e| e.at(&server))?;
+    Ok(Cluster { client, context, default_namespace, request_timeout: options.request_timeout, user })
+}
+
+/// Builds the client, which runs an exec credential plugin, on a blocking thread bounded by the
+/// deadline; a plugin still running when we stop waiting (the deadline, Ctrl-C) is stopped.
+async fn build_client(config: kube::Config, user: &User, deadline: &Deadline) -> Result<Client> {
+    let guard = PluginGuard::new();
+    let built = tokio::time::timeout_at(deadline.at, tokio::task::spawn_blocking(move || Client::try_from(config))).await;
+    let client = match built {
+        Err(_) => {
+            let what = if user.plugin.is_some() { user.plugin_display() } else { "building the client".into() };
+            return Err(Error::new(format!("{what} gave no answer within {}s (--timeout); it was stopped", deadline.total.as_secs_f64()))
+                .help("run `kubectl version` with the same kubeconfig to see what the plugin waits for (a login?), then try again"));
+        }
+        Ok(Err(join)) => return Err(Error::new(format!("building the Kubernetes client failed: {join}"))),
+        Ok(Ok(client)) => client,
+    };
+    guard.done();
+    client.map_err(|e| match credentials::auth_failure(&e) {
+        Some(auth) => credentials::auth_error(auth, user),
+        None => Error::new(format!("cannot build a Kubernetes client: {}", error_chain(&e))).help("check the kubeconfig's certificate and proxy settings"),
+    })
 }
 
 fn context_help(known: &[String]) -> String {
@@ -92,11 +118,7 @@ fn context_help(known: &[String]) -> String {
 
 /// The merged kubeconfig and a description of where it came from, or `None` when there is none.
 fn load_kubeconfig(explicit: Option<&Path>) -> Result<Option<(Kubeconfig, String)>> {
-    let read = |path: &Path| {
-        Kubeconfig::read_from(path).map_err(|e| {
-            Error::new(format!("cannot read kubeconfig: {e}")).at(path.display()).help("fix the file, or point --kubeconfig / KUBECONFIG elsewhere")
-        })
-    };
+    let read = |path: &Path| Kubeconfig::read_from(path).map_err(|e| credentials::unreadable_kubeconfig(path, &e));
     if let Some(path) = explicit {
         return Ok(Some((read(path)?, path.display().to_string())));
     }
@@ -184,12 +206,16 @@ pub enum ApiFailure {
 }
 
 impl ApiFailure {
-    fn from_kube(e: kube::Error) -> ApiFailure {
+    fn from_kube(e: kube::Error, user: &User) -> ApiFailure {
         match e {
-            kube::Error::Api(status) if status.code == 403 => ApiFailure::Forbidden(status.message),
-            kube::Error::Api(status) if status.code == 404 => ApiFailure::NotFound(status.message),
-            kube::Error::Api(status) => ApiFailure::Other(format!("{} {}: {}", status.code, status.reason, status.message)),
-            other => ApiFailure::Other(error_chain(&other)),
+            kube::Error::Api(status) if status.code == 403 => ApiFailure::Forbidden(server_text(&status.message)),
+            kube::Error::Api(status) if status.code == 404 => ApiFailure::NotFound(server_text(&status.message)),
+            kube::Error::Api(status) => ApiFailure::Other(server_text(&format!("{} {}: {}", status.code, status.reason, status.message))),
+            // A credential plugin run to refresh a token fails inside the request.
+            other => match credentials::auth_failure(&other) {
+                Some(auth) => ApiFailure::Other(credentials::describe_auth(auth, user)),
+                None => ApiFailure::Other(error_chain(&other)),
+            },
         }
     }
 
@@ -204,8 +230,26 @@ impl ApiFailure {
     }
 }
 
-/// An error and its sources on one line (kube nests the useful part several levels down).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+/// Longest piece of a server's message that is repeated (a misbehaving server may send pages).
+const SERVER_TEXT_CHARS: usize = 300;
+
+/// A message from the API server or kubelet, made safe to print: control and format
+/// characters removed (as in the report), cut to [`SERVER_TEXT_CHARS`].
+pub fn server_text(message: &str) -> String {
+    let clean = crate::render::clean(message).replace('\n', " ");
+    match clean.char_indices().nth(SERVER_TEXT_CHARS) {
+        Some((cut, _)) => format!("{}…", &clean[..cut]),
+        None => clean,
+    }
+}
+
+/// An error and its sources on one line (kube nests the useful part several levels down),
+/// cleaned like a server's message. A credential failure anywhere in the chain is said in its
+/// own words instead: kube's text for it carries the plugin's arguments, environment and output.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(auth) = credentials::auth_failure(e) {
+        return credentials::describe_auth(auth, &User::default());
+    }
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -215,7 +259,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         }
         source = s.source();
     }
-    text
+    server_text(&text)
 }
 
 impl Cluster {
@@ -223,7 +267,7 @@ impl Cluster {
     async fn get<T: serde::de::DeserializeOwned>(&self, request: hyper::Request<Vec<u8>>, deadline: &Deadline) -> std::result::Result<T, ApiFailure> {
         let limit = deadline.cap(self.request_timeout);
         match tokio::time::timeout(limit, self.client.request::<T>(request)).await {
-            Ok(result) => result.map_err(ApiFailure::from_kube),
+            Ok(result) => result.map_err(|e| ApiFailure::from_kube(e, &self.user)),
             Err(_) => Err(ApiFailure::Timeout(limit)),
         }
     }

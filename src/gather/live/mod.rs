@@ -6,6 +6,7 @@
 //! the overall `--timeout`; whatever cannot be read becomes a gap, not a failed run.
 
 pub mod admin;
+pub mod credentials;
 pub mod kube;
 pub mod portforward;
 pub mod proxies;
@@ -83,8 +84,8 @@ impl Deadline {
 pub struct LiveOptions {
     /// Most proxies to read.
     pub max_proxies: usize,
-    /// Overall limit for gathering.
-    pub timeout: Duration,
+    /// The overall `--timeout`, started before the client was built.
+    pub deadline: Deadline,
 }
 
 /// What a live gathering produced, in the form `capture` writes: the objects as the API server
@@ -221,7 +222,7 @@ fn progress() -> ProgressBar {
 
 /// Reads what `question` needs from the cluster and its proxies.
 pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOptions) -> Result<Capture> {
-    let deadline = Deadline::after(options.timeout);
+    let deadline = options.deadline;
     let bar = progress();
     let known: Vec<String> = BTreeSet::from([question.namespace.clone(), question.from_namespace.clone(), ISTIO_NAMESPACE.to_string()]).into_iter().collect();
     bar.set_message(format!("reading Istio and Kubernetes objects ({})", known.join(", ")));
@@ -276,7 +277,7 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
 /// the pods and EndpointSlices. No proxy is read: a mesh-wide run compares configuration
 /// across services, and reading every sidecar of a large mesh would neither be fast nor small.
 pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &LiveOptions) -> Result<Capture> {
-    let deadline = Deadline::after(options.timeout);
+    let deadline = options.deadline;
     let bar = progress();
     bar.set_message(format!("reading Istio and Kubernetes objects ({})", namespace.unwrap_or("all namespaces")));
     let known: Vec<String> = match namespace {

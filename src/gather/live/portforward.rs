@@ -5,7 +5,7 @@
 //! endpoints). Only `GET` is ever sent. Dropping the connection tears the stream down.
 
 use super::Deadline;
-use super::kube::error_chain;
+use super::kube::{error_chain, server_text};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
@@ -140,7 +140,7 @@ fn open_failure(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(status) if status.code == 403 => format!(
             "port-forward forbidden: {}. Grant it with rule `apiGroups: [\"\"], resources: [\"pods/portforward\"], verbs: [\"get\", \"create\"]`",
-            status.message
+            server_text(&status.message)
         ),
         other => format!("port-forward failed: {}", error_chain(other)),
     }
