@@ -73,18 +73,10 @@ fn trace(cli: &cli::Cli, args: &cli::TraceArgs) -> error::Result<ExitCode> {
                 .build()
                 .map_err(|e| error::Error::new(format!("cannot start the async runtime: {e}")))?;
             runtime.block_on(async {
-                let c = &cli.cluster;
-                let deadline = gather::live::Deadline::after(c.timeout);
-                let connect = gather::live::kube::ConnectOptions {
-                    kubeconfig: c.kubeconfig.clone(),
-                    context: c.context.clone(),
-                    request_timeout: c.request_timeout,
-                    deadline,
-                };
+                let (connect, options) = live_options(&cli.cluster);
                 let cluster = gather::live::kube::connect(&connect).await?;
                 let mut question = cli.question(&cluster.default_namespace)?;
                 question.service = service.split('.').next().unwrap_or(service).to_string();
-                let options = gather::live::LiveOptions { max_proxies: c.max_proxies as usize, deadline };
                 gather::live::gather(&cluster, &question, &options).await?.snapshot()
             })?
         }
@@ -107,11 +99,9 @@ enum Reading {
     Mesh(Option<String>, gather::live::Capture),
 }
 
-/// Live mode and `capture`: read the cluster, then analyze or write. Ctrl-C stops at once;
-/// nothing has been written to disk before the reading is complete.
-async fn live(cli: &cli::Cli) -> error::Result<ExitCode> {
-    let args = &cli.cluster;
-    // The deadline starts before the client is built: a credential plugin runs then.
+/// How to connect and read, from the cluster flags. The deadline starts now, before the client
+/// is built: a credential plugin runs then.
+fn live_options(args: &cli::ClusterArgs) -> (gather::live::kube::ConnectOptions, gather::live::LiveOptions) {
     let deadline = gather::live::Deadline::after(args.timeout);
     let connect = gather::live::kube::ConnectOptions {
         kubeconfig: args.kubeconfig.clone(),
@@ -119,7 +109,13 @@ async fn live(cli: &cli::Cli) -> error::Result<ExitCode> {
         request_timeout: args.request_timeout,
         deadline,
     };
-    let options = gather::live::LiveOptions { max_proxies: args.max_proxies as usize, deadline };
+    (connect, gather::live::LiveOptions { max_proxies: args.max_proxies as usize, deadline })
+}
+
+/// Live mode and `capture`: read the cluster, then analyze or write. Ctrl-C stops at once;
+/// nothing has been written to disk before the reading is complete.
+async fn live(cli: &cli::Cli) -> error::Result<ExitCode> {
+    let (connect, options) = live_options(&cli.cluster);
     let reading = async {
         let cluster = gather::live::kube::connect(&connect).await?;
         if let Some(scope) = cli.mesh_scope(&cluster.default_namespace) {
