@@ -794,3 +794,59 @@ fn api_server_messages_are_cleaned_before_stderr() {
     assert!(!stderr.contains(['\u{1b}', '\u{7}']), "{stderr:?}");
     api.assert_read_only();
 }
+
+/// Lists are read in pages (`limit`/`continue`): a server that answers one object per page
+/// gives the same report, every page asked for.
+#[test]
+fn lists_are_read_page_by_page() {
+    require_tools!();
+    let whole = ApiServer::sample(shared_envoy(), &[]);
+    let paged = ApiServer::sample(shared_envoy(), &["--max-page", "1"]);
+    let run = |api: &ApiServer| json(&mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "-o", "json"], &[]));
+    assert_eq!(run(&paged), run(&whole));
+    let lists: Vec<String> = paged.requests().iter().filter_map(|r| r["path"].as_str()).filter(|p| p.contains("limit=")).map(str::to_string).collect();
+    assert!(lists.iter().all(|p| p.contains("limit=500")), "{lists:#?}");
+    assert!(lists.iter().any(|p| p.contains("continue=")), "no page after the first was asked for: {lists:#?}");
+    paged.assert_read_only();
+}
+
+/// A list answer without end is cut off at a bound, in bounded time and memory, and becomes a
+/// gap; the rest of the run goes on.
+#[test]
+fn endless_list_is_cut_off_and_becomes_a_gap() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &["--endless-list", "pods"]);
+    let home = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why"))
+        .args(["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "-o", "json", "--request-timeout", "20s"])
+        .env("HOME", home.path())
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    // Drain the pipes while waiting, and take this child's own peak memory from wait4.
+    let reader = std::thread::spawn(move || {
+        let mut child = child;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+        child.stderr.take().unwrap().read_to_end(&mut stderr).unwrap();
+        (stdout, stderr)
+    });
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; status and usage are valid for writing.
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
+    let (stdout, stderr) = reader.join().unwrap();
+    let elapsed = started.elapsed();
+    let peak_mib = usage.ru_maxrss / 1024;
+    println!("endless pods list: {elapsed:.2?}, peak memory {peak_mib} MiB");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) != 2, "exit status {status}: {}", String::from_utf8_lossy(&stderr));
+    assert!(peak_mib < 400, "peak memory {peak_mib} MiB");
+    let report: Value = serde_json::from_slice(&stdout).unwrap();
+    let gaps = gaps(&report);
+    assert!(gaps.iter().any(|g| g.starts_with("pods") && g.contains("larger than 64 MiB")), "{gaps:#?}");
+    api.assert_read_only();
+}

@@ -263,13 +263,41 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Cluster {
-    /// Sends one GET, bounded by the request timeout and the overall deadline.
+    /// Sends one GET, bounded by the request timeout and the overall deadline, and by
+    /// [`MAX_RESPONSE_BYTES`] for the answer.
     async fn get<T: serde::de::DeserializeOwned>(&self, request: hyper::Request<Vec<u8>>, deadline: &Deadline) -> std::result::Result<T, ApiFailure> {
+        json(&self.body(request, deadline).await?)
+    }
+
+    /// The body of the answer to one GET, bounded like [`Cluster::get`].
+    async fn body(&self, request: hyper::Request<Vec<u8>>, deadline: &Deadline) -> std::result::Result<hyper::body::Bytes, ApiFailure> {
         let limit = deadline.cap(self.request_timeout);
-        match tokio::time::timeout(limit, self.client.request::<T>(request)).await {
-            Ok(result) => result.map_err(|e| ApiFailure::from_kube(e, &self.user)),
-            Err(_) => Err(ApiFailure::Timeout(limit)),
+        tokio::time::timeout(limit, self.send(request)).await.unwrap_or(Err(ApiFailure::Timeout(limit)))
+    }
+
+    /// The body of a successful answer, read up to [`MAX_RESPONSE_BYTES`]; an error status
+    /// becomes the failure its `Status` describes, as kube's own requests do.
+    async fn send(&self, request: hyper::Request<Vec<u8>>) -> std::result::Result<hyper::body::Bytes, ApiFailure> {
+        use http_body_util::BodyExt;
+        let response = self.client.send(request.map(kube::client::Body::from)).await.map_err(|e| ApiFailure::from_kube(e, &self.user))?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiFailure::Other(format!(
+                    "the answer was larger than {} MiB and was not read further (a list is read in pages of {LIST_PAGE}; is something between here and the API server ignoring `limit`?)",
+                    MAX_RESPONSE_BYTES >> 20
+                ))
+            } else {
+                ApiFailure::Other(format!("the answer broke off ({})", server_text(&e.to_string())))
+            }
+        })?;
+        let body = body.to_bytes();
+        if status.is_success() {
+            return Ok(body);
         }
+        let failure = serde_json::from_slice::<kube::core::Status>(&body)
+            .unwrap_or_else(|_| kube::core::Status::failure(&String::from_utf8_lossy(&body), "the answer is not a Status").with_code(status.as_u16()));
+        Err(ApiFailure::from_kube(kube::Error::Api(failure.boxed()), &self.user))
     }
 
     /// Checks that the API server answers and accepts the credentials, before anything else.
@@ -284,15 +312,23 @@ impl Cluster {
         })
     }
 
-    /// Lists `kind` in `namespace` (all namespaces when `None`), following continue tokens.
-    /// Items come back as JSON with `apiVersion` and `kind` filled in, ready for the snapshot.
+    /// Lists `kind` in `namespace` (all namespaces when `None`) in pages of [`LIST_PAGE`],
+    /// following continue tokens, up to [`MAX_LIST_BYTES`] in all. Items come back as JSON with
+    /// `apiVersion` and `kind` filled in, ready for the snapshot. A list that cannot be read
+    /// whole is a failure: part of a list is never passed off as all of it.
     pub async fn list(&self, kind: &Kind, namespace: Option<&str>, params: &ListParams, deadline: &Deadline) -> std::result::Result<Vec<Value>, ApiFailure> {
         let mut items = Vec::new();
+        let mut bytes = 0;
         let mut params = ListParams { limit: Some(LIST_PAGE), ..params.clone() };
         loop {
             let request = kube::core::Request::new(kind.url(namespace)).list(&params).map_err(|e| ApiFailure::Other(e.to_string()))?;
-            let mut page: Value = self.get(request, deadline).await?;
+            let body = self.body(request, deadline).await?;
+            bytes += body.len();
+            let mut page: Value = json(&body)?;
             let next = page.pointer("/metadata/continue").and_then(Value::as_str).filter(|c| !c.is_empty()).map(str::to_string);
+            if next.is_some() && next == params.continue_token {
+                return Err(ApiFailure::Other("the API server answered the same continue token twice; the list was not read to its end".into()));
+            }
             if let Some(Value::Array(list)) = page.get_mut("items").map(Value::take) {
                 // The API server leaves `apiVersion`/`kind` off items of built-in kinds.
                 items.extend(list.into_iter().map(|mut item| {
@@ -302,6 +338,13 @@ impl Cluster {
                     }
                     item
                 }));
+            }
+            if bytes > MAX_LIST_BYTES {
+                return Err(ApiFailure::Other(format!(
+                    "{} objects in {} MiB and not at the end; not read further, to bound memory. Narrow the question (-n, or a service instead of --all -A)",
+                    items.len(),
+                    bytes >> 20
+                )));
             }
             match next {
                 Some(token) => params.continue_token = Some(token),
@@ -342,6 +385,19 @@ fn plain_get(path: &str) -> hyper::Request<Vec<u8>> {
 
 /// Page size for lists: large clusters are read in chunks instead of one huge response.
 const LIST_PAGE: u32 = 500;
+
+/// Largest answer read from the API server. A page of [`LIST_PAGE`] large pods is a few MiB;
+/// a server (or proxy) that ignores `limit` or streams without end is cut off here.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// Most bytes of one list, all pages together: tens of thousands of pods fit, and what is kept
+/// of them stays well within a laptop's memory.
+const MAX_LIST_BYTES: usize = 512 << 20;
+
+/// An answer's body as JSON.
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, ApiFailure> {
+    serde_json::from_slice(body).map_err(|e| ApiFailure::Other(format!("the answer is not valid JSON ({e})")))
+}
 
 /// Lists `kind` cluster-wide, falling back to `namespaces` one by one when the cluster-wide list
 /// is forbidden. Every failure becomes a gap that says what is missing and which RBAC rule would
