@@ -122,52 +122,55 @@ fn elsewhere<'a>(snapshot: &'a Snapshot, name: &str, asked_ns: &str) -> Result<O
     Ok(Some(Examined { caller, capture, note: Some(note) }))
 }
 
+/// The callers `--from` names in namespace `ns`: a pod (else its captured proxy, else a pod of
+/// that name found in another namespace), a deployment's pods, or the pods with the labels.
+pub fn named<'a>(snapshot: &'a Snapshot, from: &From, ns: &str) -> Result<Vec<Examined<'a>>> {
+    let objects = &snapshot.objects;
+    let capture_of = |ns: &str, pod: &str| snapshot.proxies.iter().find(|p| p.namespace == ns && p.pod == pod);
+    let mut out: Vec<Examined> = Vec::new();
+    let deployment_selector = |name: &str| {
+        objects.deployments.iter().find(|d| d.meta.namespace == ns && d.meta.name == name).and_then(|d| d.spec.spec.as_ref()?.selector.match_labels.clone())
+    };
+    for pod in objects.pods.iter().filter(|p| p.meta.namespace == ns) {
+        let hit = match from {
+            From::Pod(name) => pod.meta.name == *name,
+            From::Labels(l) => labels_match(l, &pod.meta.labels),
+            From::Deployment(name) => match deployment_selector(name) {
+                Some(sel) => labels_match(&sel, &pod.meta.labels),
+                None => pod.meta.owners.iter().any(|o| o.strip_prefix("ReplicaSet/").is_some_and(|rs| rs.rsplit_once('-').is_some_and(|(d, _)| d == name))),
+            },
+        };
+        if hit {
+            out.push(Examined { caller: Caller::from_pod(pod), capture: capture_of(&pod.meta.namespace, &pod.meta.name), note: None });
+        }
+    }
+    if let (From::Pod(name), true) = (from, out.is_empty())
+        && let Some(cap) = capture_of(ns, name)
+    {
+        out.push(Examined { caller: from_capture(cap), capture: Some(cap), note: None });
+    }
+    if let (From::Pod(name), true) = (from, out.is_empty()) {
+        out.extend(elsewhere(snapshot, name, ns)?);
+    }
+    if out.is_empty() {
+        let pods: Vec<&str> = objects.pods.iter().filter(|p| p.meta.namespace == ns).map(|p| p.meta.name.as_str()).take(5).collect();
+        let known = if pods.is_empty() { format!("no pod of namespace {ns} was read") } else { format!("pods there include {}", pods.join(", ")) };
+        return Err(Error::new(format!("--from {from} matched no pod in namespace {ns}")).help(format!(
+            "{known}; pass a pod name (POD.NAMESPACE or NAMESPACE/POD), deploy/NAME[.NAMESPACE] or KEY=VALUE labels, and -n for the caller's namespace"
+        )));
+    }
+    Ok(out)
+}
+
 /// Picks the callers to examine: `--from`, else every captured proxy that is not a backend of
 /// the service, else every pod that could call it, else a stand-in sidecar.
 pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question) -> Result<Vec<Examined<'a>>> {
     let objects = &snapshot.objects;
-    let capture_of = |ns: &str, pod: &str| snapshot.proxies.iter().find(|p| p.namespace == ns && p.pod == pod);
     let backends: BTreeSet<(String, String)> =
         objects.pods.iter().filter(|p| target.selects(p)).map(|p| (p.meta.namespace.clone(), p.meta.name.clone())).collect();
     let mut out: Vec<Examined> = Vec::new();
     if let Some(from) = &question.from {
-        let ns = &question.from_namespace;
-        let deployment_selector = |name: &str| {
-            objects
-                .deployments
-                .iter()
-                .find(|d| d.meta.namespace == *ns && d.meta.name == name)
-                .and_then(|d| d.spec.spec.as_ref()?.selector.match_labels.clone())
-        };
-        for pod in objects.pods.iter().filter(|p| p.meta.namespace == *ns) {
-            let hit = match from {
-                From::Pod(name) => pod.meta.name == *name,
-                From::Labels(l) => labels_match(l, &pod.meta.labels),
-                From::Deployment(name) => match deployment_selector(name) {
-                    Some(sel) => labels_match(&sel, &pod.meta.labels),
-                    None => pod.meta.owners.iter().any(|o| o.strip_prefix("ReplicaSet/").is_some_and(|rs| rs.rsplit_once('-').is_some_and(|(d, _)| d == name))),
-                },
-            };
-            if hit {
-                out.push(Examined { caller: Caller::from_pod(pod), capture: capture_of(&pod.meta.namespace, &pod.meta.name), note: None });
-            }
-        }
-        if let (From::Pod(name), true) = (from, out.is_empty())
-            && let Some(cap) = capture_of(ns, name)
-        {
-            out.push(Examined { caller: from_capture(cap), capture: Some(cap), note: None });
-        }
-        if let (From::Pod(name), true) = (from, out.is_empty()) {
-            out.extend(elsewhere(snapshot, name, ns)?);
-        }
-        if out.is_empty() {
-            let pods: Vec<&str> = objects.pods.iter().filter(|p| p.meta.namespace == *ns).map(|p| p.meta.name.as_str()).take(5).collect();
-            let known = if pods.is_empty() { format!("no pod of namespace {ns} was read") } else { format!("pods there include {}", pods.join(", ")) };
-            return Err(Error::new(format!("--from {from} matched no pod in namespace {ns}")).help(format!(
-                "{known}; pass a pod name (POD.NAMESPACE or NAMESPACE/POD), deploy/NAME[.NAMESPACE] or KEY=VALUE labels, and -n for the caller's namespace"
-            )));
-        }
-        return Ok(out);
+        return named(snapshot, from, &question.from_namespace);
     }
     for cap in &snapshot.proxies {
         if backends.contains(&(cap.namespace.clone(), cap.pod.clone())) {

@@ -55,6 +55,29 @@ fn explains_an_access_log_line() {
 }
 
 #[test]
+fn a_bare_caller_in_another_namespace_is_found_and_said_so() {
+    let (json, _) = trace_json("from-pod-in-other-namespace", &[]);
+    assert_eq!(json["caller"], format!("frontend/{CALLER}"));
+    let note = json["caller_note"].as_str().unwrap();
+    assert!(note.contains("found it in namespace frontend"), "{note}");
+    let table = run(&["reviews", "--from", CALLER, "--port", "9080", "--snapshot", "testdata/scenarios/from-pod-in-other-namespace"]);
+    assert!(String::from_utf8_lossy(&table.stdout).lines().nth(1).is_some_and(|l| l.contains("found it in namespace frontend")));
+    let named = run(&[
+        "reviews",
+        "--from",
+        &format!("frontend/{CALLER}"),
+        "--port",
+        "9080",
+        "--snapshot",
+        "testdata/scenarios/from-pod-in-other-namespace",
+        "-o",
+        "json",
+    ]);
+    let json: Value = serde_json::from_slice(&named.stdout).unwrap();
+    assert_eq!(json["caller_note"], Value::Null, "a caller named with its namespace needs no note");
+}
+
+#[test]
 fn bad_flags_exit_2_with_what_to_do() {
     for args in [
         vec!["reviews", "--from", CALLER, "--port", "9080", "--path", "no-slash", "--snapshot", "testdata/scenarios/proxy-stale"],

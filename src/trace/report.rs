@@ -7,6 +7,7 @@ use crate::envoy::config_dump::{ConfigDump, Selection};
 use crate::envoy::listener::RouteConfiguration;
 use crate::error::{Error, Result};
 use crate::intent::target::Caller;
+use crate::question::Examined;
 use crate::render::{Format, clean};
 use crate::snapshot::{ProxyCapture, Snapshot};
 use serde::Serialize;
@@ -16,6 +17,8 @@ use serde::Serialize;
 pub struct TraceReport {
     /// The caller (`namespace/pod`).
     pub caller: String,
+    /// How the caller was found, when that is worth a line (a bare pod in another namespace).
+    pub note: Option<String>,
     /// The request, with defaults filled.
     pub request: Request,
     /// `envoy` when the caller's Envoy was read, else `intent`.
@@ -39,60 +42,15 @@ impl TraceReport {
     }
 }
 
-/// A test on a pod.
-type PodTest = Box<dyn Fn(&crate::snapshot::Resource<k8s_openapi::api::core::v1::Pod>) -> bool>;
-
 /// Reads one field of a walk.
 type WalkField = fn(&Walk) -> Option<String>;
 
-/// Finds the caller named by `--from`: `POD`, `POD.NS`, `NS/POD`, `pod/NAME`, `deploy/NAME`
-/// or `KEY=VALUE,...` (pods looked up in `namespace`).
-pub fn find_caller<'s>(snapshot: &'s Snapshot, from: &str, namespace: &str) -> Result<(Caller, Option<&'s ProxyCapture>)> {
-    let pods = &snapshot.objects.pods;
-    let (ns, name_match): (String, PodTest) = match from.split_once('/') {
-        Some(("deploy" | "deployment" | "deployments", d)) => {
-            let d = d.to_string();
-            (
-                namespace.into(),
-                Box::new(move |p| {
-                    p.meta.owners.iter().any(|o| o.strip_prefix("ReplicaSet/").is_some_and(|rs| rs.rsplit_once('-').is_some_and(|(n, _)| n == d)))
-                }),
-            )
-        }
-        Some(("pod" | "pods" | "po", p)) => {
-            let p = p.to_string();
-            (namespace.into(), Box::new(move |pod| pod.meta.name == p))
-        }
-        Some((n, p)) => {
-            let p = p.to_string();
-            (n.into(), Box::new(move |pod| pod.meta.name == p))
-        }
-        None if from.contains('=') => {
-            let labels: std::collections::BTreeMap<String, String> =
-                from.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-            (namespace.into(), Box::new(move |pod| crate::istio::labels_match(&labels, &pod.meta.labels)))
-        }
-        None => match from.split_once('.') {
-            Some((p, n)) if !pods.iter().any(|pod| pod.meta.name == from) => {
-                let p = p.to_string();
-                (n.into(), Box::new(move |pod| pod.meta.name == p))
-            }
-            _ => {
-                let p = from.to_string();
-                (namespace.into(), Box::new(move |pod| pod.meta.name == p))
-            }
-        },
-    };
-    let capture_of = |n: &str, p: &str| snapshot.proxies.iter().find(|c| c.namespace == n && c.pod == p);
-    if let Some(pod) = pods.iter().find(|p| p.meta.namespace == ns && name_match(p)) {
-        return Ok((Caller::from_pod(pod), capture_of(&pod.meta.namespace, &pod.meta.name)));
-    }
-    let known: Vec<String> = pods.iter().filter(|p| p.meta.namespace == ns).map(|p| p.meta.name.clone()).take(5).collect();
-    Err(Error::new(format!("--from {from} matched no pod in namespace {ns}")).help(if known.is_empty() {
-        "pass the caller as POD.NAMESPACE or NAMESPACE/POD; no pod of that namespace was read".to_string()
-    } else {
-        format!("pods there include {}", known.join(", "))
-    }))
+/// The caller `--from` names (the first pod when it names several), pods looked up in
+/// `namespace` unless the form names one.
+fn find_caller<'s>(snapshot: &'s Snapshot, from: &str, namespace: &str) -> Result<Examined<'s>> {
+    let (from, ns) = crate::question::From::parse(from)?;
+    let mut named = crate::question::named(snapshot, &from, ns.as_deref().unwrap_or(namespace))?;
+    Ok(named.swap_remove(0))
 }
 
 /// The Envoy-shaped configuration in a captured config dump.
@@ -134,7 +92,7 @@ pub fn from_dump(dump: &ConfigDump) -> ProxyConfig {
 
 /// Traces `request` from the caller named by `from` on both sides.
 pub fn trace(snapshot: &Snapshot, from: &str, namespace: &str, request: Request) -> Result<TraceReport> {
-    let (caller, capture) = find_caller(snapshot, from, namespace)?;
+    let Examined { caller, capture, note } = find_caller(snapshot, from, namespace)?;
     let request = request.with_defaults();
     let mut gaps = Vec::new();
     let envoy = match capture.map(envoy_config).transpose()?.flatten() {
@@ -148,7 +106,17 @@ pub fn trace(snapshot: &Snapshot, from: &str, namespace: &str, request: Request)
     gaps.extend(derived.gaps.iter().cloned());
     let intent = Some(walk(&derived.config, &request));
     let findings = parting(&caller, envoy.as_ref(), intent.as_ref(), &mut gaps);
-    Ok(TraceReport { caller: caller.display(), source: if envoy.is_some() { "envoy" } else { "intent" }, request, envoy, intent, findings, gaps, log: None })
+    Ok(TraceReport {
+        caller: caller.display(),
+        note,
+        source: if envoy.is_some() { "envoy" } else { "intent" },
+        request,
+        envoy,
+        intent,
+        findings,
+        gaps,
+        log: None,
+    })
 }
 
 /// The first step where intent and Envoy part, as a finding. Only the HTTP routing stages are
@@ -215,6 +183,7 @@ fn render_json(report: &TraceReport) -> String {
         "outcome": answer.outcome,
         "source": report.source,
         "caller": report.caller,
+        "caller_note": report.note,
         "request": report.request,
         "steps": answer.steps,
         "envoy": report.envoy,
@@ -242,6 +211,10 @@ fn render_text(report: &TraceReport, markdown: bool) -> String {
     );
     let Some(answer) = report.answer() else { return clean(&title) + "\n" };
     out.push_str(&if markdown { format!("### {}\n\n", clean(&title)) } else { format!("{}\n", clean(&title)) });
+    if let Some(note) = &report.note {
+        out.push_str(&clean(note));
+        out.push_str(if markdown { "\n\n" } else { "\n" });
+    }
     let verdict = match report.findings.first() {
         Some(f) => format!("verdict: {}: {}", f.severity, f.summary),
         None => format!("verdict ({}): {}", report.source, answer.outcome),
