@@ -186,13 +186,17 @@ impl Cli {
     /// Turns the arguments into a question; `SERVICE.NAMESPACE` wins over `-n`, which wins over
     /// `default_namespace` (the kubeconfig context's, as kubectl does).
     pub fn question(&self, default_namespace: &str) -> Result<Question> {
+        self.question_about(self.service_arg(), default_namespace)
+    }
+
+    /// The question about `arg` (SERVICE or SERVICE.NAMESPACE) with the other flags given.
+    pub fn question_about(&self, arg: &str, default_namespace: &str) -> Result<Question> {
         // clap cannot tie a global flag to another once a subcommand is parsed.
         if self.all_namespaces {
             return Err(
                 Error::new("-A (--all-namespaces) goes with --all").help("ask about one service with -n NAMESPACE, or check every service with --all -A")
             );
         }
-        let arg = self.service_arg();
         let (service, namespace) = match arg.split_once('.') {
             Some((s, ns)) => (s.to_string(), ns.trim_end_matches(".svc.cluster.local").trim_end_matches(".svc").to_string()),
             None => (arg.to_string(), self.namespace.clone().unwrap_or_else(|| default_namespace.into())),

@@ -64,19 +64,18 @@ fn trace(cli: &cli::Cli, args: &cli::TraceArgs) -> error::Result<ExitCode> {
     let snapshot = match &args.snapshot {
         Some(path) => gather::files::read_snapshot(path)?,
         None => {
-            let service = args.service.as_deref().ok_or_else(|| {
-                error::Error::new("live trace needs the SERVICE called, to know which proxies and objects to read")
-                    .help("for example: kubectl mesh-why trace reviews --from productpage-v1-xxx --port 9080")
+            let service = trace::report::called_service(args)?.ok_or_else(|| {
+                error::Error::new("live trace needs the service called, to know which objects and proxies to read")
+                    .help("name it (kubectl mesh-why trace reviews --from productpage-v1-xxx --port 9080), or pass --host reviews.NAMESPACE or a --log line")
             })?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| error::Error::new(format!("cannot start the async runtime: {e}")))?;
             runtime.block_on(async {
-                let (connect, options) = live_options(&cli.cluster);
+                let (connect, options) = live_options(&cli.cluster, false);
                 let cluster = gather::live::kube::connect(&connect).await?;
-                let mut question = cli.question(&cluster.default_namespace)?;
-                question.service = service.split('.').next().unwrap_or(service).to_string();
+                let question = cli.question_about(&service, &cluster.default_namespace)?;
                 gather::live::gather(&cluster, &question, &options).await?.snapshot()
             })?
         }
@@ -100,8 +99,9 @@ enum Reading {
 }
 
 /// How to connect and read, from the cluster flags. The deadline starts now, before the client
-/// is built: a credential plugin runs then.
-fn live_options(args: &cli::ClusterArgs) -> (gather::live::kube::ConnectOptions, gather::live::LiveOptions) {
+/// is built: a credential plugin runs then. `destinations`: read the called service's proxies too
+/// (a trace walks only the caller's Envoy).
+fn live_options(args: &cli::ClusterArgs, destinations: bool) -> (gather::live::kube::ConnectOptions, gather::live::LiveOptions) {
     let deadline = gather::live::Deadline::after(args.timeout);
     let connect = gather::live::kube::ConnectOptions {
         kubeconfig: args.kubeconfig.clone(),
@@ -109,13 +109,13 @@ fn live_options(args: &cli::ClusterArgs) -> (gather::live::kube::ConnectOptions,
         request_timeout: args.request_timeout,
         deadline,
     };
-    (connect, gather::live::LiveOptions { max_proxies: args.max_proxies as usize, deadline })
+    (connect, gather::live::LiveOptions { max_proxies: args.max_proxies as usize, deadline, destinations })
 }
 
 /// Live mode and `capture`: read the cluster, then analyze or write. Ctrl-C stops at once;
 /// nothing has been written to disk before the reading is complete.
 async fn live(cli: &cli::Cli) -> error::Result<ExitCode> {
-    let (connect, options) = live_options(&cli.cluster);
+    let (connect, options) = live_options(&cli.cluster, true);
     let reading = async {
         let cluster = gather::live::kube::connect(&connect).await?;
         if let Some(scope) = cli.mesh_scope(&cluster.default_namespace) {

@@ -850,3 +850,36 @@ fn endless_list_is_cut_off_and_becomes_a_gap() {
     assert!(gaps.iter().any(|g| g.starts_with("pods") && g.contains("larger than 64 MiB")), "{gaps:#?}");
     api.assert_read_only();
 }
+
+#[test]
+fn live_trace_reads_the_service_its_host_names_and_agrees_with_its_capture() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &[]);
+    let kc = api.kubeconfig();
+    let kc = kc.to_str().unwrap();
+    // No SERVICE argument: `--host` names it.
+    let trace = |extra: &[&str]| {
+        let mut args = vec!["trace", "--host", "reviews.default", "--from", PRODUCTPAGE, "--port", "9080", "-o", "json"];
+        args.extend_from_slice(extra);
+        mesh_why(&args, &[])
+    };
+    let live = trace(&["--kubeconfig", kc]);
+    assert_ne!(live.status.code(), Some(2), "{}", text(&live));
+    let report = json(&live);
+    assert_eq!(report["source"], "envoy", "the caller's Envoy was read: {}", text(&live));
+    assert_eq!(report["listener"], "0.0.0.0_9080");
+    assert_eq!(report["virtual_host"], "reviews.default.svc.cluster.local:9080");
+    api.assert_read_only();
+    assert_eq!(api.port_forwards().len(), 1, "only the caller's proxy is read: {:?}", api.port_forwards());
+
+    let dir = api.dir.path().join("capture");
+    let out = mesh_why(&["capture", "reviews", "--kubeconfig", kc, "-d", dir.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let offline = trace(&["--snapshot", dir.to_str().unwrap()]);
+    assert_eq!(json(&offline)["envoy"], report["envoy"], "the live walk and the walk on its capture differ");
+
+    // Nothing names an in-cluster service: say what would.
+    let out = mesh_why(&["trace", "--from", PRODUCTPAGE, "--port", "9080", "--host", "api.example.com", "--kubeconfig", kc], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--host reviews.NAMESPACE"), "{}", text(&out));
+}

@@ -253,6 +253,30 @@ fn render_text(report: &TraceReport, markdown: bool) -> String {
     out
 }
 
+/// The Kubernetes service a trace is about, as `NAME[.NAMESPACE]`: SERVICE when given, else
+/// the one `--host` names, else the one the `--log` line's upstream cluster or authority names.
+/// Live mode reads that service's objects and the caller's proxy; `None` when nothing names an
+/// in-cluster service.
+pub fn called_service(args: &crate::cli::TraceArgs) -> Result<Option<String>> {
+    if args.service.is_some() {
+        return Ok(args.service.clone());
+    }
+    let suffix = format!(".svc.{}", crate::istio::names::DEFAULT_DOMAIN);
+    // `NAME`, `NAME.NS`, `NAME.NS.svc[.cluster.local]`, with or without `:PORT`; a name of
+    // another domain (three labels or more) is not an in-cluster service.
+    let from_host = |host: &str| -> Option<String> {
+        let host = host.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok()).map_or(host, |(h, _)| h).trim_end_matches('.');
+        let name = host.strip_suffix(&suffix).or_else(|| host.strip_suffix(".svc")).unwrap_or(host);
+        (!name.is_empty() && name.split('.').count() <= 2).then(|| name.to_string())
+    };
+    if let Some(host) = &args.host {
+        return Ok(from_host(host));
+    }
+    let Some(line) = &args.log else { return Ok(None) };
+    let log = super::log::parse(line)?;
+    Ok(crate::istio::names::ClusterName::parse(&log.upstream_cluster).and_then(|c| from_host(&c.host)).or_else(|| from_host(&log.authority)))
+}
+
 /// Builds the request from the `trace` flags; SERVICE[.NS] fills host, address and port.
 pub fn build_request(objects: &crate::snapshot::Objects, args: &crate::cli::TraceArgs, port: Option<u32>, namespace: &str) -> Result<Request> {
     let service = match &args.service {
@@ -309,4 +333,31 @@ pub fn build_request(objects: &crate::snapshot::Objects, args: &crate::cli::Trac
         alpn: args.alpn.clone(),
         inbound: args.inbound,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn called(args: &[&str]) -> Option<String> {
+        let cli = crate::cli::Cli::try_parse_from([&["kubectl-mesh_why", "trace", "--from", "p"], args].concat()).unwrap();
+        let Some(crate::cli::Command::Trace(t)) = &cli.command else { unreachable!("a trace command") };
+        called_service(t).unwrap()
+    }
+
+    #[test]
+    fn the_service_comes_from_the_argument_the_host_or_the_log_line() {
+        assert_eq!(called(&["ratings.shop", "--host", "reviews"]).as_deref(), Some("ratings.shop"));
+        assert_eq!(called(&["--host", "reviews.default.svc.cluster.local:9080"]).as_deref(), Some("reviews.default"));
+        assert_eq!(called(&["--host", "reviews.default.svc."]).as_deref(), Some("reviews.default"));
+        assert_eq!(called(&["--host", "reviews"]).as_deref(), Some("reviews"));
+        assert_eq!(called(&["--host", "api.example.com"]), None, "a host of another domain is no in-cluster service");
+        let line = r#"[2026-12-03T10:38:29.630Z] "GET /r HTTP/1.1" 503 UH - - "-" 0 19 0 - "-" "curl" "id" "x.example.com" "-" outbound|9080|v2|reviews.default.svc.cluster.local - 10.96.0.20:9080 10.0.0.5:4242 - -"#;
+        assert_eq!(called(&["--log", line]).as_deref(), Some("reviews.default"), "the upstream cluster names the service");
+        assert_eq!(
+            called(&["--log", &line.replace("outbound|9080|v2|reviews.default.svc.cluster.local", "-").replace("x.example.com", "ratings:9080")]).as_deref(),
+            Some("ratings")
+        );
+    }
 }

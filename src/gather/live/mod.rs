@@ -86,6 +86,8 @@ pub struct LiveOptions {
     pub max_proxies: usize,
     /// The overall `--timeout`, started before the client was built.
     pub deadline: Deadline,
+    /// Read the destination's proxies too (their inbound side); a trace needs only the caller's.
+    pub destinations: bool,
 }
 
 /// What a live gathering produced, in the form `capture` writes: the objects as the API server
@@ -240,7 +242,7 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
     read_pods(cluster, question, &target, &snapshot, &deadline, &mut capture).await;
 
     let snapshot = capture.snapshot()?;
-    let choices = proxies::choose(&snapshot, &target, question, options.max_proxies)?;
+    let choices = proxies::choose(&snapshot, &target, question, options)?;
     capture.gaps.extend(choices.gaps);
     capture.count_objects();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} {pos}/{len} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()));

@@ -119,8 +119,9 @@ fn has_sidecar(caller: &Caller) -> bool {
     caller.sidecar == SidecarState::Injected
 }
 
-/// Picks the proxies to read (at most `max`).
-pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, max: usize) -> Result<Choices> {
+/// Picks the proxies to read (at most `options.max_proxies`).
+pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, options: &super::LiveOptions) -> Result<Choices> {
+    let max = options.max_proxies;
     let objects = &snapshot.objects;
     let mut choices = Choices::default();
     let is_backend = |p: &Resource<Pod>| target.selects(p);
@@ -180,7 +181,8 @@ pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, max: us
         }
     }
 
-    let mut backends: Vec<&Resource<Pod>> = objects.pods.iter().filter(|p| is_backend(p) && ready(p) && has_sidecar(&Caller::from_pod(p))).collect();
+    let mut backends: Vec<&Resource<Pod>> =
+        objects.pods.iter().filter(|p| options.destinations && is_backend(p) && ready(p) && has_sidecar(&Caller::from_pod(p))).collect();
     backends.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
     let mut subsets: Vec<(&str, &BTreeMap<String, String>)> = Vec::new();
     for rule in all_for(objects, &target.fqdn) {
