@@ -116,6 +116,7 @@ fn a_client_lists_the_read_only_tools_and_gets_reports_back() {
     // The canary the Envoy splits 50/50 where istiod would push 90/10.
     let outcome = trace["structuredContent"]["outcome"].as_str().unwrap();
     assert!(outcome.contains("50%: upstream outbound|9080|v1|reviews.default.svc.cluster.local"), "{outcome}");
+    assert_eq!(common::schema_violations(&trace["structuredContent"]), None);
 
     // A bad input is a tool error that says what is wrong, and the server keeps serving.
     let missing = session.call("why", json!({"service": "reviews", "snapshot": "testdata/scenarios/no-such-snapshot"}));

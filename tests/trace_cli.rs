@@ -1,6 +1,9 @@
 //! `kubectl mesh-why trace` end to end on scenario snapshots (captures made by a real Envoy):
 //! the JSON's top-level fields, the finding where intent and Envoy part, a healthy near-miss
-//! without one, `/clusters` health, `--log`, and bad flags.
+//! without one, `/clusters` health, `--log`, and bad flags. Every JSON output is checked against
+//! the published `mesh-why/v1` schema.
+
+mod common;
 
 use serde_json::Value;
 use std::process::{Command, Output};
@@ -17,6 +20,7 @@ fn trace_json(scenario: &str, extra: &[&str]) -> (Value, i32) {
     args.extend_from_slice(extra);
     let out = run(&args);
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(common::schema_violations(&json), None, "{scenario} {extra:?}");
     (json, out.status.code().unwrap_or(-1))
 }
 
@@ -33,6 +37,32 @@ fn stale_proxy_is_the_finding_where_the_walks_part() {
     assert!(evidence.contains("90%") && evidence.contains("50%"), "{evidence}");
     assert!(json["steps"].as_array().unwrap().iter().any(|s| s["stage"] == "virtual_host"));
     assert!(json["envoy"].is_object() && json["intent"].is_object());
+}
+
+#[test]
+fn a_trace_is_a_mesh_why_v1_document_the_schema_holds_to_its_promise() {
+    let (json, _) = trace_json("proxy-stale", &[]);
+    assert_eq!((json["schema"].as_str(), json["kind"].as_str()), (Some("mesh-why/v1"), Some("trace")));
+    assert_eq!(json["tool"]["version"], env!("CARGO_PKG_VERSION"));
+    let share = &json["envoy"]["action"]["clusters"][0];
+    assert_eq!((share["cluster"].as_str(), share["percent"].as_f64()), (Some("outbound|9080|v1|reviews.default.svc.cluster.local"), Some(50.0)));
+    let breaks: [(&str, fn(&mut Value)); 4] = [
+        ("an unknown source", |t| t["source"] = "guess".into()),
+        ("a stop code that is not snake_case", |t| t["error"] = "No Route".into()),
+        ("a share over 100%", |t| t["envoy"]["action"]["clusters"][0]["percent"] = 150.0.into()),
+        ("a step without its reason", |t| {
+            t["steps"][0].as_object_mut().unwrap().remove("why");
+        }),
+    ];
+    for (what, change) in breaks {
+        let mut broken = json.clone();
+        change(&mut broken);
+        assert!(common::schema_violations(&broken).is_some(), "the schema accepts {what}");
+    }
+    // A report's shape is not a trace's: without `kind` the document must be a report.
+    let mut untagged = json;
+    untagged.as_object_mut().unwrap().remove("kind");
+    assert!(common::schema_violations(&untagged).is_some(), "a trace without its kind passes as a report");
 }
 
 #[test]

@@ -37,7 +37,7 @@ fn predict(config: &ProxyConfig, w: &Walk) -> Seen {
         (None, Some(Action::DirectResponse { status })) => (String::new(), u64::from(*status), String::new(), route),
         (None, Some(Action::Forward { clusters, .. })) => {
             // The matrix's weighted route sends 100% to one cluster.
-            let (cluster, _) = clusters.iter().max_by(|a, b| a.1.total_cmp(&b.1)).expect("a route action with clusters");
+            let cluster = &clusters.iter().max_by(|a, b| a.percent.total_cmp(&b.percent)).expect("a route action with clusters").cluster;
             if !config.clusters.as_ref().expect("cluster names read").contains(cluster) {
                 (String::new(), 503, "NC".into(), route)
             } else if config.endpoints.get(cluster).is_some_and(|(healthy, _)| *healthy == 0) {
@@ -46,7 +46,7 @@ fn predict(config: &ProxyConfig, w: &Walk) -> Seen {
                 (cluster.clone(), 200, String::new(), route)
             }
         }
-        (None, Some(Action::Tcp { clusters })) => (clusters[0].0.clone(), 0, String::new(), String::new()),
+        (None, Some(Action::Tcp { clusters })) => (clusters[0].cluster.clone(), 0, String::new(), String::new()),
         (None, other) => panic!("unexpected action {other:?}"),
     }
 }

@@ -5,11 +5,16 @@ use crate::diagnose::Report;
 use crate::version;
 use serde_json::json;
 
+/// The `tool` field of every `mesh-why/v1` document: the build that wrote it.
+pub fn tool() -> serde_json::Value {
+    json!({"name": "mesh-why", "version": version::VERSION, "commit": version::COMMIT})
+}
+
 /// Renders the report as pretty JSON (control characters are escaped by the encoder).
 pub fn render(report: &Report) -> String {
     let doc = json!({
         "schema": "mesh-why/v1",
-        "tool": {"name": "mesh-why", "version": version::VERSION, "commit": version::COMMIT},
+        "tool": tool(),
         "verdict": verdict(report),
         "target": report.target,
         "proxies": report.proxies,

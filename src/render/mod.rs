@@ -4,7 +4,7 @@
 //! characters before they reach a terminal or a ticket, so a crafted object cannot inject
 //! escape sequences, and Markdown table cells are escaped so a `|` in a regex cannot break them.
 
-mod json;
+pub mod json;
 mod markdown;
 mod table;
 

@@ -189,8 +189,8 @@ pub struct Step {
 pub enum Action {
     /// Forward to clusters with their share of traffic (percent, one decimal).
     Forward {
-        /// (cluster, share in percent).
-        clusters: Vec<(String, f64)>,
+        /// The clusters with their share of traffic.
+        clusters: Vec<Share>,
         /// Route timeout.
         #[serde(skip_serializing_if = "Option::is_none")]
         timeout: Option<String>,
@@ -209,9 +209,29 @@ pub enum Action {
     },
     /// tcp_proxy to clusters.
     Tcp {
-        /// (cluster, share in percent).
-        clusters: Vec<(String, f64)>,
+        /// The clusters with their share of traffic.
+        clusters: Vec<Share>,
     },
+}
+
+/// One cluster of an action and its share of traffic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Share {
+    /// Cluster name.
+    pub cluster: String,
+    /// Percent of requests, one decimal.
+    pub percent: f64,
+}
+
+/// How many of a cluster's endpoints are healthy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointHealth {
+    /// Cluster name.
+    pub cluster: String,
+    /// Endpoints Envoy may send to.
+    pub healthy: usize,
+    /// All endpoints.
+    pub total: usize,
 }
 
 /// The result of one walk.
@@ -233,8 +253,8 @@ pub struct Walk {
     pub error: Option<Stop>,
     /// What the route or tcp_proxy does.
     pub action: Option<Action>,
-    /// Endpoints of the chosen cluster(s): (cluster, healthy, total), when known.
-    pub endpoints: Vec<(String, usize, usize)>,
+    /// Endpoints of the chosen cluster(s), when known.
+    pub endpoints: Vec<EndpointHealth>,
     /// What the request meets in the end, in words (`upstream ...`, `404 NR`, `503 UH`).
     pub outcome: String,
     /// The decisions in order.

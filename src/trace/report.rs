@@ -153,7 +153,7 @@ fn parting(caller: &Caller, envoy: Option<&Walk>, intent: Option<&Walk>, gaps: &
 
 /// The clusters of an action with their shares (`a 90%, b 10%`), or what it does instead.
 fn describe_action(a: &super::Action) -> String {
-    let clusters = |c: &[(String, f64)]| c.iter().map(|(n, s)| format!("{n} {s}%")).collect::<Vec<_>>().join(", ");
+    let clusters = |c: &[super::Share]| c.iter().map(|s| format!("{} {}%", s.cluster, s.percent)).collect::<Vec<_>>().join(", ");
     match a {
         super::Action::Forward { clusters: c, .. } | super::Action::Tcp { clusters: c } => clusters(c),
         super::Action::Redirect => "redirect".into(),
@@ -173,6 +173,9 @@ pub fn render(report: &TraceReport, format: Format) -> String {
 fn render_json(report: &TraceReport) -> String {
     let answer = report.answer().cloned().unwrap_or_default();
     let json = serde_json::json!({
+        "schema": "mesh-why/v1",
+        "kind": "trace",
+        "tool": crate::render::json::tool(),
         "listener": answer.listener,
         "filter_chain": answer.filter_chain,
         "route_config": answer.route_config,

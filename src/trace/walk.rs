@@ -7,7 +7,7 @@
 //! domain, longest `*suffix`, longest `prefix*`, `*`. Route: the first whose path (query
 //! stripped), headers and query parameters match.
 
-use super::{Action, ProxyConfig, Request, Security, Step, Stop, Walk};
+use super::{Action, EndpointHealth, ProxyConfig, Request, Security, Share, Step, Stop, Walk};
 use crate::envoy::listener::{FilterChain, ListenerDetail, NetworkFilter, RouteConfiguration};
 use crate::envoy::types::{HeaderMatcher, Route, RouteMatch, StringMatcher, VirtualHost};
 use serde_json::Value;
@@ -119,7 +119,7 @@ pub fn walk(config: &ProxyConfig, req: &Request) -> Walk {
             });
             let action = route_action(route);
             if let Some(Action::Forward { clusters, .. }) = &action
-                && let [(cluster, _)] = clusters.as_slice()
+                && let [Share { cluster, .. }] = clusters.as_slice()
                 && route.route.as_ref().is_some_and(|a| a.cluster.is_some())
             {
                 w.cluster = Some(cluster.clone());
@@ -129,7 +129,7 @@ pub fn walk(config: &ProxyConfig, req: &Request) -> Walk {
         NetworkFilter::Tcp { cluster, weighted } => {
             w.cluster = cluster.clone();
             let clusters = match cluster {
-                Some(c) => vec![(c.clone(), 100.0)],
+                Some(c) => vec![Share { cluster: c.clone(), percent: 100.0 }],
                 None => shares(weighted),
             };
             w.steps.push(Step { stage: "network_filter", chosen: "tcp_proxy".into(), why: "the chain ends in a tcp_proxy".into() });
@@ -154,7 +154,7 @@ fn stop(mut w: Walk, at: Stop) -> Walk {
 
 /// Names the upstream(s) and what meets the request there (missing cluster, no healthy endpoint).
 fn finish(config: &ProxyConfig, mut w: Walk) -> Walk {
-    let clusters: Vec<(String, f64)> = match &w.action {
+    let clusters: Vec<Share> = match &w.action {
         Some(Action::Forward { clusters, .. }) | Some(Action::Tcp { clusters }) => clusters.clone(),
         Some(Action::Redirect) => {
             w.outcome = "redirect (3xx) from the route".into();
@@ -170,7 +170,7 @@ fn finish(config: &ProxyConfig, mut w: Walk) -> Walk {
         }
     };
     let mut outcomes = Vec::new();
-    for (cluster, share) in &clusters {
+    for Share { cluster, percent: share } in &clusters {
         w.steps.push(Step {
             stage: "cluster",
             chosen: cluster.clone(),
@@ -185,7 +185,7 @@ fn finish(config: &ProxyConfig, mut w: Walk) -> Walk {
                 Some((0, 0)) => format!("503 UH: cluster {cluster} has no endpoints"),
                 Some((0, total)) => format!("503 UH: none of the {total} endpoints of {cluster} is healthy"),
                 Some((healthy, total)) => {
-                    w.endpoints.push((cluster.clone(), *healthy, *total));
+                    w.endpoints.push(EndpointHealth { cluster: cluster.clone(), healthy: *healthy, total: *total });
                     format!("upstream {cluster} ({healthy}/{total} endpoints healthy)")
                 }
                 None => format!("upstream {cluster}"),
@@ -194,7 +194,7 @@ fn finish(config: &ProxyConfig, mut w: Walk) -> Walk {
         if let Some((healthy, total)) = config.endpoints.get(cluster)
             && *healthy == 0
         {
-            w.endpoints.push((cluster.clone(), 0, *total));
+            w.endpoints.push(EndpointHealth { cluster: cluster.clone(), healthy: 0, total: *total });
         }
         outcomes.push(if clusters.len() > 1 { format!("{share}%: {what}") } else { what });
     }
@@ -211,7 +211,7 @@ fn route_action(route: &Route) -> Option<Action> {
     }
     let action = route.route.as_ref()?;
     let clusters = match (&action.cluster, &action.weighted_clusters) {
-        (Some(c), _) => vec![(c.clone(), 100.0)],
+        (Some(c), _) => vec![Share { cluster: c.clone(), percent: 100.0 }],
         (None, Some(wc)) => shares(&wc.clusters.iter().map(|c| (c.name.clone(), c.weight.unwrap_or(0))).collect::<Vec<_>>()),
         (None, None) => Vec::new(),
     };
@@ -220,9 +220,13 @@ fn route_action(route: &Route) -> Option<Action> {
 }
 
 /// Weights to percentages with one decimal.
-fn shares(weighted: &[(String, u64)]) -> Vec<(String, f64)> {
-    let total: u64 = weighted.iter().map(|(_, w)| w).sum();
-    weighted.iter().map(|(n, w)| (n.clone(), if total == 0 { 0.0 } else { (*w as f64 * 1000.0 / total as f64).round() / 10.0 })).collect()
+fn shares(weighted: &[(String, u64)]) -> Vec<Share> {
+    // Summed wide: weights come from the config dump and may be anything a u64 holds.
+    let total: u128 = weighted.iter().map(|(_, w)| u128::from(*w)).sum();
+    weighted
+        .iter()
+        .map(|(n, w)| Share { cluster: n.clone(), percent: if total == 0 { 0.0 } else { (*w as f64 * 1000.0 / total as f64).round() / 10.0 } })
+        .collect()
 }
 
 fn match_listener<'c>(config: &'c ProxyConfig, req: &Request, steps: &mut Vec<Step>) -> Option<&'c (String, ListenerDetail)> {
