@@ -74,6 +74,25 @@ fn healthy_canary_has_no_finding_and_unhealthy_endpoints_show_as_uh() {
     assert!(json["outcome"].as_str().unwrap().contains("503 UH"), "{}", json["outcome"]);
 }
 
+/// The check calls `review-zero` unreachable; the trace of the very request it is for agrees.
+#[test]
+fn a_rule_the_check_calls_unreachable_is_one_the_trace_never_reaches() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["reviews", "--snapshot", "testdata/scenarios/unreachable-rule-exact", "-o", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let finding = &report["findings"][0];
+    assert_eq!((finding["id"].as_str(), finding["istio_code"].as_str()), (Some("unreachable-rule"), None), "{finding}");
+    assert!(finding["summary"].as_str().unwrap().contains("\"review-zero\""), "{finding}");
+    let (json, _) = trace_json("unreachable-rule-exact", &["--path", "/reviews/0", "-H", "end-user: jason"]);
+    assert_eq!(json["route"], "under-reviews");
+    // Where the check stays silent (the path differs in case), the trace reaches the rule.
+    let (json, _) = trace_json("unreachable-rule-exact-ok", &["--path", "/Reviews/0", "-H", "end-user: jason"]);
+    assert_eq!(json["route"], "review-zero");
+}
+
 #[test]
 fn explains_an_access_log_line() {
     let line = r#"[2026-12-03T10:38:29.630Z] "GET /reviews/0 HTTP/1.1" 503 UH no_healthy_upstream - "-" 0 19 0 - "-" "curl" "id" "reviews:9080" "-" outbound|9080|v2|reviews.default.svc.cluster.local - 10.96.0.20:9080 10.0.0.5:4242 - -"#;

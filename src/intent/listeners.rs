@@ -22,7 +22,7 @@ use crate::model::Model;
 use crate::model::virtual_services::vs_hosts;
 use crate::snapshot::{Objects, Resource};
 use crate::trace::ProxyConfig;
-use crate::view::{self, PathMatch, RouteView};
+use crate::view::{self, MatchView, PathMatch, RouteView};
 use std::collections::BTreeMap;
 
 /// What istiod would push, and what of it is not modelled.
@@ -450,9 +450,8 @@ fn virtual_outbound(mode: Outbound) -> ListenerDetail {
     }
 }
 
-/// A derived route in Envoy's shape.
-pub(super) fn envoy_route(r: &RouteView) -> Route {
-    let m = &r.matcher;
+/// A derived route match in Envoy's shape (what the trace walks and `trace::covers` compares).
+pub fn envoy_match(m: &MatchView) -> RouteMatch {
     let mut matcher = RouteMatch { case_sensitive: m.ignore_case.then_some(false), ..RouteMatch::default() };
     match &m.path {
         PathMatch::Prefix(p) => matcher.prefix = Some(p.clone()),
@@ -492,7 +491,12 @@ pub(super) fn envoy_route(r: &RouteView) -> Route {
             }
         })
         .collect();
-    let mut route = Route { name: Some(r.name.clone()), matcher, ..Route::default() };
+    matcher
+}
+
+/// A derived route in Envoy's shape.
+pub(super) fn envoy_route(r: &RouteView) -> Route {
+    let mut route = Route { name: Some(r.name.clone()), matcher: envoy_match(&r.matcher), ..Route::default() };
     match &r.action {
         view::Action::Forward { clusters } if clusters.len() == 1 => {
             route.route = Some(RouteAction { cluster: Some(clusters[0].name.clone()), timeout: r.timeout.clone(), ..RouteAction::default() })

@@ -5,6 +5,7 @@
 //! configuration derived from the objects (what istiod should push); where the two walks part
 //! is the finding.
 
+pub mod covers;
 pub mod log;
 pub mod report;
 pub mod walk;

@@ -424,7 +424,7 @@ pub fn route_matches(m: &RouteMatch, req: &Request) -> bool {
     path_ok && m.headers.iter().all(|h| header_matches(h, req)) && m.query_parameters.iter().all(|q| query_matches(q, full))
 }
 
-fn full_match(pattern: &str, value: &str) -> bool {
+pub(super) fn full_match(pattern: &str, value: &str) -> bool {
     regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(value))
 }
 

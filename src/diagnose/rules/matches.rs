@@ -1,16 +1,19 @@
 //! Rules that can never fire: an earlier rule or match already takes every request a later one
 //! would. A rule after a catch-all, or whose every match repeats an earlier one, is unreachable
 //! (IST0130); a single match repeated or covered by a broader earlier prefix is ineffective
-//! (IST0131). Prefix coverage is judged between prefix matches only, as `istioctl analyze` does.
+//! (IST0131). Coverage is judged on the matches' Envoy form with the trace's own matching rules
+//! (`trace::covers`), so a check never calls a rule dead that a traced request reaches. Where
+//! that finds more than `istioctl analyze` does (a prefix over an exact path, a header prefix
+//! over an exact value), the finding carries no analyze code.
 
 use super::{Scope, named};
 use crate::diagnose::finding::{Finding, Severity};
+use crate::intent::listeners::envoy_match;
 use crate::intent::routes::translate_match;
-use crate::istio::{HttpMatch, StringMatch, TcpRoute, VirtualService};
+use crate::istio::{HttpMatch, TcpRoute, VirtualService};
 use crate::model::Model;
 use crate::snapshot::Resource;
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// Rules and matches of VirtualServices in scope that no request can reach.
 pub fn unreachable_rule(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
@@ -29,6 +32,8 @@ struct Shadow {
     by: String,
     /// True when the earlier match is identical, not just broader.
     duplicate: bool,
+    /// True when `istioctl analyze` judges it too (a repeat, or a prefix under a prefix).
+    analyze: bool,
 }
 
 fn http_rules(vs: &Resource<VirtualService>, out: &mut Vec<Finding>) {
@@ -47,21 +52,25 @@ fn http_rules(vs: &Resource<VirtualService>, out: &mut Vec<Finding>) {
         let mut shadows = Vec::new();
         for (j, m) in rule.matches.iter().enumerate() {
             if let Some((by, _)) = seen.iter().find(|(_, earlier)| same_match(earlier, m)) {
-                shadows.push(Shadow { index: j, by: by.clone(), duplicate: true });
+                shadows.push(Shadow { index: j, by: by.clone(), duplicate: true, analyze: true });
                 continue;
             }
-            if let Some((by, _)) = seen.iter().find(|(_, earlier)| prefix_covers(earlier, m)) {
-                shadows.push(Shadow { index: j, by: by.clone(), duplicate: false });
+            if let Some((by, earlier)) = seen.iter().find(|(_, earlier)| match_covers(earlier, m)) {
+                shadows.push(Shadow { index: j, by: by.clone(), duplicate: false, analyze: both_prefixes(earlier, m) });
             }
             seen.push((format!("spec.http[{i}].match[{j}]"), m));
         }
+        let by = || shadows.iter().map(|s| s.by.as_str()).collect::<Vec<_>>().join(", ");
         if shadows.iter().filter(|s| s.duplicate).count() == rule.matches.len() {
-            let by: Vec<&str> = shadows.iter().map(|s| s.by.as_str()).collect();
-            out.push(unreachable(vs, &here, &format!("every match repeats an earlier one ({})", by.join(", ")), true));
+            out.push(unreachable(vs, &here, &format!("every match repeats an earlier one ({})", by()), true));
+        } else if shadows.len() == rule.matches.len() && shadows.iter().any(|s| !s.analyze) {
+            let evidence = shadows.iter().map(|s| format!("{here}.match[{}] {} is taken by {} first", s.index, translate_match(&rule.matches[s.index]), s.by));
+            out.push(covered_rule(vs, &here, &by(), evidence.collect()));
         } else {
             for s in &shadows {
                 let what = translate_match(&rule.matches[s.index]).to_string();
-                out.push(ineffective(vs, &format!("{here}.match[{}]", s.index), &what, &s.by, s.duplicate));
+                let finding = ineffective(vs, &format!("{here}.match[{}]", s.index), &what, &s.by, s.duplicate);
+                out.push(if s.analyze { finding } else { beyond_analyze(finding) });
             }
         }
         if rule.matches.iter().any(unconditional) {
@@ -79,28 +88,27 @@ fn same_match(a: &HttpMatch, b: &HttpMatch) -> bool {
     HttpMatch { name: None, ..a.clone() } == HttpMatch { name: None, ..b.clone() }
 }
 
-/// True when every request `b` matches is matched by `a`, judged between prefix matches.
-fn prefix_covers(a: &HttpMatch, b: &HttpMatch) -> bool {
-    let (Some(pa), Some(pb)) = (a.uri.as_ref().and_then(|u| u.prefix.as_ref()), b.uri.as_ref().and_then(|u| u.prefix.as_ref())) else { return false };
-    let optional = |x: &Option<StringMatch>, y: &Option<StringMatch>| x.as_ref().is_none_or(|x| y.as_ref().is_some_and(|y| string_covers(x, y)));
-    let map = |x: &BTreeMap<String, StringMatch>, y: &BTreeMap<String, StringMatch>| x.iter().all(|(k, v)| y.get(k).is_some_and(|w| string_covers(v, w)));
-    pb.starts_with(pa.as_str())
-        && a.ignore_uri_case == b.ignore_uri_case
-        && a.port.is_none_or(|p| b.port == Some(p))
-        && optional(&a.method, &b.method)
-        && optional(&a.authority, &b.authority)
-        && optional(&a.scheme, &b.scheme)
-        && map(&a.headers, &b.headers)
-        && map(&a.query_params, &b.query_params)
-        && a.without_headers == b.without_headers
+/// True when every request `b` matches is matched by `a`: on the proxies that get `b`'s route
+/// (port, source and gateway conditions decide that, not Envoy), and by Envoy's matching rules.
+fn match_covers(a: &HttpMatch, b: &HttpMatch) -> bool {
+    a.port.is_none_or(|p| b.port == Some(p))
         && crate::istio::labels_match(&a.source_labels, &b.source_labels)
         && a.source_namespace.as_ref().is_none_or(|ns| b.source_namespace.as_ref() == Some(ns))
         && (a.gateways.is_empty() || a.gateways == b.gateways)
+        && crate::trace::covers::covers(&envoy_match(&translate_match(a)), &envoy_match(&translate_match(b)))
 }
 
-/// True when every value `b` accepts, `a` accepts too.
-fn string_covers(a: &StringMatch, b: &StringMatch) -> bool {
-    a == b || a.prefix.as_ref().is_some_and(|p| b.prefix.as_ref().or(b.exact.as_ref()).is_some_and(|v| v.starts_with(p.as_str())))
+/// A finding `istioctl analyze` does not make: it carries no analyze code.
+fn beyond_analyze(mut finding: Finding) -> Finding {
+    finding.istio_code = None;
+    finding.also_istio_codes.clear();
+    finding
+}
+
+/// True when both matches are URI prefix matches: the only coverage `istioctl analyze` judges.
+fn both_prefixes(a: &HttpMatch, b: &HttpMatch) -> bool {
+    let prefix = |m: &HttpMatch| m.uri.as_ref().is_some_and(|u| u.prefix.is_some());
+    prefix(a) && prefix(b)
 }
 
 /// TCP and TLS rules: a rule after one without match, or a match repeated exactly.
@@ -120,7 +128,7 @@ fn stream_rules(vs: &Resource<VirtualService>, rules: &[TcpRoute], field: &str, 
         let mut shadows = Vec::new();
         for (j, m) in rule.matches.iter().enumerate() {
             match seen.iter().find(|(_, earlier)| *earlier == m) {
-                Some((by, _)) => shadows.push(Shadow { index: j, by: by.clone(), duplicate: true }),
+                Some((by, _)) => shadows.push(Shadow { index: j, by: by.clone(), duplicate: true, analyze: true }),
                 None => seen.push((format!("{here}.match[{j}]"), m)),
             }
         }
@@ -145,6 +153,15 @@ fn unreachable(vs: &Resource<VirtualService>, rule: &str, reason: &str, repeats:
         .detail("Rules are tried in order and the first match wins; istiod stops emitting routes after a catch-all, so this rule's destinations, retries and faults never take effect.")
         .evidence([format!("{me} {rule}")])
         .fix(format!("move {rule} before the rule that shadows it, give it a narrower match, or delete it"))
+}
+
+/// A rule each of whose matches an earlier, broader match takes first (beyond what analyze judges).
+fn covered_rule(vs: &Resource<VirtualService>, rule: &str, by: &str, evidence: Vec<String>) -> Finding {
+    let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
+    Finding::new("unreachable-rule", Severity::Warning, vs.reference("VirtualService"), format!("rule {rule} of {me} can never match: earlier matches ({by}) take every request it would"))
+        .detail("Envoy tries a virtual host's routes in order and takes the first whose match holds; every request this rule matches is matched by an earlier, broader match, so its destinations, retries and faults never take effect. `kubectl mesh-why trace --path ...` shows the earlier route winning.")
+        .evidence(evidence)
+        .fix(format!("move {rule} before the rules holding {by}, or narrow the earlier match"))
 }
 
 fn ineffective(vs: &Resource<VirtualService>, at: &str, what: &str, by: &str, duplicate: bool) -> Finding {
