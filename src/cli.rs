@@ -37,7 +37,7 @@ pub struct Cli {
     /// Only this service port.
     #[arg(long, global = true)]
     pub port: Option<u32>,
-    /// Callers to examine: POD, deploy/NAME, or KEY=VALUE,... (default: every proxy that calls the service).
+    /// Callers: POD, POD.NAMESPACE, NAMESPACE/POD, deploy/NAME[.NAMESPACE] or KEY=VALUE,... (default: every proxy that calls the service; trace needs one).
     #[arg(long = "from", global = true)]
     pub from: Option<String>,
     /// How to reach the cluster (live mode and capture).
