@@ -4,7 +4,8 @@
 //! `trace` on the derived intent, and prints agreed / disagreed per case and per kind of result.
 //!
 //! Run: `cargo run --example simulation` (prints a skip reason when the corpus is absent;
-//! `MESH_WHY_SIMULATION_CORPUS=DIR` points elsewhere; `-v` lists every disagreement).
+//! `MESH_WHY_SIMULATION_CORPUS=DIR` points elsewhere; `-v` lists every disagreement). Every call
+//! agrees today, so any disagreement is a regression: the report then exits 1 (CI runs it).
 //!
 //! Each case becomes a snapshot: its objects, a Pod for the proxy (IP, labels, an istio-proxy
 //! container of the case's Istio version running `proxy sidecar|router`, ISTIO_META_* env) and,
@@ -31,7 +32,7 @@ fn main() {
     };
     let mut cases: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.join("case.json").is_file()).collect();
     cases.sort();
-    let (mut agreed, mut total) = (0, 0);
+    let (mut agreed, mut total, mut failed) = (0, 0, 0);
     let mut by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut by_group: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for dir in &cases {
@@ -54,7 +55,10 @@ fn main() {
                 agreed += ok;
                 total += results.len();
             }
-            Err(e) => println!("{}: could not run: {e}", dir.display()),
+            Err(e) => {
+                failed += 1;
+                println!("{}: could not run: {e}", dir.display());
+            }
         }
     }
     println!("\nby kind of result:");
@@ -66,6 +70,10 @@ fn main() {
         println!("  {group}: {ok}/{n}");
     }
     println!("istio simulation parity: {agreed}/{total} calls agree ({} cases)", cases.len());
+    if agreed != total || failed > 0 {
+        println!("regression: {} call(s) disagree, {failed} case(s) could not run; `cargo run --example simulation -- -v` lists them", total - agreed);
+        std::process::exit(1);
+    }
 }
 
 /// The snapshot of a case: objects, the proxy's Pod, and the mesh config.

@@ -10,7 +10,7 @@ use super::target::{Caller, Target};
 use crate::istio::names::{ClusterName, Protocol, hosts_overlap};
 use crate::istio::{Server, VirtualService, labels_match};
 use crate::model::Model;
-use crate::model::virtual_services::{vs_gateways, vs_hosts};
+use crate::model::virtual_services::vs_hosts;
 use crate::snapshot::Resource;
 use crate::view::{PortView, RouteView, VirtualHostView};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -21,9 +21,9 @@ type HostRoutes<'a> = (String, Vec<RouteView>, Vec<&'a Resource<VirtualService>>
 /// One entry per gateway virtual host whose routes reach the target.
 pub fn derive<'a>(model: &Model<'a>, caller: &Caller, target: &Target) -> Vec<(PortView, PortIntent<'a>)> {
     let mut out = Vec::new();
-    for gw in model.objects.gateways.iter().filter(|g| !g.spec.selector.is_empty() && labels_match(&g.spec.selector, &caller.labels)) {
+    for gw in model.gateways().filter(|g| !g.spec.selector.is_empty() && labels_match(&g.spec.selector, &caller.labels)) {
         let gw_name = format!("{}/{}", gw.meta.namespace, gw.meta.name);
-        let bound: Vec<&Resource<VirtualService>> = model.objects.virtual_services.iter().filter(|vs| vs_gateways(vs).contains(&gw_name)).collect();
+        let bound = model.gateway_virtual_services(&gw_name);
         for server in gw.spec.servers.iter().filter(|s| serves_http(s)) {
             let port = server.port.as_ref().map(|p| p.number).unwrap_or(0);
             let mut hosts: Vec<HostRoutes<'a>> = Vec::new();

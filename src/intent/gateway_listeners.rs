@@ -12,9 +12,9 @@ use crate::envoy::types::VirtualHost;
 use crate::istio::names::host_matches;
 use crate::istio::{Server, labels_match};
 use crate::model::Model;
-use crate::model::virtual_services::{vs_gateways, vs_hosts};
+use crate::model::virtual_services::vs_hosts;
 use crate::snapshot::Objects;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The more specific of two overlapping host patterns (the name a virtual host gets).
 fn intersection(a: &str, b: &str) -> Option<String> {
@@ -36,8 +36,9 @@ pub fn derive(model: &Model<'_>, caller: &Caller, d: &mut Derived) {
     let objects = model.objects;
     let mut listeners: BTreeMap<u32, ListenerDetail> = BTreeMap::new();
     let mut tables: BTreeMap<String, Vec<VirtualHost>> = BTreeMap::new();
+    let mut tls_hosts: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
     let pod_ip = objects.pod(&caller.namespace, &caller.name).and_then(|p| p.spec.status.as_ref()?.pod_ip.clone());
-    for gw in objects.gateways.iter().filter(|g| !g.spec.gateway_api) {
+    for gw in model.gateways().filter(|g| !g.spec.gateway_api) {
         let service_ports = gateway_service_ports(objects, gw.meta.annotations.get(GATEWAY_SERVICE), caller, pod_ip.as_deref());
         let selected = match &service_ports {
             Some(ports) => ports.is_some(),
@@ -47,7 +48,7 @@ pub fn derive(model: &Model<'_>, caller: &Caller, d: &mut Derived) {
             continue;
         }
         let gw_name = format!("{}/{}", gw.meta.namespace, gw.meta.name);
-        let bound: Vec<_> = objects.virtual_services.iter().filter(|vs| vs_gateways(vs).contains(&gw_name)).collect();
+        let bound = model.gateway_virtual_services(&gw_name);
         for server in &gw.spec.servers {
             let Some(sp) = &server.port else { continue };
             // Through a gateway service, a server listens on the target port of the service
@@ -63,6 +64,15 @@ pub fn derive(model: &Model<'_>, caller: &Caller, d: &mut Derived) {
                     .map(|(_, target)| target)
                     .unwrap_or_else(|| listener_port(model, caller, sp.number)),
             };
+            // Envoy rejects two chains with one SNI match: istiod skips a server with `tls` that
+            // repeats a host an earlier one on the same port already has.
+            if server.tls.is_some() {
+                let known = tls_hosts.entry(lport).or_default();
+                if server.hosts.iter().any(|h| known.contains(h)) {
+                    continue;
+                }
+                known.extend(server.hosts.iter().cloned());
+            }
             let protocol = sp.protocol.to_ascii_uppercase();
             let mode = server.tls.as_ref().and_then(|t| t.mode.as_deref()).unwrap_or("SIMPLE").to_string();
             let terminates = matches!(protocol.as_str(), "HTTPS") && !matches!(mode.as_str(), "PASSTHROUGH" | "AUTO_PASSTHROUGH")

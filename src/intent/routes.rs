@@ -54,7 +54,13 @@ pub fn routes_for(model: &Model<'_>, vs: &Resource<VirtualService>, caller: &Cal
             return routes;
         }
         for m in rule.matches.iter().filter(|m| match_applies(m, caller, port, binding)) {
-            let matcher = translate_match(m);
+            let mut matcher = translate_match(m);
+            // Ingress prefixes match whole path segments (`/api` takes `/api/x`, not `/apix`).
+            if let (true, PathMatch::Prefix(p)) = (vs.spec.ingress, &matcher.path)
+                && p != "/"
+            {
+                matcher.path = PathMatch::SeparatedPrefix(p.trim_end_matches('/').to_string());
+            }
             let catch_all = matcher.is_catch_all();
             let name = match (&rule.name, &m.name) {
                 (Some(r), Some(n)) => format!("{r}.{n}"),

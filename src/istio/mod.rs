@@ -7,6 +7,7 @@ pub mod ambient;
 mod destination_rule;
 mod gateway;
 pub mod gateway_api;
+pub mod ingress;
 pub mod names;
 mod peer_authentication;
 mod service_entry;

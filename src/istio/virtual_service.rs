@@ -27,6 +27,10 @@ pub struct VirtualService {
     /// Namespaces this VirtualService is visible to (`*`, `.`, or names).
     #[serde(default)]
     pub export_to: Vec<String>,
+    /// Set on the VirtualServices istiod derives from Kubernetes Ingresses: their prefixes match
+    /// whole path segments.
+    #[serde(skip)]
+    pub ingress: bool,
 }
 
 /// One `http[]` rule.

@@ -25,7 +25,7 @@ pub use registry::{HostDefinition, Registry, ServiceInfo};
 pub use sidecar_scope::SidecarScope;
 
 use crate::intent::target::Caller;
-use crate::istio::{DestinationRule, VirtualService};
+use crate::istio::{DestinationRule, Gateway, VirtualService};
 use crate::snapshot::{Objects, Resource};
 use std::collections::BTreeMap;
 
@@ -81,6 +81,24 @@ impl<'a> Model<'a> {
     /// precedence order.
     pub fn virtual_services(&self, caller: &Caller, fqdn: &str, port: u32) -> Vec<&'a Resource<VirtualService>> {
         self.mesh_virtual_services(caller, port).into_iter().filter(|vs| virtual_services::claiming_host(vs, fqdn).is_some()).collect()
+    }
+
+    /// Gateways in istiod's order: those it derives from Ingresses (no creation time, so first),
+    /// then Istio's and Gateway API's, oldest first.
+    pub fn gateways(&self) -> impl Iterator<Item = &'a Resource<Gateway>> + use<'a> {
+        self.objects.ingress_gateways.iter().chain(&self.objects.gateways)
+    }
+
+    /// The VirtualServices bound to gateway `namespace/name`, in istiod's order: those derived
+    /// from Ingresses first, then the users', oldest first.
+    pub fn gateway_virtual_services(&self, gateway: &str) -> Vec<&'a Resource<VirtualService>> {
+        let objects = self.objects;
+        objects
+            .ingress_virtual_services
+            .iter()
+            .chain(&objects.virtual_services)
+            .filter(|vs| virtual_services::vs_gateways(vs).iter().any(|g| g == gateway))
+            .collect()
     }
 
     /// VirtualServices of one namespace, oldest first.

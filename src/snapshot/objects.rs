@@ -11,6 +11,7 @@ use crate::istio::{DestinationRule, Gateway, GatewayApiSpec, PeerAuthentication,
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -126,6 +127,14 @@ pub struct MeshConfig {
     pub enable_auto_mtls: bool,
     /// `defaultHttpRetryPolicy`: the retries of routes whose VirtualService sets none.
     pub default_http_retry_policy: Option<serde_json::Value>,
+    /// `ingressClass`: the `kubernetes.io/ingress.class` annotation value istiod serves.
+    pub ingress_class: String,
+    /// `ingressControllerMode`: `OFF`, `STRICT` (only the class above) or `DEFAULT` (also unclassed).
+    pub ingress_controller_mode: String,
+    /// `ingressSelector`: the `istio` label of the pods serving Ingresses.
+    pub ingress_selector: String,
+    /// `ingressService`: the gateway Service serving Ingresses.
+    pub ingress_service: String,
 }
 
 /// Serde shape of meshConfig `outboundTrafficPolicy`.
@@ -149,6 +158,10 @@ impl Default for MeshConfig {
             default_destination_rule_export_to: vec![],
             enable_auto_mtls: true,
             default_http_retry_policy: None,
+            ingress_class: "istio".into(),
+            ingress_controller_mode: "STRICT".into(),
+            ingress_selector: String::new(),
+            ingress_service: "istio-ingressgateway".into(),
         }
     }
 }
@@ -184,6 +197,14 @@ pub struct Objects {
     pub routes: Vec<Resource<Route>>,
     /// Gateway API ReferenceGrants.
     pub reference_grants: Vec<Resource<ReferenceGrant>>,
+    /// Kubernetes Ingresses.
+    pub ingresses: Vec<Resource<Ingress>>,
+    /// IngressClasses (which controller serves an Ingress that names one).
+    pub ingress_classes: Vec<Resource<IngressClass>>,
+    /// The Gateways istiod derives from the Ingresses it serves (filled by [`Objects::sort`]).
+    pub ingress_gateways: Vec<Resource<Gateway>>,
+    /// The VirtualServices istiod derives from them, one per host (filled by [`Objects::sort`]).
+    pub ingress_virtual_services: Vec<Resource<VirtualService>>,
     /// `(namespace, name)` of each Secret in the snapshot: the only part of a Secret kept.
     pub secret_names: BTreeSet<(String, String)>,
     /// Mesh settings (defaults when no `istio` ConfigMap was captured).
@@ -258,6 +279,8 @@ impl Objects {
             ("security.istio.io", "PeerAuthentication") => self.peer_authentications.push(istio_object(doc, origin)?),
             ("gateway.networking.k8s.io", k) if RouteKind::from_kind(k).is_some() => self.routes.push(route_object(doc, origin)?),
             ("gateway.networking.k8s.io", "ReferenceGrant") => self.reference_grants.push(istio_object(doc, origin)?),
+            ("networking.k8s.io", "Ingress") => self.ingresses.push(kube_object(doc, origin, |i: &Ingress| &i.metadata)?),
+            ("networking.k8s.io", "IngressClass") => self.ingress_classes.push(kube_object(doc, origin, |c: &IngressClass| &c.metadata)?),
             _ => *self.skipped_kinds.entry(kind).or_default() += 1,
         }
         Ok(())
@@ -284,7 +307,8 @@ impl Objects {
         Ok(())
     }
 
-    /// Sorts every kind into istiod's precedence order: oldest first, then name, then namespace.
+    /// Sorts every kind into istiod's precedence order (oldest first, then name, then namespace),
+    /// then derives what istiod builds from Ingresses.
     pub fn sort(&mut self) {
         fn by_age<T>(v: &mut [Resource<T>]) {
             v.sort_by(|a, b| (&a.meta.creation_timestamp, &a.meta.name, &a.meta.namespace).cmp(&(&b.meta.creation_timestamp, &b.meta.name, &b.meta.namespace)));
@@ -296,6 +320,9 @@ impl Objects {
         by_age(&mut self.service_entries);
         by_age(&mut self.peer_authentications);
         by_age(&mut self.routes);
+        by_age(&mut self.ingresses);
+        (self.ingress_gateways, self.ingress_virtual_services) =
+            crate::istio::ingress::translate(&self.ingresses, &self.ingress_classes, &self.services, &self.mesh);
     }
 
     /// The Namespace object named `name`.

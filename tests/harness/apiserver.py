@@ -115,6 +115,8 @@ RESOURCES = (
     Resource("gateway.networking.k8s.io", ("v1", "v1beta1"), "httproutes", "HTTPRoute"),
     Resource("gateway.networking.k8s.io", ("v1",), "grpcroutes", "GRPCRoute"),
     Resource("gateway.networking.k8s.io", ("v1beta1",), "referencegrants", "ReferenceGrant"),
+    Resource("networking.k8s.io", ("v1",), "ingresses", "Ingress", short_names=("ing",)),
+    Resource("networking.k8s.io", ("v1",), "ingressclasses", "IngressClass", namespaced=False),
 )
 
 

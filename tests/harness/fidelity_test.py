@@ -438,7 +438,7 @@ def check_no_istio(ctx: Context) -> None:
         server.stop()
     assert 'the server doesn\'t have a resource type "virtualservices"' in result.stderr, \
         result.stderr
-    assert [g["name"] for g in groups["groups"]] == ["apps", "discovery.k8s.io", "gateway.networking.k8s.io"], groups
+    assert [g["name"] for g in groups["groups"]] == ["apps", "discovery.k8s.io", "gateway.networking.k8s.io", "networking.k8s.io"], groups
 
 
 def check_cut_after(ctx: Context) -> None:

@@ -44,7 +44,7 @@ const ISTIO_NAMESPACE: &str = "istio-system";
 /// The Gateway API's group.
 const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
 
-/// Istio kinds to read: group, versions in order of preference, resource, kind.
+/// Istio, Gateway API and Ingress kinds to read: group, versions in order of preference, resource, kind.
 const ISTIO_KINDS: &[(&str, &[&str], &str, &str)] = &[
     ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "virtualservices", "VirtualService"),
     ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "destinationrules", "DestinationRule"),
@@ -58,6 +58,9 @@ const ISTIO_KINDS: &[(&str, &[&str], &str, &str)] = &[
     ("gateway.networking.k8s.io", &["v1alpha2"], "tcproutes", "TCPRoute"),
     ("gateway.networking.k8s.io", &["v1", "v1alpha3", "v1alpha2"], "tlsroutes", "TLSRoute"),
     ("gateway.networking.k8s.io", &["v1", "v1beta1"], "referencegrants", "ReferenceGrant"),
+    // istiod serves Kubernetes Ingresses too (as Gateways and VirtualServices of its own).
+    ("networking.k8s.io", &["v1"], "ingresses", "Ingress"),
+    ("networking.k8s.io", &["v1"], "ingressclasses", "IngressClass"),
 ];
 
 /// The overall `--timeout`: every wait is capped by what is left of it.
@@ -385,8 +388,12 @@ async fn read_istio_kinds(cluster: &Cluster, known: &[String], deadline: &Deadli
             }
             (None, Some(reason)) => capture.gaps.push(Gap { source, reason: format!("API discovery failed: {reason}") }),
             (None, None) => {
-                let crds = if *group == GATEWAY_API_GROUP { "the Gateway API CRDs (this kind's channel)" } else { "Istio's CRDs" };
-                capture.gaps.push(Gap { source, reason: format!("not served by this cluster in {}: are {crds} installed?", versions.join(", ")) })
+                let hint = match *group {
+                    GATEWAY_API_GROUP => "are the Gateway API CRDs (this kind's channel) installed?",
+                    "networking.k8s.io" => "Kubernetes serves it from 1.19 on",
+                    _ => "are Istio's CRDs installed?",
+                };
+                capture.gaps.push(Gap { source, reason: format!("not served by this cluster in {}: {hint}", versions.join(", ")) })
             }
         }
     }
