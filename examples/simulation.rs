@@ -115,7 +115,7 @@ fn snapshot(dir: &Path, case: &Value) -> Result<Snapshot, String> {
     for doc in docs {
         snap.objects.add_document(doc, "objects.yaml").map_err(|e| e.to_string())?;
     }
-    snap.objects.sort();
+    let _ = snap.objects.sort();
     Ok(snap)
 }
 

@@ -195,7 +195,7 @@ mod tests {
         for (i, d) in docs.iter().enumerate() {
             objects.add_document(d.clone(), &format!("test[{i}]")).unwrap();
         }
-        objects.sort();
+        assert_eq!(objects.sort(), Vec::new(), "no object is read twice");
         objects
     }
 

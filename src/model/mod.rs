@@ -123,7 +123,7 @@ mod tests {
         for (i, d) in docs.iter().enumerate() {
             objects.add_document(d.clone(), &format!("test[{i}]")).unwrap();
         }
-        objects.sort();
+        let _ = objects.sort();
         objects
     }
 

@@ -5,6 +5,7 @@
 //! are kept (a Gateway's `credentialName` must exist); its data, type and metadata are dropped
 //! at once, so no secret material can reach the output.
 
+use super::Gap;
 use crate::error::{Error, Result};
 use crate::istio::gateway_api::{ReferenceGrant, Route, RouteKind, RouteSpec, RouteStatus};
 use crate::istio::{DestinationRule, Gateway, GatewayApiSpec, PeerAuthentication, ServiceEntry, Sidecar, VirtualService};
@@ -40,6 +41,8 @@ pub struct Meta {
     pub generation: Option<i64>,
     /// When the object last changed: the latest `managedFields[].time`, else its creation.
     pub last_changed: Option<String>,
+    /// `metadata.resourceVersion`: tells which of two copies of an object is newer.
+    pub resource_version: Option<String>,
 }
 
 impl Meta {
@@ -64,6 +67,17 @@ impl Meta {
                 .max()
                 .or(m.creation_timestamp.as_ref().map(|t| t.0))
                 .map(|t| t.to_string()),
+            resource_version: m.resource_version.clone(),
+        }
+    }
+
+    /// Whether this copy of an object is newer than `other`: by resourceVersion when both are
+    /// numbers (etcd's are), else by last change. Ties keep the copy read first.
+    fn newer_than(&self, other: &Meta) -> bool {
+        let version = |m: &Meta| m.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok());
+        match (version(self), version(other)) {
+            (Some(a), Some(b)) => a > b,
+            _ => self.last_changed > other.last_changed,
         }
     }
 }
@@ -307,9 +321,29 @@ impl Objects {
         Ok(())
     }
 
-    /// Sorts every kind into istiod's precedence order (oldest first, then name, then namespace),
-    /// then derives what istiod builds from Ingresses.
-    pub fn sort(&mut self) {
+    /// Drops repeated objects, sorts every kind into istiod's precedence order (oldest first,
+    /// then name, then namespace), then derives what istiod builds from Ingresses. An object
+    /// read twice (two files, or two archive entries) would otherwise conflict with itself; the
+    /// newest copy is kept, and the returned gaps say which copies were ignored.
+    #[must_use = "the gaps say which repeated objects were ignored"]
+    pub fn sort(&mut self) -> Vec<Gap> {
+        let mut repeats = Repeats::default();
+        repeats.drop_from("Namespace", &mut self.namespaces);
+        repeats.drop_from("Service", &mut self.services);
+        repeats.drop_from("Pod", &mut self.pods);
+        repeats.drop_from("Node", &mut self.nodes);
+        repeats.drop_from("EndpointSlice", &mut self.endpoint_slices);
+        repeats.drop_from("Deployment", &mut self.deployments);
+        repeats.drop_from("VirtualService", &mut self.virtual_services);
+        repeats.drop_from("DestinationRule", &mut self.destination_rules);
+        repeats.drop_from_by(&mut self.gateways, |g| if g.spec.gateway_api { "Gateway (gateway.networking.k8s.io)" } else { "Gateway" });
+        repeats.drop_from("ServiceEntry", &mut self.service_entries);
+        repeats.drop_from("Sidecar", &mut self.sidecars);
+        repeats.drop_from("PeerAuthentication", &mut self.peer_authentications);
+        repeats.drop_from_by(&mut self.routes, |r| r.spec.kind.as_str());
+        repeats.drop_from("ReferenceGrant", &mut self.reference_grants);
+        repeats.drop_from("Ingress", &mut self.ingresses);
+        repeats.drop_from("IngressClass", &mut self.ingress_classes);
         fn by_age<T>(v: &mut [Resource<T>]) {
             v.sort_by(|a, b| (&a.meta.creation_timestamp, &a.meta.name, &a.meta.namespace).cmp(&(&b.meta.creation_timestamp, &b.meta.name, &b.meta.namespace)));
         }
@@ -323,6 +357,7 @@ impl Objects {
         by_age(&mut self.ingresses);
         (self.ingress_gateways, self.ingress_virtual_services) =
             crate::istio::ingress::translate(&self.ingresses, &self.ingress_classes, &self.services, &self.mesh);
+        repeats.into_gaps()
     }
 
     /// The Namespace object named `name`.
@@ -361,6 +396,68 @@ impl Objects {
     /// True when no usable object was loaded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Objects read more than once, as they are found.
+#[derive(Default)]
+struct Repeats {
+    /// (kind, namespace/name, where each copy came from, where the copy kept came from).
+    found: Vec<(String, String, Vec<String>, String)>,
+}
+
+/// Repeated objects named one by one; past this, only counted.
+const REPEATS_NAMED: usize = 10;
+
+impl Repeats {
+    fn drop_from<T>(&mut self, kind: &'static str, objects: &mut Vec<Resource<T>>) {
+        self.drop_from_by(objects, |_| kind);
+    }
+
+    /// Keeps the newest copy of each (kind, namespace, name) of `objects`, in its place.
+    fn drop_from_by<T>(&mut self, objects: &mut Vec<Resource<T>>, kind: impl Fn(&Resource<T>) -> &'static str) {
+        // Per object: the copy kept so far, and every copy's index.
+        let mut seen: BTreeMap<(&'static str, &str, &str), (usize, Vec<usize>)> = BTreeMap::new();
+        for (i, o) in objects.iter().enumerate() {
+            let (kept, copies) = seen.entry((kind(o), &o.meta.namespace, &o.meta.name)).or_insert((i, Vec::new()));
+            copies.push(i);
+            if o.meta.newer_than(&objects[*kept].meta) {
+                *kept = i;
+            }
+        }
+        let mut keep = vec![true; objects.len()];
+        for ((kind, namespace, name), (kept, copies)) in seen.into_iter().filter(|(_, (_, copies))| copies.len() > 1) {
+            for &i in copies.iter().filter(|i| **i != kept) {
+                keep[i] = false;
+            }
+            let origins = copies.iter().map(|i| objects[*i].meta.origin.clone()).collect();
+            let name = if ["Namespace", "Node"].contains(&kind) { name.to_string() } else { format!("{namespace}/{name}") };
+            self.found.push((kind.to_string(), name, origins, objects[kept].meta.origin.clone()));
+        }
+        let mut keep = keep.into_iter();
+        objects.retain(|_| keep.next().unwrap_or(true));
+    }
+
+    fn into_gaps(self) -> Vec<Gap> {
+        let more = self.found.len().saturating_sub(REPEATS_NAMED);
+        let mut gaps: Vec<Gap> = self
+            .found
+            .into_iter()
+            .take(REPEATS_NAMED)
+            .map(|(kind, name, origins, kept)| Gap {
+                source: format!("objects: {kind} {name}"),
+                reason: format!(
+                    "read {} times ({}); one copy was used, the newest by resourceVersion (else the first read): {}",
+                    origins.len(),
+                    origins.join(", "),
+                    kept
+                ),
+            })
+            .collect();
+        if more > 0 {
+            gaps.push(Gap { source: "objects".into(), reason: format!("{more} more objects were read more than once; only the newest copy of each was used") });
+        }
+        gaps
     }
 }
 

@@ -133,7 +133,8 @@ impl Capture {
                 snapshot.objects.add_document(item.clone(), &format!("API server, {file} items[{i}]"))?;
             }
         }
-        snapshot.objects.sort();
+        let repeats = snapshot.objects.sort();
+        snapshot.gaps.extend(repeats);
         snapshot.proxies = self.proxies.clone();
         snapshot.proxies.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
         Ok(snapshot)
