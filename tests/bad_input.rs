@@ -1,16 +1,74 @@
-//! Bad input gets a clear error naming the file and field, exit status 2, and never a panic.
+//! The bad-input corpus: each case runs the binary on damaged or hostile input and asserts its
+//! exit status, its message, and that it stays within bounds: no panic, a hard address-space
+//! limit on the child (a bomb that allocates past it aborts the run and fails the test), and a
+//! generous deadline that catches a hang (not a performance figure: those are measured by
+//! report commands, see the README).
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 const HEALTHY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/scenarios/healthy-canary");
+const POD_DIR: &str = "proxies/default/productpage-v1-6b7f9d8c7-ccccc";
 
-fn run(snapshot: &Path, service: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubectl-mesh_why")).arg(service).arg("--snapshot").arg(snapshot).output().unwrap()
+/// Address space the child may use: a normal run needs under 100 MiB, and every bomb below
+/// claims several times this much.
+const MEMORY_LIMIT_KIB: u64 = 256 << 10;
+
+/// Longer than any case takes on a slow machine; a run past it hangs.
+const HANG: Duration = Duration::from_secs(120);
+
+/// Runs the binary with `args` under [`MEMORY_LIMIT_KIB`] and [`HANG`].
+fn run_args(args: &[&str]) -> Output {
+    run_as(args, false)
 }
 
-/// Asserts exit 2, no panic, and that stderr mentions every `needle`.
+/// Like [`run_args`]; `unprivileged` drops root first (so file permissions apply to the run).
+fn run_as(args: &[&str], unprivileged: bool) -> Output {
+    let out_dir = tempfile::tempdir().unwrap();
+    let (stdout, stderr) = (out_dir.path().join("stdout"), out_dir.path().join("stderr"));
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(format!("ulimit -v {MEMORY_LIMIT_KIB} && exec \"$@\"")).arg("sh");
+    if unprivileged && is_root() {
+        assert!(
+            Command::new("setpriv").arg("--help").output().is_ok_and(|o| o.status.success()),
+            "cannot run: this case needs file permissions to apply, the tests run as root, and setpriv (util-linux) is not on PATH to drop root"
+        );
+        command.args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]);
+    }
+    let mut child = command
+        .arg(env!("CARGO_BIN_EXE_kubectl-mesh_why"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout).unwrap())
+        .stderr(fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > HANG {
+            let _ = child.kill();
+            panic!("hang: {args:?} still running after {HANG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: fs::read(stdout).unwrap(), stderr: fs::read(stderr).unwrap() }
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn run(snapshot: &Path, service: &str) -> Output {
+    run_args(&[service, "--snapshot", snapshot.to_str().unwrap()])
+}
+
+/// Asserts exit 2, no panic, no abort, and that stderr mentions every `needle`.
 fn assert_refused(out: &Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
@@ -18,6 +76,14 @@ fn assert_refused(out: &Output, needles: &[&str]) {
     for n in needles {
         assert!(err.contains(n), "expected {n:?} in: {err}");
     }
+}
+
+/// Asserts the run completed (exit 0 or 1, no panic) and returns its stdout.
+fn assert_ran(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "status {:?}, stderr: {err}", out.status);
+    assert!(!err.contains("panicked"), "panic: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A copy of the healthy scenario to damage.
@@ -39,8 +105,55 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn dump_path(root: &Path) -> std::path::PathBuf {
-    root.join("proxies/default/productpage-v1-6b7f9d8c7-ccccc/config_dump.json")
+fn dump_path(root: &Path) -> PathBuf {
+    root.join(POD_DIR).join("config_dump.json")
+}
+
+/// The JSON report of a run that completed.
+fn json_report(snapshot: &Path) -> serde_json::Value {
+    let out = run_args(&["reviews", "-o", "json", "--snapshot", snapshot.to_str().unwrap()]);
+    serde_json::from_str(&assert_ran(&out)).unwrap()
+}
+
+/// A tar header for `name` of `size` bytes (`kind`: `b'0'` file, `b'L'` GNU long name, `b'x'` PAX).
+fn tar_header(name: &str, size: u64, kind: u8) -> [u8; 512] {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name).unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::new(kind));
+    h.set_cksum();
+    *h.as_bytes()
+}
+
+/// A `.tar.gz` of the healthy scenario's snapshot files, then whatever `bomb` appends (raw tar
+/// bytes into the compressor), then the end-of-archive blocks.
+fn archive_with(bomb: impl FnOnce(&mut dyn Write)) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("snap.tar.gz");
+    let mut z = flate2::write::GzEncoder::new(fs::File::create(&path).unwrap(), flate2::Compression::fast());
+    for rel in ["objects/bookinfo.yaml", &format!("{POD_DIR}/config_dump.json"), &format!("{POD_DIR}/server_info.json")] {
+        let data = fs::read(Path::new(HEALTHY).join(rel)).unwrap();
+        z.write_all(&tar_header(rel, data.len() as u64, b'0')).unwrap();
+        z.write_all(&data).unwrap();
+        z.write_all(&vec![0; padding(data.len() as u64)]).unwrap();
+    }
+    bomb(&mut z);
+    z.write_all(&[0; 1024]).unwrap();
+    z.finish().unwrap();
+    (tmp, path)
+}
+
+fn padding(size: u64) -> usize {
+    ((512 - size % 512) % 512) as usize
+}
+
+/// Writes `mib` MiB of `byte` (compressed, each costs the archive about a kilobyte).
+fn fill(z: &mut dyn Write, byte: u8, mib: u64) {
+    let chunk = vec![byte; 1 << 20];
+    for _ in 0..mib {
+        z.write_all(&chunk).unwrap();
+    }
 }
 
 #[test]
@@ -111,7 +224,7 @@ fn yaml_bomb_is_refused() {
         bomb.push_str(&format!("{next}: &{next} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
     }
     fs::write(tmp.path().join("objects/bomb.yaml"), bomb).unwrap();
-    assert_refused(&run(tmp.path(), "reviews"), &["bomb.yaml", "invalid YAML"]);
+    assert_refused(&run(tmp.path(), "reviews"), &["bomb.yaml", "YAML refused", "nodes", "aliases expanded"]);
 }
 
 #[test]
@@ -139,4 +252,152 @@ fn tar_gz_snapshot_reads_like_the_directory() {
     assert_eq!(from_tar.status.code(), Some(0), "{}", String::from_utf8_lossy(&from_tar.stderr));
     let strip = |o: &Output| String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(strip(&from_dir), strip(&from_tar));
+}
+
+// Archives (issue 15, item 4): every entry is capped by its real size, extension headers are
+// capped, and so is everything the archive unpacks to.
+
+#[test]
+fn pax_size_override_is_refused_before_reading() {
+    // The ustar header says 0 bytes, a PAX record 300 MiB: tar readers that disagree on which
+    // holds would read different files, and the old reader took the PAX size past every cap.
+    let (_tmp, archive) = archive_with(|z| {
+        let record = format!("size={}\n", 300u64 << 20);
+        let record = format!("{} {record}", record.len() + 3);
+        z.write_all(&tar_header("PaxHeader/x", record.len() as u64, b'x')).unwrap();
+        z.write_all(record.as_bytes()).unwrap();
+        z.write_all(&vec![0; padding(record.len() as u64)]).unwrap();
+        z.write_all(&tar_header(&format!("{POD_DIR}/clusters.json"), 0, b'0')).unwrap();
+        fill(z, b' ', 300);
+    });
+    assert_refused(&run(&archive, "reviews"), &["PAX size", "differs from its header", "clusters.json"]);
+}
+
+#[test]
+fn gnu_long_name_bomb_is_refused_before_reading() {
+    let (_tmp, archive) = archive_with(|z| {
+        z.write_all(&tar_header("././@LongLink", 512 << 20, b'L')).unwrap();
+        fill(z, b'a', 512);
+        z.write_all(&tar_header("x", 0, b'0')).unwrap();
+    });
+    assert_refused(&run(&archive, "reviews"), &["GNU long name or PAX header", "536870912 bytes", "64 KiB"]);
+}
+
+#[test]
+fn long_names_within_the_cap_are_read() {
+    // A real long path (GNU 'L' header) and a PAX path record both name layout files.
+    let (_tmp, archive) = archive_with(|z| {
+        let data = fs::read(Path::new(HEALTHY).join(POD_DIR).join("clusters.json")).unwrap();
+        let long = format!("{POD_DIR}/clusters.json");
+        let name = format!("{long}\0");
+        z.write_all(&tar_header("././@LongLink", name.len() as u64, b'L')).unwrap();
+        z.write_all(name.as_bytes()).unwrap();
+        z.write_all(&vec![0; padding(name.len() as u64)]).unwrap();
+        z.write_all(&tar_header("truncated-name", data.len() as u64, b'0')).unwrap();
+        z.write_all(&data).unwrap();
+        z.write_all(&vec![0; padding(data.len() as u64)]).unwrap();
+    });
+    let report = json_report(&archive);
+    assert_eq!(report["gaps"].as_array().unwrap().iter().filter(|g| g["source"].as_str().unwrap().ends_with("clusters.json")).count(), 0, "{report}");
+}
+
+#[test]
+fn archive_unpacking_past_the_total_is_refused() {
+    // Entries outside the layout are never kept, but unpacking them costs time all the same.
+    let (_tmp, archive) = archive_with(|z| {
+        z.write_all(&tar_header("junk.bin", 1100 << 20, b'0')).unwrap();
+        fill(z, 0, 1100);
+    });
+    assert_refused(&run(&archive, "reviews"), &["archive unpacks to more than 1024 MiB", "help:"]);
+}
+
+// Directory snapshots (item 16): only the layout is read, every gap is named, the total bounded.
+
+/// A copy of the healthy scenario that user nobody can read (when the tests run as root).
+fn readable_copy() -> tempfile::TempDir {
+    let tmp = healthy_copy();
+    let status = Command::new("chmod").arg("-R").arg("a+rX").arg(tmp.path()).status().unwrap();
+    assert!(status.success());
+    tmp
+}
+
+fn make_unreadable(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let status = Command::new("chmod").arg("000").arg(dir).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn unreadable_directory_outside_the_layout_is_not_opened() {
+    let tmp = readable_copy();
+    make_unreadable(&tmp.path().join("lost+found"));
+    let out = run_as(&["reviews", "--snapshot", tmp.path().to_str().unwrap()], true);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn unreadable_proxy_directory_is_a_named_gap() {
+    let tmp = readable_copy();
+    make_unreadable(&tmp.path().join("proxies/default/ratings-v1-7f9d8c7b6-ddddd"));
+    let out = run_as(&["reviews", "-o", "json", "--snapshot", tmp.path().to_str().unwrap()], true);
+    let report: serde_json::Value = serde_json::from_str(&assert_ran(&out)).unwrap();
+    let gap = report["gaps"].as_array().unwrap().iter().find(|g| g["source"] == "proxies/default/ratings-v1-7f9d8c7b6-ddddd");
+    assert!(gap.is_some_and(|g| g["reason"].as_str().unwrap().contains("cannot list directory")), "{report}");
+}
+
+#[test]
+fn empty_admin_file_is_a_gap_not_data() {
+    let tmp = healthy_copy();
+    fs::write(tmp.path().join(POD_DIR).join("clusters.json"), "").unwrap();
+    let report = json_report(tmp.path());
+    let gaps: Vec<&serde_json::Value> = report["gaps"].as_array().unwrap().iter().filter(|g| g["source"] == format!("{POD_DIR}/clusters.json")).collect();
+    assert_eq!(gaps.len(), 1, "{report}");
+    assert!(gaps[0]["reason"].as_str().unwrap().contains("empty file (0 bytes)"));
+}
+
+#[test]
+fn directory_past_the_total_is_refused() {
+    let tmp = healthy_copy();
+    for i in 0..5 {
+        let dir = tmp.path().join(format!("proxies/default/p{i}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::File::create(dir.join("config_dump.json")).unwrap().set_len(250 << 20).unwrap(); // sparse
+    }
+    assert_refused(&run(tmp.path(), "reviews"), &["the snapshot holds more than 1024 MiB", "help:"]);
+}
+
+// YAML (item 5): real exports are read; bombs are refused, naming the limit.
+
+#[test]
+fn large_real_export_is_read() {
+    // 3,000 documents, over 400,000 nodes: the parser's default budget refused a tenth of that.
+    let tmp = healthy_copy();
+    let mut yaml = String::new();
+    for i in 0..3000 {
+        yaml.push_str(&format!("---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: x-{i}\n  namespace: shop\n  labels: {{app: x}}\nspec:\n  containers:\n  - name: c\n    image: i\n    env:\n"));
+        for e in 0..40 {
+            yaml.push_str(&format!("    - {{name: E{e}, value: v}}\n"));
+        }
+    }
+    fs::write(tmp.path().join("objects/pods.yaml"), yaml).unwrap();
+    assert_eq!(run(tmp.path(), "reviews").status.code(), Some(0));
+}
+
+#[test]
+fn deep_yaml_is_refused_naming_the_limit() {
+    let tmp = healthy_copy();
+    fs::write(tmp.path().join("objects/deep.yaml"), format!("kind: ConfigMap\ndata: {}{}\n", "[".repeat(300), "]".repeat(300))).unwrap();
+    assert_refused(&run(tmp.path(), "reviews"), &["deep.yaml", "YAML refused", "128 levels"]);
+}
+
+// Repeated objects (item 7).
+
+#[test]
+fn the_same_objects_twice_do_not_conflict_with_themselves() {
+    let tmp = healthy_copy();
+    fs::copy(tmp.path().join("objects/bookinfo.yaml"), tmp.path().join("objects/again.yaml")).unwrap();
+    let report = json_report(tmp.path());
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
+    let gaps = report["gaps"].to_string();
+    assert!(gaps.contains("objects: VirtualService default/reviews") && gaps.contains("read 2 times"), "{gaps}");
 }

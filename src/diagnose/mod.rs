@@ -183,10 +183,11 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
                 _ => {
                     question::enrich(&mut caller, read.node.as_ref());
                     for m in &read.missing {
-                        gaps.push(Gap {
-                            source: format!("proxies/{}/{}/{m}", capture.namespace, capture.pod),
-                            reason: "not captured; the checks that need it were skipped".into(),
-                        });
+                        let source = format!("proxies/{}/{}/{m}", capture.namespace, capture.pod);
+                        // The reader may have said already why (an empty or unreadable file).
+                        if !gaps.iter().any(|g| g.source == source) {
+                            gaps.push(Gap { source, reason: "not captured; the checks that need it were skipped".into() });
+                        }
                     }
                     actual = Some(read);
                 }

@@ -10,9 +10,10 @@ use crate::snapshot::{Blob, Gap, MANIFEST_FILE, Manifest, ProxyCapture, Snapshot
 use flate2::read::GzDecoder;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
 use std::io::Read;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 /// Directory of Kubernetes and Istio objects.
 pub const OBJECTS_DIR: &str = "objects";
@@ -36,48 +37,196 @@ pub fn stats_file(format: StatsFormat) -> &'static str {
 
 /// Largest single file accepted; real config dumps of big meshes stay well below this.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
-/// Largest total size of an archive's contents once decompressed.
-pub const MAX_ARCHIVE_BYTES: u64 = 1 << 30;
+/// Largest total a snapshot may hold: every file of a directory, or everything an archive
+/// unpacks to (headers and entries that are not read included).
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+/// What each file costs against [`MAX_SNAPSHOT_BYTES`] at least (a tar header's size), so a
+/// snapshot of millions of tiny files is bounded too.
+const FILE_OVERHEAD: u64 = 512;
+/// Largest GNU long-name or PAX extension header of an archive entry: a path is a few hundred
+/// bytes, and these headers are held in memory whole.
+const MAX_EXTENSION_BYTES: u64 = 64 << 10;
+/// Most entries one directory of a snapshot may list.
+const MAX_DIR_ENTRIES: usize = 100_000;
 
 /// Reads the snapshot at `path` (directory, `.tar.gz` or `.tgz`).
 pub fn read_snapshot(path: &Path) -> Result<Snapshot> {
     let meta = fs::metadata(path).map_err(|e| {
         Error::new(format!("cannot read snapshot: {e}")).at(path.display()).help("pass a directory written by `kubectl mesh-why capture`, or a .tar.gz of one")
     })?;
-    let files = if meta.is_dir() {
-        let mut files = Vec::new();
-        walk_dir(path, path, &mut files)?;
-        files
+    let mut files = Collected::default();
+    if meta.is_dir() {
+        read_directory(path, &mut files)?;
     } else {
-        read_archive(path)?
-    };
+        read_archive(path, &mut files)?;
+    }
     let display_root = path.display().to_string();
-    assemble(files, &display_root)
+    let mut snapshot = assemble(files.files, &display_root)?;
+    snapshot.gaps.extend(files.gaps);
+    Ok(snapshot)
 }
 
 /// Files of a snapshot: path relative to the root (with `/`), and contents.
 type FileList = Vec<(String, Vec<u8>)>;
 
-fn walk_dir(root: &Path, dir: &Path, out: &mut FileList) -> Result<()> {
-    let entries = fs::read_dir(dir).map_err(|e| Error::new(format!("cannot list directory: {e}")).at(dir.display()))?;
-    let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        // Symlinks are not followed: a snapshot is self-contained.
-        let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_dir() {
-            walk_dir(root, &path, out)?;
-        } else if ft.is_file() {
-            let found = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-            let Some(rel) = layout_name(&strip_top_dir(&found)) else { continue };
-            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            check_size(&rel, len, &path.display().to_string())?;
-            let bytes = fs::read(&path).map_err(|e| Error::new(format!("cannot read file: {e}")).at(path.display()))?;
-            out.push((rel, bytes));
+/// What a reader collected: the layout's files, what it could not read, and the bytes spent.
+#[derive(Default)]
+struct Collected {
+    files: FileList,
+    gaps: Vec<Gap>,
+    total: u64,
+}
+
+impl Collected {
+    /// Charges `len` bytes against the snapshot's total, before they are read.
+    fn charge(&mut self, len: u64, shown: &str) -> Result<()> {
+        self.total = self.total.saturating_add(len.max(FILE_OVERHEAD));
+        if self.total > MAX_SNAPSHOT_BYTES {
+            return Err(too_large(shown));
+        }
+        Ok(())
+    }
+}
+
+fn too_large(shown: &str) -> Error {
+    Error::new(format!("the snapshot holds more than {} MiB", MAX_SNAPSHOT_BYTES >> 20))
+        .at(shown)
+        .help("capture one question (`kubectl mesh-why capture SERVICE`), or remove the proxies the question does not need")
+}
+
+/// Top-level names of the layout (`cluster/` is an `istioctl bug-report`'s).
+const LAYOUT_ROOTS: [&str; 4] = [MANIFEST_FILE, OBJECTS_DIR, PROXIES_DIR, "cluster"];
+
+/// Reads the layout from a directory, or from its subdirectories when it holds none (an
+/// unpacked `tar czf x.tgz snapshot/`, or `bug-report/`). Nothing outside the layout is opened,
+/// so an unreadable `lost+found` next to it does not matter.
+fn read_directory(root: &Path, out: &mut Collected) -> Result<()> {
+    let has_layout = |dir: &Path| LAYOUT_ROOTS.iter().any(|n| fs::symlink_metadata(dir.join(n)).is_ok());
+    if has_layout(root) {
+        return read_layout(root, out);
+    }
+    let listing = list(root).map_err(|e| Error::new(format!("cannot list directory: {e}")).at(root.display()))?;
+    for (_, path, ft) in listing {
+        if ft.is_dir() && has_layout(&path) {
+            read_layout(&path, out)?;
         }
     }
     Ok(())
+}
+
+/// A directory's entries (name, path, type), sorted by name; symlinks are listed as such and
+/// never followed: a snapshot is self-contained.
+fn list(dir: &Path) -> std::io::Result<Vec<(String, PathBuf, fs::FileType)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if out.len() == MAX_DIR_ENTRIES {
+            return Err(std::io::Error::other(format!("more than {MAX_DIR_ENTRIES} entries")));
+        }
+        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path(), entry.file_type()?));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Reads `base`'s layout: the manifest, `objects/**`, `proxies/NS/POD/*` (and a bug-report's
+/// `cluster/` dumps and `stats/prometheus`). Objects that cannot be read stop the run, since
+/// rules would conclude from their absence; a proxy that cannot be read is a gap.
+fn read_layout(base: &Path, out: &mut Collected) -> Result<()> {
+    let file_type = |p: &Path| fs::symlink_metadata(p).ok().map(|m| m.file_type());
+    for name in [MANIFEST_FILE, "cluster/k8s-resources", "cluster/crs"] {
+        if file_type(&base.join(name)).is_some_and(|t| t.is_file()) {
+            read_file(base, name, true, out)?;
+        }
+    }
+    let objects = base.join(OBJECTS_DIR);
+    if file_type(&objects).is_some_and(|t| t.is_dir()) {
+        read_objects_dir(base, &objects, out)?;
+    }
+    let proxies = base.join(PROXIES_DIR);
+    if file_type(&proxies).is_some_and(|t| t.is_dir()) {
+        read_proxies_dir(base, &proxies, out)?;
+    }
+    Ok(())
+}
+
+fn read_objects_dir(base: &Path, dir: &Path, out: &mut Collected) -> Result<()> {
+    let listing = list(dir).map_err(|e| {
+        Error::new(format!("cannot list directory: {e}")).at(dir.display()).help("objects/ must be readable: the analysis would miss what it holds")
+    })?;
+    for (_, path, ft) in listing {
+        if ft.is_dir() {
+            read_objects_dir(base, &path, out)?;
+        } else if ft.is_file() && is_object_file(&path.to_string_lossy()) {
+            read_file(base, &relative(base, &path), true, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// `proxies/NAMESPACE/POD/FILE`, and `POD/stats/prometheus` from a bug-report.
+fn read_proxies_dir(base: &Path, proxies: &Path, out: &mut Collected) -> Result<()> {
+    let mut dirs = vec![(proxies.to_path_buf(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let listing = match list(&dir) {
+            Ok(listing) => listing,
+            Err(e) => {
+                let source = relative(base, &dir);
+                out.gaps.push(Gap { source, reason: format!("cannot list directory: {e}; the proxies below it were not read") });
+                continue;
+            }
+        };
+        for (name, path, ft) in listing.into_iter().rev() {
+            // NAMESPACE and POD directories, then a pod's files, then a bug-report's stats/.
+            match depth {
+                0 | 1 if ft.is_dir() => dirs.push((path, depth + 1)),
+                2 if ft.is_dir() && name == "stats" => dirs.push((path, depth + 1)),
+                2 | 3 if ft.is_file() => read_file(base, &relative(base, &path), false, out)?,
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `path` relative to `base`, with `/`.
+fn relative(base: &Path, path: &Path) -> String {
+    path.strip_prefix(base).unwrap_or(path).to_string_lossy().replace('\\', "/")
+}
+
+/// Reads one file of the layout, mapped to its snapshot name; `required` files that cannot be
+/// read stop the run, others become gaps.
+fn read_file(base: &Path, found: &str, required: bool, out: &mut Collected) -> Result<()> {
+    let Some(rel) = layout_name(found) else { return Ok(()) };
+    let path = base.join(found);
+    let shown = path.display().to_string();
+    let cannot = |e: std::io::Error, out: &mut Collected| {
+        if required {
+            return Err(Error::new(format!("cannot read file: {e}")).at(&shown));
+        }
+        out.gaps.push(Gap { source: rel.clone(), reason: format!("cannot read: {e}; the checks that need it were skipped") });
+        Ok(())
+    };
+    let len = match fs::symlink_metadata(&path) {
+        Ok(meta) => meta.len(),
+        Err(e) => return cannot(e, out),
+    };
+    check_size(&rel, len, &shown)?;
+    out.charge(len, &shown)?;
+    match read_capped(fs::File::open(&path), len) {
+        Ok(bytes) => {
+            out.files.push((rel, bytes));
+            Ok(())
+        }
+        Err(e) => cannot(e, out),
+    }
+}
+
+/// Reads at most `len` bytes (a file that grew while being read is cut at the size checked).
+fn read_capped(file: std::io::Result<fs::File>, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(len.min(1 << 20) as usize);
+    file?.take(len).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn check_size(rel: &str, len: u64, shown: &str) -> Result<()> {
@@ -122,7 +271,13 @@ fn bug_report_proxy_file(rel: &str) -> Option<String> {
 
 /// Only the files the layout names are read; anything else in the tree is ignored.
 fn is_wanted(rel: &str) -> bool {
-    rel == MANIFEST_FILE || under(rel, OBJECTS_DIR).is_some() || under(rel, PROXIES_DIR).is_some()
+    rel == MANIFEST_FILE || under(rel, OBJECTS_DIR).is_some_and(is_object_file) || under(rel, PROXIES_DIR).is_some()
+}
+
+/// Objects come in YAML or JSON files.
+fn is_object_file(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json")
 }
 
 /// `rel` without the leading `dir/`, when it lies below `dir`.
@@ -130,44 +285,163 @@ fn under<'a>(rel: &'a str, dir: &str) -> Option<&'a str> {
     rel.strip_prefix(dir)?.strip_prefix('/')
 }
 
-fn read_archive(path: &Path) -> Result<FileList> {
+/// Counts what the decompressor produces against [`MAX_SNAPSHOT_BYTES`], so neither large
+/// entries nor entries that are skipped unread can make an archive unpack without bound.
+struct Budgeted<R> {
+    inner: R,
+    left: u64,
+}
+
+/// The error [`Budgeted`] reports, recognised under the tar reader's own errors.
+#[derive(Debug)]
+struct OverBudget;
+
+impl fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "archive unpacks to more than {} MiB", MAX_SNAPSHOT_BYTES >> 20)
+    }
+}
+
+impl std::error::Error for OverBudget {}
+
+impl<R: Read> Read for Budgeted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| std::io::Error::other(OverBudget))?;
+        Ok(n)
+    }
+}
+
+/// The extension headers that describe the next entry of an archive.
+#[derive(Default)]
+struct Extensions {
+    gnu_long_name: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+impl Extensions {
+    /// The PAX record `key`, if present.
+    fn pax(&self, key: &str) -> std::io::Result<Option<String>> {
+        for ext in tar::PaxExtensions::new(self.pax.as_deref().unwrap_or_default()) {
+            let ext = ext?;
+            if ext.key_bytes() == key.as_bytes() {
+                return Ok(Some(String::from_utf8_lossy(ext.value_bytes()).into_owned()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Reads a `.tar.gz`. Entries are iterated raw and their GNU long-name and PAX headers read
+/// here, each capped at [`MAX_EXTENSION_BYTES`], since the tar crate would hold them whole
+/// however large they claim to be.
+fn read_archive(path: &Path, out: &mut Collected) -> Result<()> {
     let shown = path.display().to_string();
     let file = fs::File::open(path).map_err(|e| Error::new(format!("cannot open archive: {e}")).at(&shown))?;
     let bad = |e: std::io::Error| {
+        if e.get_ref().is_some_and(|inner| inner.is::<OverBudget>()) {
+            return Error::new(format!("{e} (entries mesh-why does not read included)"))
+                .at(&shown)
+                .help("an archive this large is not a snapshot of one question: unpack it and check what it holds");
+        }
         Error::new(format!("not a readable .tar.gz snapshot: {e}")).at(&shown).help("pass a directory, or an archive made with `tar czf snap.tar.gz -C DIR .`")
     };
-    let mut archive = tar::Archive::new(GzDecoder::new(file));
-    let mut out = FileList::new();
-    let mut total = 0u64;
-    for entry in archive.entries().map_err(bad)? {
+    let mut archive = tar::Archive::new(Budgeted { inner: GzDecoder::new(std::io::BufReader::new(file)), left: MAX_SNAPSHOT_BYTES });
+    let mut extensions = Extensions::default();
+    for entry in archive.entries().map_err(bad)?.raw(true) {
         let mut entry = entry.map_err(bad)?;
-        if !entry.header().entry_type().is_file() {
-            continue;
+        let kind = entry.header().entry_type();
+        let slot = match kind {
+            k if k.is_gnu_longname() => Some(&mut extensions.gnu_long_name),
+            k if k.is_pax_local_extensions() => Some(&mut extensions.pax),
+            k if k.is_gnu_longlink() || k.is_pax_global_extensions() => None,
+            _ => {
+                let ext = std::mem::take(&mut extensions);
+                read_entry(&mut entry, &ext, &shown, out).map_err(|e| e.into_error(&bad))?;
+                continue;
+            }
+        };
+        if entry.size() > MAX_EXTENSION_BYTES {
+            return Err(Error::new(format!(
+                "archive entry header {} (a GNU long name or PAX header) is {} bytes, larger than the {} KiB mesh-why reads",
+                String::from_utf8_lossy(&entry.path_bytes()),
+                entry.size(),
+                MAX_EXTENSION_BYTES >> 10
+            ))
+            .at(&shown));
         }
-        let raw = entry.path().map_err(bad)?.into_owned();
-        if raw.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(Error::new(format!("archive entry {} points outside the snapshot", raw.display())).at(&shown));
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).map_err(bad)?;
+        if let Some(slot) = slot {
+            *slot = Some(data);
         }
-        let rel: String = raw
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("/");
-        let Some(rel) = layout_name(&strip_top_dir(&rel)) else { continue };
-        let len = entry.header().size().unwrap_or(0);
-        check_size(&rel, len, &format!("{shown}:{rel}"))?;
-        total += len;
-        if total > MAX_ARCHIVE_BYTES {
-            return Err(Error::new(format!("archive unpacks to more than {} MiB", MAX_ARCHIVE_BYTES >> 20)).at(&shown));
-        }
-        let mut bytes = Vec::with_capacity(len as usize);
-        entry.by_ref().take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(bad)?;
-        out.push((rel, bytes));
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Why an entry could not be read: the archive's own failure, or a refusal already worded.
+enum EntryError {
+    Io(std::io::Error),
+    Refused(Error),
+}
+
+impl EntryError {
+    fn into_error(self, bad: &dyn Fn(std::io::Error) -> Error) -> Error {
+        match self {
+            EntryError::Io(e) => bad(e),
+            EntryError::Refused(e) => e,
+        }
+    }
+}
+
+impl From<std::io::Error> for EntryError {
+    fn from(e: std::io::Error) -> Self {
+        EntryError::Io(e)
+    }
+}
+
+/// Reads one (non-extension) entry, when the layout names it.
+fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>, ext: &Extensions, shown: &str, out: &mut Collected) -> std::result::Result<(), EntryError> {
+    let refuse = |e: Error| EntryError::Refused(e.at(shown));
+    // A PAX size that differs from the header's makes tar readers disagree on where the next
+    // entry starts (and on what a file holds): such an archive is refused, not guessed at.
+    if let Some(size) = ext.pax("size")? {
+        if size.trim().parse::<u64>().ok() != Some(entry.size()) {
+            return Err(refuse(Error::new(format!(
+                "archive entry {} has a PAX size ({size}) that differs from its header's ({})",
+                String::from_utf8_lossy(&entry.path_bytes()),
+                entry.size()
+            ))));
+        }
+    }
+    if !entry.header().entry_type().is_file() {
+        return Ok(());
+    }
+    let name: Vec<u8> = match (ext.pax("path")?, &ext.gnu_long_name) {
+        (Some(path), _) => path.into_bytes(),
+        (None, Some(long)) => long.split(|b| *b == 0).next().unwrap_or_default().to_vec(),
+        (None, None) => entry.path_bytes().into_owned(),
+    };
+    let name = String::from_utf8_lossy(&name).into_owned();
+    let raw = Path::new(&name);
+    if raw.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(refuse(Error::new(format!("archive entry {name} points outside the snapshot"))));
+    }
+    let rel: String = raw
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    let Some(rel) = layout_name(&strip_top_dir(&rel)) else { return Ok(()) };
+    let len = entry.size();
+    check_size(&rel, len, &format!("{shown}:{rel}")).map_err(EntryError::Refused)?;
+    let mut bytes = Vec::with_capacity(len.min(1 << 20) as usize);
+    entry.take(len).read_to_end(&mut bytes)?;
+    out.files.push((rel, bytes));
+    Ok(())
 }
 
 /// Archives made with `tar czf x.tgz snapshot/` (and bug-report archives, under `bug-report/`)
@@ -190,11 +464,12 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
             snap.gaps.extend(manifest.gaps.iter().cloned());
             snap.manifest = Some(manifest);
         } else if let Some(obj_path) = under(&rel, OBJECTS_DIR) {
-            let lower = obj_path.to_ascii_lowercase();
-            if lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json") {
-                for (i, doc) in parse_documents(&bytes, &origin, lower.ends_with(".json"))?.into_iter().enumerate() {
-                    snap.objects.add_document(doc, &format!("{origin} (document {})", i + 1))?;
-                }
+            if bytes.is_empty() {
+                snap.gaps.push(empty_file(rel.clone()));
+                continue;
+            }
+            for (i, doc) in parse_documents(&bytes, &origin, obj_path.to_ascii_lowercase().ends_with(".json"))?.into_iter().enumerate() {
+                snap.objects.add_document(doc, &format!("{origin} (document {})", i + 1))?;
             }
         } else if let Some(proxy_path) = under(&rel, PROXIES_DIR) {
             let parts: Vec<&str> = proxy_path.split('/').collect();
@@ -204,6 +479,12 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
                 pod: pod.to_string(),
                 ..Default::default()
             });
+            // An empty config dump, /clusters or server_info is no capture: the checks that need
+            // it must not run on it. (Empty stats are data: no counter matched the filter.)
+            if bytes.is_empty() && [CONFIG_DUMP_FILE, CLUSTERS_FILE, SERVER_INFO_FILE].contains(file) {
+                snap.gaps.push(empty_file(rel.clone()));
+                continue;
+            }
             let blob = Blob { origin: origin.clone(), bytes };
             let stats = [StatsFormat::Text, StatsFormat::Json, StatsFormat::Prometheus].into_iter().find(|f| stats_file(*f) == *file);
             match (*file, stats) {
@@ -221,8 +502,14 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
             .at(root)
             .help("expected objects/*.yaml (from `kubectl get -o yaml`) and/or proxies/NAMESPACE/POD/config_dump.json"));
     }
-    snap.objects.sort();
+    let repeats = snap.objects.sort();
+    snap.gaps.extend(repeats);
     Ok(snap)
+}
+
+/// The gap of a file that is there but empty.
+fn empty_file(source: String) -> Gap {
+    Gap { source, reason: "empty file (0 bytes): nothing was read from it; the checks that need it were skipped".into() }
 }
 
 /// Parses a YAML (multi-document) or JSON file into JSON values, refusing binary content.
@@ -236,7 +523,60 @@ pub fn parse_documents(bytes: &[u8], origin: &str, json: bool) -> Result<Vec<Val
             .map(|v| vec![v])
             .map_err(|e| Error::new(format!("invalid JSON: {e}")).at(format!("{origin} line {} column {}", e.line(), e.column())));
     }
-    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(text).map_err(|e| Error::new(format!("invalid YAML: {}", first_line(&e.to_string()))).at(origin))
+    let options = serde_saphyr::options! { budget: Some(yaml_budget(text.len())), with_snippet: false, };
+    serde_saphyr::from_str_multiple_with_options::<Value, Vec<Value>>(text, options).map_err(|e| {
+        let mut cause = &e;
+        while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } = cause {
+            cause = error;
+        }
+        match cause {
+            serde_saphyr::Error::Budget { breach, location } => Error::new(format!("YAML refused: {}", budget_breach(breach)))
+                .at(format!("{origin} line {} column {}", location.line(), location.column()))
+                .help("objects/ takes `kubectl get -o yaml` output: split a file this large by kind or namespace, or export it as JSON"),
+            // The parser's own nesting guard can trip before the budget's depth is counted.
+            _ if e.to_string().contains("recursion limit exceeded") => Error::new(format!("YAML refused: nested more than {MAX_YAML_DEPTH} levels deep"))
+                .at(format!("{origin} ({})", first_line(&e.to_string())))
+                .help("Kubernetes objects nest a few dozen levels at most: this file is not an export"),
+            _ => Error::new(format!("invalid YAML: {}", first_line(&e.to_string()))).at(origin),
+        }
+    })
+}
+
+/// Deepest nesting accepted in YAML, as serde_json accepts in JSON.
+const MAX_YAML_DEPTH: usize = 128;
+
+/// The YAML parser's limits, sized to the file. Kubernetes exports (tens of MB, tens of
+/// thousands of documents) use no aliases and take at least a byte per node, so nodes and
+/// events are allowed in proportion to the input, and memory grows with the file, which the
+/// file and snapshot caps bound; alias expansion, which would not, is held to the defaults.
+fn yaml_budget(len: usize) -> serde_saphyr::Budget {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 1024 + len / 16;
+    budget.max_nodes = 250_000 + len;
+    budget.max_events = 1_000_000 + 2 * len;
+    budget.max_total_scalar_bytes = (64 << 20) + len;
+    budget.max_depth = MAX_YAML_DEPTH;
+    budget.enforce_alias_anchor_ratio = false;
+    budget
+}
+
+/// A budget breach in words, with the limit that was hit.
+fn budget_breach(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Depth { .. } => format!("nested more than {MAX_YAML_DEPTH} levels deep"),
+        B::Aliases { aliases } => format!("{aliases} aliases (`*name`), more than the parser's limit; Kubernetes exports use none"),
+        B::Anchors { anchors } => format!("{anchors} anchors (`&name`), more than the parser's limit; Kubernetes exports use none"),
+        B::AliasAnchorRatio { aliases, anchors } => {
+            format!("{aliases} aliases for {anchors} anchors: expanding them would multiply the document (an alias bomb)")
+        }
+        B::RecordedAnchorEvents { .. } | B::RecordedAnchorBytes { .. } => "its aliases expand to more than the parser's limit (an alias bomb)".into(),
+        B::Documents { documents } => format!("more than {} documents for its size ({documents} read)", documents.saturating_sub(1)),
+        B::Nodes { nodes } => format!("more than {} nodes (mappings, lists and values, with aliases expanded) for its size", nodes.saturating_sub(1)),
+        B::Events { events } => format!("more than {} parser events for its size", events.saturating_sub(1)),
+        B::ScalarBytes { total_scalar_bytes } => format!("its values add up to more than {} bytes", total_scalar_bytes.saturating_sub(1)),
+        other => format!("{other:?}"),
+    }
 }
 
 fn first_line(s: &str) -> &str {
