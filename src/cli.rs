@@ -164,8 +164,12 @@ fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     if seconds <= 0.0 || !seconds.is_finite() {
         return Err(format!("`{text}`: the limit must be more than zero"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    // A day is past any wait mesh-why should make; beyond it, a typo more likely than intent.
+    Duration::try_from_secs_f64(seconds).ok().filter(|d| *d <= MAX_DURATION).ok_or_else(|| format!("`{text}`: more than the largest limit, 24h"))
 }
+
+/// The longest `--timeout` or `--request-timeout` accepted.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 impl Cli {
     /// The SERVICE argument, given at the top level or after `capture`.

@@ -401,3 +401,14 @@ fn the_same_objects_twice_do_not_conflict_with_themselves() {
     let gaps = report["gaps"].to_string();
     assert!(gaps.contains("objects: VirtualService default/reviews") && gaps.contains("read 2 times"), "{gaps}");
 }
+
+// Out-of-range durations (item 12).
+
+#[test]
+fn out_of_range_durations_are_refused_not_a_panic() {
+    for (flag, value) in [("--timeout", "99999999999999999999s"), ("--request-timeout", "9999999999999999h"), ("--timeout", "25h")] {
+        let out = run_args(&["reviews", "--snapshot", HEALTHY, flag, value]);
+        assert_refused(&out, &[value, "largest limit, 24h"]);
+    }
+    assert_ran(&run_args(&["reviews", "--snapshot", HEALTHY, "--timeout", "24h"]));
+}
