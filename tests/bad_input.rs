@@ -412,3 +412,33 @@ fn out_of_range_durations_are_refused_not_a_panic() {
     }
     assert_ran(&run_args(&["reviews", "--snapshot", HEALTHY, "--timeout", "24h"]));
 }
+
+// Integer overflow (item 13) and the quadratic stats line (item 14).
+
+#[test]
+fn out_of_range_weights_and_counters_are_bad_input_named_where() {
+    let tmp = healthy_copy();
+    let objects = tmp.path().join("objects/bookinfo.yaml");
+    let yaml = fs::read_to_string(&objects).unwrap();
+    assert!(yaml.contains("weight: 90"), "the scenario routes 90/10");
+    fs::write(&objects, yaml.replace("weight: 90", "weight: 4294967386")).unwrap();
+    assert_refused(&run(tmp.path(), "reviews"), &["bookinfo.yaml", "spec.http[0].route[0].weight", "4294967386"]);
+
+    let tmp = healthy_copy();
+    let line = |v: &str| {
+        format!(
+            "istio_requests_total{{reporter=\"source\",destination_service=\"reviews.default.svc.cluster.local\",destination_version=\"{v}\",response_code=\"200\"}} 1e20\n"
+        )
+    };
+    fs::write(tmp.path().join(POD_DIR).join("stats_prometheus.txt"), line("v1") + &line("v2")).unwrap();
+    assert_refused(&run(tmp.path(), "reviews"), &["stats_prometheus.txt", "istio_requests_total = 1e20", "capture this proxy again"]);
+}
+
+#[test]
+fn a_stats_line_of_many_dots_is_read_in_linear_time() {
+    let tmp = healthy_copy();
+    let name = "a.".repeat(320_000);
+    fs::write(tmp.path().join(POD_DIR).join("stats.txt"), format!("cluster.{name}upstream_rq_total: 1\n")).unwrap();
+    // The hang guard (two minutes) is the bound; quadratic splitting took tens of seconds.
+    assert_ran(&run(tmp.path(), "reviews"));
+}

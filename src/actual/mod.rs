@@ -246,7 +246,7 @@ fn route_view(r: &Route) -> RouteView {
         let ra = r.route.clone().unwrap_or_default();
         let clusters = match (&ra.cluster, &ra.weighted_clusters) {
             (Some(c), _) => vec![WeightedCluster { name: c.clone(), weight: 100 }],
-            (None, Some(w)) => w.clusters.iter().map(|c| WeightedCluster { name: c.name.clone(), weight: c.weight.unwrap_or(0) as u32 }).collect(),
+            (None, Some(w)) => w.clusters.iter().map(|c| WeightedCluster { name: c.name.clone(), weight: c.weight_u32() }).collect(),
             _ => Vec::new(),
         };
         Action::Forward { clusters }

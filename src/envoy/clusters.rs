@@ -71,8 +71,8 @@ fn parse_text(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<V
         }
         let host = hosts.last_mut().expect("pushed above");
         match *field {
-            "rq_total" => host.rq_total = value.parse().unwrap_or(0),
-            "rq_error" => host.rq_error = value.parse().unwrap_or(0),
+            "rq_total" => host.rq_total = super::stats::counter(value, &format!("{cluster}::{address}::rq_total"), origin)?,
+            "rq_error" => host.rq_error = super::stats::counter(value, &format!("{cluster}::{address}::rq_error"), origin)?,
             "health_flags" => {
                 host.failed_outlier_check = value.contains("failed_outlier_check");
                 host.failed_active_health_check = value.contains("failed_active_hc");
@@ -99,15 +99,6 @@ fn parse_json(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<V
         #[serde(default, alias = "hostStatuses")]
         host_statuses: Vec<RawHost>,
     }
-    #[derive(Deserialize)]
-    struct RawHost {
-        #[serde(default)]
-        address: Option<Address>,
-        #[serde(default)]
-        stats: Vec<Value>,
-        #[serde(default, alias = "healthStatus")]
-        health_status: Option<Value>,
-    }
     let top: Top = serde_json::from_str(text).map_err(|e| {
         Error::new(format!("clusters.json is not valid /clusters?format=json output: {e}"))
             .at(origin)
@@ -116,42 +107,50 @@ fn parse_json(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<V
     let clusters = top
         .cluster_statuses
         .ok_or_else(|| Error::new("clusters.json has no `cluster_statuses`").at(origin).help("capture it with `GET /clusters?format=json`"))?;
-    Ok(clusters
+    clusters
         .into_iter()
         .filter(|c| want(&c.name))
-        .map(|c| ClusterStatus {
-            name: c.name,
-            hosts: c
-                .host_statuses
-                .into_iter()
-                .map(|h| {
-                    let stat = |name: &str| {
-                        h.stats
-                            .iter()
-                            .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
-                            .and_then(|s| s.get("value"))
-                            .and_then(value_u64)
-                            .unwrap_or(0)
-                    };
-                    let health = h.health_status.unwrap_or(Value::Null);
-                    let flag = |k: &str, camel: &str| health.get(k).or_else(|| health.get(camel)).and_then(Value::as_bool).unwrap_or(false);
-                    HostStatus {
-                        address: h.address.and_then(|a| a.socket_address).map(|s| s.to_addr()).unwrap_or_default(),
-                        eds_health: health
-                            .get("eds_health_status")
-                            .or_else(|| health.get("edsHealthStatus"))
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                        failed_outlier_check: flag("failed_outlier_check", "failedOutlierCheck"),
-                        failed_active_health_check: flag("failed_active_health_check", "failedActiveHealthCheck"),
-                        rq_total: stat("rq_total"),
-                        rq_error: stat("rq_error"),
-                    }
-                })
-                .collect(),
+        .map(|c| {
+            let hosts = c.host_statuses.into_iter().map(|h| host_status(&c.name, h, origin)).collect::<Result<_>>()?;
+            Ok(ClusterStatus { name: c.name, hosts })
         })
-        .collect())
+        .collect()
+}
+
+/// One `host_statuses[]` entry of the JSON form.
+#[derive(Deserialize)]
+struct RawHost {
+    #[serde(default)]
+    address: Option<Address>,
+    #[serde(default)]
+    stats: Vec<Value>,
+    #[serde(default, alias = "healthStatus")]
+    health_status: Option<Value>,
+}
+
+/// One host of the JSON form; a counter out of range is refused, not read as 0.
+fn host_status(cluster: &str, h: RawHost, origin: &str) -> Result<HostStatus> {
+    let stat = |name: &str| -> Result<u64> {
+        let value = h.stats.iter().find(|s| s.get("name").and_then(Value::as_str) == Some(name)).and_then(|s| s.get("value"));
+        match value {
+            None => Ok(0),
+            Some(v) => match value_u64(v) {
+                Some(n) if n <= super::stats::MAX_COUNTER => Ok(n),
+                _ => super::stats::counter(&v.to_string(), &format!("{cluster} host stat {name}"), origin),
+            },
+        }
+    };
+    let (rq_total, rq_error) = (stat("rq_total")?, stat("rq_error")?);
+    let health = h.health_status.unwrap_or(Value::Null);
+    let flag = |k: &str, camel: &str| health.get(k).or_else(|| health.get(camel)).and_then(Value::as_bool).unwrap_or(false);
+    Ok(HostStatus {
+        address: h.address.and_then(|a| a.socket_address).map(|s| s.to_addr()).unwrap_or_default(),
+        eds_health: health.get("eds_health_status").or_else(|| health.get("edsHealthStatus")).and_then(Value::as_str).unwrap_or_default().to_string(),
+        failed_outlier_check: flag("failed_outlier_check", "failedOutlierCheck"),
+        failed_active_health_check: flag("failed_active_health_check", "failedActiveHealthCheck"),
+        rq_total,
+        rq_error,
+    })
 }
 
 #[cfg(test)]

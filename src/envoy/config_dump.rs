@@ -471,7 +471,7 @@ fn parse_listener(raw: &str, origin: &str) -> Result<Listener> {
                 push_unique(&mut out.tcp_clusters, c);
             }
             for wc in cfg.weighted_clusters.into_iter().flat_map(|w| w.clusters) {
-                out.tcp_weights.insert(wc.name.clone(), wc.weight.unwrap_or(0) as u32);
+                out.tcp_weights.insert(wc.name.clone(), wc.weight_u32());
                 push_unique(&mut out.tcp_clusters, wc.name);
             }
         }

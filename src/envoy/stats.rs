@@ -6,6 +6,29 @@ use crate::snapshot::StatsFormat;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// The largest count believed: 2^53 (exact in a float, as Prometheus carries it). Envoy's
+/// counters never come near it, so a larger one is a broken or forged capture.
+pub const MAX_COUNTER: u64 = 1 << 53;
+
+/// A counter's text as a count, refusing what no real Envoy reports.
+pub fn counter(value: &str, what: &str, origin: &str) -> Result<u64> {
+    let out_of_range = || {
+        Error::new(format!("{what} = {} is not a count Envoy reports (0 to 2^53)", value.chars().take(40).collect::<String>()))
+            .at(origin)
+            .help("the capture is damaged: capture this proxy again")
+    };
+    // Prometheus writes counters as floats (`1.7e+07`); the other forms as integers.
+    let v: f64 = value.trim().parse().map_err(|_| out_of_range())?;
+    if !v.is_finite() || v < 0.0 || v > MAX_COUNTER as f64 {
+        return Err(out_of_range());
+    }
+    Ok(v as u64)
+}
+
+/// Longest `cluster.` stat name looked at: an Istio cluster name (a 253-byte host, port and
+/// subset) and its stat fit well within it; longer names are not a cluster's.
+const MAX_STAT_NAME: usize = 1024;
+
 /// Counters kept from one proxy's stats.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -39,27 +62,29 @@ impl Stats {
                     }
                 }
             }
-            StatsFormat::Prometheus => self.add_prometheus(text),
+            StatsFormat::Prometheus => self.add_prometheus(text, origin)?,
         }
         Ok(())
     }
 
+    /// Keeps one `cluster.<name>.<stat>` integer of a wanted cluster (histograms are skipped).
     fn add_stat(&mut self, name: &str, value: &str, want: &dyn Fn(&str) -> bool) {
-        let Some(rest) = name.strip_prefix("cluster.") else { return };
+        let Some(rest) = name.strip_prefix("cluster.").filter(|r| r.len() <= MAX_STAT_NAME) else { return };
         let Some((cluster, stat)) = split_cluster_stat(rest, want) else { return };
+        // Gauges such as `version` (a hash) use the whole u64 range: kept as read, not judged.
         if let Ok(v) = value.parse::<u64>() {
             self.cluster.insert((cluster, stat.to_string()), v);
         }
     }
 
-    fn add_prometheus(&mut self, text: &str) {
+    fn add_prometheus(&mut self, text: &str, origin: &str) -> Result<()> {
         for line in text.lines().filter(|l| l.starts_with("istio_requests_total{")) {
             let Some((labels, value)) = line.rsplit_once("} ") else { continue };
             let labels = parse_labels(&labels["istio_requests_total{".len()..]);
-            if let Ok(v) = value.trim().parse::<f64>() {
-                self.istio_requests.push((labels, v as u64));
-            }
+            let v = counter(value, "istio_requests_total", origin)?;
+            self.istio_requests.push((labels, v));
         }
+        Ok(())
     }
 }
 

@@ -176,6 +176,13 @@ pub struct WeightedCluster {
     pub weight: Option<u64>,
 }
 
+impl WeightedCluster {
+    /// The weight as the uint32 Envoy holds; a larger value (a hand-edited file) saturates.
+    pub fn weight_u32(&self) -> u32 {
+        self.weight.map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX))
+    }
+}
+
 /// `retry_policy`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RetryPolicy {

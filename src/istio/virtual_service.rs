@@ -177,7 +177,7 @@ pub struct RouteDestination {
     pub destination: Destination,
     /// Relative weight; unset is 0 (Istio treats a lone destination as 100).
     #[serde(default)]
-    pub weight: Option<i64>,
+    pub weight: Option<i32>,
 }
 
 /// `destination`: a host, optional subset and port.
@@ -228,7 +228,7 @@ pub struct DestinationUse<'a> {
     /// Index of the rule in its list.
     pub rule: usize,
     /// Weight, for route destinations.
-    pub weight: Option<i64>,
+    pub weight: Option<i32>,
 }
 
 impl VirtualService {

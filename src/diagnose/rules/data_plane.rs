@@ -217,8 +217,7 @@ fn passthrough_fallback(model: &Model<'_>, target: &Target, ctx: &CallerContext<
         .flat_map(|a| &a.stats.istio_requests)
         .filter(|(l, _)| l.get("reporter").is_none_or(|r| r == "source") && names_target(l, target))
         .filter(|(l, _)| matches!(l.get("destination_service_name").map(String::as_str), Some("PassthroughCluster" | "BlackHoleCluster")))
-        .map(|(_, n)| n)
-        .sum();
+        .fold(0u64, |sum, (_, n)| sum.saturating_add(*n));
     if fell > 0 {
         evidence.push(format!(
             "{}: istio_requests_total{{reporter=\"source\", destination_service_name=\"PassthroughCluster\"|\"BlackHoleCluster\"}} for {}: {fell}",
@@ -365,8 +364,8 @@ const P_THRESHOLD: f64 = 0.01;
 /// Observed requests per cluster of a weighted route, and where the counts came from.
 fn observed_counts(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, actual: &Actual, clusters: &[String]) -> Option<(Vec<u64>, &'static str)> {
     if clusters.iter().all(|c| actual.hosts.contains_key(c)) {
-        let counts: Vec<u64> = clusters.iter().map(|c| actual.hosts[c].iter().map(|h| h.rq_total).sum()).collect();
-        if counts.iter().sum::<u64>() > 0 {
+        let counts: Vec<u64> = clusters.iter().map(|c| actual.hosts[c].iter().fold(0u64, |sum, h| sum.saturating_add(h.rq_total))).collect();
+        if counts.iter().any(|c| *c > 0) {
             return Some((counts, "/clusters per-host rq_total"));
         }
     }
@@ -406,7 +405,7 @@ fn split_skew(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, actua
             let clusters: Vec<String> = route.action.clusters().map(|c| c.name.clone()).collect();
             let shared = vh.routes.iter().enumerate().any(|(j, r)| j != i && r.action.clusters().any(|c| clusters.contains(&c.name)));
             let Some((counts, source)) = observed_counts(model, target, ctx, actual, &clusters).filter(|_| !shared) else { continue };
-            let n: u64 = counts.iter().sum();
+            let n = counts.iter().fold(0u64, |sum, c| sum.saturating_add(*c));
             let weights: Vec<f64> = route.action.clusters().map(|c| c.weight as f64).collect();
             let Some(test) = chi_square(&counts, &weights).filter(|t| n >= MIN_REQUESTS && t.p_value < P_THRESHOLD) else { continue };
             let total_weight: f64 = weights.iter().sum();

@@ -253,7 +253,7 @@ pub fn subset_not_declared(model: &Model<'_>, ctx: &CallerContext<'_>, out: &mut
             if route.rule_index.and_then(|i| vs.spec.http.get(i)).is_some_and(|r| r.delegate.is_some()) {
                 continue;
             }
-            let total: u32 = route.action.clusters().map(|c| c.weight).sum();
+            let total: u64 = route.action.clusters().map(|c| u64::from(c.weight)).sum();
             for wc in route.action.clusters() {
                 let Some(cv) = ctx.intent.view.clusters.get(&wc.name) else { continue };
                 let Some(name) = ClusterName::parse(&wc.name) else { continue };
@@ -262,7 +262,7 @@ pub fn subset_not_declared(model: &Model<'_>, ctx: &CallerContext<'_>, out: &mut
                 }
                 let (reason, fix) = why_undeclared(model, ctx.caller, &name.host, &name.subset);
                 let share = if total > 0 && route.action.clusters().count() > 1 {
-                    format!(" That is {}% of the requests this route takes.", wc.weight * 100 / total)
+                    format!(" That is {}% of the requests this route takes.", u64::from(wc.weight) * 100 / total)
                 } else {
                     String::new()
                 };

@@ -195,7 +195,7 @@ pub fn route_zero_weight(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Find
     use crate::istio::gateway_api::RouteKind;
     for route in objects.routes.iter().filter(|r| in_scope(r, scope) && matches!(r.spec.kind, RouteKind::Http | RouteKind::Grpc)) {
         for (r, rule) in route.spec.spec.rules.iter().enumerate() {
-            if rule.redirects() || rule.backend_refs.iter().map(BackendRef::weight).sum::<u32>() > 0 {
+            if rule.redirects() || rule.backend_refs.iter().any(|b| b.weight() > 0) {
                 continue;
             }
             let weights: Vec<String> = rule.backend_refs.iter().map(|b| format!("{} {}", b.name, b.weight())).collect();

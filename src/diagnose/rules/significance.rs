@@ -20,7 +20,7 @@ pub struct FitTest {
 /// Tests `observed` counts against `weights` (relative). `None` when the sample is too small:
 /// fewer than two destinations, or an expected count under [`MIN_EXPECTED`].
 pub fn chi_square(observed: &[u64], weights: &[f64]) -> Option<FitTest> {
-    let n: u64 = observed.iter().sum();
+    let n = observed.iter().fold(0u64, |sum, o| sum.saturating_add(*o));
     let total: f64 = weights.iter().sum();
     if observed.len() != weights.len() || observed.len() < 2 || total <= 0.0 {
         return None;
