@@ -22,7 +22,8 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{e}");
+            // Errors quote file names, fields and API answers: cleaned as output is.
+            eprintln!("{}", render::clean(&e.to_string()));
             ExitCode::from(2)
         }
     }

@@ -442,3 +442,79 @@ fn a_stats_line_of_many_dots_is_read_in_linear_time() {
     // The hang guard (two minutes) is the bound; quadratic splitting took tens of seconds.
     assert_ran(&run(tmp.path(), "reviews"));
 }
+
+// Output injection (items 8, 9, 10) and very long cells (item 14).
+
+/// A VirtualService whose header regex carries a forged Markdown section, HTML and a link.
+const FORGED_REGEX: &str = "^(jason)$\n\n#### 0. `all-clear`\n\nClose this incident. [details](javascript:alert(1)) <img src=x onerror=alert(1)> <!-- hidden";
+
+/// Markdown outside fenced blocks and code spans: what a ticket renders as markup.
+fn rendered_markup(markdown: &str) -> Vec<String> {
+    let mut in_fence = false;
+    let mut out = Vec::new();
+    for line in markdown.lines() {
+        if line.starts_with("```") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if !in_fence {
+            // Drop code spans: their content is shown literally.
+            out.push(line.split('`').step_by(2).collect::<Vec<_>>().join(""));
+        }
+    }
+    out
+}
+
+#[test]
+fn cluster_strings_cannot_forge_markdown_or_reach_a_terminal_raw() {
+    let tmp = healthy_copy();
+    let regex = serde_json::to_string(FORGED_REGEX).unwrap();
+    let vs = format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: \"evil\\u202egnp.exe\\u0085\", namespace: default}}\nspec:\n  hosts: [reviews]\n  http:\n  - match:\n    - headers:\n        end-user: {{regex: {regex}}}\n    route:\n    - destination: {{host: reviews, subset: v2}}\n"
+    );
+    fs::write(tmp.path().join("objects/evil.yaml"), vs).unwrap();
+    let snapshot = tmp.path().to_str().unwrap();
+    let markdown = String::from_utf8(run_args(&["reviews", "--snapshot", snapshot, "-o", "markdown"]).stdout).unwrap();
+    assert!(markdown.contains("all-clear"), "the regex is reported: {markdown}");
+    for line in rendered_markup(&markdown) {
+        assert!(!line.starts_with("#### 0."), "a forged heading: {line}");
+        for markup in ["<img", "<!--"] {
+            assert!(!line.contains(markup), "{markup} renders: {line}");
+        }
+        // A link needs an unescaped `](`.
+        assert!(line.match_indices("](").all(|(i, _)| line[..i].ends_with('\\')), "a link renders: {line}");
+    }
+    for format in ["table", "markdown", "json"] {
+        let out = run_args(&["reviews", "--snapshot", snapshot, "-o", format]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.contains(['\u{202e}', '\u{85}', '\u{1b}']), "{format} carries a raw bidi override or control: {text}");
+    }
+    let json: serde_json::Value = serde_json::from_slice(&run_args(&["reviews", "--snapshot", snapshot, "-o", "json"]).stdout).unwrap();
+    assert!(json.to_string().contains("evil\u{202e}gnp.exe"), "JSON escapes, but keeps, what the object holds");
+}
+
+#[test]
+fn escape_sequences_in_input_never_reach_stderr() {
+    let tmp = healthy_copy();
+    fs::write(dump_path(tmp.path()), "{\"configs\":[{\"@type\":\"type.googleapis.com/\\u001b]0;PWNED\\u0007\\u001b[2J\\u202e\"}]}").unwrap();
+    let out = run(tmp.path(), "reviews");
+    assert_refused(&out, &["unknown config dump section type", "PWNED"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains(['\u{1b}', '\u{7}', '\u{202e}']), "raw escapes on stderr: {err:?}");
+}
+
+#[test]
+fn a_name_of_200k_characters_is_rendered_in_linear_time() {
+    let tmp = healthy_copy();
+    let name = format!("o{}", "a".repeat(200_000));
+    let vs = format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: default}}\nspec: {{hosts: [reviews], http: [{{route: [{{destination: {{host: reviews, subset: v1}}}}]}}]}}\n"
+    );
+    fs::write(tmp.path().join("objects/vs2.yaml"), vs).unwrap();
+    for format in ["table", "markdown"] {
+        // The hang guard is the bound: wrapping the whole name took minutes.
+        let out = run_args(&["reviews", "--snapshot", tmp.path().to_str().unwrap(), "-o", format]);
+        let text = assert_ran(&out);
+        assert!(text.contains("oaaaa"), "{format}: the finding names the VirtualService");
+    }
+}

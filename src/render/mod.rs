@@ -1,11 +1,12 @@
 //! Render: the report as a terminal table, Markdown for an incident ticket, or JSON.
 //!
-//! Strings that come from the cluster (names, regexes, labels) are stripped of control
-//! characters before they reach a terminal or a ticket, so a crafted object cannot inject
-//! escape sequences, and Markdown table cells are escaped so a `|` in a regex cannot break them.
+//! Strings that come from the cluster (names, regexes, labels) are stripped of control and
+//! invisible format characters before they reach a terminal, a ticket or an error line, so a
+//! crafted object cannot drive the terminal or disguise text (bidi overrides); Markdown escapes
+//! them for the context they land in, and JSON writes those characters as `\u` escapes.
 
 pub mod json;
-mod markdown;
+pub mod markdown;
 mod table;
 
 use crate::diagnose::Report;
@@ -30,9 +31,30 @@ pub fn render(report: &Report, format: Format, color: bool) -> String {
     }
 }
 
-/// Removes control characters (keeping newlines), so cluster data cannot drive the terminal.
+/// Removes control characters (C0, DEL, C1; keeping newlines) and invisible format characters
+/// (bidi overrides and isolates, zero-width characters), so cluster data can neither drive the
+/// terminal nor show text other than what it holds. Tabs and line separators become spaces.
 pub fn clean(s: &str) -> String {
-    s.chars().map(|c| if c == '\t' { ' ' } else { c }).filter(|c| !c.is_control() || *c == '\n').collect()
+    s.chars()
+        .map(|c| if matches!(c, '\t' | '\u{2028}' | '\u{2029}') { ' ' } else { c })
+        .filter(|c| *c == '\n' || !(c.is_control() || is_invisible(*c)))
+        .collect()
+}
+
+/// Unicode format characters that change how text around them is shown without showing
+/// themselves: bidi marks, embeddings, overrides and isolates, zero-width characters, BOM.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// At most `max` characters of `s`, with an ellipsis when cut: table cells stay cheap to lay
+/// out whatever a name holds (the full text is in the details below the table).
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
 }
 
 /// The one-line answer: the top finding, or what traffic does when nothing is wrong.
@@ -48,10 +70,23 @@ pub fn verdict(report: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::clean;
+    use super::{clean, truncate};
 
     #[test]
     fn control_characters_are_removed() {
         assert_eq!(clean("a\u{1b}[31mb\tc\nd\u{7}"), "a[31mb c\nd");
+    }
+
+    #[test]
+    fn c1_controls_del_and_invisible_format_characters_are_removed() {
+        assert_eq!(clean("evil\u{202e}gnp.exe\u{2066}x\u{2069}\u{200b}y\u{85}\u{9b}z\u{7f}"), "evilgnp.exexyz");
+        assert_eq!(clean("a\u{2028}b"), "a b");
+        assert_eq!(clean("Zürich 東京"), "Zürich 東京", "letters of any script stay");
+    }
+
+    #[test]
+    fn truncate_counts_characters_not_bytes() {
+        assert_eq!(truncate("東京都", 2), "東京…");
+        assert_eq!(truncate("ab", 2), "ab");
     }
 }

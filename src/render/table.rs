@@ -1,9 +1,12 @@
 //! Terminal output: a findings table (comfy-table) followed by details, diff and gaps.
 
-use super::{clean, verdict};
+use super::{clean, truncate, verdict};
 use crate::diagnose::{Report, Severity};
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
 use std::fmt::Write;
+
+/// Most characters of a table cell (a few wrapped lines at the table's width).
+const MAX_CELL: usize = 400;
 
 /// Renders the report for a terminal; `color` adds ANSI colour.
 pub fn render(report: &Report, color: bool) -> String {
@@ -40,7 +43,10 @@ pub fn render(report: &Report, color: bool) -> String {
                     Severity::Info => Color::Cyan,
                 });
             }
-            table.add_row(vec![Cell::new(i + 1), sev, Cell::new(f.id), Cell::new(clean(&f.subject.to_string())), Cell::new(clean(&f.summary))]);
+            // Wrapping costs more than linear time in a cell's length: cells are cut, and the
+            // full text follows in the details.
+            let (subject, summary) = (truncate(&clean(&f.subject.to_string()), MAX_CELL), truncate(&clean(&f.summary), MAX_CELL));
+            table.add_row(vec![Cell::new(i + 1), sev, Cell::new(f.id), Cell::new(subject), Cell::new(summary)]);
         }
         let _ = writeln!(out, "{table}");
         for (i, f) in report.findings.iter().enumerate() {

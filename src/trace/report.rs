@@ -195,12 +195,14 @@ fn render_json(report: &TraceReport) -> String {
         "gaps": report.gaps,
         "log": report.log,
     });
-    serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+    crate::render::json::to_text(&json)
 }
 
 fn render_text(report: &TraceReport, markdown: bool) -> String {
     let r = &report.request;
     let mut out = String::new();
+    // Markdown escapes cluster text for the ticket (no forged headings, links or HTML).
+    let text = |s: &str| if markdown { crate::render::markdown::text(s) } else { clean(s) };
     let scheme = if r.security == super::Security::Plaintext { "http" } else { "https" };
     let title = format!(
         "trace: {} {}{} from {} to {}:{}{}",
@@ -212,17 +214,17 @@ fn render_text(report: &TraceReport, markdown: bool) -> String {
         r.port,
         if r.inbound { " (inbound)" } else { "" }
     );
-    let Some(answer) = report.answer() else { return clean(&title) + "\n" };
-    out.push_str(&if markdown { format!("### {}\n\n", clean(&title)) } else { format!("{}\n", clean(&title)) });
+    let Some(answer) = report.answer() else { return text(&title) + "\n" };
+    out.push_str(&if markdown { format!("### {}\n\n", text(&title)) } else { format!("{}\n", text(&title)) });
     if let Some(note) = &report.note {
-        out.push_str(&clean(note));
+        out.push_str(&text(note));
         out.push_str(if markdown { "\n\n" } else { "\n" });
     }
     let verdict = match report.findings.first() {
         Some(f) => format!("verdict: {}: {}", f.severity, f.summary),
         None => format!("verdict ({}): {}", report.source, answer.outcome),
     };
-    out.push_str(&clean(&verdict));
+    out.push_str(&text(&verdict));
     out.push_str("\n\n");
     if markdown {
         out.push_str("| # | stage | chosen | why |\n|---|---|---|---|\n");
@@ -230,7 +232,8 @@ fn render_text(report: &TraceReport, markdown: bool) -> String {
     for (n, s) in answer.steps.iter().enumerate() {
         let chosen = if s.chosen.is_empty() { "-".to_string() } else { s.chosen.clone() };
         if markdown {
-            out.push_str(&format!("| {} | {} | `{}` | {} |\n", n + 1, s.stage, clean(&chosen).replace('|', "\\|"), clean(&s.why).replace('|', "\\|")));
+            let chosen = crate::render::markdown::code_span(&chosen).replace('|', "\\|");
+            out.push_str(&format!("| {} | {} | `{chosen}` | {} |\n", n + 1, s.stage, crate::render::markdown::cell(&s.why)));
         } else {
             out.push_str(&format!("{:>2}. {:<13} {}\n    {}\n", n + 1, s.stage, clean(&chosen), clean(&s.why)));
         }
@@ -238,19 +241,22 @@ fn render_text(report: &TraceReport, markdown: bool) -> String {
     if let (Some(e), Some(i)) = (&report.envoy, &report.intent)
         && (e.error != i.error || e.action.as_ref().map(describe_action) != i.action.as_ref().map(describe_action))
     {
-        out.push_str(&clean(&format!("\nintent would: {}\n", i.outcome)));
+        out.push_str(&format!("\nintent would: {}\n", text(&i.outcome)));
     }
     if let Some(log) = &report.log {
-        out.push_str(&clean(&format!("\naccess log: {} {} {}, flags {}\n", log.line.status, log.line.method, log.line.path, log.line.flags.join(","))));
+        out.push_str(&format!(
+            "\naccess log: {}\n",
+            text(&format!("{} {} {}, flags {}", log.line.status, log.line.method, log.line.path, log.line.flags.join(",")))
+        ));
         for n in &log.notes {
-            out.push_str(&clean(&format!("  - {n}\n")));
+            out.push_str(&format!("  - {}\n", text(n)));
         }
     }
     for f in &report.findings {
-        out.push_str(&clean(&format!("\n{}: {}\n  evidence: {}\n  fix: {}\n", f.id, f.summary, f.evidence.join("; "), f.fix)));
+        out.push_str(&format!("\n{}: {}\n  evidence: {}\n  fix: {}\n", f.id, text(&f.summary), text(&f.evidence.join("; ")), text(&f.fix)));
     }
     for g in &report.gaps {
-        out.push_str(&clean(&format!("\nnot compared: {g}")));
+        out.push_str(&format!("\nnot compared: {}", text(g)));
     }
     out.push('\n');
     out
