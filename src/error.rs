@@ -38,6 +38,14 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// Cause and location on one line, for a gap's reason (the hint is the gap's to give).
+    pub fn brief(&self) -> String {
+        match &self.location {
+            Some(location) => format!("{} at {location}", self.message),
+            None => self.message.clone(),
+        }
+    }
 }
 
 impl fmt::Display for Error {

@@ -156,13 +156,26 @@ fn fill(z: &mut dyn Write, byte: u8, mib: u64) {
     }
 }
 
+/// Asserts the run went on (item 6) and the proxy file `file` is a gap whose reason says why.
+fn assert_proxy_file_gap(snapshot: &Path, file: &str, needles: &[&str]) -> serde_json::Value {
+    let report = json_report(snapshot);
+    let source = format!("{POD_DIR}/{file}");
+    let gap = report["gaps"].as_array().unwrap().iter().find(|g| g["source"] == source.as_str()).unwrap_or_else(|| panic!("no gap for {source}: {report}"));
+    let reason = gap["reason"].as_str().unwrap();
+    for n in needles {
+        assert!(reason.contains(n), "expected {n:?} in: {reason}");
+    }
+    assert!(!report["findings"].as_array().unwrap().iter().any(|f| f["id"] == "proxy-stale"), "no conclusion from the unread file: {report}");
+    report
+}
+
 #[test]
 fn truncated_config_dump() {
     let tmp = healthy_copy();
     let dump = dump_path(tmp.path());
     let text = fs::read(&dump).unwrap();
     fs::write(&dump, &text[..text.len() / 2]).unwrap();
-    assert_refused(&run(tmp.path(), "reviews"), &["truncated", "config_dump.json"]);
+    assert_proxy_file_gap(tmp.path(), "config_dump.json", &["unreadable", "truncated"]);
 }
 
 #[test]
@@ -171,14 +184,22 @@ fn wrong_type_in_config_dump_names_the_field() {
     let dump = dump_path(tmp.path());
     let text = fs::read_to_string(&dump).unwrap().replacen("\"domains\": [", "\"domains\": 5, \"x\": [", 1);
     fs::write(&dump, text).unwrap();
-    assert_refused(&run(tmp.path(), "reviews"), &["config_dump.json", "domains", "invalid type"]);
+    assert_proxy_file_gap(tmp.path(), "config_dump.json", &["domains", "invalid type"]);
 }
 
 #[test]
 fn unknown_section_type() {
     let tmp = healthy_copy();
     fs::write(dump_path(tmp.path()), r#"{"configs":[{"@type":"type.googleapis.com/acme.Thing"}]}"#).unwrap();
-    assert_refused(&run(tmp.path(), "reviews"), &["unknown config dump section type", "acme.Thing"]);
+    assert_proxy_file_gap(tmp.path(), "config_dump.json", &["unknown config dump section type", "acme.Thing"]);
+}
+
+#[test]
+fn one_bad_proxy_file_is_that_files_gap_and_the_rest_is_read() {
+    let tmp = healthy_copy();
+    fs::write(tmp.path().join(POD_DIR).join("clusters.json"), "<html>502 Bad Gateway</html>").unwrap();
+    let report = assert_proxy_file_gap(tmp.path(), "clusters.json", &["unreadable", "502 Bad Gateway"]);
+    assert_eq!(report["proxies"][0]["proxy_read"], true, "the config dump was still read: {report}");
 }
 
 #[test]
@@ -431,7 +452,7 @@ fn out_of_range_weights_and_counters_are_bad_input_named_where() {
         )
     };
     fs::write(tmp.path().join(POD_DIR).join("stats_prometheus.txt"), line("v1") + &line("v2")).unwrap();
-    assert_refused(&run(tmp.path(), "reviews"), &["stats_prometheus.txt", "istio_requests_total = 1e20", "capture this proxy again"]);
+    assert_proxy_file_gap(tmp.path(), "stats_prometheus.txt", &["istio_requests_total = 1e20", "not a count"]);
 }
 
 #[test]
@@ -497,8 +518,17 @@ fn cluster_strings_cannot_forge_markdown_or_reach_a_terminal_raw() {
 fn escape_sequences_in_input_never_reach_stderr() {
     let tmp = healthy_copy();
     fs::write(dump_path(tmp.path()), "{\"configs\":[{\"@type\":\"type.googleapis.com/\\u001b]0;PWNED\\u0007\\u001b[2J\\u202e\"}]}").unwrap();
+    let table = String::from_utf8(run(tmp.path(), "reviews").stdout).unwrap();
+    assert!(table.contains("PWNED") && !table.contains(['\u{1b}', '\u{7}', '\u{202e}']), "raw escapes in the report: {table:?}");
+    // An error that quotes its input (an object that does not parse) is cleaned too.
+    let tmp = healthy_copy();
+    fs::write(
+        tmp.path().join("objects/evil.yaml"),
+        "kind: VirtualService\napiVersion: networking.istio.io/v1\nmetadata: {name: x}\nspec: {hosts: \"\\e]0;PWNED\\a\\u202e\"}\n",
+    )
+    .unwrap();
     let out = run(tmp.path(), "reviews");
-    assert_refused(&out, &["unknown config dump section type", "PWNED"]);
+    assert_refused(&out, &["evil.yaml", "spec.hosts"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains(['\u{1b}', '\u{7}', '\u{202e}']), "raw escapes on stderr: {err:?}");
 }

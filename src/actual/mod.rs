@@ -33,14 +33,17 @@ pub struct Actual {
     pub has_eds: bool,
     /// Listeners rejected by Envoy (NACKed updates), with details.
     pub rejected: Vec<(String, String)>,
-    /// What was missing from the capture.
+    /// What was missing from the capture, or unreadable in it.
     pub missing: Vec<String>,
+    /// Why each unreadable file (also in `missing`) could not be read.
+    pub unreadable: BTreeMap<String, String>,
     /// The target's route configurations: name, `version_info`, `last_updated`.
     pub route_versions: Vec<(String, Option<String>, Option<String>)>,
 }
 
-/// Reads `capture` for `target`, decoding only what concerns it (plus `extra_clusters`).
-pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<String>) -> Result<Actual> {
+/// Reads `capture` for `target`, decoding only what concerns it (plus `extra_clusters`); a
+/// file that cannot be read is listed in `missing` and `unreadable`.
+pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<String>) -> Actual {
     let mut actual = Actual::default();
     let wants_cluster = |name: &str| extra_clusters.contains(name) || ClusterName::parse(name).is_some_and(|c| c.host == target.fqdn);
     let port_names: Vec<String> = target.ports.iter().map(|p| p.port.to_string()).collect();
@@ -53,30 +56,39 @@ pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<S
     let listener = |name: &str| port_names.iter().any(|p| name.ends_with(&format!("_{p}")));
     let selection = Selection { route_config: &route_config, virtual_host: &virtual_host, cluster: &wants_cluster, listener: &listener };
 
+    // A file that cannot be read is that proxy's gap, as if it had not been captured: the rest
+    // of its capture, and every other proxy, is still analysed.
     let dump = match &capture.config_dump {
-        Some(blob) => Some(ConfigDump::parse(text(blob)?, &blob.origin, &selection)?),
+        Some(blob) => text(blob).and_then(|t| ConfigDump::parse(t, &blob.origin, &selection)).map_err(|e| actual.unreadable("config_dump.json", &e)).ok(),
         None => {
             actual.missing.push("config_dump.json".into());
             None
         }
     };
-    if let Some(blob) = &capture.server_info {
-        actual.server_info = Some(server_info::parse(text(blob)?, &blob.origin)?);
-    } else {
-        actual.missing.push("server_info.json".into());
+    match &capture.server_info {
+        Some(blob) => match text(blob).and_then(|t| server_info::parse(t, &blob.origin)) {
+            Ok(info) => actual.server_info = Some(info),
+            Err(e) => actual.unreadable("server_info.json", &e),
+        },
+        None => actual.missing.push("server_info.json".into()),
     }
-    if let Some(blob) = &capture.clusters {
-        for c in clusters::parse(text(blob)?, &blob.origin, &wants_cluster)? {
-            actual.hosts.insert(c.name, c.hosts);
-        }
-    } else {
-        actual.missing.push("clusters.json".into());
+    match &capture.clusters {
+        Some(blob) => match text(blob).and_then(|t| clusters::parse(t, &blob.origin, &wants_cluster)) {
+            Ok(list) => actual.hosts.extend(list.into_iter().map(|c| (c.name, c.hosts))),
+            Err(e) => actual.unreadable("clusters.json", &e),
+        },
+        None => actual.missing.push("clusters.json".into()),
     }
     if capture.stats.is_empty() {
         actual.missing.push("stats".into());
     }
     for (format, blob) in &capture.stats {
-        actual.stats.add(*format, text(blob)?, &blob.origin, &wants_cluster)?;
+        // Counters from a file read halfway would be wrong: a file is taken whole or not at all.
+        let mut one = Stats::default();
+        match text(blob).and_then(|t| one.add(*format, t, &blob.origin, &wants_cluster)) {
+            Ok(()) => actual.stats.merge(one),
+            Err(e) => actual.unreadable(crate::gather::files::stats_file(*format), &e),
+        }
     }
     actual.node = dump.as_ref().and_then(|d| d.node.clone()).or_else(|| actual.server_info.as_ref().and_then(|s| s.node.clone()));
     if let Some(dump) = dump {
@@ -87,7 +99,15 @@ pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<S
         actual.view = Some(normalize(&dump, router, target, &actual.hosts, extra_clusters));
         actual.route_versions = dump.route_configs.iter().map(|rc| (rc.name.clone(), rc.version_info.clone(), rc.last_updated.clone())).collect();
     }
-    Ok(actual)
+    actual
+}
+
+impl Actual {
+    /// Records `file` as unreadable, with why.
+    fn unreadable(&mut self, file: &str, e: &crate::error::Error) {
+        self.missing.push(file.to_string());
+        self.unreadable.insert(file.to_string(), e.brief());
+    }
 }
 
 /// Gateway route configurations are named `http.PORT` or `https.PORT.NAME.GATEWAY.NAMESPACE`;
@@ -362,7 +382,7 @@ mod tests {
             cluster_ip: None,
             export_to: Vec::new(),
         };
-        let actual = read(&capture, &target, &BTreeSet::new()).unwrap();
+        let actual = read(&capture, &target, &BTreeSet::new());
         assert_eq!(actual.node.map(|n| n.kind), Some(ProxyKind::Router));
         let keys: Vec<String> = actual.view.unwrap().ports.into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["vhost bookinfo.example.com:80"]);

@@ -174,7 +174,7 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
         let mut actual = None;
         if let Some(capture) = examined.capture {
             let names = intent::derive(model, &caller, target).view.clusters.into_keys().collect();
-            let read = actual::read(capture, target, &names)?;
+            let read = actual::read(capture, target, &names);
             match read.node.as_ref().map(|n| n.kind.clone()) {
                 Some(ProxyKind::Other(kind)) => gaps.push(Gap {
                     source: format!("proxies/{}/{}", capture.namespace, capture.pod),
@@ -184,9 +184,13 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
                     question::enrich(&mut caller, read.node.as_ref());
                     for m in &read.missing {
                         let source = format!("proxies/{}/{}/{m}", capture.namespace, capture.pod);
+                        let reason = match read.unreadable.get(m) {
+                            Some(why) => format!("unreadable ({why}); the checks that need it were skipped"),
+                            None => "not captured; the checks that need it were skipped".into(),
+                        };
                         // The reader may have said already why (an empty or unreadable file).
                         if !gaps.iter().any(|g| g.source == source) {
-                            gaps.push(Gap { source, reason: "not captured; the checks that need it were skipped".into() });
+                            gaps.push(Gap { source, reason });
                         }
                     }
                     actual = Some(read);

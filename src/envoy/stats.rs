@@ -44,6 +44,12 @@ impl Stats {
         self.cluster.get(&(cluster.to_string(), stat.to_string())).copied()
     }
 
+    /// Adds what `other` read.
+    pub fn merge(&mut self, other: Stats) {
+        self.cluster.extend(other.cluster);
+        self.istio_requests.extend(other.istio_requests);
+    }
+
     /// Merges one capture in; `want` selects clusters by name.
     pub fn add(&mut self, format: StatsFormat, text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<()> {
         match format {

@@ -215,15 +215,14 @@ impl<'a> Reader<'a> {
     /// the analysis will look up.
     fn routed_clusters(&self, routing: &[Section], expected: &BTreeSet<String>) -> BTreeSet<String> {
         let mut names = expected.clone();
-        // A dump that does not parse here fails the analysis later with a precise error; until
-        // then the expected names are still worth fetching.
+        // A dump that does not parse here is a gap of the analysis later, with a precise
+        // reason; until then the expected names are still worth fetching.
         let partial = ProxyCapture { config_dump: Some(Blob { origin: self.origin.clone(), bytes: assemble(routing) }), ..Default::default() };
-        if let Ok(read) = actual::read(&partial, self.target, expected) {
-            for port in read.view.iter().flat_map(|v| &v.ports) {
-                names.extend(port.tcp_destinations.iter().map(|c| c.name.clone()));
-                for route in port.virtual_host.iter().flat_map(|vh| &vh.routes) {
-                    names.extend(route.action.clusters().map(|c| c.name.clone()));
-                }
+        let read = actual::read(&partial, self.target, expected);
+        for port in read.view.iter().flat_map(|v| &v.ports) {
+            names.extend(port.tcp_destinations.iter().map(|c| c.name.clone()));
+            for route in port.virtual_host.iter().flat_map(|vh| &vh.routes) {
+                names.extend(route.action.clusters().map(|c| c.name.clone()));
             }
         }
         names
