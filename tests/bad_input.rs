@@ -548,3 +548,41 @@ fn a_name_of_200k_characters_is_rendered_in_linear_time() {
         assert!(text.contains("oaaaa"), "{format}: the finding names the VirtualService");
     }
 }
+
+// Partial data (item 3): a check whose input is incomplete is withheld, never concluded.
+
+#[test]
+fn a_capture_without_its_destination_rules_reports_no_subset_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/scenarios/proxy-stale")), tmp.path());
+    let objects = tmp.path().join("objects/bookinfo.yaml");
+    let yaml = fs::read_to_string(&objects).unwrap();
+    let without: Vec<&str> = yaml.split("\n---\n").filter(|doc| !doc.contains("kind: DestinationRule")).collect();
+    fs::write(&objects, without.join("\n---\n")).unwrap();
+    let manifest = r#"{"format_version": 1, "gaps": [{"source": "destinationrules.networking.istio.io", "reason": "not readable: forbidden"}]}"#;
+    fs::write(tmp.path().join("mesh-why.json"), manifest).unwrap();
+    let report = json_report(tmp.path());
+    let ids: Vec<&str> = report["findings"].as_array().unwrap().iter().filter_map(|f| f["id"].as_str()).collect();
+    assert!(!ids.contains(&"subset-not-declared") && !ids.contains(&"proxy-stale"), "{ids:?}");
+    let gaps = report["gaps"].to_string();
+    assert!(gaps.contains("not checked: subset-not-declared") && gaps.contains("forbidden"), "{gaps}");
+}
+
+#[test]
+fn a_route_configuration_that_did_not_arrive_is_not_a_passthrough_finding() {
+    let tmp = healthy_copy();
+    let dump = dump_path(tmp.path());
+    let mut value: serde_json::Value = serde_json::from_slice(&fs::read(&dump).unwrap()).unwrap();
+    for section in value["configs"].as_array_mut().unwrap() {
+        section.as_object_mut().unwrap().remove("dynamic_route_configs");
+    }
+    fs::write(&dump, value.to_string()).unwrap();
+    let source = "pod default/productpage-v1-6b7f9d8c7-ccccc admin GET /config_dump (dynamic_route_configs)";
+    let manifest = serde_json::json!({"format_version": 1, "gaps": [{"source": source, "reason": "not a config dump (EOF while parsing)"}]});
+    fs::write(tmp.path().join("mesh-why.json"), manifest.to_string()).unwrap();
+    let report = json_report(tmp.path());
+    assert_eq!(report["findings"], serde_json::json!([]), "{report}");
+    let verdict = report["verdict"].as_str().unwrap();
+    assert!(verdict.contains("not examined: the route configurations of default/productpage-v1-6b7f9d8c7-ccccc"), "{verdict}");
+    assert!(report["gaps"].to_string().contains("not checked: passthrough-fallback"), "{report}");
+}

@@ -326,6 +326,29 @@ fn forbidden_kind_is_a_gap_naming_the_rbac_rule() {
     api.assert_read_only();
 }
 
+/// DestinationRules that cannot be listed must not turn into `subset-not-declared` errors (or a
+/// `proxy-stale` against an intent without subsets): those checks are withheld and say why, and
+/// the verdict names what was not examined.
+#[test]
+fn unreadable_destination_rules_withhold_the_checks_that_need_them() {
+    require_tools!();
+    let api = ApiServer::sample(shared_envoy(), &["--forbid", "destinationrules"]);
+    let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "-o", "json"], &[]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    let report = json(&out);
+    let ids: Vec<&str> = report["findings"].as_array().unwrap().iter().filter_map(|f| f["id"].as_str()).collect();
+    let gaps = gaps(&report);
+    assert!(gaps.iter().any(|g| g.starts_with("destinationrules.networking.istio.io: not checked: ") && g.contains("forbidden")), "{gaps:#?}");
+    // Every finding of this cluster (subsets, endpoints per subset) rests on its DestinationRules.
+    assert_eq!(ids, Vec::<&str>::new());
+    let verdict = report["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("no problem found in what was examined") && verdict.contains("not examined: destinationrules.networking.istio.io"),
+        "{verdict}"
+    );
+    api.assert_read_only();
+}
+
 #[test]
 fn cluster_without_istio_crds_is_analyzed_with_gaps() {
     require_tools!();

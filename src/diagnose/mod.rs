@@ -2,6 +2,7 @@
 //! into ranked findings. Pure: it reads a snapshot value and returns a report value.
 
 mod finding;
+mod inputs;
 mod rules;
 
 pub use finding::{Finding, Severity, merge_and_rank};
@@ -63,6 +64,9 @@ pub struct Report {
     /// Lines about how the question was read (a caller found in another namespace).
     #[serde(skip)]
     pub notes: Vec<String>,
+    /// What could not be examined (inputs whose checks were withheld), for the verdict line.
+    #[serde(skip)]
+    pub not_examined: Vec<String>,
 }
 
 /// The target as shown in the report.
@@ -97,6 +101,7 @@ pub fn analyze(snapshot: &Snapshot, question: &Question) -> Result<Report> {
     let mut report = analyze_service(snapshot, &model, question, &target)?;
     report.findings.extend(rules::object_findings(&model, rules::Scope::Service(&target)));
     report.gaps.extend(rules::unchecked(&model, rules::Scope::Service(&target)));
+    report.not_examined = inputs::withhold(&mut report.findings, &mut report.gaps);
     report.findings = merge_and_rank(std::mem::take(&mut report.findings));
     Ok(report)
 }
@@ -142,6 +147,7 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
         }
     }
     let scope = namespace.unwrap_or("*");
+    let not_examined = inputs::withhold(&mut findings, &mut gaps);
     Ok(Report {
         target: TargetSummary {
             service: "*".into(),
@@ -155,6 +161,7 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
         gaps,
         expected: Vec::new(),
         notes: Vec::new(),
+        not_examined,
     })
 }
 
@@ -241,6 +248,7 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
         gaps,
         expected,
         notes,
+        not_examined: Vec::new(),
     })
 }
 

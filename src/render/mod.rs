@@ -63,7 +63,14 @@ pub fn verdict(report: &Report) -> String {
         Some(f) => clean(&format!("{}: {}", f.severity, f.summary)),
         None => {
             let ports = if report.expected.is_empty() { String::new() } else { format!(" ({})", report.expected.join("; ")) };
-            clean(&format!("no problem found: traffic for {} should land as configured{ports}", report.target.host))
+            // Silence about what was not looked at is false comfort: the verdict names it.
+            let mut unexamined = report.not_examined.clone();
+            if !report.proxies.iter().any(|p| p.proxy_read) {
+                unexamined.push("no proxy's Envoy was read (data-plane checks skipped)".into());
+            }
+            let scope = if unexamined.is_empty() { String::new() } else { " in what was examined".into() };
+            let rest = if unexamined.is_empty() { String::new() } else { format!("; not examined: {}", unexamined.join(", ")) };
+            clean(&format!("no problem found{scope}: traffic for {} should land as configured{ports}{rest}", report.target.host))
         }
     }
 }

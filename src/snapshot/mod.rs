@@ -56,6 +56,22 @@ pub struct Gap {
     pub reason: String,
 }
 
+/// How a gap's reason starts when the cluster does not serve a kind at all (its CRDs are not
+/// installed): there are none of it, which is complete knowledge, not missing data.
+pub const NOT_SERVED: &str = "not served by this cluster";
+
+/// The gap source for one admin request to a proxy: `pod NS/POD admin GET WHAT`, where `WHAT`
+/// is the path without its query (`/clusters`, `/config_dump (dynamic_route_configs)`).
+pub fn admin_source(namespace: &str, pod: &str, what: &str) -> String {
+    format!("pod {namespace}/{pod} admin GET {what}")
+}
+
+/// What part of proxy `namespace/pod` a gap source names: the `WHAT` of an [`admin_source`],
+/// or the file of `proxies/NS/POD/FILE`.
+pub fn admin_gap<'a>(source: &'a str, namespace: &str, pod: &str) -> Option<&'a str> {
+    source.strip_prefix(&format!("pod {namespace}/{pod} admin GET ")).or_else(|| source.strip_prefix(&format!("proxies/{namespace}/{pod}/")))
+}
+
 /// Everything mesh-why knows about the cluster for one question.
 #[derive(Debug, Default)]
 pub struct Snapshot {

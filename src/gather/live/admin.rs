@@ -13,9 +13,9 @@ use crate::actual;
 use crate::gather::files::{CLUSTERS_FILE, CONFIG_DUMP_FILE, SERVER_INFO_FILE, stats_file};
 use crate::intent::target::Target;
 use crate::istio::names::ClusterName;
-use crate::snapshot::{Blob, Gap, ProxyCapture, StatsFormat};
+use crate::snapshot::{Blob, Gap, ProxyCapture, StatsFormat, admin_source};
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// Why a proxy is read.
@@ -51,17 +51,29 @@ const PORTS_PER_PATTERN: usize = 8;
 /// Istio proxies' outbound cluster names: `outbound|PORT|SUBSET|` before the host.
 const OUTBOUND_PREFIX: &str = "outbound\\|[0-9]+\\|[^|]*\\|";
 
-/// One section of a config dump and the repeated fields fetched for it, in Envoy's order.
-struct Section {
-    ty: &'static str,
-    fields: Vec<(&'static str, Vec<Value>)>,
-}
+/// The config dump sections read, in Envoy's order, with the repeated fields fetched for each.
+const LAYOUT: &[(&str, &[&str])] = &[
+    ("ClustersConfigDump", &["dynamic_active_clusters", "dynamic_warming_clusters"]),
+    ("EndpointsConfigDump", &["dynamic_endpoint_configs"]),
+    ("ListenersConfigDump", &["dynamic_listeners"]),
+    ("RoutesConfigDump", &["dynamic_route_configs"]),
+];
 
-impl Section {
-    /// A section with the fields that were read (a field whose every request failed is left
-    /// out, as Envoy leaves out what it does not have).
-    fn new(ty: &'static str, fields: Vec<(&'static str, Option<Vec<Value>>)>) -> Section {
-        Section { ty, fields: fields.into_iter().filter_map(|(f, v)| Some((f, v?))).collect() }
+/// The requests a role's reading sends, by the name gaps give them, in order.
+fn requests(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::Destination => &["/server_info", "/config_dump (dynamic_active_clusters)"],
+        Role::Caller | Role::Gateway => &[
+            "/server_info",
+            "/config_dump (dynamic_route_configs)",
+            "/config_dump (dynamic_listeners)",
+            "/config_dump (dynamic_active_clusters)",
+            "/config_dump (dynamic_warming_clusters)",
+            "/config_dump (dynamic_endpoint_configs)",
+            "/clusters",
+            "/stats",
+            "/stats/prometheus",
+        ],
     }
 }
 
@@ -87,6 +99,10 @@ pub struct Reader<'a> {
     timeout: Duration,
     deadline: &'a Deadline,
     read: ProxyRead,
+    /// Config dump elements fetched so far, by field.
+    found: BTreeMap<&'static str, Vec<Value>>,
+    /// Requests answered (by the name gaps give them), whatever the status.
+    answered: BTreeSet<String>,
 }
 
 impl<'a> Reader<'a> {
@@ -94,35 +110,54 @@ impl<'a> Reader<'a> {
     pub fn new(conn: AdminConnection, namespace: &str, pod: &str, target: &'a Target, timeout: Duration, deadline: &'a Deadline) -> Reader<'a> {
         let capture = ProxyCapture { namespace: namespace.into(), pod: pod.into(), ..Default::default() };
         let read = ProxyRead { capture, gaps: Vec::new(), requests: 0, bytes: 0, elapsed: Duration::ZERO };
-        Reader { conn, origin: format!("pod {namespace}/{pod} admin"), target, timeout, deadline, read }
+        let (found, answered) = (BTreeMap::new(), BTreeSet::new());
+        Reader { conn, origin: format!("pod {namespace}/{pod} admin"), target, timeout, deadline, read, found, answered }
     }
 
     /// Sends the requests `role` needs and returns the files. `expected` are the cluster names
     /// the intent expects this caller to hold (they may belong to other hosts, e.g. a mirror).
-    /// A broken stream or a timeout ends the reading with that failure (and the path that
-    /// failed); an HTTP error on one request only leaves a gap.
+    /// An HTTP error on one request only leaves a gap. A broken stream or a timeout ends the
+    /// reading: what was read before is kept, and each request not answered is a gap; when
+    /// nothing was answered, the failure (and the path that failed) is returned.
     pub async fn run(mut self, role: Role, expected: &BTreeSet<String>) -> Result<ProxyRead, (String, AdminFailure)> {
         let started = Instant::now();
-        if let Some(body) = self.fetch("/server_info", "/server_info").await? {
-            self.read.capture.server_info = Some(self.blob(SERVER_INFO_FILE, body));
-        }
-        let sections = if role == Role::Destination {
+        let outcome = match role {
             // The inbound side of a backend: the clusters it accepts the service's traffic on.
-            let inbound = self.dump("dynamic_active_clusters", &["inbound\\|.*".to_string()], false).await?;
-            vec![Section::new("ClustersConfigDump", vec![("dynamic_active_clusters", inbound)])]
-        } else {
-            self.read_outbound(role, expected).await?
+            Role::Destination => match self.server_info().await {
+                Ok(()) => self.dump("dynamic_active_clusters", &["inbound\\|.*".to_string()], false).await,
+                Err(e) => Err(e),
+            },
+            Role::Caller | Role::Gateway => self.read_outbound(role, expected).await,
         };
-        if sections.iter().any(|s| !s.fields.is_empty()) {
-            self.read.capture.config_dump = Some(self.blob(CONFIG_DUMP_FILE, assemble(&sections)));
+        if let Err((path, failure)) = outcome {
+            if self.answered.is_empty() {
+                return Err((path, failure));
+            }
+            let why = format!("the reading stopped at GET {path}: {}", super::describe(&failure, &format!("GET {path}")));
+            for what in requests(role).iter().filter(|w| !self.answered.contains(**w)) {
+                let (namespace, pod) = (&self.read.capture.namespace, &self.read.capture.pod);
+                self.read.gaps.push(Gap { source: admin_source(namespace, pod, what), reason: format!("not read ({why}); what was read before is kept") });
+            }
+        }
+        if !self.found.is_empty() {
+            self.read.capture.config_dump = Some(self.blob(CONFIG_DUMP_FILE, assemble(&self.found)));
         }
         self.read.elapsed = started.elapsed();
         Ok(self.read)
     }
 
+    /// `/server_info`: the node, and for a live dump without bootstrap, the proxy's kind.
+    async fn server_info(&mut self) -> Result<(), (String, AdminFailure)> {
+        if let Some(body) = self.fetch("/server_info", "/server_info").await? {
+            self.read.capture.server_info = Some(self.blob(SERVER_INFO_FILE, body));
+        }
+        Ok(())
+    }
+
     /// A caller's or gateway's view of the target: routes, listeners, clusters, endpoints,
     /// live hosts and counters. Returns the config dump sections.
-    async fn read_outbound(&mut self, role: Role, expected: &BTreeSet<String>) -> Result<Vec<Section>, (String, AdminFailure)> {
+    async fn read_outbound(&mut self, role: Role, expected: &BTreeSet<String>) -> Result<(), (String, AdminFailure)> {
+        self.server_info().await?;
         let ports: Vec<String> = self.target.ports.iter().map(|p| p.port.to_string()).collect();
         let mut route_patterns: Vec<String> = ports.chunks(PORTS_PER_PATTERN).map(|c| c.join("|")).collect();
         // Sniffed (protocol auto) ports get a route configuration per host: `host:PORT`.
@@ -132,29 +167,28 @@ impl<'a> Reader<'a> {
             route_patterns.push("https?\\.[0-9]+(\\..*)?".into());
         }
         let listener_patterns: Vec<String> = ports.chunks(PORTS_PER_PATTERN).map(|c| format!(".*_(?:{})", c.join("|"))).collect();
-        let routes = self.dump("dynamic_route_configs", &route_patterns, false).await?;
-        let listeners = self.dump("dynamic_listeners", &listener_patterns, false).await?;
-        let routing = [
-            Section::new("ListenersConfigDump", vec![("dynamic_listeners", listeners)]),
-            Section::new("RoutesConfigDump", vec![("dynamic_route_configs", routes)]),
-        ];
-        let names = self.routed_clusters(&routing, expected);
+        self.dump("dynamic_route_configs", &route_patterns, false).await?;
+        self.dump("dynamic_listeners", &listener_patterns, false).await?;
+        let names = self.routed_clusters(expected);
         let (hosts, others) = cluster_hosts(&self.target.fqdn, &names);
         let mut cluster_patterns: Vec<String> = hosts.iter().map(|h| format!("{OUTBOUND_PREFIX}{}", literal(h))).collect();
         cluster_patterns.extend(others.iter().map(|n| literal(n)));
-        let active = self.dump("dynamic_active_clusters", &cluster_patterns, false).await?;
-        let warming = self.dump("dynamic_warming_clusters", &cluster_patterns, false).await?;
-        let endpoints = self.dump("dynamic_endpoint_configs", &cluster_patterns, true).await?;
+        self.dump("dynamic_active_clusters", &cluster_patterns, false).await?;
+        self.dump("dynamic_warming_clusters", &cluster_patterns, false).await?;
+        self.dump("dynamic_endpoint_configs", &cluster_patterns, true).await?;
         if let Some(body) = self.fetch("/clusters?format=json", "/clusters").await? {
             self.read.capture.clusters = Some(self.blob(CLUSTERS_FILE, body));
         }
         // Per-cluster counters, by host: Istio ends the cluster part of the name with `;`.
         let mut text: Option<Vec<u8>> = None;
-        for host in &hosts {
-            let filter = format!("^cluster\\.[^;]*{};", literal(host));
-            if let Some(body) = self.fetch(&format!("/stats?filter={}", query_escape(&filter)), "/stats").await? {
+        let stats = hosts.iter().map(|host| format!("/stats?filter={}", query_escape(&format!("^cluster\\.[^;]*{};", literal(host)))));
+        for path in stats.collect::<Vec<_>>() {
+            let body = self.fetch(&path, "/stats").await;
+            // Counters of some hosts would be taken for all of them: keep them only when whole.
+            if let Ok(Some(body)) = &body {
                 text.get_or_insert_with(Vec::new).extend(body);
             }
+            body.inspect_err(|_| text = None)?;
         }
         if let Some(text) = text {
             self.read.capture.stats.push((StatsFormat::Text, self.blob(stats_file(StatsFormat::Text), text)));
@@ -162,13 +196,7 @@ impl<'a> Reader<'a> {
         if let Some(body) = self.fetch("/stats/prometheus?filter=istio_requests_total", "/stats/prometheus").await? {
             self.read.capture.stats.push((StatsFormat::Prometheus, self.blob(stats_file(StatsFormat::Prometheus), body)));
         }
-        let [listeners, routes] = routing;
-        Ok(vec![
-            Section::new("ClustersConfigDump", vec![("dynamic_active_clusters", active), ("dynamic_warming_clusters", warming)]),
-            Section::new("EndpointsConfigDump", vec![("dynamic_endpoint_configs", endpoints)]),
-            listeners,
-            routes,
-        ])
+        Ok(())
     }
 
     fn blob(&self, file: &str, bytes: Vec<u8>) -> Blob {
@@ -180,44 +208,47 @@ impl<'a> Reader<'a> {
     async fn fetch(&mut self, path: &str, what: &str) -> Result<Option<Vec<u8>>, (String, AdminFailure)> {
         self.read.requests += 1;
         let response = self.conn.get(path, self.timeout, self.deadline).await.map_err(|f| (what.to_string(), f))?;
+        self.answered.insert(what.to_string());
         self.read.bytes += response.body.len();
         if response.status == 200 {
             return Ok(Some(response.body));
         }
         let text = String::from_utf8_lossy(&response.body);
         let first: String = text.lines().next().unwrap_or("").chars().take(200).collect();
-        self.read.gaps.push(Gap {
-            source: format!("{} GET {what}", self.origin),
-            reason: format!("Envoy answered {}: {first}; the checks that need it were skipped", response.status),
-        });
+        self.gap(what, format!("Envoy answered {}: {first}; the checks that need it were skipped", response.status));
         Ok(None)
     }
 
-    /// The elements of `field` whose names match any of `patterns`, one request per pattern;
-    /// `None` when no request succeeded.
-    async fn dump(&mut self, field: &str, patterns: &[String], include_eds: bool) -> Result<Option<Vec<Value>>, (String, AdminFailure)> {
+    fn gap(&mut self, what: &str, reason: String) {
+        let source = admin_source(&self.read.capture.namespace, &self.read.capture.pod, what);
+        self.read.gaps.push(Gap { source, reason });
+    }
+
+    /// Adds the elements of `field` whose names match any of `patterns`, one request per
+    /// pattern, to the dump; the field is left out when no request succeeded (as Envoy leaves
+    /// out what it does not have), and a request that fails leaves a gap.
+    async fn dump(&mut self, field: &'static str, patterns: &[String], include_eds: bool) -> Result<(), (String, AdminFailure)> {
         let eds = if include_eds { "include_eds=true&" } else { "" };
         let what = format!("/config_dump ({field})");
-        let mut found: Option<Vec<Value>> = None;
         for pattern in patterns {
             let path = format!("/config_dump?{eds}resource={field}&name_regex={}", query_escape(pattern));
             let Some(body) = self.fetch(&path, &what).await? else { continue };
             match elements(&body) {
-                Ok(list) => found.get_or_insert_with(Vec::new).extend(list),
-                Err(e) => self.read.gaps.push(Gap { source: format!("{} GET {what}", self.origin), reason: format!("not a config dump: {e}") }),
+                Ok(list) => self.found.entry(field).or_default().extend(list),
+                Err(e) => self.gap(&what, format!("not a config dump ({e}); the checks that need it were skipped")),
             }
         }
-        Ok(found)
+        Ok(())
     }
 
     /// Cluster names the fetched routes and listeners send the target's traffic to, plus the
     /// expected ones. Read with the code the analysis uses, so the capture holds every cluster
     /// the analysis will look up.
-    fn routed_clusters(&self, routing: &[Section], expected: &BTreeSet<String>) -> BTreeSet<String> {
+    fn routed_clusters(&self, expected: &BTreeSet<String>) -> BTreeSet<String> {
         let mut names = expected.clone();
         // A dump that does not parse here is a gap of the analysis later, with a precise
         // reason; until then the expected names are still worth fetching.
-        let partial = ProxyCapture { config_dump: Some(Blob { origin: self.origin.clone(), bytes: assemble(routing) }), ..Default::default() };
+        let partial = ProxyCapture { config_dump: Some(Blob { origin: self.origin.clone(), bytes: assemble(&self.found) }), ..Default::default() };
         let read = actual::read(&partial, self.target, expected);
         for port in read.view.iter().flat_map(|v| &v.ports) {
             names.extend(port.tcp_destinations.iter().map(|c| c.name.clone()));
@@ -272,15 +303,17 @@ fn elements(body: &[u8]) -> Result<Vec<Value>, serde_json::Error> {
         .collect())
 }
 
-/// A whole config dump (`{"configs": [sections]}`) from sections of fetched elements.
-fn assemble(sections: &[Section]) -> Vec<u8> {
-    let configs: Vec<Value> = sections
+/// A whole config dump (`{"configs": [sections]}`) from the fetched fields, in Envoy's section
+/// order; a section none of whose fields was fetched is left out.
+fn assemble(found: &BTreeMap<&'static str, Vec<Value>>) -> Vec<u8> {
+    let configs: Vec<Value> = LAYOUT
         .iter()
-        .map(|s| {
+        .filter(|(_, fields)| fields.iter().any(|f| found.contains_key(f)))
+        .map(|(ty, fields)| {
             let mut section = Map::new();
-            section.insert("@type".into(), format!("type.googleapis.com/envoy.admin.v3.{}", s.ty).into());
-            for (field, list) in &s.fields {
-                section.insert((*field).into(), Value::Array(list.clone()));
+            section.insert("@type".into(), format!("type.googleapis.com/envoy.admin.v3.{ty}").into());
+            for field in fields.iter().filter(|f| found.contains_key(*f)) {
+                section.insert((*field).into(), Value::Array(found[field].clone()));
             }
             Value::Object(section)
         })
@@ -309,7 +342,7 @@ mod tests {
     fn filtered_elements_reassemble_into_sections() {
         let body = br#"{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.RoutesConfigDump.DynamicRouteConfig","version_info":"1","route_config":{"name":"9080"}}]}"#;
         let list = elements(body).unwrap();
-        let dump = assemble(&[Section { ty: "RoutesConfigDump", fields: vec![("dynamic_route_configs", list)] }]);
+        let dump = assemble(&BTreeMap::from([("dynamic_route_configs", list)]));
         let v: Value = serde_json::from_slice(&dump).unwrap();
         assert_eq!(v["configs"][0]["@type"], "type.googleapis.com/envoy.admin.v3.RoutesConfigDump");
         assert_eq!(v["configs"][0]["dynamic_route_configs"][0]["route_config"]["name"], "9080");

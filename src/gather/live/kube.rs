@@ -7,7 +7,7 @@
 use super::Deadline;
 use super::credentials::{self, PluginGuard, User};
 use crate::error::{Error, Result};
-use crate::snapshot::Gap;
+use crate::snapshot::{Gap, NOT_SERVED};
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::params::ListParams;
@@ -456,7 +456,7 @@ pub fn list_gap(kind: &Kind, namespace: Option<&str>, failure: &ApiFailure) -> G
             };
             format!("not readable{place}: {message}. Grant it with {grant} rule `{}`", kind.rbac_rule("list"))
         }
-        ApiFailure::NotFound(_) => format!("not served by this cluster{place} (is the API or CRD installed?)"),
+        ApiFailure::NotFound(_) => format!("{NOT_SERVED}{place} (is the API or CRD installed?)"),
         other => format!("could not be listed{place}: {}", other.describe()),
     };
     Gap { source: kind.resource(), reason }

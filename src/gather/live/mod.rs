@@ -22,7 +22,7 @@ use crate::intent::{
     target::{Caller, Target},
 };
 use crate::question::{From, Question};
-use crate::snapshot::{FORMAT_VERSION, Gap, Manifest, ProxyCapture, Snapshot};
+use crate::snapshot::{FORMAT_VERSION, Gap, Manifest, NOT_SERVED, ProxyCapture, Snapshot};
 use ::kube::Api;
 use ::kube::core::params::ListParams;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -394,7 +394,7 @@ async fn read_istio_kinds(cluster: &Cluster, known: &[String], deadline: &Deadli
                     "networking.k8s.io" => "Kubernetes serves it from 1.19 on",
                     _ => "are Istio's CRDs installed?",
                 };
-                capture.gaps.push(Gap { source, reason: format!("not served by this cluster in {}: {hint}", versions.join(", ")) })
+                capture.gaps.push(Gap { source, reason: format!("{NOT_SERVED} in {}: {hint}", versions.join(", ")) })
             }
         }
     }
