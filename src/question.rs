@@ -167,7 +167,7 @@ pub fn named<'a>(snapshot: &'a Snapshot, from: &From, ns: &str) -> Result<Vec<Ex
 pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question) -> Result<Vec<Examined<'a>>> {
     let objects = &snapshot.objects;
     let backends: BTreeSet<(String, String)> =
-        objects.pods.iter().filter(|p| target.selects(p)).map(|p| (p.meta.namespace.clone(), p.meta.name.clone())).collect();
+        objects.pods_in(&target.namespace).filter(|p| target.selects(p)).map(|p| (p.meta.namespace.clone(), p.meta.name.clone())).collect();
     let mut out: Vec<Examined> = Vec::new();
     if let Some(from) = &question.from {
         return named(snapshot, from, &question.from_namespace);
@@ -191,8 +191,8 @@ pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question)
             .map(|vs| vs.meta.namespace.as_str())
             .chain([target.namespace.as_str()])
             .collect();
-        for pod in &objects.pods {
-            if backends.contains(&(pod.meta.namespace.clone(), pod.meta.name.clone())) || !interested.contains(pod.meta.namespace.as_str()) {
+        for pod in interested.iter().flat_map(|ns| objects.pods_in(ns)) {
+            if backends.contains(&(pod.meta.namespace.clone(), pod.meta.name.clone())) {
                 continue;
             }
             let mut caller = Caller::from_pod(pod);

@@ -19,6 +19,7 @@ use crate::model::Model;
 use crate::question::{self, Question};
 use crate::snapshot::{Gap, Snapshot};
 use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
 
 /// A caller that was examined, as shown in the report.
 #[derive(Debug, Clone, Serialize)]
@@ -128,23 +129,18 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
             reason: format!("the snapshot was captured for {target}: objects (pods above all) outside the namespaces that question needed may be missing, so findings about them may be wrong"),
         });
     }
+    let mut seen_callers: HashSet<String> = HashSet::new();
+    let mut seen_gaps: HashSet<(String, String)> = gaps.iter().map(|g| (g.source.clone(), g.reason.clone())).collect();
     for svc in objects.services.iter().filter(|s| namespace.is_none_or(|ns| s.meta.namespace == ns)) {
         let (name, ns) = (svc.meta.name.clone(), svc.meta.namespace.clone());
         let question = Question { service: name.clone(), namespace: ns.clone(), port: None, from: None, from_namespace: ns.clone() };
         let target = Target::resolve(objects, &name, &ns, None)?;
         let report = analyze_service(snapshot, &model, &question, &target)?;
         findings.extend(report.findings);
-        for p in report.proxies {
-            if !proxies.iter().any(|q| q.caller == p.caller) {
-                proxies.push(p);
-            }
-        }
+        // Sets, not scans: every service lists the mesh's callers and gaps again.
+        proxies.extend(report.proxies.into_iter().filter(|p| seen_callers.insert(p.caller.clone())));
         diff.extend(report.diff.into_iter().map(|d| CallerDiff { caller: format!("{} → {name}.{ns}", d.caller), diff: d.diff }));
-        for g in report.gaps {
-            if !gaps.contains(&g) {
-                gaps.push(g);
-            }
-        }
+        gaps.extend(report.gaps.into_iter().filter(|g| seen_gaps.insert((g.source.clone(), g.reason.clone()))));
     }
     let scope = namespace.unwrap_or("*");
     let not_examined = inputs::withhold(&mut findings, &mut gaps);
@@ -175,7 +171,31 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
     let mut diffs = Vec::new();
     let mut expected = Vec::new();
     let mut notes = Vec::new();
-    for examined in question::callers(snapshot, target, question)? {
+    let examined = question::callers(snapshot, target, question)?;
+    // Callers without a capture that the objects cannot tell apart are pushed the same
+    // configuration: the first is analysed for all, and the others are named on its findings.
+    // Without this, `--all` derived every pod's push for every service.
+    let keys: Vec<Option<String>> = examined.iter().map(|e| (e.capture.is_none() && !e.caller.hypothetical).then(|| model.caller_key(&e.caller))).collect();
+    let mut alike: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut representative = vec![true; examined.len()];
+    for (i, (e, key)) in examined.iter().zip(&keys).enumerate() {
+        let Some(key) = key else { continue };
+        match alike.get_mut(key.as_str()) {
+            Some(members) => {
+                members.push(e.caller.display());
+                representative[i] = false;
+            }
+            None => {
+                alike.insert(key, Vec::new());
+            }
+        }
+    }
+    for ((examined, key), first) in examined.into_iter().zip(&keys).zip(representative) {
+        if !first {
+            proxies.push(ProxyExamined::of(&examined.caller, false));
+            continue;
+        }
+        let members = key.as_deref().and_then(|k| alike.get(k)).cloned().unwrap_or_default();
         notes.extend(examined.note);
         let mut caller = examined.caller;
         let mut actual = None;
@@ -216,14 +236,13 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
             expected = rules::describe_expected(&intent);
         }
         let ctx = CallerContext { caller: &caller, intent: &intent, actual: actual.as_ref(), diff: diff.as_ref() };
-        findings.extend(rules::caller_findings(model, target, &ctx));
-        proxies.push(ProxyExamined {
-            caller: caller.display(),
-            kind: if caller.kind == intent::target::CallerKind::Gateway { "gateway" } else { "sidecar" },
-            sidecar: !matches!(caller.sidecar, SidecarState::Missing(_)),
-            istio_version: caller.istio_version.map(|(a, b)| format!("{a}.{b}")),
-            proxy_read: actual.is_some(),
-        });
+        let mut found = rules::caller_findings(model, target, &ctx);
+        let me = caller.display();
+        for f in found.iter_mut().filter(|f| f.callers.contains(&me)) {
+            f.callers.extend(members.iter().cloned());
+        }
+        findings.extend(found);
+        proxies.push(ProxyExamined::of(&caller, actual.is_some()));
         if let Some(d) = diff.filter(|d| !d.text.is_empty() || !d.differences.is_empty()) {
             diffs.push(CallerDiff { caller: caller.display(), diff: d });
         }
@@ -250,6 +269,19 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
         notes,
         not_examined: Vec::new(),
     })
+}
+
+impl ProxyExamined {
+    /// How `caller` is listed; `proxy_read` when its Envoy was read.
+    fn of(caller: &Caller, proxy_read: bool) -> ProxyExamined {
+        ProxyExamined {
+            caller: caller.display(),
+            kind: if caller.kind == intent::target::CallerKind::Gateway { "gateway" } else { "sidecar" },
+            sidecar: !matches!(caller.sidecar, SidecarState::Missing(_)),
+            istio_version: caller.istio_version.map(|(a, b)| format!("{a}.{b}")),
+            proxy_read,
+        }
+    }
 }
 
 impl Report {

@@ -25,12 +25,7 @@ pub struct Backend {
 /// The service's backends for one port, from EndpointSlices when captured, else from pods.
 /// `None` when the snapshot holds neither.
 pub fn backends(model: &Model<'_>, target: &Target, port: &TargetPort) -> Option<Vec<Backend>> {
-    let slices: Vec<_> = model
-        .objects
-        .endpoint_slices
-        .iter()
-        .filter(|s| s.meta.namespace == target.namespace && s.meta.labels.get("kubernetes.io/service-name") == Some(&target.name))
-        .collect();
+    let slices = model.endpoint_slices_of(&target.namespace, &target.name);
     if !slices.is_empty() {
         let mut out = Vec::new();
         for slice in slices {

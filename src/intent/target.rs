@@ -158,13 +158,13 @@ pub struct Caller {
 impl Caller {
     /// A caller built from a Pod object.
     pub fn from_pod(pod: &Resource<Pod>) -> Caller {
-        let spec = pod.spec.spec.clone().unwrap_or_default();
+        let containers = pod.spec.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
         let sidecar = if has_proxy(pod) {
             SidecarState::Injected
         } else {
             SidecarState::Missing(sidecar_exemption(pod).unwrap_or("The pod has no istio-proxy container (it was not injected)").into())
         };
-        let runs_router = spec.containers.iter().any(|c| c.name == "istio-proxy" && c.args.iter().flatten().any(|a| a == "router"));
+        let runs_router = containers.iter().any(|c| c.name == "istio-proxy" && c.args.iter().flatten().any(|a| a == "router"));
         let gateway = runs_router || matches!(pod.meta.labels.get("istio").map(String::as_str), Some("ingressgateway" | "egressgateway"));
         Caller {
             namespace: pod.meta.namespace.clone(),

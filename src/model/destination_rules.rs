@@ -65,19 +65,18 @@ pub fn effective<'a>(model: &Model<'a>, caller: &Caller, host: &str, service_ns:
         steps.push(root);
     }
     for ns in steps {
-        let candidates: Vec<&Resource<DestinationRule>> = model
+        let candidates: Vec<&(&Resource<DestinationRule>, String)> = model
             .destination_rules_in(ns)
             .iter()
-            .copied()
-            .filter(|dr| exported_to(&dr.spec.export_to, defaults, &dr.meta.namespace, &caller.namespace))
-            .filter(|dr| match &dr.spec.workload_selector {
+            .filter(|(_, dr_host)| host_matches(dr_host, host))
+            .filter(|(dr, _)| exported_to(&dr.spec.export_to, defaults, &dr.meta.namespace, &caller.namespace))
+            .filter(|(dr, _)| match &dr.spec.workload_selector {
                 Some(sel) if !sel.labels.is_empty() => ns == caller.namespace && labels_match(&sel.labels, &caller.labels),
                 _ => true,
             })
-            .filter(|dr| host_matches(&dr_host(dr), host))
             .collect();
-        let Some(best) = candidates.iter().map(|dr| specificity(&dr_host(dr))).max() else { continue };
-        let rules: Vec<_> = candidates.into_iter().filter(|dr| specificity(&dr_host(dr)) == best).collect();
+        let Some(best) = candidates.iter().map(|(_, h)| specificity(h)).max() else { continue };
+        let rules: Vec<_> = candidates.into_iter().filter(|(_, h)| specificity(h) == best).map(|(dr, _)| *dr).collect();
         return Some(EffectiveRule { rules });
     }
     None

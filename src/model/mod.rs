@@ -25,9 +25,11 @@ pub use registry::{HostDefinition, Registry, ServiceInfo};
 pub use sidecar_scope::SidecarScope;
 
 use crate::intent::target::Caller;
+use crate::istio::names::{DEFAULT_DOMAIN, resolve_short_name};
 use crate::istio::{DestinationRule, Gateway, VirtualService};
 use crate::snapshot::{Objects, Resource};
-use std::collections::BTreeMap;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// istiod's view of the mesh, indexed once per question.
 #[derive(Debug)]
@@ -38,8 +40,22 @@ pub struct Model<'a> {
     pub registry: Registry<'a>,
     /// VirtualServices by namespace, oldest first (istiod's order within a namespace).
     virtual_services_by_ns: BTreeMap<&'a str, Vec<&'a Resource<VirtualService>>>,
-    /// DestinationRules by namespace, oldest first.
-    destination_rules_by_ns: BTreeMap<&'a str, Vec<&'a Resource<DestinationRule>>>,
+    /// DestinationRules by namespace, oldest first, each with its host resolved once.
+    destination_rules_by_ns: BTreeMap<&'a str, Vec<(&'a Resource<DestinationRule>, String)>>,
+    /// The VirtualServices bound to `mesh`, oldest first, each with its hosts resolved once
+    /// (every caller's lookup reads them: resolving per lookup made `--all` quadratic).
+    mesh_virtual_services: Vec<(&'a Resource<VirtualService>, Vec<String>)>,
+    /// For each host some mesh-bound VirtualService's HTTP routes send to, those VirtualServices
+    /// (indices into `mesh_virtual_services`): rules about one service look only at these.
+    routing_to: HashMap<String, Vec<usize>>,
+    /// Every DestinationRule, oldest first, with its resolved host.
+    destination_rules: Vec<(&'a Resource<DestinationRule>, String)>,
+    /// Every label key some selector of the mesh reads (Sidecar, DestinationRule,
+    /// ServiceEntry and PeerAuthentication workload selectors, Gateway selectors, VirtualService
+    /// `sourceLabels`): two pods that agree on these are seen alike by every object.
+    selector_keys: BTreeSet<&'a str>,
+    /// EndpointSlices by namespace, then service name.
+    endpoint_slices: BTreeMap<&'a str, BTreeMap<&'a str, Vec<&'a Resource<EndpointSlice>>>>,
 }
 
 impl<'a> Model<'a> {
@@ -49,11 +65,43 @@ impl<'a> Model<'a> {
         for vs in &objects.virtual_services {
             virtual_services_by_ns.entry(vs.meta.namespace.as_str()).or_default().push(vs);
         }
+        let destination_rules: Vec<_> = objects.destination_rules.iter().map(|dr| (dr, destination_rules::dr_host(dr))).collect();
         let mut destination_rules_by_ns: BTreeMap<&str, Vec<_>> = BTreeMap::new();
-        for dr in &objects.destination_rules {
-            destination_rules_by_ns.entry(dr.meta.namespace.as_str()).or_default().push(dr);
+        for (dr, host) in &destination_rules {
+            destination_rules_by_ns.entry(dr.meta.namespace.as_str()).or_default().push((*dr, host.clone()));
         }
-        Model { objects, registry: Registry::build(objects), virtual_services_by_ns, destination_rules_by_ns }
+        let mut endpoint_slices: BTreeMap<&str, BTreeMap<&str, Vec<_>>> = BTreeMap::new();
+        for slice in &objects.endpoint_slices {
+            if let Some(service) = slice.meta.labels.get("kubernetes.io/service-name") {
+                endpoint_slices.entry(slice.meta.namespace.as_str()).or_default().entry(service.as_str()).or_default().push(slice);
+            }
+        }
+        let mesh_virtual_services: Vec<_> = objects
+            .virtual_services
+            .iter()
+            .filter(|vs| virtual_services::vs_gateways(vs).iter().any(|g| g == "mesh"))
+            .map(|vs| (vs, virtual_services::vs_hosts(vs)))
+            .collect();
+        let selector_keys = selector_keys(objects);
+        let mut routing_to: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, (vs, _)) in mesh_virtual_services.iter().enumerate() {
+            let hosts: BTreeSet<String> =
+                vs.spec.http.iter().flat_map(|h| &h.route).map(|d| resolve_short_name(&d.destination.host, &vs.meta.namespace, DEFAULT_DOMAIN)).collect();
+            for host in hosts {
+                routing_to.entry(host).or_default().push(i);
+            }
+        }
+        Model {
+            objects,
+            selector_keys,
+            routing_to,
+            registry: Registry::build(objects),
+            virtual_services_by_ns,
+            destination_rules_by_ns,
+            mesh_virtual_services,
+            destination_rules,
+            endpoint_slices,
+        }
     }
 
     /// The caller's SidecarScope.
@@ -69,7 +117,28 @@ impl<'a> Model<'a> {
 
     /// Every DestinationRule whose host matches `host`, effective for a caller or not.
     pub fn all_destination_rules(&self, host: &str) -> Vec<&'a Resource<DestinationRule>> {
-        destination_rules::all_for(self.objects, host)
+        self.destination_rules.iter().filter(|(_, h)| crate::istio::names::host_matches(h, host)).map(|(dr, _)| *dr).collect()
+    }
+
+    /// What of `caller` the objects can tell apart: two callers with the same key are pushed the
+    /// same configuration (namespace, kind, proxy state, and the labels any selector reads).
+    pub fn caller_key(&self, caller: &Caller) -> String {
+        let labels: Vec<String> = caller.labels.iter().filter(|(k, _)| self.selector_keys.contains(k.as_str())).map(|(k, v)| format!("{k}={v}")).collect();
+        format!(
+            "{}|{:?}|{:?}|{:?}|{}|{}|{}",
+            caller.namespace,
+            caller.kind,
+            caller.sidecar,
+            caller.istio_version,
+            caller.hypothetical,
+            caller.possible,
+            labels.join(",")
+        )
+    }
+
+    /// The EndpointSlices of Service `namespace/name`.
+    pub fn endpoint_slices_of(&self, namespace: &str, name: &str) -> &[&'a Resource<EndpointSlice>] {
+        self.endpoint_slices.get(namespace).and_then(|m| m.get(name)).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// The mesh-bound VirtualServices the caller imports on `port`, in precedence order.
@@ -80,7 +149,7 @@ impl<'a> Model<'a> {
     /// The mesh-bound VirtualServices the caller imports on `port` that claim `fqdn`, in
     /// precedence order.
     pub fn virtual_services(&self, caller: &Caller, fqdn: &str, port: u32) -> Vec<&'a Resource<VirtualService>> {
-        self.mesh_virtual_services(caller, port).into_iter().filter(|vs| virtual_services::claiming_host(vs, fqdn).is_some()).collect()
+        virtual_services::mesh_for_caller_claiming(self, caller, port, Some(fqdn))
     }
 
     /// Gateways in istiod's order: those it derives from Ingresses (no creation time, so first),
@@ -101,15 +170,52 @@ impl<'a> Model<'a> {
             .collect()
     }
 
+    /// The VirtualServices bound to `mesh`, with their resolved hosts, oldest first.
+    pub fn mesh_bound(&self) -> &[(&'a Resource<VirtualService>, Vec<String>)] {
+        &self.mesh_virtual_services
+    }
+
+    /// The mesh-bound VirtualServices whose HTTP routes send to `fqdn`, with their resolved
+    /// hosts, oldest first.
+    pub fn mesh_routing_to(&self, fqdn: &str) -> impl Iterator<Item = &(&'a Resource<VirtualService>, Vec<String>)> {
+        self.routing_to.get(fqdn).into_iter().flatten().map(|i| &self.mesh_virtual_services[*i])
+    }
+
     /// VirtualServices of one namespace, oldest first.
     pub fn virtual_services_in(&self, namespace: &str) -> &[&'a Resource<VirtualService>] {
         self.virtual_services_by_ns.get(namespace).map(Vec::as_slice).unwrap_or_default()
     }
 
-    /// DestinationRules of one namespace, oldest first.
-    pub fn destination_rules_in(&self, namespace: &str) -> &[&'a Resource<DestinationRule>] {
+    /// DestinationRules of one namespace, oldest first, with their resolved hosts.
+    pub fn destination_rules_in(&self, namespace: &str) -> &[(&'a Resource<DestinationRule>, String)] {
         self.destination_rules_by_ns.get(namespace).map(Vec::as_slice).unwrap_or_default()
     }
+}
+
+/// The label keys the objects' selectors read.
+fn selector_keys(objects: &Objects) -> BTreeSet<&str> {
+    let mut keys: BTreeSet<&str> = BTreeSet::new();
+    let selectors = objects
+        .sidecars
+        .iter()
+        .filter_map(|s| s.spec.workload_selector.as_ref())
+        .chain(objects.destination_rules.iter().filter_map(|d| d.spec.workload_selector.as_ref()))
+        .chain(objects.service_entries.iter().filter_map(|s| s.spec.workload_selector.as_ref()))
+        .chain(objects.peer_authentications.iter().filter_map(|p| p.spec.selector.as_ref()))
+        .map(|w| &w.labels)
+        .chain(objects.gateways.iter().chain(&objects.ingress_gateways).map(|g| &g.spec.selector));
+    for labels in selectors {
+        keys.extend(labels.keys().map(String::as_str));
+    }
+    for vs in objects.virtual_services.iter().chain(&objects.ingress_virtual_services) {
+        for m in vs.spec.http.iter().flat_map(|h| &h.matches) {
+            keys.extend(m.source_labels.keys().map(String::as_str));
+        }
+        for m in vs.spec.tcp.iter().chain(&vs.spec.tls).flat_map(|r| &r.matches) {
+            keys.extend(m.get("sourceLabels").and_then(|l| l.as_object()).into_iter().flat_map(|l| l.keys().map(String::as_str)));
+        }
+    }
+    keys
 }
 
 #[cfg(test)]

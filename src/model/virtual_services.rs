@@ -46,15 +46,20 @@ pub fn claiming_host(vs: &Resource<VirtualService>, fqdn: &str) -> Option<String
 /// VirtualServices bound to `mesh` that the caller imports, in istiod's precedence order:
 /// private to its namespace, then exported to it, then public; oldest first within each.
 pub fn mesh_for_caller<'a>(model: &Model<'a>, caller: &Caller, port: u32) -> Vec<&'a Resource<VirtualService>> {
+    mesh_for_caller_claiming(model, caller, port, None)
+}
+
+/// [`mesh_for_caller`], keeping only those with a host that claims `fqdn` when given.
+pub fn mesh_for_caller_claiming<'a>(model: &Model<'a>, caller: &Caller, port: u32, fqdn: Option<&str>) -> Vec<&'a Resource<VirtualService>> {
     let scope = model.sidecar_scope(caller);
     let defaults = &model.objects.mesh.default_virtual_service_export_to;
     let visible: Vec<&Resource<VirtualService>> = model
-        .objects
-        .virtual_services
+        .mesh_bound()
         .iter()
-        .filter(|vs| vs_gateways(vs).iter().any(|g| g == "mesh"))
-        .filter(|vs| exported_to(&vs.spec.export_to, defaults, &vs.meta.namespace, &caller.namespace))
-        .filter(|vs| vs_hosts(vs).iter().any(|h| scope.imports(port, &vs.meta.namespace, h)))
+        .filter(|(_, hosts)| fqdn.is_none_or(|f| hosts.iter().any(|h| host_matches(h, f))))
+        .filter(|(vs, _)| exported_to(&vs.spec.export_to, defaults, &vs.meta.namespace, &caller.namespace))
+        .filter(|(vs, hosts)| hosts.iter().any(|h| scope.imports(port, &vs.meta.namespace, h)))
+        .map(|(vs, _)| *vs)
         .collect();
     let bucket = |vs: &Resource<VirtualService>| {
         let list = if vs.spec.export_to.is_empty() { defaults } else { &vs.spec.export_to };

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 /// The identity and bookkeeping fields of any object.
@@ -229,6 +229,11 @@ pub struct Objects {
     pub injection_enabled_by_default: bool,
     /// Kinds seen but not used, with counts (reported so users know they were read).
     pub skipped_kinds: BTreeMap<String, usize>,
+    /// Index of `pods` by (namespace, name), built by [`Objects::sort`]: every caller's
+    /// endpoint lookups go through it, and a scan per lookup made large meshes quadratic.
+    pod_index: HashMap<(String, String), usize>,
+    /// Indices of `pods` by namespace, in their order (built with `pod_index`).
+    pods_by_namespace: BTreeMap<String, Vec<usize>>,
 }
 
 /// Kubernetes object header used to route a document to its type.
@@ -355,6 +360,11 @@ impl Objects {
         by_age(&mut self.peer_authentications);
         by_age(&mut self.routes);
         by_age(&mut self.ingresses);
+        self.pod_index = self.pods.iter().enumerate().map(|(i, p)| ((p.meta.namespace.clone(), p.meta.name.clone()), i)).collect();
+        self.pods_by_namespace.clear();
+        for (i, p) in self.pods.iter().enumerate() {
+            self.pods_by_namespace.entry(p.meta.namespace.clone()).or_default().push(i);
+        }
         (self.ingress_gateways, self.ingress_virtual_services) =
             crate::istio::ingress::translate(&self.ingresses, &self.ingress_classes, &self.services, &self.mesh);
         repeats.into_gaps()
@@ -372,7 +382,20 @@ impl Objects {
 
     /// The Pod `namespace/name`.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&Resource<Pod>> {
-        self.pods.iter().find(|p| p.meta.namespace == namespace && p.meta.name == name)
+        if self.pod_index.len() != self.pods.len() {
+            // Not sorted yet (objects still being added): look it up the slow way.
+            return self.pods.iter().find(|p| p.meta.namespace == namespace && p.meta.name == name);
+        }
+        self.pod_index.get(&(namespace.to_string(), name.to_string())).map(|i| &self.pods[*i])
+    }
+
+    /// The Pods of `namespace`, in snapshot order.
+    pub fn pods_in<'s>(&'s self, namespace: &str) -> Box<dyn Iterator<Item = &'s Resource<Pod>> + 's> {
+        if self.pod_index.len() != self.pods.len() {
+            let namespace = namespace.to_string();
+            return Box::new(self.pods.iter().filter(move |p| p.meta.namespace == namespace));
+        }
+        Box::new(self.pods_by_namespace.get(namespace).into_iter().flatten().map(|i| &self.pods[*i]))
     }
 
     /// Total number of objects mesh-why uses.

@@ -257,7 +257,8 @@ def copy_xds(src: Path, dst: Path) -> None:
     eds_dir.mkdir(exist_ok=True)
     for index, cluster in enumerate(clusters.get("resources", [])):
         eds = cluster.get("eds_cluster_config")
-        if eds is None:
+        # Clusters whose EDS comes from a server (tools/bench-mesh.py's) keep their source.
+        if eds is None or "path_config_source" not in eds.get("eds_config", {}):
             continue
         service = eds.get("service_name", cluster["name"])
         assignment = assignments.get(service, {
@@ -398,7 +399,7 @@ class RunningEnvoy:
         self.stop()
 
 
-def start(xds_dir: Path, node: SidecarNode = SidecarNode()) -> RunningEnvoy:
+def start(xds_dir: Path, node: SidecarNode = SidecarNode(), static_clusters: tuple = ()) -> RunningEnvoy:
     """Launch Envoy on a private copy of xds_dir; returns once admin listens.
 
     The flags are the ones istio-agent passes (server_info shows them).
@@ -406,7 +407,8 @@ def start(xds_dir: Path, node: SidecarNode = SidecarNode()) -> RunningEnvoy:
     Envoy creates no shared memory or domain socket, so parallel Envoys
     cannot clash and a killed one leaves nothing behind (with
     --use-dynamic-base-id every run leaks a /dev/shm/envoy_shared_memory_*
-    file).  One worker thread; the log goes to the work dir.
+    file).  One worker thread; the log goes to the work dir.  static_clusters
+    are added to the bootstrap (an xDS server's, say).
     """
     workdir = Path(tempfile.mkdtemp(prefix="mesh-why-envoy-"))
     try:
@@ -414,7 +416,9 @@ def start(xds_dir: Path, node: SidecarNode = SidecarNode()) -> RunningEnvoy:
         copy_xds(Path(xds_dir), xds_copy)
         address_file = workdir / "admin_address"
         bootstrap = workdir / "bootstrap.json"
-        bootstrap.write_text(json.dumps(sidecar_bootstrap(xds_copy, node), indent=1))
+        config = sidecar_bootstrap(xds_copy, node)
+        config["static_resources"]["clusters"] += static_clusters
+        bootstrap.write_text(json.dumps(config, indent=1))
         command = [envoy_binary(), "-c", str(bootstrap), *ISTIO_AGENT_FLAGS,
                    "--concurrency", "1",
                    "-l", "warning", "--log-path", str(workdir / "envoy.log"),

@@ -2,12 +2,13 @@
 //! conflicts, port protocol) and whether they do what they seem to (catch-all, affinity, who
 //! owns the weights).
 
-use super::{Scope, destination_host, named};
+use super::{Scope, named};
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::Intent;
 use crate::intent::target::{Caller, Target, TargetPort};
 use crate::istio::VirtualService;
+use crate::istio::names::host_matches;
 use crate::istio::names::{ClusterName, Protocol, hosts_overlap, specificity};
 use crate::model::Model;
 use crate::model::sidecar_scope::{export_namespaces, exported_to};
@@ -49,20 +50,21 @@ pub fn vs_gateway_only(model: &Model<'_>, target: &Target, out: &mut Vec<Finding
 
 /// A mesh VirtualService that routes to the service under hosts that do not name it.
 pub fn vs_host_mismatch(model: &Model<'_>, target: &Target, out: &mut Vec<Finding>) {
-    for vs in &model.objects.virtual_services {
-        if claiming_host(vs, &target.fqdn).is_some() || !bound_to_mesh(vs) {
+    // Only the mesh VirtualServices that route here (an index of the model): a scan of every
+    // VirtualService per service made `--all` quadratic.
+    for (vs, resolved) in model.mesh_routing_to(&target.fqdn) {
+        if resolved.iter().any(|h| host_matches(h, &target.fqdn)) {
             continue;
         }
-        let routes_here = vs.spec.http.iter().flat_map(|h| &h.route).any(|d| destination_host(vs, &d.destination) == target.fqdn);
         let dangling: Vec<(String, String)> = vs
             .spec
             .hosts
             .iter()
-            .zip(vs_hosts(vs))
+            .zip(resolved)
             .filter(|(_, resolved)| !model.registry.is_known(resolved) && !resolved.contains('*'))
-            .map(|(h, r)| (h.clone(), r))
+            .map(|(h, r)| (h.clone(), r.clone()))
             .collect();
-        if !routes_here || dangling.is_empty() {
+        if dangling.is_empty() {
             continue;
         }
         let why: Vec<String> = dangling
