@@ -73,7 +73,7 @@ pub fn admin_gap<'a>(source: &'a str, namespace: &str, pod: &str) -> Option<&'a 
 }
 
 /// Everything mesh-why knows about the cluster for one question.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// `mesh-why.json`, when present.
     pub manifest: Option<Manifest>,

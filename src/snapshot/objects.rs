@@ -181,7 +181,7 @@ impl Default for MeshConfig {
 }
 
 /// Every object in the snapshot, by kind.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Objects {
     /// Namespaces.
     pub namespaces: Vec<Resource<Namespace>>,

@@ -1,0 +1,7 @@
+//! Fuzzes the caller's `clusters` file: parsed, analysed and rendered.
+
+#![no_main]
+
+mod common;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::proxy_file(common::ProxyFile::Clusters, data));
