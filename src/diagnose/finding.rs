@@ -130,6 +130,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "vs-conflict",
     "port-not-http",
     "gateway-ignores-mesh-rules",
+    "dr-shadowed",
     "subset-not-declared",
     "host-not-found",
     "destination-port-missing",

@@ -52,34 +52,58 @@ pub fn dr_host(dr: &Resource<DestinationRule>) -> String {
     resolve_short_name(&dr.spec.host, &dr.meta.namespace, DEFAULT_DOMAIN)
 }
 
-/// istiod's lookup: the caller's namespace, then the service's namespace, then the root
-/// namespace; the first namespace with a matching rule decides, most specific host first.
-pub fn effective<'a>(model: &Model<'a>, caller: &Caller, host: &str, service_ns: &str) -> Option<EffectiveRule<'a>> {
+/// The namespaces istiod consults for a caller's DestinationRules, in order: the caller's,
+/// the service's, the root namespace.
+fn lookup_namespaces<'n>(model: &'n Model<'_>, caller: &'n Caller, service_ns: &'n str) -> Vec<&'n str> {
     let root = model.objects.mesh.root_namespace.as_str();
-    let defaults = &model.objects.mesh.default_destination_rule_export_to;
     let mut steps: Vec<&str> = vec![caller.namespace.as_str()];
-    if service_ns != caller.namespace {
+    if service_ns != caller.namespace && !service_ns.is_empty() {
         steps.push(service_ns);
     }
     if root != caller.namespace && root != service_ns {
         steps.push(root);
     }
-    for ns in steps {
-        let candidates: Vec<&(&Resource<DestinationRule>, String)> = model
-            .destination_rules_in(ns)
-            .iter()
-            .filter(|(_, dr_host)| host_matches(dr_host, host))
-            .filter(|(dr, _)| exported_to(&dr.spec.export_to, defaults, &dr.meta.namespace, &caller.namespace))
-            .filter(|(dr, _)| match &dr.spec.workload_selector {
-                Some(sel) if !sel.labels.is_empty() => ns == caller.namespace && labels_match(&sel.labels, &caller.labels),
-                _ => true,
-            })
-            .collect();
-        let Some(best) = candidates.iter().map(|(_, h)| specificity(h)).max() else { continue };
-        let rules: Vec<_> = candidates.into_iter().filter(|(_, h)| specificity(h) == best).map(|(dr, _)| *dr).collect();
+    steps
+}
+
+/// The rules of namespace `ns` that could apply to `caller` for `host`: exported to it, its
+/// workload selected (selectors count only in the caller's namespace), host matching.
+fn candidates_in<'a>(model: &Model<'a>, caller: &Caller, host: &str, ns: &str) -> Vec<&'a Resource<DestinationRule>> {
+    let defaults = &model.objects.mesh.default_destination_rule_export_to;
+    model
+        .destination_rules_in(ns)
+        .iter()
+        .filter(|(_, dr_host)| host_matches(dr_host, host))
+        .map(|(dr, _)| *dr)
+        .filter(|dr| exported_to(&dr.spec.export_to, defaults, &dr.meta.namespace, &caller.namespace))
+        .filter(|dr| match &dr.spec.workload_selector {
+            Some(sel) if !sel.labels.is_empty() => ns == caller.namespace && labels_match(&sel.labels, &caller.labels),
+            _ => true,
+        })
+        .collect()
+}
+
+/// istiod's lookup: the caller's namespace, then the service's namespace, then the root
+/// namespace; the first namespace with a matching rule decides, most specific host first.
+pub fn effective<'a>(model: &Model<'a>, caller: &Caller, host: &str, service_ns: &str) -> Option<EffectiveRule<'a>> {
+    for ns in lookup_namespaces(model, caller, service_ns) {
+        let candidates = candidates_in(model, caller, host, ns);
+        let Some(best) = candidates.iter().map(|dr| specificity(&dr_host(dr))).max() else { continue };
+        let rules: Vec<_> = candidates.into_iter().filter(|dr| specificity(&dr_host(dr)) == best).collect();
         return Some(EffectiveRule { rules });
     }
     None
+}
+
+/// The rules istiod consults for `caller` and `host` that would apply but are hidden behind the
+/// rule in effect: found in a namespace consulted later, or with a less specific host.
+pub fn shadowed<'a>(model: &Model<'a>, caller: &Caller, host: &str, service_ns: &str) -> Vec<&'a Resource<DestinationRule>> {
+    let Some(in_effect) = effective(model, caller, host, service_ns) else { return Vec::new() };
+    lookup_namespaces(model, caller, service_ns)
+        .into_iter()
+        .flat_map(|ns| candidates_in(model, caller, host, ns))
+        .filter(|dr| !in_effect.rules.iter().any(|r| std::ptr::eq(*r, *dr)))
+        .collect()
 }
 
 /// Every DestinationRule for `host` anywhere, effective for the caller or not (to explain why

@@ -115,6 +115,12 @@ impl<'a> Model<'a> {
         destination_rules::effective(self, caller, host, service_ns)
     }
 
+    /// The DestinationRules istiod would consult for `caller` and `host` but that the rule in
+    /// effect hides (a rule in an earlier namespace or with a more specific host shadows them).
+    pub fn shadowed_destination_rules(&self, caller: &Caller, host: &str, service_ns: &str) -> Vec<&'a Resource<DestinationRule>> {
+        destination_rules::shadowed(self, caller, host, service_ns)
+    }
+
     /// Every DestinationRule whose host matches `host`, effective for a caller or not.
     pub fn all_destination_rules(&self, host: &str) -> Vec<&'a Resource<DestinationRule>> {
         self.destination_rules.iter().filter(|(_, h)| crate::istio::names::host_matches(h, host)).map(|(dr, _)| *dr).collect()

@@ -195,6 +195,60 @@ fn why_undeclared(model: &Model<'_>, caller: &Caller, host: &str, subset: &str) 
     (reason, fix)
 }
 
+/// A subset routed to `host` that only a DestinationRule hidden behind the one in effect for
+/// `caller` declares: one finding about the shadowing rule (the cause), whatever the number of
+/// subsets it costs.
+fn dr_shadowed(model: &Model<'_>, caller: &Caller, vs: &Resource<VirtualService>, host: &str, subset: &str) -> Option<Finding> {
+    let service_ns = service_namespace(host);
+    let in_effect = model.destination_rule(caller, host, &service_ns)?;
+    if in_effect.subset_owner(subset).is_some() {
+        return None;
+    }
+    let hidden = model.shadowed_destination_rules(caller, host, &service_ns).into_iter().find(|dr| dr.spec.subset(subset).is_some())?;
+    let shadowing = in_effect.primary();
+    let (me, other) =
+        (named("DestinationRule", &shadowing.meta.namespace, &shadowing.meta.name), named("DestinationRule", &hidden.meta.namespace, &hidden.meta.name));
+    let caller_ns = &caller.namespace;
+    let root = &model.objects.mesh.root_namespace;
+    let why = if shadowing.meta.namespace == hidden.meta.namespace {
+        format!(
+            "within one namespace istiod takes the most specific host, and {me} (host {}) is more specific than {other} (host {})",
+            dr_host(shadowing),
+            dr_host(hidden)
+        )
+    } else {
+        format!(
+            "istiod takes the DestinationRules of the first namespace that has one matching {host}: the caller's ({caller_ns}), then the service's ({}), then the root namespace ({root}); {me} (host {}) is found before {other}",
+            if service_ns.is_empty() { "none" } else { service_ns.as_str() },
+            dr_host(shadowing)
+        )
+    };
+    let wildcard = dr_host(shadowing).contains('*');
+    let fix = if wildcard && shadowing.meta.namespace != *root {
+        format!(
+            "narrow spec.host of {me} so it no longer matches {host}, or move it to the root namespace ({root}), which istiod consults last; then {other} applies again"
+        )
+    } else {
+        format!(
+            "delete {me} (or give it a workloadSelector that keeps it to the workloads that need it) so that {other} applies to callers in namespace {caller_ns}"
+        )
+    };
+    let vs_me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
+    Some(
+        Finding::new(
+            "dr-shadowed",
+            Severity::Error,
+            shadowing.reference("DestinationRule"),
+            format!("{me} shadows {other} for callers in namespace {caller_ns}, so requests routed to subsets only {other} declares fail with 503 (NC)"),
+        )
+        .detail(format!(
+            "{why}. Rules are not merged across namespaces: the subsets of {other} get no cluster for these callers while the routes still name them, so Envoy answers 503 with response flag NC."
+        ))
+        .evidence([format!("{vs_me} routes to subset `{subset}` of {host}: declared by {other}, not by {me} (in effect)")])
+        .fix(fix),
+    )
+}
+
 /// The one finding for an undeclared subset, whichever check sees it first.
 fn undeclared_subset(vs: &Resource<VirtualService>, host: &str, subset: &str, mirror: bool, reason: &str) -> Finding {
     let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
@@ -233,8 +287,12 @@ pub fn subset_not_declared_anywhere(model: &Model<'_>, scope: Scope<'_>, out: &m
             if declared {
                 continue;
             }
-            let (reason, fix) = why_undeclared(model, &caller, &host, subset);
             let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
+            if let Some(f) = dr_shadowed(model, &caller, vs, &host, subset) {
+                out.push(f);
+                continue;
+            }
+            let (reason, fix) = why_undeclared(model, &caller, &host, subset);
             out.push(
                 undeclared_subset(vs, &host, subset, d.role == DestinationRole::Mirror, &reason)
                     .evidence([format!("{me} {}.subset: {subset}", d.path)])
@@ -260,6 +318,14 @@ pub fn subset_not_declared(model: &Model<'_>, ctx: &CallerContext<'_>, out: &mut
                 if cv.present || name.subset.is_empty() || !model.registry.has_port(&name.host, name.port) {
                     continue;
                 }
+                let proxy_evidence = ctx.actual.and_then(|a| a.view.as_ref()).map(|actual| {
+                    let state = if actual.clusters.get(&wc.name).is_some_and(|c| c.present) { "present (unexpected)" } else { "absent" };
+                    format!("{}: cluster {} {state}", ctx.caller.display(), wc.name)
+                });
+                if let Some(f) = dr_shadowed(model, ctx.caller, vs, &name.host, &name.subset) {
+                    out.push(f.evidence(proxy_evidence));
+                    continue;
+                }
                 let (reason, fix) = why_undeclared(model, ctx.caller, &name.host, &name.subset);
                 let share = if total > 0 && route.action.clusters().count() > 1 {
                     format!(" That is {}% of the requests this route takes.", u64::from(wc.weight) * 100 / total)
@@ -268,10 +334,7 @@ pub fn subset_not_declared(model: &Model<'_>, ctx: &CallerContext<'_>, out: &mut
                 };
                 let rule = route.rule_index.unwrap_or(0);
                 let mut evidence = vec![format!("VirtualService {}/{} spec.http[{rule}] destination subset {}", vs.meta.namespace, vs.meta.name, name.subset)];
-                if let Some(actual) = ctx.actual.and_then(|a| a.view.as_ref()) {
-                    let state = if actual.clusters.get(&wc.name).is_some_and(|c| c.present) { "present (unexpected)" } else { "absent" };
-                    evidence.push(format!("{}: cluster {} {state}", ctx.caller.display(), wc.name));
-                }
+                evidence.extend(proxy_evidence);
                 let mut f = undeclared_subset(vs, &name.host, &name.subset, false, &reason).evidence(evidence).fix(fix);
                 f.detail.push_str(&share);
                 out.push(f);
@@ -400,6 +463,8 @@ pub fn dr_conflict(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, 
     let candidates = model.all_destination_rules(&target.fqdn).into_iter().filter(|dr| {
         exported_to(&dr.spec.export_to, &model.objects.mesh.default_destination_rule_export_to, &dr.meta.namespace, &caller.namespace)
             && dr.spec.workload_selector.as_ref().is_none_or(|s| s.labels.is_empty())
+            // A wildcard rule in the root namespace is a mesh-wide default, meant to give way.
+            && !(dr.meta.namespace == model.objects.mesh.root_namespace && dr_host(dr).contains('*'))
     });
     for dr in candidates.filter(|dr| !in_effect(dr)) {
         let explains_missing_subset = dr.spec.subsets.iter().any(|s| routed.contains(&s.name) && !declared(&s.name));
