@@ -43,8 +43,9 @@ def cluster_name(port: int, subset: str, host: str) -> str:
 
 def route(svc: dict, spec: dict) -> dict:
     """One Envoy route from a compact ``{"match":…, "to": [[subset, weight], …]}``, with
-    optional ``retries``, ``mirror`` (subsets), ``fault_abort`` (status) and raw ``action`` fields."""
-    port, host = svc["port"], svc["host"]
+    optional ``port`` (a destination port other than the service port's), ``retries``,
+    ``mirror`` (subsets), ``fault_abort`` (status) and raw ``action`` fields."""
+    port, host = spec.get("port", svc["port"]), svc["host"]
     targets = [cluster_name(port, subset, host) for subset, _ in spec["to"]]
     action = {"timeout": spec.get("timeout", "0s"), "retry_policy": DEFAULT_RETRY,
               "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"}}

@@ -134,6 +134,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "subset-not-declared",
     "host-not-found",
     "destination-port-missing",
+    "destination-port-pinned",
     "route-backend-unresolved",
     "route-zero-weight",
     "gateway-not-found",

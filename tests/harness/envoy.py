@@ -250,6 +250,7 @@ def copy_xds(src: Path, dst: Path) -> None:
     for name in ("listeners.json", "routes.json"):
         document = json.loads((src / name).read_text())
         (dst / name).write_text(json.dumps(rebase_paths(document, dst), indent=1))
+    split_rds(dst)
     clusters = json.loads((src / "clusters.json").read_text())
     endpoints = json.loads((src / "endpoints.json").read_text())
     assignments = {cla["cluster_name"]: cla for cla in endpoints.get("resources", [])}
@@ -270,6 +271,38 @@ def copy_xds(src: Path, dst: Path) -> None:
             [assignment]), indent=1))
         eds["eds_config"]["path_config_source"] = {"path": str(target)}
     (dst / "clusters.json").write_text(json.dumps(rebase_paths(clusters, dst), indent=1))
+
+
+def split_rds(dst: Path) -> None:
+    """Give each route configuration a file of its own when there are several: like EDS, a
+    file-based RDS update with more than one resource is rejected ("Unexpected RDS resource
+    length"), so every listener's RDS source is pointed at rds/<n>.json holding just its own."""
+    routes = json.loads((dst / "routes.json").read_text())
+    configs = routes.get("resources", [])
+    if len(configs) < 2:
+        return
+    rds_dir = dst / "rds"
+    rds_dir.mkdir(exist_ok=True)
+    files = {}
+    for index, config in enumerate(configs):
+        files[config["name"]] = target = rds_dir / f"{index}.json"
+        target.write_text(json.dumps(discovery_response(
+            routes.get("version_info", ""), "envoy.config.route.v3.RouteConfiguration", [config]), indent=1))
+
+    def point(value):
+        if isinstance(value, list):
+            for item in value:
+                point(item)
+        elif isinstance(value, dict):
+            rds = value.get("rds")
+            if isinstance(rds, dict) and rds.get("route_config_name") in files:
+                rds["config_source"]["path_config_source"] = {"path": str(files[rds["route_config_name"]])}
+            for item in value.values():
+                point(item)
+
+    listeners = json.loads((dst / "listeners.json").read_text())
+    point(listeners)
+    (dst / "listeners.json").write_text(json.dumps(listeners, indent=1))
 
 
 def rebase_paths(value, directory: Path):

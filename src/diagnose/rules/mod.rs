@@ -123,6 +123,7 @@ pub(crate) fn caller_findings(model: &Model<'_>, target: &Target, ctx: &CallerCo
         }
     } else {
         routing::port_not_http(target, ctx.intent, &mut out);
+        routing::destination_port_pinned(model, target, ctx, &mut out);
         routing::vs_not_visible(model, target, ctx, &mut out);
         routing::no_route_match(ctx, &mut out);
         routing::consistent_hash_with_weights(model, target, ctx, &mut out);

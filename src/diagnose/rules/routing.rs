@@ -6,7 +6,7 @@ use super::{Scope, named};
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::Intent;
-use crate::intent::target::{Caller, Target, TargetPort};
+use crate::intent::target::{Caller, CallerKind, Target, TargetPort};
 use crate::istio::VirtualService;
 use crate::istio::names::host_matches;
 use crate::istio::names::{ClusterName, Protocol, hosts_overlap, specificity};
@@ -129,6 +129,55 @@ pub fn port_not_http(target: &Target, intent: &Intent<'_>, out: &mut Vec<Finding
             .evidence([format!("Service {}/{} spec.ports[port={}].name: {:?}", target.namespace, target.name, tp.port, tp.name.clone().unwrap_or_default())])
             .fix(format!("name the port with its protocol, e.g. `name: http-{}`, or set `appProtocol: http`", tp.port)),
         );
+    }
+}
+
+/// A rule without `match.port` whose destination pins one port of the service: istiod uses
+/// the rule on every port's route configuration, so requests to the other ports go to the
+/// pinned port's clusters (gRPC to an HTTP/1.1 port, say).
+pub fn destination_port_pinned(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
+    // A gateway's listener ports are not the service's: its routes name a port by design.
+    if ctx.caller.kind != CallerKind::Sidecar {
+        return;
+    }
+    for (pv, pi) in ctx.intent.view.ports.iter().zip(&ctx.intent.ports) {
+        let (Some(vh), Some(vs)) = (&pv.virtual_host, pi.winner) else { continue };
+        for (position, route) in vh.routes.iter().enumerate() {
+            let Some((index, rule)) = route.rule_index.and_then(|i| Some((i, vs.spec.http.get(i)?))) else { continue };
+            // A rule narrowed to ports, or a delegate's, is meant for the ports it names.
+            if rule.delegate.is_some() || rule.matches.iter().any(|m| m.port.is_some()) {
+                continue;
+            }
+            let pinned: Vec<ClusterName> =
+                route.action.clusters().filter_map(|c| ClusterName::parse(&c.name)).filter(|c| c.host == target.fqdn && c.port != pv.port).collect();
+            let Some(to) = pinned.first().map(|c| c.port).filter(|p| model.registry.has_port(&target.fqdn, *p)) else { continue };
+            let to_protocol = model.registry.definitions(&target.fqdn).first().and_then(|d| d.port(to)).map(|p| p.protocol);
+            let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
+            let protocols = to_protocol.map(|p| format!(": {} requests reach the {p} port", pv.protocol)).unwrap_or_default();
+            let mut evidence =
+                vec![format!("{me} spec.http[{index}]: no match.port, destination port {to}"), format!("intent: route config {} {}", pv.port, route.action)];
+            if let Some(have) = ctx.actual.and_then(|a| a.view.as_ref()).and_then(|v| v.ports.iter().find(|p| p.key == pv.key)) {
+                let held = have.virtual_host.as_ref().and_then(|vh| vh.routes.get(position)).map(|r| r.action.to_string());
+                evidence.push(format!("{}: route config {} {}", ctx.caller.display(), pv.port, held.unwrap_or_else(|| "has no route for the service".into())));
+            }
+            out.push(
+                Finding::new(
+                    "destination-port-pinned",
+                    if to_protocol.is_some_and(|p| p != pv.protocol) { Severity::Error } else { Severity::Warning },
+                    vs.reference("VirtualService"),
+                    format!("{me} spec.http[{index}] pins destination port {to}, so requests to {} port {} go to port {to}{protocols}", target.name, pv.port),
+                )
+                .detail(format!(
+                    "A rule without match.port applies on every port of the host: istiod puts it into the route configuration of port {} too, and its destination port sends that traffic to outbound|{to}|…|{}.",
+                    pv.port, target.fqdn
+                ))
+                .evidence(evidence)
+                .fix(format!(
+                    "keep the rule to its port with `match: [{{port: {to}}}]` on spec.http[{index}] of {me} (port {} then gets its own rules or the default route), or drop destination.port so each port routes to itself",
+                    pv.port
+                )),
+            );
+        }
     }
 }
 
