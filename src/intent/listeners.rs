@@ -15,7 +15,6 @@ use crate::envoy::types::{
     DirectResponse, HeaderMatcher, RegexMatcher, Route, RouteAction, RouteMatch, StringMatcher, VirtualHost, WeightedCluster, WeightedClusters,
 };
 use crate::istio::VirtualService;
-use crate::istio::gateway_api::{Route as GatewayRoute, RouteKind};
 use crate::istio::labels_match;
 use crate::istio::names::{DEFAULT_DOMAIN, Protocol, host_matches, specificity};
 use crate::model::Model;
@@ -275,22 +274,23 @@ fn route_config(model: &Model<'_>, caller: &Caller, port: u32, svcs: &[&Service]
     let mut vhosts: Vec<VirtualHost> = Vec::new();
     let vses = model.mesh_virtual_services(caller, port);
     // Each service takes the VirtualService whose host names it most specifically (an exact
-    // host over a wildcard, a longer wildcard over a shorter), the oldest on a tie.
+    // host over a wildcard, a longer wildcard over a shorter), the first in precedence order on
+    // a tie; one that has no route for this port (its rules match other ports) leaves the
+    // service to the next, or to the default route.
     for svc in svcs {
-        let mut best: Option<((bool, usize), &&Resource<VirtualService>)> = None;
+        let mut claims: Vec<((bool, usize), &&Resource<VirtualService>)> = Vec::new();
         for vs in &vses {
-            for host in vs_hosts(vs).iter().filter(|h| host_matches(h, &svc.host)) {
-                let rank = specificity(host);
-                if best.is_none_or(|(b, _)| rank > b) {
-                    best = Some((rank, vs));
-                }
+            if let Some(rank) = vs_hosts(vs).iter().filter(|h| host_matches(h, &svc.host)).map(|h| specificity(h)).max() {
+                claims.push((rank, vs));
             }
         }
-        let routes = match (gamma_route(model, caller, svc, port), best) {
-            (Some(hr), _) => gamma_routes(hr, port),
-            (None, Some((_, vs))) => routes_for(model, vs, caller, port, Binding::Mesh).iter().map(envoy_route).collect(),
-            (None, None) => vec![envoy_route(&default_route(model, caller, &svc.host, port))],
-        };
+        claims.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
+        let routes = claims
+            .iter()
+            .map(|(_, vs)| routes_for(model, vs, caller, port, Binding::Mesh))
+            .find(|routes| !routes.is_empty())
+            .unwrap_or_else(|| vec![default_route(model, caller, &svc.host, port)]);
+        let routes = routes.iter().map(envoy_route).collect();
         vhosts.push(VirtualHost { name: format!("{}:{port}", svc.host), domains: service_domains(svc, port, &caller.namespace), routes, require_tls: None });
     }
     // VirtualService hosts that name no service get a virtual host of their own.
@@ -313,66 +313,6 @@ fn route_config(model: &Model<'_>, caller: &Caller, port: u32, svcs: &[&Service]
     vhosts.retain(|vh| !vh.domains.is_empty());
     vhosts.push(catch_all(mode));
     RouteConfiguration { name: name.to_string(), virtual_hosts: vhosts }
-}
-
-/// The HTTPRoute that routes a Service for this caller (GAMMA): a route in the caller's
-/// namespace (consumer) before one in the Service's (producer), the oldest first.
-fn gamma_route<'m>(model: &Model<'m>, caller: &Caller, svc: &Service, port: u32) -> Option<&'m Resource<GatewayRoute>> {
-    let name = svc.host.strip_suffix(&format!(".{}.svc.{DEFAULT_DOMAIN}", svc.namespace))?;
-    let attaches = |hr: &Resource<GatewayRoute>| {
-        hr.spec.kind == RouteKind::Http
-            && hr
-                .spec
-                .spec
-                .parent_refs
-                .iter()
-                .any(|p| p.is_mesh() && p.name == name && p.namespace(&hr.meta.namespace) == svc.namespace && p.port.is_none_or(|p| p == port))
-    };
-    let routes = &model.objects.routes;
-    let pick = |ns: &str| routes.iter().find(|hr| hr.meta.namespace == ns && attaches(hr));
-    pick(&caller.namespace).or_else(|| pick(&svc.namespace))
-}
-
-/// An HTTPRoute's rules as Envoy routes on `port`.
-fn gamma_routes(hr: &Resource<GatewayRoute>, port: u32) -> Vec<Route> {
-    let mut out = Vec::new();
-    for rule in &hr.spec.spec.rules {
-        let clusters: Vec<WeightedCluster> = rule
-            .backend_refs
-            .iter()
-            .map(|b| {
-                let host = match b.kind() {
-                    "Hostname" => b.name.clone(),
-                    _ => format!("{}.{}.svc.{DEFAULT_DOMAIN}", b.name, b.namespace.as_deref().unwrap_or(&hr.meta.namespace)),
-                };
-                WeightedCluster { name: cluster(b.port.unwrap_or(port), &host), weight: Some(u64::from(b.weight())) }
-            })
-            .collect();
-        let action = match clusters.as_slice() {
-            [one] => RouteAction { cluster: Some(one.name.clone()), ..RouteAction::default() },
-            _ => RouteAction { weighted_clusters: Some(WeightedClusters { clusters }), ..RouteAction::default() },
-        };
-        let matches = if rule.matches.is_empty() { vec![Default::default()] } else { rule.matches.clone() };
-        for m in matches {
-            let mut matcher = RouteMatch::default();
-            let path = m.path.clone().unwrap_or_default();
-            let value = if path.value.is_empty() { "/".to_string() } else { path.value.clone() };
-            match path.kind.as_deref() {
-                Some("Exact") => matcher.path = Some(value),
-                Some("RegularExpression") => matcher.safe_regex = Some(RegexMatcher { regex: value }),
-                _ if value == "/" => matcher.prefix = Some(value),
-                _ => matcher.path_separated_prefix = Some(value),
-            }
-            let exact = |name: &str, value: &str| HeaderMatcher {
-                name: name.to_ascii_lowercase(),
-                string_match: Some(StringMatcher { exact: Some(value.to_string()), ..StringMatcher::default() }),
-                ..HeaderMatcher::default()
-            };
-            matcher.headers = m.headers.iter().map(|h| exact(&h.name, &h.value)).chain(m.method.iter().map(|v| exact(":method", v))).collect();
-            out.push(Route { name: Some(String::new()), matcher, route: Some(action.clone()), ..Route::default() });
-        }
-    }
-    out
 }
 
 /// The `allow_any` / `block_all` virtual host.

@@ -34,7 +34,7 @@ pub fn match_applies(m: &HttpMatch, caller: &Caller, port: u32, binding: Binding
 
 /// The routes istiod emits for `vs` on `port` for `caller`, stopping after a catch-all.
 pub fn routes_for(model: &Model<'_>, vs: &Resource<VirtualService>, caller: &Caller, port: u32, binding: Binding<'_>) -> Vec<RouteView> {
-    let source = Some(vs.reference("VirtualService"));
+    let source = Some(vs.reference(vs.spec.source_kind()));
     let mut routes = Vec::new();
     for (index, rule) in expanded_rules(model, vs) {
         let action = action_for(model, &rule, &vs.meta.namespace, port, caller);
@@ -55,8 +55,9 @@ pub fn routes_for(model: &Model<'_>, vs: &Resource<VirtualService>, caller: &Cal
         }
         for m in rule.matches.iter().filter(|m| match_applies(m, caller, port, binding)) {
             let mut matcher = translate_match(m);
-            // Ingress prefixes match whole path segments (`/api` takes `/api/x`, not `/apix`).
-            if let (true, PathMatch::Prefix(p)) = (vs.spec.ingress, &matcher.path)
+            // Ingress and Gateway API prefixes match whole path segments (`/api` takes `/api/x`,
+            // not `/apix`).
+            if let (true, PathMatch::Prefix(p)) = (vs.spec.ingress || vs.spec.gateway_route.is_some(), &matcher.path)
                 && p != "/"
             {
                 matcher.path = PathMatch::SeparatedPrefix(p.trim_end_matches('/').to_string());

@@ -126,50 +126,107 @@ impl ParentRef {
     }
 }
 
-/// One `rules[]` entry.
+/// One `rules[]` entry (HTTPRoute and GRPCRoute; TCPRoute and TLSRoute use only `backendRefs`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteRule {
     /// Rule name (becomes the Envoy route name when set).
     #[serde(default)]
     pub name: Option<String>,
-    /// Filters; only their `type` is read here (a redirect needs no backend).
+    /// Filters, applied to every request the rule takes.
     #[serde(default)]
     pub filters: Vec<Filter>,
-    /// HTTPRoute matches (none: every request).
+    /// Matches, OR-ed (none: every request).
     #[serde(default)]
-    pub matches: Vec<HttpRouteMatch>,
+    pub matches: Vec<RouteMatch>,
     /// Backends and their weights.
     #[serde(default)]
     pub backend_refs: Vec<BackendRef>,
+    /// `timeouts` (HTTPRoute).
+    #[serde(default)]
+    pub timeouts: Option<Timeouts>,
+    /// `retry` (HTTPRoute, experimental channel).
+    #[serde(default)]
+    pub retry: Option<Retry>,
 }
 
-/// One HTTPRoute `matches[]` entry.
+/// One `matches[]` entry of an HTTPRoute or GRPCRoute.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct HttpRouteMatch {
-    /// Path match.
+#[serde(rename_all = "camelCase")]
+pub struct RouteMatch {
+    /// Path match (HTTPRoute).
     #[serde(default)]
     pub path: Option<TypedValue>,
     /// Header matches.
     #[serde(default)]
     pub headers: Vec<TypedValue>,
-    /// HTTP method.
+    /// Query parameter matches (HTTPRoute).
+    #[serde(default)]
+    pub query_params: Vec<TypedValue>,
+    /// HTTP method (HTTPRoute) or gRPC service and method (GRPCRoute).
+    #[serde(default)]
+    pub method: Option<MethodMatch>,
+}
+
+/// `matches[].method`: a string on HTTPRoute, an object on GRPCRoute.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MethodMatch {
+    /// HTTPRoute: `GET`, `POST`...
+    Http(String),
+    /// GRPCRoute: `{type, service, method}`.
+    Grpc(GrpcMethod),
+}
+
+/// GRPCRoute `matches[].method`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GrpcMethod {
+    /// `Exact` (default) or `RegularExpression`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// gRPC service, e.g. `foo.Bar`.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// gRPC method, e.g. `Get`.
     #[serde(default)]
     pub method: Option<String>,
 }
 
-/// `{type, name, value}` of a path or header match.
+/// `{type, name, value}` of a path, header or query parameter match.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct TypedValue {
     /// `Exact`, `PathPrefix`, `RegularExpression`.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
-    /// Header name.
+    /// Header or parameter name.
     #[serde(default)]
     pub name: String,
-    /// Value.
+    /// Value; absent on a path match means `/`.
     #[serde(default)]
-    pub value: String,
+    pub value: Option<String>,
+}
+
+/// `rules[].timeouts`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeouts {
+    /// Whole request, e.g. `10s`.
+    #[serde(default)]
+    pub request: Option<String>,
+    /// Each try to a backend.
+    #[serde(default)]
+    pub backend_request: Option<String>,
+}
+
+/// `rules[].retry`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Retry {
+    /// Attempts; 2 when absent.
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// HTTP status codes that are retried.
+    #[serde(default)]
+    pub codes: Vec<u32>,
 }
 
 impl RouteRule {
@@ -179,12 +236,55 @@ impl RouteRule {
     }
 }
 
-/// A rule's filter, by type.
+/// A rule's filter.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Filter {
-    /// `RequestHeaderModifier`, `RequestRedirect`, `URLRewrite`, `RequestMirror`...
+    /// `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect`, `URLRewrite`,
+    /// `RequestMirror`, `CORS`, `ExtensionRef`.
     #[serde(default, rename = "type")]
     pub kind: String,
+    /// `URLRewrite`.
+    #[serde(default, rename = "urlRewrite")]
+    pub url_rewrite: Option<UrlRewrite>,
+    /// `RequestMirror`.
+    #[serde(default)]
+    pub request_mirror: Option<RequestMirror>,
+}
+
+/// The `urlRewrite` filter.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UrlRewrite {
+    /// New Host header.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// New path.
+    #[serde(default)]
+    pub path: Option<PathModifier>,
+}
+
+/// `urlRewrite.path`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathModifier {
+    /// `ReplaceFullPath` or `ReplacePrefixMatch`.
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    /// The whole new path.
+    #[serde(default)]
+    pub replace_full_path: Option<String>,
+    /// What the matched prefix becomes.
+    #[serde(default)]
+    pub replace_prefix_match: Option<String>,
+}
+
+/// The `requestMirror` filter.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestMirror {
+    /// Where copies go.
+    #[serde(default)]
+    pub backend_ref: BackendRef,
 }
 
 /// One `backendRefs[]` entry.

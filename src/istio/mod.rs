@@ -7,6 +7,7 @@ pub mod ambient;
 mod destination_rule;
 mod gateway;
 pub mod gateway_api;
+pub mod gateway_translation;
 pub mod ingress;
 pub mod names;
 mod peer_authentication;
@@ -20,7 +21,7 @@ pub use peer_authentication::PeerAuthentication;
 pub use service_entry::ServiceEntry;
 pub use sidecar::{EgressListener, Sidecar};
 pub use virtual_service::{
-    Delegate, Destination, DestinationRole, DestinationUse, HttpMatch, HttpRoute, RouteDestination, StringMatch, TcpRoute, VirtualService,
+    Delegate, Destination, DestinationRole, DestinationUse, HttpMatch, HttpRoute, MirrorPolicy, RouteDestination, StringMatch, TcpRoute, VirtualService,
 };
 
 use serde::Deserialize;

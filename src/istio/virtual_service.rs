@@ -31,6 +31,18 @@ pub struct VirtualService {
     /// whole path segments.
     #[serde(skip)]
     pub ingress: bool,
+    /// Set on the internal VirtualServices istiod builds from Gateway API routes: the route
+    /// kind. They follow the Gateway API's semantics (no short names, path-separated prefixes,
+    /// consumer routes first).
+    #[serde(skip)]
+    pub gateway_route: Option<super::gateway_api::RouteKind>,
+}
+
+impl VirtualService {
+    /// The kind users wrote: `VirtualService`, or the Gateway API route it was built from.
+    pub fn source_kind(&self) -> &'static str {
+        self.gateway_route.map_or("VirtualService", |k| k.as_str())
+    }
 }
 
 /// One `http[]` rule.

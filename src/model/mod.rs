@@ -76,9 +76,11 @@ impl<'a> Model<'a> {
                 endpoint_slices.entry(slice.meta.namespace.as_str()).or_default().entry(service.as_str()).or_default().push(slice);
             }
         }
+        // The users' VirtualServices, then those istiod builds from mesh routes.
         let mesh_virtual_services: Vec<_> = objects
             .virtual_services
             .iter()
+            .chain(&objects.route_virtual_services)
             .filter(|vs| virtual_services::vs_gateways(vs).iter().any(|g| g == "mesh"))
             .map(|vs| (vs, virtual_services::vs_hosts(vs)))
             .collect();

@@ -44,7 +44,13 @@ pub fn claiming_host(vs: &Resource<VirtualService>, fqdn: &str) -> Option<String
 }
 
 /// VirtualServices bound to `mesh` that the caller imports, in istiod's precedence order:
-/// private to its namespace, then exported to it, then public; oldest first within each.
+/// private to its namespace, then exported to it, then public; within each, (Istio 1.24+) the
+/// Gateway API routes of the caller's own namespace first ("consumer override"), then the
+/// users' VirtualServices oldest first, then the other Gateway API routes (istiod lists its
+/// Gateway API controller's output after the Istio kinds).
+///
+/// A Gateway API route applies only to callers in its own namespace or in the namespace of
+/// the Service it is for.
 pub fn mesh_for_caller<'a>(model: &Model<'a>, caller: &Caller, port: u32) -> Vec<&'a Resource<VirtualService>> {
     mesh_for_caller_claiming(model, caller, port, None)
 }
@@ -53,6 +59,11 @@ pub fn mesh_for_caller<'a>(model: &Model<'a>, caller: &Caller, port: u32) -> Vec
 pub fn mesh_for_caller_claiming<'a>(model: &Model<'a>, caller: &Caller, port: u32, fqdn: Option<&str>) -> Vec<&'a Resource<VirtualService>> {
     let scope = model.sidecar_scope(caller);
     let defaults = &model.objects.mesh.default_virtual_service_export_to;
+    let applies = |vs: &Resource<VirtualService>| {
+        vs.spec.gateway_route.is_none()
+            || vs.meta.namespace == caller.namespace
+            || vs.spec.hosts.iter().any(|h| super::registry::service_namespace(h) == vs.meta.namespace)
+    };
     let visible: Vec<&Resource<VirtualService>> = model
         .mesh_bound()
         .iter()
@@ -60,20 +71,24 @@ pub fn mesh_for_caller_claiming<'a>(model: &Model<'a>, caller: &Caller, port: u3
         .filter(|(vs, _)| exported_to(&vs.spec.export_to, defaults, &vs.meta.namespace, &caller.namespace))
         .filter(|(vs, hosts)| hosts.iter().any(|h| scope.imports(port, &vs.meta.namespace, h)))
         .map(|(vs, _)| *vs)
+        .filter(|vs| applies(vs))
         .collect();
-    let bucket = |vs: &Resource<VirtualService>| {
+    let consumer_first = caller.at_least(1, 24);
+    let rank = |vs: &Resource<VirtualService>| {
         let list = if vs.spec.export_to.is_empty() { defaults } else { &vs.spec.export_to };
-        if list.is_empty() || list.iter().any(|e| e == "*") {
+        let bucket = if list.is_empty() || list.iter().any(|e| e == "*") {
             2
         } else if vs.meta.namespace == caller.namespace {
             0
         } else {
             1
-        }
+        };
+        let consumer = consumer_first && vs.spec.gateway_route.is_some() && vs.meta.namespace == caller.namespace;
+        (bucket, !consumer)
     };
     let mut ordered = visible;
-    // `objects` is already oldest-first, and the sort is stable.
-    ordered.sort_by_key(|vs| bucket(vs));
+    // Users' VirtualServices come before the routes' and each list is oldest-first; the sort is stable.
+    ordered.sort_by_key(|vs| rank(vs));
     ordered
 }
 

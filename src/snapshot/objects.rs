@@ -219,6 +219,9 @@ pub struct Objects {
     pub ingress_gateways: Vec<Resource<Gateway>>,
     /// The VirtualServices istiod derives from them, one per host (filled by [`Objects::sort`]).
     pub ingress_virtual_services: Vec<Resource<VirtualService>>,
+    /// The internal VirtualServices istiod's Gateway API controller builds from mesh routes
+    /// (filled by [`Objects::sort`], once every object is in).
+    pub route_virtual_services: Vec<Resource<VirtualService>>,
     /// `(namespace, name)` of each Secret in the snapshot: the only part of a Secret kept.
     pub secret_names: BTreeSet<(String, String)>,
     /// Mesh settings (defaults when no `istio` ConfigMap was captured).
@@ -327,7 +330,7 @@ impl Objects {
     }
 
     /// Drops repeated objects, sorts every kind into istiod's precedence order (oldest first,
-    /// then name, then namespace), then derives what istiod builds from Ingresses. An object
+    /// then name, then namespace), then derives what istiod builds from Ingresses and mesh routes. An object
     /// read twice (two files, or two archive entries) would otherwise conflict with itself; the
     /// newest copy is kept, and the returned gaps say which copies were ignored.
     #[must_use = "the gaps say which repeated objects were ignored"]
@@ -367,6 +370,7 @@ impl Objects {
         }
         (self.ingress_gateways, self.ingress_virtual_services) =
             crate::istio::ingress::translate(&self.ingresses, &self.ingress_classes, &self.services, &self.mesh);
+        self.route_virtual_services = crate::istio::gateway_translation::mesh_virtual_services(self);
         repeats.into_gaps()
     }
 
