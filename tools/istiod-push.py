@@ -42,18 +42,19 @@ def cluster_name(port: int, subset: str, host: str) -> str:
 
 
 def route(svc: dict, spec: dict) -> dict:
-    """One Envoy route from a compact ``{"match":…, "to": [[subset, weight], …]}``, with
-    optional ``port`` (a destination port other than the service port's), ``retries``,
-    ``mirror`` (subsets), ``fault_abort`` (status) and raw ``action`` fields."""
+    """One Envoy route from a compact ``{"match":…, "to": [[subset, weight(, host)], …]}`` (another
+    service's cluster when a host is given, as Gateway API backends are), with optional ``port``
+    (a destination port other than the service port's), ``retries``, ``mirror`` (subsets),
+    ``fault_abort`` (status) and raw ``action`` fields."""
     port, host = spec.get("port", svc["port"]), svc["host"]
-    targets = [cluster_name(port, subset, host) for subset, _ in spec["to"]]
+    targets = [cluster_name(port, t[0], t[2] if len(t) > 2 else host) for t in spec["to"]]
     action = {"timeout": spec.get("timeout", "0s"), "retry_policy": DEFAULT_RETRY,
               "max_stream_duration": {"max_stream_duration": "0s", "grpc_timeout_header_max": "0s"}}
     if len(targets) == 1:
         action["cluster"] = targets[0]
     else:
         action["weighted_clusters"] = {"clusters": [
-            {"name": name, "weight": weight} for name, (_, weight) in zip(targets, spec["to"]) if weight > 0]}
+            {"name": name, "weight": t[1]} for name, t in zip(targets, spec["to"]) if t[1] > 0]}
     if "retries" in spec:
         action["retry_policy"] = dict(DEFAULT_RETRY, num_retries=spec["retries"])
     action.update(spec.get("action", {}))

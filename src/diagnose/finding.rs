@@ -128,6 +128,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "route-not-accepted",
     "route-parent-port-mismatch",
     "vs-conflict",
+    "vs-httproute-conflict",
     "port-not-http",
     "gateway-ignores-mesh-rules",
     "dr-shadowed",

@@ -2,9 +2,9 @@
 //! hosts it ejected, connection-pool overflows, a split that differs from the weights, and
 //! requests that fell to the passthrough or blackhole route.
 
-use super::named;
 use super::routing::fallback_for;
 use super::significance::chi_square;
+use super::{named, rule_at};
 use crate::actual::Actual;
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
@@ -92,7 +92,8 @@ fn staleness(ctx: &CallerContext<'_>, config: &[&Difference]) -> Vec<String> {
             _ => String::new(),
         };
         out.push(format!(
-            "{envoy}; VirtualService {}/{} generation {}, last changed {}{age}",
+            "{envoy}; {} {}/{} generation {}, last changed {}{age}",
+            vs.spec.source_kind(),
             vs.meta.namespace,
             vs.meta.name,
             vs.meta.generation.map(|g| g.to_string()).unwrap_or_else(|| "(unknown)".into()),
@@ -417,7 +418,7 @@ fn split_skew(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, actua
                 Finding::new(
                     "split-skew",
                     Severity::Warning,
-                    vs.reference("VirtualService"),
+                    vs.reference(vs.spec.source_kind()),
                     format!("requests for {}:{} split {} instead of the intended {} (N = {n}, p {})", target.name, pv.port, seen.join(" / "), meant.join(" / "), p_text(test.p_value)),
                 )
                 .detail(format!(
@@ -430,7 +431,7 @@ fn split_skew(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, actua
                 ))
                 .evidence([
                     format!("{}: {source}: {}", ctx.caller.display(), labels.iter().zip(&counts).map(|(l, c)| format!("{l} {c}")).collect::<Vec<_>>().join(", ")),
-                    format!("VirtualService {}/{} spec.http[{}] weights: {}", vs.meta.namespace, vs.meta.name, route.rule_index.unwrap_or(0), meant.join(" / ")),
+                    format!("{} weights: {}", rule_at(vs, route.rule_index), meant.join(" / ")),
                 ])
                 .fix(format!(
                     "measure deltas over a fixed window (two /clusters or istio_requests_total samples) before acting; if the skew persists, check `istioctl proxy-config routes {}.{}` for the weights Envoy holds and whether clients reuse long-lived connections",

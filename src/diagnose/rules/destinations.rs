@@ -3,7 +3,7 @@
 //! in effect.
 
 use super::routing::bound_to_mesh;
-use super::{Scope, destination_host, named};
+use super::{Scope, destination_host, named, rule_at};
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::endpoints;
@@ -332,8 +332,8 @@ pub fn subset_not_declared(model: &Model<'_>, ctx: &CallerContext<'_>, out: &mut
                 } else {
                     String::new()
                 };
-                let rule = route.rule_index.unwrap_or(0);
-                let mut evidence = vec![format!("VirtualService {}/{} spec.http[{rule}] destination subset {}", vs.meta.namespace, vs.meta.name, name.subset)];
+                let rule = route.rule_index;
+                let mut evidence = vec![format!("{} destination subset {}", rule_at(vs, rule), name.subset)];
                 evidence.extend(proxy_evidence);
                 let mut f = undeclared_subset(vs, &name.host, &name.subset, false, &reason).evidence(evidence).fix(fix);
                 f.detail.push_str(&share);

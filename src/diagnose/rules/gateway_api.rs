@@ -3,7 +3,10 @@
 //! mode does a waypoint exist to apply them.
 
 use super::{Scope, named};
+use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
+use crate::intent::target::Target;
+use crate::istio::VirtualService;
 use crate::istio::ambient::{WaypointBinding, namespace_is_ambient, service_waypoint};
 use crate::istio::gateway_api::{BackendRef, Condition, ISTIO_CONTROLLER, ParentRef, ParentStatus, Route};
 use crate::istio::names::DEFAULT_DOMAIN;
@@ -271,5 +274,61 @@ pub fn l7_rule_without_waypoint(model: &Model<'_>, scope: Scope<'_>, out: &mut V
                     )),
             );
         }
+    }
+}
+
+/// A VirtualService and a Gateway API route both claim the service's host for this caller:
+/// istiod uses only the first in its precedence order, so the other's rules are ignored here.
+pub fn vs_httproute_conflict(target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
+    for pi in &ctx.intent.ports {
+        let Some(winner) = pi.winner else { continue };
+        let losers: Vec<&Resource<VirtualService>> =
+            pi.candidates.iter().copied().filter(|c| c.spec.gateway_route.is_some() != winner.spec.gateway_route.is_some()).collect();
+        if losers.is_empty() {
+            continue;
+        }
+        let name = |vs: &Resource<VirtualService>| named(vs.spec.source_kind(), &vs.meta.namespace, &vs.meta.name);
+        let ignored: Vec<String> = losers.iter().map(|l| name(l)).collect();
+        let why = if winner.spec.gateway_route.is_some() && winner.meta.namespace == ctx.caller.namespace {
+            format!("istiod (1.24+) puts Gateway API routes of the caller's own namespace ({}) first", ctx.caller.namespace)
+        } else if winner.spec.gateway_route.is_some() {
+            "the route is visible more narrowly than the VirtualService (exportTo), and narrower visibility comes first".to_string()
+        } else {
+            "istiod lists VirtualServices before the routes its Gateway API controller translates, unless a route is in the caller's own namespace".to_string()
+        };
+        let mut evidence = vec![format!(
+            "{} port {}: claimed by {} in this order; {} wins",
+            target.fqdn,
+            pi.port,
+            pi.candidates.iter().map(|c| name(c)).collect::<Vec<_>>().join(", "),
+            name(winner)
+        )];
+        evidence.extend(ctx.actual.and_then(|a| a.view.as_ref()).and_then(|v| v.ports.iter().find(|p| p.port == pi.port)).and_then(|p| {
+            let sources: std::collections::BTreeSet<String> = p
+                .virtual_host
+                .as_ref()?
+                .routes
+                .iter()
+                .filter_map(|r| r.source.as_ref())
+                // istiod names its internal VirtualServices `NAMESPACE~[PORT~]HOST`.
+                .map(|s| if s.name.contains('~') { format!("{s} (istiod's translation of the Gateway API routes)") } else { s.to_string() })
+                .collect();
+            (!sources.is_empty()).then(|| {
+                format!("{}: Envoy's routes for port {} come from {}", ctx.caller.display(), pi.port, sources.into_iter().collect::<Vec<_>>().join(", "))
+            })
+        }));
+        out.push(
+            Finding::new(
+                "vs-httproute-conflict",
+                Severity::Warning,
+                winner.reference(winner.spec.source_kind()),
+                format!("{} and {} both route {}; for callers in namespace {}, {} wins and the rules of {} are ignored", name(winner), ignored.join(", "), target.fqdn, ctx.caller.namespace, name(winner), ignored.join(", ")),
+            )
+            .detail(format!(
+                "istiod turns mesh HTTPRoutes and GRPCRoutes into internal VirtualServices and, for each calling proxy, gives a host the first one that claims it: those private to the caller's namespace, then those exported to it, then public ones; {why}. Callers in other namespaces may get the other one, so the same request can route differently depending on who sends it."
+            ))
+            .evidence(evidence)
+            .fix(format!("keep one kind of rule per host: move the rules of {} into {} (or the reverse) and delete the one you do not keep", ignored.join(", "), name(winner))),
+        );
     }
 }

@@ -125,6 +125,7 @@ pub(crate) fn caller_findings(model: &Model<'_>, target: &Target, ctx: &CallerCo
         routing::port_not_http(target, ctx.intent, &mut out);
         routing::destination_port_pinned(model, target, ctx, &mut out);
         routing::vs_not_visible(model, target, ctx, &mut out);
+        gateway_api::vs_httproute_conflict(target, ctx, &mut out);
         routing::no_route_match(ctx, &mut out);
         routing::consistent_hash_with_weights(model, target, ctx, &mut out);
         destinations::subset_not_declared(model, ctx, &mut out);
@@ -159,6 +160,17 @@ pub fn describe_expected(intent: &Intent<'_>) -> Vec<String> {
 fn has_routing_rules(model: &Model<'_>, target: &Target) -> bool {
     model.objects.virtual_services.iter().any(|vs| claiming_host(vs, &target.fqdn).is_some())
         || model.all_destination_rules(&target.fqdn).iter().any(|dr| !dr.spec.subsets.is_empty())
+}
+
+/// A rule of the VirtualService that decides a port, as users wrote it: `VirtualService ns/name
+/// spec.http[i]`, or `HTTPRoute ns/name rule NAME` for the internal one built from a route.
+fn rule_at(vs: &Resource<VirtualService>, index: Option<usize>) -> String {
+    let me = named(vs.spec.source_kind(), &vs.meta.namespace, &vs.meta.name);
+    match (vs.spec.gateway_route, index) {
+        (Some(_), Some(i)) => format!("{me} rule {}", vs.spec.http.get(i).and_then(|r| r.name.as_deref()).unwrap_or("?")),
+        (Some(_), None) => format!("{me} spec.rules"),
+        (None, i) => format!("{me} spec.http[{}]", i.unwrap_or(0)),
+    }
 }
 
 /// `VirtualService ns/name`, the way evidence and summaries name objects.

@@ -2,7 +2,7 @@
 //! conflicts, port protocol) and whether they do what they seem to (catch-all, affinity, who
 //! owns the weights).
 
-use super::{Scope, named};
+use super::{Scope, named, rule_at};
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::Intent;
@@ -402,18 +402,17 @@ pub fn no_route_match(ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
             Finding::new(
                 "no-route-match",
                 Severity::Warning,
-                vs.reference("VirtualService"),
+                vs.reference(vs.spec.source_kind()),
                 format!(
-                    "requests to {} on port {} that match none of the {} route(s) of VirtualService {}/{} get 404 (NR)",
+                    "requests to {} on port {} that match none of the {} route(s) of {} get 404 (NR)",
                     vh.name,
                     pv.port,
                     vh.routes.len(),
-                    vs.meta.namespace,
-                    vs.meta.name
+                    named(vs.spec.source_kind(), &vs.meta.namespace, &vs.meta.name)
                 ),
             )
             .detail(format!("Every rule has a match condition and none is a catch-all. Matches: {}.", matches.join(" | ")))
-            .evidence([format!("VirtualService {}/{} spec.http: no rule without `match`", vs.meta.namespace, vs.meta.name)])
+            .evidence([format!("{}: no rule without `match`", rule_at(vs, None))])
             .fix("add a last rule without `match` that routes to the default destination:\n  - route:\n    - destination:\n        host: <service>"),
         );
     }
@@ -446,10 +445,10 @@ pub fn consistent_hash_with_weights(model: &Model<'_>, target: &Target, ctx: &Ca
                 Finding::new(
                     "consistent-hash-with-weights",
                     Severity::Warning,
-                    vs.reference("VirtualService"),
+                    vs.reference(vs.spec.source_kind()),
                     format!(
-                        "VirtualService {}/{} splits {} by weight while DestinationRule {}/{} asks for consistent-hash affinity: a user's requests still hop between versions",
-                        vs.meta.namespace, vs.meta.name, target.name, dr.meta.namespace, dr.meta.name
+                        "{} splits {} by weight while DestinationRule {}/{} asks for consistent-hash affinity: a user's requests still hop between versions",
+                        named(vs.spec.source_kind(), &vs.meta.namespace, &vs.meta.name), target.name, dr.meta.namespace, dr.meta.name
                     ),
                 )
                 .detail(format!(
@@ -457,7 +456,7 @@ pub fn consistent_hash_with_weights(model: &Model<'_>, target: &Target, ctx: &Ca
                     hashed.join(", ")
                 ))
                 .evidence([
-                    format!("VirtualService {}/{} spec.http[{}]: {}", vs.meta.namespace, vs.meta.name, route.rule_index.unwrap_or(0), split.join(", ")),
+                    format!("{}: {}", rule_at(vs, route.rule_index), split.join(", ")),
                     format!("DestinationRule {}/{} trafficPolicy.loadBalancer.consistentHash", dr.meta.namespace, dr.meta.name),
                 ])
                 .fix("route sticky users by a match (header or cookie) to one subset instead of a weight, or drop the weighted split if affinity matters more than the canary share"),
