@@ -160,8 +160,8 @@ impl Missing {
 /// finding (a VirtualService not read cannot make two others conflict) are not listed.
 pub fn needs(id: &str) -> &'static [Input] {
     match id {
-        "subset-not-declared" => &[DestinationRules],
-        "host-not-found" | "vs-host-mismatch" | "destination-port-missing" => &[Services, ServiceEntries],
+        "subset-not-declared" | "dr-shadowed" => &[DestinationRules],
+        "host-not-found" | "vs-host-mismatch" | "destination-port-missing" | "destination-port-pinned" => &[Services, ServiceEntries],
         "port-not-http" | "route-parent-port-mismatch" => &[Services],
         "sidecar-selects-no-pod" => &[Pods],
         "namespace-not-injected" => &[Namespaces],
