@@ -4,6 +4,9 @@
 mod common;
 
 use serde_json::Value;
+
+/// A way to break a document, and what it is called.
+type Break = (&'static str, fn(&mut Value));
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -52,7 +55,7 @@ fn every_format_links_each_finding_to_its_entry_at_this_release() {
 fn the_schema_rejects_a_report_that_breaks_the_promise() {
     let report: Value = serde_json::from_str(&proxy_stale("json")).unwrap();
     assert_eq!(common::schema_violations(&report), None);
-    let breaks: [(&str, fn(&mut Value)); 4] = [
+    let breaks: [Break; 4] = [
         ("a relative link", |r| r["findings"][0]["docs"] = "docs/findings.md#proxy-stale".into()),
         ("a renamed field", |r| {
             let summary = r["findings"][0].as_object_mut().unwrap().remove("summary").unwrap();

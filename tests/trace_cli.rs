@@ -6,6 +6,9 @@
 mod common;
 
 use serde_json::Value;
+
+/// A way to break a document, and what it is called.
+type Break = (&'static str, fn(&mut Value));
 use std::process::{Command, Output};
 
 const CALLER: &str = "productpage-v1-6b7f9d8c7-ccccc";
@@ -46,7 +49,7 @@ fn a_trace_is_a_mesh_why_v1_document_the_schema_holds_to_its_promise() {
     assert_eq!(json["tool"]["version"], env!("CARGO_PKG_VERSION"));
     let share = &json["envoy"]["action"]["clusters"][0];
     assert_eq!((share["cluster"].as_str(), share["percent"].as_f64()), (Some("outbound|9080|v1|reviews.default.svc.cluster.local"), Some(50.0)));
-    let breaks: [(&str, fn(&mut Value)); 4] = [
+    let breaks: [Break; 4] = [
         ("an unknown source", |t| t["source"] = "guess".into()),
         ("a stop code that is not snake_case", |t| t["error"] = "No Route".into()),
         ("a share over 100%", |t| t["envoy"]["action"]["clusters"][0]["percent"] = 150.0.into()),

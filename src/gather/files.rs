@@ -405,14 +405,14 @@ fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>, ext: &Extensions, shown: &
     let refuse = |e: Error| EntryError::Refused(e.at(shown));
     // A PAX size that differs from the header's makes tar readers disagree on where the next
     // entry starts (and on what a file holds): such an archive is refused, not guessed at.
-    if let Some(size) = ext.pax("size")? {
-        if size.trim().parse::<u64>().ok() != Some(entry.size()) {
-            return Err(refuse(Error::new(format!(
-                "archive entry {} has a PAX size ({size}) that differs from its header's ({})",
-                String::from_utf8_lossy(&entry.path_bytes()),
-                entry.size()
-            ))));
-        }
+    if let Some(size) = ext.pax("size")?
+        && size.trim().parse::<u64>().ok() != Some(entry.size())
+    {
+        return Err(refuse(Error::new(format!(
+            "archive entry {} has a PAX size ({size}) that differs from its header's ({})",
+            String::from_utf8_lossy(&entry.path_bytes()),
+            entry.size()
+        ))));
     }
     if !entry.header().entry_type().is_file() {
         return Ok(());

@@ -67,7 +67,7 @@ fn missing_host(model: &Model<'_>, vs: &Resource<VirtualService>, d: &Destinatio
             "istiod cannot build a cluster for it, so that share of traffic has nowhere to go.".to_string(),
         )
     } else {
-        let hidden = !model.registry.definitions(&host).is_empty();
+        let hidden = !model.registry.definitions(host).is_empty();
         let why = if hidden {
             fix = format!(
                 "export {host} to namespace(s) {} (Service annotation networking.istio.io/exportTo, or ServiceEntry spec.exportTo), or narrow spec.exportTo of {me}",
