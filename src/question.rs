@@ -1,10 +1,11 @@
 //! The question asked: which service, which port, and which callers to examine.
 
 use crate::error::{Error, Result};
-use crate::intent::target::{Caller, CallerKind, Target, parse_istio_version};
+use crate::intent::target::{Caller, CallerKind, SidecarState, Target, parse_istio_version};
 use crate::istio::labels_match;
+use crate::model::Model;
 use crate::snapshot::{ProxyCapture, Snapshot};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// `--from`: which callers to examine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +97,8 @@ pub struct Examined<'a> {
     pub capture: Option<&'a ProxyCapture>,
     /// How it was found, when that is worth a line (a bare pod found in another namespace).
     pub note: Option<String>,
+    /// The callers (`namespace/pod`) pushed the same configuration, analysed through this one.
+    pub alike: Vec<String>,
 }
 
 /// A bare pod name not found in the `--from` namespace, looked up in every namespace of the
@@ -119,7 +122,7 @@ fn elsewhere<'a>(snapshot: &'a Snapshot, name: &str, asked_ns: &str) -> Result<O
         (None, None) => return Ok(None),
     };
     let note = format!("--from {name}: no such pod in namespace {asked_ns}; found it in namespace {ns}");
-    Ok(Some(Examined { caller, capture, note: Some(note) }))
+    Ok(Some(Examined { caller, capture, note: Some(note), alike: Vec::new() }))
 }
 
 /// The callers `--from` names in namespace `ns`: a pod (else its captured proxy, else a pod of
@@ -141,13 +144,13 @@ pub fn named<'a>(snapshot: &'a Snapshot, from: &From, ns: &str) -> Result<Vec<Ex
             },
         };
         if hit {
-            out.push(Examined { caller: Caller::from_pod(pod), capture: capture_of(&pod.meta.namespace, &pod.meta.name), note: None });
+            out.push(Examined { caller: Caller::from_pod(pod), capture: capture_of(&pod.meta.namespace, &pod.meta.name), note: None, alike: Vec::new() });
         }
     }
     if let (From::Pod(name), true) = (from, out.is_empty())
         && let Some(cap) = capture_of(ns, name)
     {
-        out.push(Examined { caller: from_capture(cap), capture: Some(cap), note: None });
+        out.push(Examined { caller: from_capture(cap), capture: Some(cap), note: None, alike: Vec::new() });
     }
     if let (From::Pod(name), true) = (from, out.is_empty()) {
         out.extend(elsewhere(snapshot, name, ns)?);
@@ -163,53 +166,42 @@ pub fn named<'a>(snapshot: &'a Snapshot, from: &From, ns: &str) -> Result<Vec<Ex
 }
 
 /// Picks the callers to examine: `--from`, else every captured proxy that is not a backend of
-/// the service, else every pod that could call it, else a stand-in sidecar.
-pub fn callers<'a>(snapshot: &'a Snapshot, target: &Target, question: &Question) -> Result<Vec<Examined<'a>>> {
-    let objects = &snapshot.objects;
-    let backends: BTreeSet<(String, String)> =
-        objects.pods_in(&target.namespace).filter(|p| target.selects(p)).map(|p| (p.meta.namespace.clone(), p.meta.name.clone())).collect();
-    let mut out: Vec<Examined> = Vec::new();
+/// the service, else every workload that could call it (one per class the model groups alike,
+/// naming the others), else a stand-in sidecar.
+pub fn callers<'a>(snapshot: &'a Snapshot, model: &Model<'_>, target: &Target, question: &Question) -> Result<Vec<Examined<'a>>> {
     if let Some(from) = &question.from {
         return named(snapshot, from, &question.from_namespace);
     }
-    for cap in &snapshot.proxies {
-        if backends.contains(&(cap.namespace.clone(), cap.pod.clone())) {
-            continue;
-        }
+    let objects = &snapshot.objects;
+    let backends: HashSet<(&str, &str)> = model.backends(target).into_iter().map(|p| (p.meta.namespace.as_str(), p.meta.name.as_str())).collect();
+    let is_backend = |ns: &str, pod: &str| backends.contains(&(ns, pod));
+    let mut out: Vec<Examined> = Vec::new();
+    for cap in snapshot.proxies.iter().filter(|cap| !is_backend(&cap.namespace, &cap.pod)) {
         let caller = objects.pod(&cap.namespace, &cap.pod).map(Caller::from_pod).unwrap_or_else(|| from_capture(cap));
-        out.push(Examined { caller, capture: Some(cap), note: None });
+        out.push(Examined { caller, capture: Some(cap), note: None, alike: Vec::new() });
     }
-    // Pods that could call the service: all of them when no proxy was captured, else the ones
+    // Workloads that could call the service (those of its namespace and of the namespaces whose
+    // mesh VirtualServices route to it): all of them when no proxy was captured, else the ones
     // without a sidecar (they have no Envoy to capture, and are a finding of their own).
     let captured_any = !out.is_empty();
-    {
-        let mut seen_workloads = BTreeSet::new();
-        let interested: BTreeSet<&str> = objects
-            .virtual_services
-            .iter()
-            .filter(|vs| vs.spec.http.iter().flat_map(|h| &h.route).any(|d| d.destination.host.starts_with(&target.name)))
-            .map(|vs| vs.meta.namespace.as_str())
-            .chain([target.namespace.as_str()])
-            .collect();
-        for pod in interested.iter().flat_map(|ns| objects.pods_in(ns)) {
-            if backends.contains(&(pod.meta.namespace.clone(), pod.meta.name.clone())) {
-                continue;
-            }
-            let mut caller = Caller::from_pod(pod);
-            caller.possible = captured_any;
-            let already = out.iter().any(|e| e.caller.namespace == pod.meta.namespace && e.caller.name == pod.meta.name);
-            let has_sidecar = !matches!(caller.sidecar, crate::intent::target::SidecarState::Missing(_));
-            if caller.kind == CallerKind::Gateway || already || (captured_any && has_sidecar) {
-                continue;
-            }
-            let workload = pod.meta.owners.first().cloned().unwrap_or_else(|| pod.meta.labels.get("app").cloned().unwrap_or_else(|| pod.meta.name.clone()));
-            if seen_workloads.insert((pod.meta.namespace.clone(), workload)) {
-                out.push(Examined { caller, capture: None, note: None });
-            }
+    let captured: HashSet<(&str, &str)> = snapshot.proxies.iter().map(|c| (c.namespace.as_str(), c.pod.as_str())).collect();
+    let interested: BTreeSet<&str> = model.mesh_routing_to(&target.fqdn).map(|(vs, _)| vs.meta.namespace.as_str()).chain([target.namespace.as_str()]).collect();
+    for class in interested.into_iter().flat_map(|ns| model.caller_classes(ns)) {
+        let has_sidecar = !matches!(class.caller.sidecar, SidecarState::Missing(_));
+        if class.caller.kind == CallerKind::Gateway || (captured_any && has_sidecar) {
+            continue;
         }
+        let mut members = class.members.iter().filter(|(pod, _)| {
+            let (ns, name) = (pod.meta.namespace.as_str(), pod.meta.name.as_str());
+            !is_backend(ns, name) && !captured.contains(&(ns, name))
+        });
+        let Some((first, _)) = members.next() else { continue };
+        let mut caller = if std::ptr::eq(*first, class.members[0].0) { class.caller.clone() } else { Caller::from_pod(first) };
+        caller.possible = captured_any;
+        out.push(Examined { caller, capture: None, note: None, alike: members.map(|(_, name)| name.clone()).collect() });
     }
     if out.is_empty() {
-        out.push(Examined { caller: Caller::hypothetical(&target.namespace), capture: None, note: None });
+        out.push(Examined { caller: Caller::hypothetical(&target.namespace), capture: None, note: None, alike: Vec::new() });
     }
     Ok(out)
 }
@@ -219,7 +211,7 @@ fn from_capture(cap: &ProxyCapture) -> Caller {
     let mut caller = Caller::hypothetical(&cap.namespace);
     caller.name = cap.pod.clone();
     caller.hypothetical = false;
-    caller.sidecar = crate::intent::target::SidecarState::FromProxyOnly;
+    caller.sidecar = SidecarState::FromProxyOnly;
     caller
 }
 
@@ -233,7 +225,7 @@ pub fn enrich(caller: &mut Caller, node: Option<&crate::envoy::config_dump::Node
     if node.kind == crate::envoy::ProxyKind::Router {
         caller.kind = CallerKind::Gateway;
     }
-    if let Some(ns) = node.namespace.as_ref().filter(|_| caller.sidecar == crate::intent::target::SidecarState::FromProxyOnly) {
+    if let Some(ns) = node.namespace.as_ref().filter(|_| caller.sidecar == SidecarState::FromProxyOnly) {
         caller.namespace = ns.clone();
     }
 }

@@ -171,31 +171,29 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
     let mut diffs = Vec::new();
     let mut expected = Vec::new();
     let mut notes = Vec::new();
-    let examined = question::callers(snapshot, target, question)?;
+    let examined = question::callers(snapshot, model, target, question)?;
     // Callers without a capture that the objects cannot tell apart are pushed the same
-    // configuration: the first is analysed for all, and the others are named on its findings.
-    // Without this, `--all` derived every pod's push for every service.
+    // configuration: the first is analysed for all, and the others are named on its findings
+    // and listed after it. Without this, `--all` derived every pod's push for every service.
     let keys: Vec<Option<String>> = examined.iter().map(|e| (e.capture.is_none() && !e.caller.hypothetical).then(|| model.caller_key(&e.caller))).collect();
     let mut alike: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    let mut representative = vec![true; examined.len()];
-    for (i, (e, key)) in examined.iter().zip(&keys).enumerate() {
-        let Some(key) = key else { continue };
-        match alike.get_mut(key.as_str()) {
-            Some(members) => {
+    let mut representatives = Vec::new();
+    for (e, key) in examined.into_iter().zip(&keys) {
+        match key.as_deref().map(|k| (k, alike.get_mut(k))) {
+            Some((_, Some(members))) => {
                 members.push(e.caller.display());
-                representative[i] = false;
+                members.extend(e.alike);
             }
-            None => {
-                alike.insert(key, Vec::new());
+            Some((k, None)) => {
+                alike.insert(k, Vec::new());
+                representatives.push((e, Some(k)));
             }
+            None => representatives.push((e, None)),
         }
     }
-    for ((examined, key), first) in examined.into_iter().zip(&keys).zip(representative) {
-        if !first {
-            proxies.push(ProxyExamined::of(&examined.caller, false));
-            continue;
-        }
-        let members = key.as_deref().and_then(|k| alike.get(k)).cloned().unwrap_or_default();
+    for (mut examined, key) in representatives {
+        let mut members = std::mem::take(&mut examined.alike);
+        members.extend(key.and_then(|k| alike.get(k)).cloned().unwrap_or_default());
         notes.extend(examined.note);
         let mut caller = examined.caller;
         let mut actual = None;
@@ -243,6 +241,7 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
         }
         findings.extend(found);
         proxies.push(ProxyExamined::of(&caller, actual.is_some()));
+        proxies.extend(members.iter().map(|m| ProxyExamined { caller: m.clone(), ..ProxyExamined::of(&caller, false) }));
         if let Some(d) = diff.filter(|d| !d.text.is_empty() || !d.differences.is_empty()) {
             diffs.push(CallerDiff { caller: caller.display(), diff: d });
         }

@@ -45,7 +45,7 @@ pub fn backends(model: &Model<'_>, target: &Target, port: &TargetPort) -> Option
         }
         return Some(out);
     }
-    let pods: Vec<_> = model.objects.pods.iter().filter(|p| target.selects(p)).collect();
+    let pods = model.backends(target);
     if pods.is_empty() && model.objects.pods.is_empty() {
         return None;
     }
@@ -113,7 +113,7 @@ pub fn subset_pods(model: &Model<'_>, target: &Target, subset_labels: &BTreeMap<
         return None;
     }
     let mut out = SubsetPods::default();
-    for pod in model.objects.pods.iter().filter(|p| target.selects(p)) {
+    for pod in model.backends(target) {
         let labels = workload_labels(model, pod);
         if labels_match(subset_labels, &labels) {
             out.selected.push(pod.meta.name.clone());
@@ -132,10 +132,8 @@ pub fn subset_pods(model: &Model<'_>, target: &Target, subset_labels: &BTreeMap<
 /// condition, else unknown (counted as ready).
 fn pod_ready(model: &Model<'_>, target: &Target, pod: &Resource<Pod>) -> bool {
     let from_slice = model
-        .objects
-        .endpoint_slices
+        .endpoint_slices_of(&target.namespace, &target.name)
         .iter()
-        .filter(|s| s.meta.namespace == target.namespace && s.meta.labels.get("kubernetes.io/service-name") == Some(&target.name))
         .flat_map(|s| s.spec.endpoints.iter())
         .find(|ep| ep.target_ref.as_ref().and_then(|r| r.name.as_deref()) == Some(pod.meta.name.as_str()))
         .map(|ep| ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true));

@@ -11,23 +11,30 @@
 //!   port, in istiod's precedence order; [`virtual_services::expanded_rules`] merges delegates.
 //! - [`Model::destination_rule`] is the DestinationRule in effect for a caller and host
 //!   ([`destination_rules::EffectiveRule`]).
+//! - [`Model::backends`] and [`Model::caller_classes`] answer from the [`workloads`]
+//!   index: the pods a selector picks, and the callers of a namespace pushed alike.
 //!
 //! Everything here is pure and keyed on the objects; per-caller output (routes, clusters) is
 //! the job of [`crate::intent`], which reads this model.
 
 pub mod destination_rules;
+pub mod host_index;
 pub mod registry;
 pub mod sidecar_scope;
 pub mod virtual_services;
+pub mod workloads;
 
 pub use destination_rules::EffectiveRule;
+pub use host_index::HostIndex;
 pub use registry::{HostDefinition, Registry, ServiceInfo};
 pub use sidecar_scope::SidecarScope;
+pub use workloads::{CallerClass, Workloads};
 
-use crate::intent::target::Caller;
+use crate::intent::target::{Caller, Target};
 use crate::istio::names::{DEFAULT_DOMAIN, resolve_short_name};
 use crate::istio::{DestinationRule, Gateway, VirtualService};
 use crate::snapshot::{Objects, Resource};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -56,6 +63,16 @@ pub struct Model<'a> {
     selector_keys: BTreeSet<&'a str>,
     /// EndpointSlices by namespace, then service name.
     endpoint_slices: BTreeMap<&'a str, BTreeMap<&'a str, Vec<&'a Resource<EndpointSlice>>>>,
+    /// Pods by label, and callers by what they are pushed.
+    workloads: Workloads<'a>,
+    /// The hosts of each of `objects.virtual_services`, resolved once.
+    virtual_service_hosts: Vec<Vec<String>>,
+    /// `objects.virtual_services` by host.
+    virtual_service_claims: HostIndex,
+    /// `mesh_virtual_services` by host.
+    mesh_claims: HostIndex,
+    /// `destination_rules` by host.
+    destination_rule_claims: HostIndex,
 }
 
 impl<'a> Model<'a> {
@@ -85,6 +102,11 @@ impl<'a> Model<'a> {
             .map(|vs| (vs, virtual_services::vs_hosts(vs)))
             .collect();
         let selector_keys = selector_keys(objects);
+        let workloads = Workloads::build(objects, |caller| caller_key(&selector_keys, caller));
+        let virtual_service_hosts: Vec<Vec<String>> = objects.virtual_services.iter().map(virtual_services::vs_hosts).collect();
+        let virtual_service_claims = HostIndex::build(virtual_service_hosts.iter().map(|hosts| hosts.iter().map(String::as_str)));
+        let mesh_claims = HostIndex::build(mesh_virtual_services.iter().map(|(_, hosts)| hosts.iter().map(String::as_str)));
+        let destination_rule_claims = HostIndex::build(destination_rules.iter().map(|(_, host)| [host.as_str()]));
         let mut routing_to: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, (vs, _)) in mesh_virtual_services.iter().enumerate() {
             let hosts: BTreeSet<String> =
@@ -103,6 +125,11 @@ impl<'a> Model<'a> {
             mesh_virtual_services,
             destination_rules,
             endpoint_slices,
+            workloads,
+            virtual_service_hosts,
+            virtual_service_claims,
+            mesh_claims,
+            destination_rule_claims,
         }
     }
 
@@ -125,23 +152,35 @@ impl<'a> Model<'a> {
 
     /// Every DestinationRule whose host matches `host`, effective for a caller or not.
     pub fn all_destination_rules(&self, host: &str) -> Vec<&'a Resource<DestinationRule>> {
-        self.destination_rules.iter().filter(|(_, h)| crate::istio::names::host_matches(h, host)).map(|(dr, _)| *dr).collect()
+        let candidates = self.destination_rule_claims.candidates(host).into_iter().map(|i| &self.destination_rules[i]);
+        candidates.filter(|(_, h)| crate::istio::names::host_matches(h, host)).map(|(dr, _)| *dr).collect()
     }
 
     /// What of `caller` the objects can tell apart: two callers with the same key are pushed the
     /// same configuration (namespace, kind, proxy state, and the labels any selector reads).
     pub fn caller_key(&self, caller: &Caller) -> String {
-        let labels: Vec<String> = caller.labels.iter().filter(|(k, _)| self.selector_keys.contains(k.as_str())).map(|(k, v)| format!("{k}={v}")).collect();
-        format!(
-            "{}|{:?}|{:?}|{:?}|{}|{}|{}",
-            caller.namespace,
-            caller.kind,
-            caller.sidecar,
-            caller.istio_version,
-            caller.hypothetical,
-            caller.possible,
-            labels.join(",")
-        )
+        caller_key(&self.selector_keys, caller)
+    }
+
+    /// The VirtualServices (bound to any gateway or `mesh`) with a host that claims `fqdn`, in
+    /// istiod's order, each with its claiming host (exact first, then the most specific wildcard).
+    pub fn virtual_services_claiming(&self, fqdn: &str) -> Vec<(&'a Resource<VirtualService>, &str)> {
+        let objects = self.objects;
+        self.virtual_service_claims
+            .candidates(fqdn)
+            .into_iter()
+            .filter_map(|i| Some((&objects.virtual_services[i], virtual_services::best_claim(&self.virtual_service_hosts[i], fqdn)?.as_str())))
+            .collect()
+    }
+
+    /// The pods of `target`'s namespace its selector picks: its backends.
+    pub fn backends(&self, target: &Target) -> Vec<&'a Resource<Pod>> {
+        self.workloads.selected(&target.namespace, &target.selector)
+    }
+
+    /// The calling workloads of `namespace`, grouped by what istiod pushes them.
+    pub fn caller_classes(&self, namespace: &str) -> &[CallerClass<'a>] {
+        self.workloads.classes(namespace)
     }
 
     /// The EndpointSlices of Service `namespace/name`.
@@ -183,6 +222,12 @@ impl<'a> Model<'a> {
         &self.mesh_virtual_services
     }
 
+    /// The mesh-bound VirtualServices that may claim `fqdn` (an exact host, or a wildcard the
+    /// caller checks), with their resolved hosts, oldest first.
+    pub fn mesh_bound_claiming(&self, fqdn: &str) -> impl Iterator<Item = &(&'a Resource<VirtualService>, Vec<String>)> {
+        self.mesh_claims.candidates(fqdn).into_iter().map(|i| &self.mesh_virtual_services[i])
+    }
+
     /// The mesh-bound VirtualServices whose HTTP routes send to `fqdn`, with their resolved
     /// hosts, oldest first.
     pub fn mesh_routing_to(&self, fqdn: &str) -> impl Iterator<Item = &(&'a Resource<VirtualService>, Vec<String>)> {
@@ -198,6 +243,21 @@ impl<'a> Model<'a> {
     pub fn destination_rules_in(&self, namespace: &str) -> &[(&'a Resource<DestinationRule>, String)] {
         self.destination_rules_by_ns.get(namespace).map(Vec::as_slice).unwrap_or_default()
     }
+}
+
+/// [`Model::caller_key`] for the label keys `selector_keys`.
+fn caller_key(selector_keys: &BTreeSet<&str>, caller: &Caller) -> String {
+    let labels: Vec<String> = caller.labels.iter().filter(|(k, _)| selector_keys.contains(k.as_str())).map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "{}|{:?}|{:?}|{:?}|{}|{}|{}",
+        caller.namespace,
+        caller.kind,
+        caller.sidecar,
+        caller.istio_version,
+        caller.hypothetical,
+        caller.possible,
+        labels.join(",")
+    )
 }
 
 /// The label keys the objects' selectors read.
@@ -243,6 +303,37 @@ mod tests {
 
     fn service(ns: &str, name: &str, ports: serde_json::Value) -> serde_json::Value {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}, "spec": {"ports": ports}})
+    }
+
+    fn pod(ns: &str, name: &str, owner: &str, labels: serde_json::Value) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": labels,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner, "uid": "u"}]},
+            "spec": {"containers": [{"name": "app"}, {"name": "istio-proxy"}]}})
+    }
+
+    #[test]
+    fn workloads_answer_selectors_and_group_callers_pushed_alike() {
+        let sidecar = json!({"apiVersion": "networking.istio.io/v1", "kind": "Sidecar", "metadata": {"name": "tier", "namespace": "app"},
+            "spec": {"workloadSelector": {"labels": {"tier": "front"}}, "egress": [{"hosts": ["./*"]}]}});
+        let o = objects(&[
+            pod("app", "web-1", "web-a", json!({"app": "web", "tier": "front"})),
+            pod("app", "web-2", "web-a", json!({"app": "web", "tier": "front"})),
+            pod("app", "api-1", "api-a", json!({"app": "api", "tier": "back"})),
+            pod("app", "db-1", "db-a", json!({"app": "db", "tier": "back"})),
+            pod("other", "web-1", "web-a", json!({"app": "web", "tier": "front"})),
+            sidecar,
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "app"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+            service("app", "external", json!([{"port": 80}])),
+        ]);
+        let model = Model::build(&o);
+        let web = Target::resolve(&o, "web", "app", None).unwrap();
+        let names: Vec<&str> = model.backends(&web).iter().map(|p| p.meta.name.as_str()).collect();
+        assert_eq!(names, ["web-1", "web-2"]);
+        assert!(model.backends(&Target::resolve(&o, "external", "app", None).unwrap()).is_empty(), "an empty selector selects nothing");
+        // One member per workload; `tier` is read by a Sidecar selector, so front and back differ.
+        let classes: Vec<Vec<&str>> = model.caller_classes("app").iter().map(|c| c.members.iter().map(|(_, n)| n.as_str()).collect()).collect();
+        assert_eq!(classes, [vec!["app/web-1"], vec!["app/api-1", "app/db-1"]]);
+        assert_eq!(model.caller_classes("other").len(), 1);
     }
 
     #[test]

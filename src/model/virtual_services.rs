@@ -40,7 +40,12 @@ pub fn normalize_gateway(gateway: &str, vs_ns: &str) -> String {
 /// The VirtualService host that claims `fqdn`, if any: exact names first, then the most
 /// specific wildcard.
 pub fn claiming_host(vs: &Resource<VirtualService>, fqdn: &str) -> Option<String> {
-    vs_hosts(vs).into_iter().filter(|h| host_matches(h, fqdn)).max_by_key(|h| specificity(h))
+    best_claim(&vs_hosts(vs), fqdn).cloned()
+}
+
+/// Of resolved `hosts`, the one that claims `fqdn`: exact first, then the most specific wildcard.
+pub fn best_claim<'h>(hosts: &'h [String], fqdn: &str) -> Option<&'h String> {
+    hosts.iter().filter(|h| host_matches(h, fqdn)).max_by_key(|h| specificity(h))
 }
 
 /// VirtualServices bound to `mesh` that the caller imports, in istiod's precedence order:
@@ -64,9 +69,11 @@ pub fn mesh_for_caller_claiming<'a>(model: &Model<'a>, caller: &Caller, port: u3
             || vs.meta.namespace == caller.namespace
             || vs.spec.hosts.iter().any(|h| super::registry::service_namespace(h) == vs.meta.namespace)
     };
-    let visible: Vec<&Resource<VirtualService>> = model
-        .mesh_bound()
-        .iter()
+    let bound: Box<dyn Iterator<Item = &(&'a Resource<VirtualService>, Vec<String>)>> = match fqdn {
+        Some(f) => Box::new(model.mesh_bound_claiming(f)),
+        None => Box::new(model.mesh_bound().iter()),
+    };
+    let visible: Vec<&Resource<VirtualService>> = bound
         .filter(|(_, hosts)| fqdn.is_none_or(|f| hosts.iter().any(|h| host_matches(h, f))))
         .filter(|(vs, _)| exported_to(&vs.spec.export_to, defaults, &vs.meta.namespace, &caller.namespace))
         .filter(|(vs, hosts)| hosts.iter().any(|h| scope.imports(port, &vs.meta.namespace, h)))

@@ -92,7 +92,7 @@ pub fn from_dump(dump: &ConfigDump) -> ProxyConfig {
 
 /// Traces `request` from the caller named by `from` on both sides.
 pub fn trace(snapshot: &Snapshot, from: &str, namespace: &str, request: Request) -> Result<TraceReport> {
-    let Examined { caller, capture, note } = find_caller(snapshot, from, namespace)?;
+    let Examined { caller, capture, note, .. } = find_caller(snapshot, from, namespace)?;
     let request = request.with_defaults();
     let mut gaps = Vec::new();
     let envoy = match capture.map(envoy_config).transpose()?.flatten() {

@@ -348,7 +348,9 @@ pub fn subset_not_declared(model: &Model<'_>, ctx: &CallerContext<'_>, out: &mut
 pub fn subset_no_endpoints(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
     for dr in &model.objects.destination_rules {
         let host = dr_host(dr);
-        let Some(svc) = model.objects.services.iter().find(|s| format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace) == host) else { continue };
+        let service =
+            host.strip_suffix(DEFAULT_DOMAIN).and_then(|h| h.strip_suffix(".svc.")).and_then(|h| h.split_once('.')).filter(|(_, ns)| !ns.contains('.'));
+        let Some(svc) = service.and_then(|(name, ns)| model.objects.service(ns, name)) else { continue };
         let target = Target::from_service(svc);
         let in_scope = match scope {
             Scope::Service(t) => t.fqdn == host,

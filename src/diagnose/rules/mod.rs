@@ -158,8 +158,7 @@ pub fn describe_expected(intent: &Intent<'_>) -> Vec<String> {
 /// True when VirtualServices or DestinationRule subsets exist for the host, so "rules are
 /// ignored" findings are errors rather than warnings.
 fn has_routing_rules(model: &Model<'_>, target: &Target) -> bool {
-    model.objects.virtual_services.iter().any(|vs| claiming_host(vs, &target.fqdn).is_some())
-        || model.all_destination_rules(&target.fqdn).iter().any(|dr| !dr.spec.subsets.is_empty())
+    !model.virtual_services_claiming(&target.fqdn).is_empty() || model.all_destination_rules(&target.fqdn).iter().any(|dr| !dr.spec.subsets.is_empty())
 }
 
 /// A rule of the VirtualService that decides a port, as users wrote it: `VirtualService ns/name

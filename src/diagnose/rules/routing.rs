@@ -10,10 +10,11 @@ use crate::intent::target::{Caller, CallerKind, Target, TargetPort};
 use crate::istio::VirtualService;
 use crate::istio::names::host_matches;
 use crate::istio::names::{ClusterName, Protocol, hosts_overlap, specificity};
-use crate::model::Model;
 use crate::model::sidecar_scope::{export_namespaces, exported_to};
-use crate::model::virtual_services::{claiming_host, has_http_rule_for_port, vs_gateways, vs_hosts};
+use crate::model::virtual_services::{has_http_rule_for_port, vs_gateways, vs_hosts};
+use crate::model::{HostIndex, Model};
 use crate::snapshot::Resource;
+use std::collections::BTreeSet;
 
 /// True when the VirtualService applies to sidecars (`gateways` empty or listing `mesh`).
 pub fn bound_to_mesh(vs: &Resource<VirtualService>) -> bool {
@@ -22,13 +23,14 @@ pub fn bound_to_mesh(vs: &Resource<VirtualService>) -> bool {
 
 /// A VirtualService for the service bound only to gateways, when no mesh one claims it.
 pub fn vs_gateway_only(model: &Model<'_>, target: &Target, out: &mut Vec<Finding>) {
-    let mesh_claims = model.objects.virtual_services.iter().any(|vs| bound_to_mesh(vs) && claiming_host(vs, &target.fqdn).is_some());
+    let claiming = model.virtual_services_claiming(&target.fqdn);
+    let mesh_claims = claiming.iter().any(|(vs, _)| bound_to_mesh(vs));
     if mesh_claims {
         return;
     }
     // A gateway VirtualService for every host (`*`) is an ingress catch-all, not a rule meant
     // for this service.
-    for vs in model.objects.virtual_services.iter().filter(|vs| claiming_host(vs, &target.fqdn).is_some_and(|h| h != "*")) {
+    for vs in claiming.into_iter().filter(|(_, h)| *h != "*").map(|(vs, _)| vs) {
         let gateways = vs_gateways(vs);
         let routes_subsets = vs.spec.http.iter().flat_map(|h| &h.route).any(|d| d.destination.subset.is_some() || d.weight.is_some());
         out.push(
@@ -277,7 +279,7 @@ fn hidden_virtual_services(model: &Model<'_>, target: &Target, ctx: &CallerConte
     let Some(&port) = unrouted.first() else { return };
     let defaults = &model.objects.mesh.default_virtual_service_export_to;
     let scope = model.sidecar_scope(ctx.caller);
-    for vs in model.objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs) && claiming_host(vs, &target.fqdn).is_some()) {
+    for vs in model.virtual_services_claiming(&target.fqdn).into_iter().map(|(vs, _)| vs).filter(|vs| bound_to_mesh(vs)) {
         let exported = exported_to(&vs.spec.export_to, defaults, &vs.meta.namespace, caller_ns);
         let egress = scope.egress_hosts(port);
         let imported = vs_hosts(vs).iter().any(|h| scope.imports(port, &vs.meta.namespace, h));
@@ -353,6 +355,9 @@ pub fn vs_conflict(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) 
     type Claim<'o> = (&'o Resource<VirtualService>, Vec<String>, Option<Vec<String>>);
     let mesh: Vec<Claim<'_>> =
         model.objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs)).map(|vs| (vs, vs_hosts(vs), visibility(model, vs))).collect();
+    // Only the VirtualServices that could share a host are compared: all pairs made `--all`
+    // quadratic. A wildcard host can overlap any name, so it is compared with every one.
+    let index = HostIndex::build(mesh.iter().map(|(_, hosts, _)| hosts.iter().map(String::as_str)));
     for (i, (a, a_hosts, a_vis)) in mesh.iter().enumerate() {
         if !scope.virtual_service(a) {
             continue;
@@ -360,7 +365,9 @@ pub fn vs_conflict(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) 
         let mut rivals: Vec<String> = Vec::new();
         let mut evidence = Vec::new();
         let mut loses = false;
-        for (j, (b, b_hosts, b_vis)) in mesh.iter().enumerate() {
+        let candidates: BTreeSet<usize> =
+            if a_hosts.iter().any(|h| h.starts_with('*')) { (0..mesh.len()).collect() } else { a_hosts.iter().flat_map(|h| index.candidates(h)).collect() };
+        for (j, (b, b_hosts, b_vis)) in candidates.into_iter().map(|j| (j, &mesh[j])) {
             let Some(ns) = shared_namespace((a, a_vis), b_vis).filter(|_| i != j) else { continue };
             let clash =
                 a_hosts.iter().flat_map(|ha| b_hosts.iter().map(move |hb| (ha, hb))).find(|(ha, hb)| hosts_overlap(ha, hb) && scope.host(ha) && scope.host(hb));

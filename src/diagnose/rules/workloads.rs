@@ -238,7 +238,7 @@ fn container_port(pod: &Resource<Pod>, tp: &TargetPort) -> Option<i32> {
 /// The client's TLS choice for a port disagrees with what the destination pods accept.
 pub fn mtls_conflict(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, out: &mut Vec<Finding>) {
     let rule = model.destination_rule(ctx.caller, &target.fqdn, &target.namespace);
-    let pods: Vec<&Resource<Pod>> = model.objects.pods.iter().filter(|p| target.selects(p)).collect();
+    let pods = model.backends(target);
     for tp in target.ports.iter().filter(|tp| tp.protocol != crate::istio::names::Protocol::Udp) {
         let explicit = rule.as_ref().and_then(|r| Some((r.primary(), r.primary().spec.effective_policy(tp.port, None).tls?.mode?)));
         let client = match explicit.as_ref().map(|(_, m)| m.as_str()) {

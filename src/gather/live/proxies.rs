@@ -127,8 +127,8 @@ pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, options
     let is_backend = |p: &Resource<Pod>| target.selects(p);
     let mut wanted: Vec<Choice> = Vec::new();
 
-    if question.from.is_some() {
-        for examined in question::callers(snapshot, target, question)? {
+    if let Some(from) = &question.from {
+        for examined in question::named(snapshot, from, &question.from_namespace)? {
             let caller = examined.caller;
             match &caller.sidecar {
                 SidecarState::Missing(reason) => choices.gaps.push(Gap {
