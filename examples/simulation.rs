@@ -15,6 +15,7 @@
 use clap::Parser;
 use mesh_why::cli::{Cli, Command};
 use mesh_why::gather::files::parse_documents;
+use mesh_why::snapshot::Document;
 use mesh_why::snapshot::Snapshot;
 use mesh_why::trace::report::{build_request, trace};
 use serde_json::{Value, json};
@@ -103,17 +104,17 @@ fn snapshot(dir: &Path, case: &Value) -> Result<Snapshot, String> {
         annotations = json!({"sidecar.istio.io/status": "{\"initContainers\":[\"istio-init\"],\"containers\":[\"istio-proxy\"]}"});
     }
     let ips: Vec<Value> = proxy["ips"].as_array().into_iter().flatten().map(|ip| json!({"ip": ip})).collect();
-    docs.push(json!({
+    docs.push(Document::Value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": proxy["name"], "namespace": proxy["namespace"], "labels": proxy["labels"], "annotations": annotations},
         "spec": {"containers": containers, "initContainers": init},
         "status": {"podIP": proxy["ip"], "podIPs": ips, "phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
-    }));
+    })));
     if !case["mesh_config"].is_null() {
-        docs.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"}, "data": {"mesh": case["mesh_config"].to_string()}}));
+        docs.push(Document::Value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"}, "data": {"mesh": case["mesh_config"].to_string()}})));
     }
     for doc in docs {
-        snap.objects.add_document(doc, "objects.yaml").map_err(|e| e.to_string())?;
+        snap.objects.add(doc, "objects.yaml").map_err(|e| e.to_string())?;
     }
     let _ = snap.objects.sort();
     Ok(snap)

@@ -10,7 +10,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(docs) = mesh_why::gather::files::parse_documents(rest, "fuzz", json) else { return };
     let mut snapshot = mesh_why::snapshot::Snapshot::default();
     for doc in docs {
-        if snapshot.objects.add_document(doc, "fuzz").is_err() {
+        if snapshot.objects.add(doc, "fuzz").is_err() {
             return;
         }
     }

@@ -6,7 +6,7 @@
 //! total, so a huge file or a decompression bomb gets a clear error instead of exhausting memory.
 
 use crate::error::{Error, Result};
-use crate::snapshot::{Blob, Gap, MANIFEST_FILE, Manifest, ProxyCapture, Snapshot, StatsFormat};
+use crate::snapshot::{Blob, Document, Gap, MANIFEST_FILE, Manifest, ProxyCapture, Snapshot, StatsFormat};
 use flate2::read::GzDecoder;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -469,7 +469,7 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
                 continue;
             }
             for (i, doc) in parse_documents(&bytes, &origin, obj_path.to_ascii_lowercase().ends_with(".json"))?.into_iter().enumerate() {
-                snap.objects.add_document(doc, &format!("{origin} (document {})", i + 1))?;
+                snap.objects.add(doc, &format!("{origin} (document {})", i + 1))?;
             }
         } else if let Some(proxy_path) = under(&rel, PROXIES_DIR) {
             let parts: Vec<&str> = proxy_path.split('/').collect();
@@ -512,19 +512,22 @@ fn empty_file(source: String) -> Gap {
     Gap { source, reason: "empty file (0 bytes): nothing was read from it; the checks that need it were skipped".into() }
 }
 
-/// Parses a YAML (multi-document) or JSON file into JSON values, refusing binary content.
-pub fn parse_documents(bytes: &[u8], origin: &str, json: bool) -> Result<Vec<Value>> {
+/// Parses a YAML (multi-document) or JSON file into documents, refusing binary content. A JSON
+/// file is only checked here; each object is deserialized into its type when it is added.
+pub fn parse_documents<'t>(bytes: &'t [u8], origin: &str, json: bool) -> Result<Vec<Document<'t>>> {
     let text = std::str::from_utf8(bytes)
         .ok()
         .filter(|t| !t.contains('\0'))
         .ok_or_else(|| Error::new("file is not text (binary content)").at(origin).help("objects/ takes YAML or JSON files only"))?;
     if json {
-        return serde_json::from_str::<Value>(text)
-            .map(|v| vec![v])
+        // Checked whole here, so that a syntax error names its line in the file (the typed
+        // reading that follows sees one object at a time). It is the cheapest pass there is.
+        return serde_json::from_str::<serde::de::IgnoredAny>(text)
+            .map(|_| vec![Document::Json(text)])
             .map_err(|e| Error::new(format!("invalid JSON: {e}")).at(format!("{origin} line {} column {}", e.line(), e.column())));
     }
     let options = serde_saphyr::options! { budget: Some(yaml_budget(text.len())), with_snippet: false, };
-    serde_saphyr::from_str_multiple_with_options::<Value, Vec<Value>>(text, options).map_err(|e| {
+    let docs = serde_saphyr::from_str_multiple_with_options::<Value, Vec<Value>>(text, options).map_err(|e| {
         let mut cause = &e;
         while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } = cause {
             cause = error;
@@ -539,7 +542,8 @@ pub fn parse_documents(bytes: &[u8], origin: &str, json: bool) -> Result<Vec<Val
                 .help("Kubernetes objects nest a few dozen levels at most: this file is not an export"),
             _ => Error::new(format!("invalid YAML: {}", first_line(&e.to_string()))).at(origin),
         }
-    })
+    })?;
+    Ok(docs.into_iter().map(Document::Value).collect())
 }
 
 /// Deepest nesting accepted in YAML, as serde_json accepts in JSON.

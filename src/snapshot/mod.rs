@@ -6,7 +6,7 @@ mod manifest;
 mod objects;
 
 pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest, mesh_target};
-pub use objects::{MeshConfig, Meta, ObjectRef, Objects, Resource};
+pub use objects::{Document, MeshConfig, Meta, ObjectRef, Objects, Resource};
 
 use serde::{Deserialize, Serialize};
 

@@ -251,6 +251,79 @@ struct TypeMeta {
     api_version: Option<String>,
 }
 
+/// One document as read: a value tree (YAML files, the API server's lists), or the text of a
+/// JSON file's object, deserialized straight into its type. On a big mesh, building the value
+/// tree of every JSON export first was most of the loading time.
+pub enum Document<'t> {
+    /// A parsed value.
+    Value(Value),
+    /// The JSON text of one object or list.
+    Json(&'t str),
+}
+
+/// A JSON document's header, with a list's items left unparsed until their kind is known
+/// (one pass over the text).
+#[derive(Deserialize)]
+struct JsonHeader<'t> {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default, rename = "apiVersion")]
+    api_version: Option<String>,
+    #[serde(borrow, default)]
+    items: Vec<&'t serde_json::value::RawValue>,
+}
+
+impl<'t> Document<'t> {
+    fn is_null(&self) -> bool {
+        match self {
+            Document::Value(v) => v.is_null(),
+            Document::Json(text) => text.trim() == "null",
+        }
+    }
+
+    /// The header, and the items when the document is a list.
+    /// A list's items are taken out of it.
+    fn header(&mut self) -> serde_json::Result<(TypeMeta, Vec<Document<'t>>)> {
+        match self {
+            Document::Value(v) => {
+                let meta = TypeMeta::deserialize(&*v)?;
+                let items = match v.as_object_mut().filter(|_| meta.kind.as_deref().is_some_and(|k| k.ends_with("List"))).and_then(|list| list.remove("items"))
+                {
+                    Some(Value::Array(items)) => items.into_iter().map(Document::Value).collect(),
+                    _ => Vec::new(),
+                };
+                Ok((meta, items))
+            }
+            Document::Json(text) => {
+                let header: JsonHeader = serde_json::from_str(text)?;
+                let meta = TypeMeta { kind: header.kind, api_version: header.api_version };
+                Ok((meta, header.items.into_iter().map(|raw| Document::Json(raw.get())).collect()))
+            }
+        }
+    }
+
+    fn into_value(self) -> serde_json::Result<Value> {
+        match self {
+            Document::Value(v) => Ok(v),
+            Document::Json(text) => serde_json::from_str(text),
+        }
+    }
+
+    /// The document as `T`; a field of the wrong type is named by its path.
+    fn typed<T: DeserializeOwned>(self, origin: &str, kind: &str) -> Result<T> {
+        let read = match self {
+            Document::Value(v) => serde_path_to_error::deserialize(v),
+            Document::Json(text) => serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text)),
+        };
+        read.map_err(|e| {
+            let path = e.path().to_string();
+            Error::new(format!("{kind} has a field of the wrong type: {}", e.into_inner()))
+                .at(format!("{origin} field `{path}`"))
+                .help("fix the field, or re-export the object with `kubectl get -o yaml`")
+        })
+    }
+}
+
 /// An Istio object: Kubernetes metadata plus a typed `spec`.
 #[derive(Deserialize)]
 struct IstioObject<S> {
@@ -263,58 +336,59 @@ struct IstioObject<S> {
 impl Objects {
     /// Adds one document; `kind: List` is flattened. `origin` names the file and document.
     pub fn add_document(&mut self, doc: Value, origin: &str) -> Result<()> {
+        self.add(Document::Value(doc), origin)
+    }
+
+    /// Adds one document in either form; `kind: List` is flattened.
+    pub fn add(&mut self, mut doc: Document<'_>, origin: &str) -> Result<()> {
         if doc.is_null() {
             return Ok(());
         }
-        // Read from the borrowed document: a clone per object was a fifth of loading a big mesh.
-        let header = TypeMeta::deserialize(&doc).map_err(|e| Error::new(format!("not a Kubernetes object: {e}")).at(origin))?;
+        let (header, items) = doc.header().map_err(|e| Error::new(format!("not a Kubernetes object: {e}")).at(origin))?;
         let Some(kind) = header.kind else {
             return Err(Error::new("document has no `kind`, so it is not a Kubernetes object")
                 .at(origin)
                 .help("objects/ takes `kubectl get -o yaml` or `-o json` output"));
         };
         let group = header.api_version.as_deref().and_then(|v| v.split_once('/')).map(|(g, _)| g).unwrap_or("");
-        match (group, kind.as_str()) {
+        let k = kind.as_str();
+        match (group, k) {
             (_, k) if k.ends_with("List") => {
-                let items = match doc {
-                    Value::Object(mut list) => list.remove("items"),
-                    _ => None,
-                };
-                let items = match items {
-                    Some(Value::Array(items)) => items,
-                    _ => Vec::new(),
-                };
                 for (i, item) in items.into_iter().enumerate() {
-                    self.add_document(item, &format!("{origin} items[{i}]"))?;
+                    self.add(item, &format!("{origin} items[{i}]"))?;
                 }
             }
-            ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, |n: &Namespace| &n.metadata)?),
-            ("", "Service") => self.services.push(kube_object(doc, origin, |s: &Service| &s.metadata)?),
-            ("", "Pod") => self.pods.push(kube_object(doc, origin, |p: &Pod| &p.metadata)?),
-            ("", "Node") => self.nodes.push(kube_object(doc, origin, |n: &Node| &n.metadata)?),
-            ("discovery.k8s.io", "EndpointSlice") => self.endpoint_slices.push(kube_object(doc, origin, |e: &EndpointSlice| &e.metadata)?),
-            ("apps", "Deployment") => self.deployments.push(kube_object(doc, origin, |d: &Deployment| &d.metadata)?),
+            ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, k, |n: &Namespace| &n.metadata)?),
+            ("", "Service") => self.services.push(kube_object(doc, origin, k, |s: &Service| &s.metadata)?),
+            ("", "Pod") => self.pods.push(kube_object(doc, origin, k, |p: &Pod| &p.metadata)?),
+            ("", "Node") => self.nodes.push(kube_object(doc, origin, k, |n: &Node| &n.metadata)?),
+            ("discovery.k8s.io", "EndpointSlice") => self.endpoint_slices.push(kube_object(doc, origin, k, |e: &EndpointSlice| &e.metadata)?),
+            ("apps", "Deployment") => self.deployments.push(kube_object(doc, origin, k, |d: &Deployment| &d.metadata)?),
             ("", "Secret") => {
+                let doc = doc.into_value().map_err(|e| Error::new(format!("Secret is not valid JSON: {e}")).at(origin))?;
                 let field = |f: &str| doc.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).map(str::to_string);
                 let name = field("name").ok_or_else(|| Error::new("Secret has no metadata.name").at(origin))?;
                 self.secret_names.insert((field("namespace").unwrap_or_else(|| "default".into()), name));
             }
-            ("", "ConfigMap") => self.add_config_map(&doc, origin)?,
-            ("networking.istio.io", "VirtualService") => self.virtual_services.push(istio_object(doc, origin)?),
-            ("networking.istio.io", "DestinationRule") => self.destination_rules.push(istio_object(doc, origin)?),
-            ("networking.istio.io", "Gateway") => self.gateways.push(istio_object(doc, origin)?),
+            ("", "ConfigMap") => {
+                let doc = doc.into_value().map_err(|e| Error::new(format!("ConfigMap is not valid JSON: {e}")).at(origin))?;
+                self.add_config_map(&doc, origin)?
+            }
+            ("networking.istio.io", "VirtualService") => self.virtual_services.push(istio_object(doc, origin, k)?),
+            ("networking.istio.io", "DestinationRule") => self.destination_rules.push(istio_object(doc, origin, k)?),
+            ("networking.istio.io", "Gateway") => self.gateways.push(istio_object(doc, origin, k)?),
             ("gateway.networking.k8s.io", "Gateway") => {
-                let gw: Resource<GatewayApiSpec> = istio_object(doc, origin)?;
+                let gw: Resource<GatewayApiSpec> = istio_object(doc, origin, k)?;
                 self.gateways.push(Resource { meta: gw.meta, spec: gw.spec.into() });
             }
-            ("networking.istio.io", "ServiceEntry") => self.service_entries.push(istio_object(doc, origin)?),
-            ("networking.istio.io", "Sidecar") => self.sidecars.push(istio_object(doc, origin)?),
-            ("security.istio.io", "PeerAuthentication") => self.peer_authentications.push(istio_object(doc, origin)?),
-            ("gateway.networking.k8s.io", k) if RouteKind::from_kind(k).is_some() => self.routes.push(route_object(doc, origin)?),
-            ("gateway.networking.k8s.io", "ReferenceGrant") => self.reference_grants.push(istio_object(doc, origin)?),
-            ("networking.k8s.io", "Ingress") => self.ingresses.push(kube_object(doc, origin, |i: &Ingress| &i.metadata)?),
-            ("networking.k8s.io", "IngressClass") => self.ingress_classes.push(kube_object(doc, origin, |c: &IngressClass| &c.metadata)?),
-            _ => *self.skipped_kinds.entry(kind).or_default() += 1,
+            ("networking.istio.io", "ServiceEntry") => self.service_entries.push(istio_object(doc, origin, k)?),
+            ("networking.istio.io", "Sidecar") => self.sidecars.push(istio_object(doc, origin, k)?),
+            ("security.istio.io", "PeerAuthentication") => self.peer_authentications.push(istio_object(doc, origin, k)?),
+            ("gateway.networking.k8s.io", k) if RouteKind::from_kind(k).is_some() => self.routes.push(route_object(doc, origin, k)?),
+            ("gateway.networking.k8s.io", "ReferenceGrant") => self.reference_grants.push(istio_object(doc, origin, k)?),
+            ("networking.k8s.io", "Ingress") => self.ingresses.push(kube_object(doc, origin, k, |i: &Ingress| &i.metadata)?),
+            ("networking.k8s.io", "IngressClass") => self.ingress_classes.push(kube_object(doc, origin, k, |c: &IngressClass| &c.metadata)?),
+            _ => *self.skipped_kinds.entry(kind.clone()).or_default() += 1,
         }
         Ok(())
     }
@@ -505,29 +579,18 @@ impl Repeats {
 }
 
 /// Deserializes with the JSON path of the failing field in the error.
-fn typed<T: DeserializeOwned>(doc: Value, origin: &str, kind: &str) -> Result<T> {
-    serde_path_to_error::deserialize(doc).map_err(|e| {
-        let path = e.path().to_string();
-        Error::new(format!("{kind} has a field of the wrong type: {}", e.into_inner()))
-            .at(format!("{origin} field `{path}`"))
-            .help("fix the field, or re-export the object with `kubectl get -o yaml`")
-    })
-}
-
-fn kube_object<T: DeserializeOwned>(doc: Value, origin: &str, meta: impl Fn(&T) -> &ObjectMeta) -> Result<Resource<T>> {
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("object").to_string();
-    let obj: T = typed(doc, origin, &kind)?;
+fn kube_object<T: DeserializeOwned>(doc: Document<'_>, origin: &str, kind: &str, meta: impl Fn(&T) -> &ObjectMeta) -> Result<Resource<T>> {
+    let obj: T = doc.typed(origin, kind)?;
     Ok(Resource { meta: Meta::from_object_meta(meta(&obj), origin), spec: obj })
 }
 
-fn istio_object<S: DeserializeOwned + Default>(doc: Value, origin: &str) -> Result<Resource<S>> {
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("object").to_string();
-    let obj: IstioObject<S> = typed(doc, origin, &kind)?;
+fn istio_object<S: DeserializeOwned + Default>(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<S>> {
+    let obj: IstioObject<S> = doc.typed(origin, kind)?;
     Ok(Resource { meta: Meta::from_object_meta(&obj.metadata, origin), spec: obj.spec.unwrap_or_default() })
 }
 
 /// A Gateway API route: metadata, `spec` and the `status` istiod writes back.
-fn route_object(doc: Value, origin: &str) -> Result<Resource<Route>> {
+fn route_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<Route>> {
     #[derive(Deserialize)]
     struct RouteObject {
         kind: String,
@@ -538,8 +601,7 @@ fn route_object(doc: Value, origin: &str) -> Result<Resource<Route>> {
         #[serde(default)]
         status: Option<RouteStatus>,
     }
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("route").to_string();
-    let obj: RouteObject = typed(doc, origin, &kind)?;
+    let obj: RouteObject = doc.typed(origin, kind)?;
     let route = Route {
         kind: RouteKind::from_kind(&obj.kind).unwrap_or_default(),
         generation: obj.metadata.generation,
