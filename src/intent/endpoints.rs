@@ -7,7 +7,7 @@ use crate::model::Model;
 use crate::snapshot::Resource;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// A backend of the service: pod, address and readiness.
 #[derive(Debug, Clone)]
@@ -20,6 +20,9 @@ pub struct Backend {
     pub address: String,
     /// Ready for traffic.
     pub ready: bool,
+    /// Not ready, and its EndpointSlice says explicitly that it is not terminating: the one
+    /// kind of unready endpoint istiod can send (marked unhealthy); it drops the others.
+    pub unhealthy_sendable: bool,
 }
 
 /// The service's backends for one port, from EndpointSlices when captured, else from pods.
@@ -38,8 +41,9 @@ pub fn backends(model: &Model<'_>, target: &Target, port: &TargetPort) -> Option
                 let labels = pod.as_deref().and_then(|p| model.objects.pod(&target.namespace, p)).map(|p| workload_labels(model, p)).unwrap_or_default();
                 let ready =
                     ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true) && !ep.conditions.as_ref().and_then(|c| c.terminating).unwrap_or(false);
+                let unhealthy_sendable = !ready && ep.conditions.as_ref().and_then(|c| c.terminating) == Some(false);
                 for ip in &ep.addresses {
-                    out.push(Backend { pod: pod.clone(), labels: labels.clone(), address: format!("{ip}:{slice_port}"), ready });
+                    out.push(Backend { pod: pod.clone(), labels: labels.clone(), address: format!("{ip}:{slice_port}"), ready, unhealthy_sendable });
                 }
             }
         }
@@ -67,15 +71,26 @@ pub fn backends(model: &Model<'_>, target: &Target, port: &TargetPort) -> Option
                         .find(|cp| cp.name.as_deref() == Some(name))
                         .map(|cp| cp.container_port)?,
                 };
-                Some(Backend { pod: Some(p.meta.name.clone()), labels: workload_labels(model, p), address: format!("{ip}:{target_port}"), ready })
+                Some(Backend {
+                    pod: Some(p.meta.name.clone()),
+                    labels: workload_labels(model, p),
+                    address: format!("{ip}:{target_port}"),
+                    ready,
+                    unhealthy_sendable: false,
+                })
             })
             .collect(),
     )
 }
 
-/// Ready addresses among `backends` whose labels carry `subset_labels`.
-pub fn select(backends: &[Backend], subset_labels: &BTreeMap<String, String>) -> BTreeSet<String> {
-    backends.iter().filter(|b| b.ready && labels_match(subset_labels, &b.labels)).map(|b| b.address.clone()).collect()
+/// The endpoints istiod sends for a cluster, each with its health: the ready ones, plus (when
+/// `send_unhealthy`) the unready ones it may send, marked unhealthy.
+pub fn sent(backends: &[Backend], subset_labels: &BTreeMap<String, String>, send_unhealthy: bool) -> BTreeMap<String, bool> {
+    backends
+        .iter()
+        .filter(|b| (b.ready || (send_unhealthy && b.unhealthy_sendable)) && labels_match(subset_labels, &b.labels))
+        .map(|b| (b.address.clone(), b.ready))
+        .collect()
 }
 
 /// Node labels istiod copies onto a pod's endpoints, so that subsets can select on them.

@@ -196,7 +196,14 @@ fn clusters(model: &Model<'_>, caller: &Caller, target: &Target, view: &ProxyVie
         let endpoints = if parsed.host == target.fqdn {
             target.ports.iter().find(|p| p.port == parsed.port).and_then(|tp| {
                 let labels = dr.and_then(|d| d.spec.subset(&parsed.subset)).map(|s| s.labels.clone()).unwrap_or_default();
-                endpoints::backends(model, target, tp).map(|b| endpoints::select(&b, &labels).into_iter().map(|a| (a, true)).collect())
+                // From 1.31 istiod sends unready endpoints marked unhealthy, unless the
+                // cluster's outlier detection sets a minimum health percentage.
+                let min_health = dr.and_then(|d| {
+                    let policy = d.spec.effective_policy(parsed.port, Some(&parsed.subset).filter(|s| !s.is_empty()).map(String::as_str));
+                    policy.outlier_detection?.get("minHealthPercent")?.as_f64()
+                });
+                let send_unhealthy = caller.at_least(1, 31) && min_health.is_none_or(|p| p <= 0.0);
+                endpoints::backends(model, target, tp).map(|b| endpoints::sent(&b, &labels, send_unhealthy))
             })
         } else {
             None
