@@ -222,7 +222,10 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
                 }
             }
         }
-        let intent = intent::derive(model, &caller, target);
+        let mut intent = intent::derive(model, &caller, target);
+        if let Some(view) = actual.as_ref().and_then(|a| a.view.as_ref()) {
+            intent::expect_clusters(model, &caller, target, &mut intent.view, view.clusters.keys());
+        }
         for what in &intent.not_compared {
             let gap = Gap { source: format!("model, caller {}", caller.display()), reason: format!("not compared: {what}") };
             if !gaps.contains(&gap) {

@@ -176,44 +176,74 @@ fn clusters(model: &Model<'_>, caller: &Caller, target: &Target, view: &ProxyVie
     }
     let mut out = BTreeMap::new();
     for name in names {
-        if out.contains_key(&name) {
-            continue;
+        if !out.contains_key(&name)
+            && let Some(view) = cluster_view(model, caller, target, name.clone())
+        {
+            out.insert(name, view);
         }
-        let Some(parsed) = ClusterName::parse(&name) else { continue };
-        let service_ns = service_namespace(&parsed.host);
-        let rule = model.destination_rule(caller, &parsed.host, &service_ns);
-        let port_known = model.registry.has_port(&parsed.host, parsed.port);
-        let subset_declared = parsed.subset.is_empty() || rule.as_ref().is_some_and(|r| r.subset_owner(&parsed.subset).is_some());
-        let dr = match &rule {
-            Some(r) if !parsed.subset.is_empty() => r.subset_owner(&parsed.subset).or(Some(r.primary())),
-            Some(r) => Some(r.primary()),
-            None => None,
-        };
-        let lb_policy = dr.and_then(|d| {
-            let policy = d.spec.effective_policy(parsed.port, Some(&parsed.subset).filter(|s| !s.is_empty()).map(String::as_str));
-            lb_policy(policy.load_balancer.as_ref()?)
-        });
-        let endpoints = if parsed.host == target.fqdn {
-            target.ports.iter().find(|p| p.port == parsed.port).and_then(|tp| {
-                let labels = dr.and_then(|d| d.spec.subset(&parsed.subset)).map(|s| s.labels.clone()).unwrap_or_default();
-                // From 1.31 istiod sends unready endpoints marked unhealthy, unless the
-                // cluster's outlier detection sets a minimum health percentage.
-                let min_health = dr.and_then(|d| {
-                    let policy = d.spec.effective_policy(parsed.port, Some(&parsed.subset).filter(|s| !s.is_empty()).map(String::as_str));
-                    policy.outlier_detection?.get("minHealthPercent")?.as_f64()
-                });
-                let send_unhealthy = caller.at_least(1, 31) && min_health.is_none_or(|p| p <= 0.0);
-                endpoints::backends(model, target, tp).map(|b| endpoints::sent(&b, &labels, send_unhealthy))
-            })
-        } else {
-            None
-        };
-        out.insert(
-            name.clone(),
-            ClusterView { name, present: port_known && subset_declared, lb_policy, destination_rule: dr.map(|d| d.reference("DestinationRule")), endpoints },
-        );
     }
     out
+}
+
+/// Adds to `view` what the model expects of clusters Envoy holds that the intent did not list:
+/// istiod pushes a cluster for every service the caller imports, whether or not a route names
+/// it, so a cluster is not evidence of staleness by being there.
+pub fn expect_clusters<'n>(model: &Model<'_>, caller: &Caller, target: &Target, view: &mut ProxyView, names: impl IntoIterator<Item = &'n String>) {
+    for name in names {
+        if !view.clusters.contains_key(name)
+            && let Some(cluster) = cluster_view(model, caller, target, name.clone())
+        {
+            view.clusters.insert(name.clone(), cluster);
+        }
+    }
+}
+
+/// What istiod pushes for cluster `name` to `caller`: whether it exists (a known port of a
+/// service the caller imports, a declared subset), its rule, load balancer and endpoints.
+fn cluster_view(model: &Model<'_>, caller: &Caller, target: &Target, name: String) -> Option<ClusterView> {
+    let parsed = ClusterName::parse(&name)?;
+    let service_ns = service_namespace(&parsed.host);
+    let rule = model.destination_rule(caller, &parsed.host, &service_ns);
+    let port_known = model.registry.has_port(&parsed.host, parsed.port);
+    let scope = model.sidecar_scope(caller);
+    let imported = caller.kind != CallerKind::Sidecar
+        || if parsed.host == target.fqdn {
+            scope.service_hidden(model, target, parsed.port).is_none()
+        } else {
+            model.registry.visible(&parsed.host, &caller.namespace).is_some() && scope.imports(parsed.port, &service_ns, &parsed.host)
+        };
+    let subset_declared = parsed.subset.is_empty() || rule.as_ref().is_some_and(|r| r.subset_owner(&parsed.subset).is_some());
+    let dr = match &rule {
+        Some(r) if !parsed.subset.is_empty() => r.subset_owner(&parsed.subset).or(Some(r.primary())),
+        Some(r) => Some(r.primary()),
+        None => None,
+    };
+    let lb_policy = dr.and_then(|d| {
+        let policy = d.spec.effective_policy(parsed.port, Some(&parsed.subset).filter(|s| !s.is_empty()).map(String::as_str));
+        lb_policy(policy.load_balancer.as_ref()?)
+    });
+    let endpoints = if parsed.host == target.fqdn {
+        target.ports.iter().find(|p| p.port == parsed.port).and_then(|tp| {
+            let labels = dr.and_then(|d| d.spec.subset(&parsed.subset)).map(|s| s.labels.clone()).unwrap_or_default();
+            // From 1.31 istiod sends unready endpoints marked unhealthy, unless the
+            // cluster's outlier detection sets a minimum health percentage.
+            let min_health = dr.and_then(|d| {
+                let policy = d.spec.effective_policy(parsed.port, Some(&parsed.subset).filter(|s| !s.is_empty()).map(String::as_str));
+                policy.outlier_detection?.get("minHealthPercent")?.as_f64()
+            });
+            let send_unhealthy = caller.at_least(1, 31) && min_health.is_none_or(|p| p <= 0.0);
+            endpoints::backends(model, target, tp).map(|b| endpoints::sent(&b, &labels, send_unhealthy))
+        })
+    } else {
+        None
+    };
+    Some(ClusterView {
+        name,
+        present: port_known && subset_declared && imported,
+        lb_policy,
+        destination_rule: dr.map(|d| d.reference("DestinationRule")),
+        endpoints,
+    })
 }
 
 /// Envoy's lb_policy for a DestinationRule `loadBalancer` block.
