@@ -97,6 +97,18 @@ fn a_rule_the_check_calls_unreachable_is_one_the_trace_never_reaches() {
 }
 
 #[test]
+fn a_trailing_dot_host_is_served_from_istio_1_27_and_passes_through_before() {
+    let host = ["--host", "reviews.default.svc.cluster.local."];
+    let (json, code) = trace_json("trailing-dot-host-1.27-ok", &host);
+    assert_eq!((code, json["virtual_host"].as_str()), (0, Some("reviews.default.svc.cluster.local:9080")));
+    assert_eq!(json["intent"]["virtual_host"], json["envoy"]["virtual_host"]);
+    // A 1.24 caller's Envoy has no such domain: the request meets the catch-all, as the model says.
+    let (json, code) = trace_json("healthy-canary", &host);
+    assert_eq!((code, json["virtual_host"].as_str(), json["intent"]["virtual_host"].as_str()), (0, Some("allow_any"), Some("allow_any")));
+    assert!(json["findings"].as_array().is_some_and(Vec::is_empty), "{json}");
+}
+
+#[test]
 fn explains_an_access_log_line() {
     let line = r#"[2026-12-03T10:38:29.630Z] "GET /reviews/0 HTTP/1.1" 503 UH no_healthy_upstream - "-" 0 19 0 - "-" "curl" "id" "reviews:9080" "-" outbound|9080|v2|reviews.default.svc.cluster.local - 10.96.0.20:9080 10.0.0.5:4242 - -"#;
     let (json, _) = trace_json("endpoints-unhealthy", &["--log", line]);

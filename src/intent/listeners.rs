@@ -291,7 +291,7 @@ fn route_config(model: &Model<'_>, caller: &Caller, port: u32, svcs: &[&Service]
             .find(|routes| !routes.is_empty())
             .unwrap_or_else(|| vec![default_route(model, caller, &svc.host, port)]);
         let routes = routes.iter().map(envoy_route).collect();
-        vhosts.push(VirtualHost { name: format!("{}:{port}", svc.host), domains: service_domains(svc, port, &caller.namespace), routes, require_tls: None });
+        vhosts.push(VirtualHost { name: format!("{}:{port}", svc.host), domains: service_domains(svc, port, caller), routes, require_tls: None });
     }
     // VirtualService hosts that name no service get a virtual host of their own.
     let mut claimed: Vec<String> = Vec::new();
@@ -337,10 +337,15 @@ fn catch_all(mode: Outbound) -> VirtualHost {
     VirtualHost { name: name.into(), domains: vec!["*".into()], routes: vec![route], require_tls: None }
 }
 
-/// The domains istiod lists for a service on a port: the FQDN, the short forms a caller in
-/// the same namespace can use, and the VIP, each with and without the port.
-fn service_domains(svc: &Service, port: u32, caller_ns: &str) -> Vec<String> {
+/// The domains istiod lists for a service on a port: the FQDN (from 1.27 also with a trailing
+/// dot), the short forms a caller in the same namespace can use, and the VIP, each with and
+/// without the port.
+fn service_domains(svc: &Service, port: u32, caller: &Caller) -> Vec<String> {
+    let caller_ns = caller.namespace.as_str();
     let mut names = vec![svc.host.clone()];
+    if caller.at_least(1, 27) {
+        names.push(format!("{}.", svc.host));
+    }
     if let Some(base) = svc.host.strip_suffix(&format!(".svc.{DEFAULT_DOMAIN}")) {
         names.push(format!("{base}.svc"));
         names.push(base.to_string());

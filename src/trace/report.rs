@@ -3,7 +3,7 @@
 
 use super::{ProxyConfig, Request, Walk, walk::walk};
 use crate::diagnose::{Finding, Severity};
-use crate::envoy::config_dump::{ConfigDump, Selection};
+use crate::envoy::config_dump::{ConfigDump, Node, Selection};
 use crate::envoy::listener::RouteConfiguration;
 use crate::error::{Error, Result};
 use crate::intent::target::Caller;
@@ -54,7 +54,9 @@ fn find_caller<'s>(snapshot: &'s Snapshot, from: &str, namespace: &str) -> Resul
 }
 
 /// The Envoy-shaped configuration in a captured config dump.
-pub fn envoy_config(capture: &ProxyCapture) -> Result<Option<ProxyConfig>> {
+/// What the walker reads from a capture, and the proxy's node (its Istio version decides
+/// what istiod would push it).
+fn envoy_config(capture: &ProxyCapture) -> Result<Option<(ProxyConfig, Option<Node>)>> {
     let Some(blob) = &capture.config_dump else { return Ok(None) };
     let text = std::str::from_utf8(&blob.bytes).map_err(|_| Error::new("the config dump is not UTF-8").at(&blob.origin))?;
     let dump = ConfigDump::parse(text, &blob.origin, &Selection::everything())?;
@@ -67,7 +69,7 @@ pub fn envoy_config(capture: &ProxyCapture) -> Result<Option<ProxyConfig>> {
             config.endpoints.insert(c.name, (c.hosts.iter().filter(|h| h.is_healthy()).count(), c.hosts.len()));
         }
     }
-    Ok(Some(config))
+    Ok(Some((config, dump.node)))
 }
 
 /// Converts a parsed dump into what the walker reads.
@@ -92,11 +94,14 @@ pub fn from_dump(dump: &ConfigDump) -> ProxyConfig {
 
 /// Traces `request` from the caller named by `from` on both sides.
 pub fn trace(snapshot: &Snapshot, from: &str, namespace: &str, request: Request) -> Result<TraceReport> {
-    let Examined { caller, capture, note, .. } = find_caller(snapshot, from, namespace)?;
+    let Examined { mut caller, capture, note, .. } = find_caller(snapshot, from, namespace)?;
     let request = request.with_defaults();
     let mut gaps = Vec::new();
     let envoy = match capture.map(envoy_config).transpose()?.flatten() {
-        Some(config) => Some(walk(&config, &request)),
+        Some((config, node)) => {
+            crate::question::enrich(&mut caller, node.as_ref());
+            Some(walk(&config, &request))
+        }
         None => {
             gaps.push(format!("the Envoy of {} was not read: the trace follows the derived intent only", caller.display()));
             None
