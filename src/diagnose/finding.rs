@@ -155,6 +155,8 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "no-route-match",
     "unreachable-rule",
     "weights-managed-externally",
+    "service-entry-protocol-conflict",
+    "service-entry-address-required",
 ];
 
 /// Merges findings of the same cause reported for several callers, then ranks them:

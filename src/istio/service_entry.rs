@@ -24,6 +24,9 @@ pub struct ServiceEntry {
     /// Pods (and WorkloadEntries) that are the entry's endpoints.
     #[serde(default)]
     pub workload_selector: Option<super::WorkloadSelector>,
+    /// Addresses istiod allocated (from `status.addresses`, not the spec).
+    #[serde(skip)]
+    pub allocated_addresses: Vec<String>,
 }
 
 /// One `endpoints[]` entry.

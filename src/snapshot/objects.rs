@@ -149,6 +149,26 @@ pub struct MeshConfig {
     pub ingress_selector: String,
     /// `ingressService`: the gateway Service serving Ingresses.
     pub ingress_service: String,
+    /// `defaultConfig`: the proxies' defaults (only `proxyMetadata` is read).
+    pub default_config: ProxyDefaults,
+}
+
+/// meshConfig `defaultConfig`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProxyDefaults {
+    /// Environment the proxies' agents run with (DNS capture, address auto-allocation).
+    pub proxy_metadata: BTreeMap<String, String>,
+}
+
+impl MeshConfig {
+    /// Whether proxies capture DNS and give ServiceEntries without addresses a VIP of their
+    /// own (`ISTIO_META_DNS_CAPTURE` with `ISTIO_META_DNS_AUTO_ALLOCATE` or
+    /// `PILOT_ENABLE_IP_AUTOALLOCATE`).
+    pub fn allocates_addresses(&self) -> bool {
+        let on = |k: &str| self.default_config.proxy_metadata.get(k).is_some_and(|v| v == "true");
+        on("ISTIO_META_DNS_CAPTURE") && (on("ISTIO_META_DNS_AUTO_ALLOCATE") || on("PILOT_ENABLE_IP_AUTOALLOCATE"))
+    }
 }
 
 /// Serde shape of meshConfig `outboundTrafficPolicy`.
@@ -176,6 +196,7 @@ impl Default for MeshConfig {
             ingress_controller_mode: "STRICT".into(),
             ingress_selector: String::new(),
             ingress_service: "istio-ingressgateway".into(),
+            default_config: ProxyDefaults::default(),
         }
     }
 }
@@ -381,7 +402,7 @@ impl Objects {
                 let gw: Resource<GatewayApiSpec> = istio_object(doc, origin, k)?;
                 self.gateways.push(Resource { meta: gw.meta, spec: gw.spec.into() });
             }
-            ("networking.istio.io", "ServiceEntry") => self.service_entries.push(istio_object(doc, origin, k)?),
+            ("networking.istio.io", "ServiceEntry") => self.service_entries.push(service_entry_object(doc, origin, k)?),
             ("networking.istio.io", "Sidecar") => self.sidecars.push(istio_object(doc, origin, k)?),
             ("security.istio.io", "PeerAuthentication") => self.peer_authentications.push(istio_object(doc, origin, k)?),
             ("gateway.networking.k8s.io", k) if RouteKind::from_kind(k).is_some() => self.routes.push(route_object(doc, origin, k)?),
@@ -587,6 +608,33 @@ fn kube_object<T: DeserializeOwned>(doc: Document<'_>, origin: &str, kind: &str,
 fn istio_object<S: DeserializeOwned + Default>(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<S>> {
     let obj: IstioObject<S> = doc.typed(origin, kind)?;
     Ok(Resource { meta: Meta::from_object_meta(&obj.metadata, origin), spec: obj.spec.unwrap_or_default() })
+}
+
+/// A ServiceEntry, with the addresses istiod allocated to it (`status.addresses`).
+fn service_entry_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<ServiceEntry>> {
+    #[derive(Deserialize)]
+    struct Address {
+        #[serde(default)]
+        value: String,
+    }
+    #[derive(Deserialize)]
+    struct Status {
+        #[serde(default)]
+        addresses: Vec<Address>,
+    }
+    #[derive(Deserialize)]
+    struct ServiceEntryObject {
+        #[serde(default)]
+        metadata: ObjectMeta,
+        #[serde(default)]
+        spec: Option<ServiceEntry>,
+        #[serde(default)]
+        status: Option<Status>,
+    }
+    let obj: ServiceEntryObject = doc.typed(origin, kind)?;
+    let mut spec = obj.spec.unwrap_or_default();
+    spec.allocated_addresses = obj.status.into_iter().flat_map(|s| s.addresses).map(|a| a.value).filter(|v| !v.is_empty()).collect();
+    Ok(Resource { meta: Meta::from_object_meta(&obj.metadata, origin), spec })
 }
 
 /// A Gateway API route: metadata, `spec` and the `status` istiod writes back.
