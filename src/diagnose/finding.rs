@@ -124,6 +124,8 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "vs-host-mismatch",
     "vs-not-visible",
     "sidecar-selects-no-pod",
+    "sidecar-selector-conflict",
+    "sidecar-namespace-conflict",
     "l7-rule-without-waypoint",
     "route-not-accepted",
     "route-parent-port-mismatch",
@@ -157,6 +159,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "weights-managed-externally",
     "service-entry-protocol-conflict",
     "service-entry-address-required",
+    "sidecar-no-effect-ambient",
 ];
 
 /// Merges findings of the same cause reported for several callers, then ranks them:

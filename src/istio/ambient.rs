@@ -12,10 +12,19 @@ pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
 /// `istio.io/waypoint-for` on the waypoint Gateway: `service` (default), `workload`, `all`, `none`.
 pub const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
 
-/// True when the namespace is labelled for ambient mode.
+/// True when the namespace is labelled for ambient mode and not for sidecar injection (which
+/// takes precedence: its pods get sidecars).
 pub fn namespace_is_ambient(objects: &Objects, namespace: &str) -> bool {
-    objects.namespace(namespace).is_some_and(|ns| ns.meta.labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient"))
+    objects.namespace(namespace).is_some_and(|ns| {
+        let labels = &ns.meta.labels;
+        labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient")
+            && labels.get("istio-injection").is_none_or(|v| v != "enabled")
+            && labels.get("istio.io/rev").is_none_or(String::is_empty)
+    })
 }
+
+/// `ambient.istio.io/redirection`: set to `enabled` on a pod once ztunnel captures it.
+pub const REDIRECTION: &str = "ambient.istio.io/redirection";
 
 /// How a Service's traffic is bound to a waypoint.
 #[derive(Debug, Clone, PartialEq, Eq)]

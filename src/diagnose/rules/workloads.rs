@@ -10,6 +10,7 @@ use crate::model::Model;
 use crate::snapshot::{ObjectRef, Resource};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
 
 /// Namespaces `istioctl analyze` does not expect to be injected.
 const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
@@ -111,6 +112,96 @@ pub fn pods_without_sidecar(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<F
         }
         let reason = "The pod has no istio-proxy container although its namespace is labelled for injection (it started before the label, or the injector was unavailable)";
         out.push(without_sidecar(&pod.reference("Pod"), reason, Severity::Warning, true));
+    }
+}
+
+/// Sidecars whose choice istiod leaves undefined: several select one pod (IST0110), or a
+/// namespace has several without a selector (IST0111); and Sidecars that reach only ambient
+/// workloads, which have no sidecar to configure (IST0167).
+pub fn sidecar_conflicts(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    let objects = model.objects;
+    let in_scope: Vec<&Resource<Sidecar>> = objects.sidecars.iter().filter(|sc| scope.namespace(&sc.meta.namespace)).collect();
+    let pod_is_ambient = |p: &Resource<Pod>| {
+        p.meta.annotations.get(crate::istio::ambient::REDIRECTION).is_some_and(|v| v == "enabled")
+            || crate::istio::ambient::workload_is_ambient(objects, &p.meta, has_proxy(p))
+    };
+    let mut ineffective: BTreeMap<String, (&Resource<Sidecar>, String)> = BTreeMap::new();
+    // Pods and the selector Sidecars that pick them, in pod order.
+    let mut picked: BTreeMap<(&str, &str), Vec<&Resource<Sidecar>>> = BTreeMap::new();
+    for sc in in_scope.iter().copied() {
+        let Some(selector) = sc.spec.workload_selector.as_ref().map(|w| &w.labels).filter(|l| !l.is_empty()) else { continue };
+        for pod in objects.pods_in(&sc.meta.namespace).filter(|p| labels_match(selector, &p.meta.labels)) {
+            picked.entry((pod.meta.namespace.as_str(), pod.meta.name.as_str())).or_default().push(sc);
+        }
+    }
+    for ((ns, pod), sidecars) in &picked {
+        let ambient = objects.pod(ns, pod).is_some_and(pod_is_ambient);
+        if ambient {
+            for sc in sidecars {
+                ineffective
+                    .entry(named("Sidecar", ns, &sc.meta.name))
+                    .or_insert((sc, format!("it selects pod {ns}/{pod}, which runs in ambient mode without a sidecar")));
+            }
+            continue;
+        }
+        if sidecars.len() < 2 {
+            continue;
+        }
+        let names: Vec<String> = sidecars.iter().map(|sc| named("Sidecar", ns, &sc.meta.name)).collect();
+        for sc in sidecars {
+            let me = named("Sidecar", ns, &sc.meta.name);
+            out.push(
+                Finding::new("sidecar-selector-conflict", Severity::Warning, sc.reference("Sidecar"), format!("{me} and others select pod {ns}/{pod}: which of {} applies to it is undefined", names.join(", ")))
+                    .code("IST0110")
+                    .detail("istiod gives each proxy one Sidecar; when several workloadSelectors match a pod, the one it picks is not specified, so the pod's egress imports and outbound policy can change from one push to the next.")
+                    .evidence(sidecars.iter().map(|s| {
+                        let labels: Vec<String> = s.spec.workload_selector.iter().flat_map(|w| &w.labels).map(|(k, v)| format!("{k}={v}")).collect();
+                        format!("{} spec.workloadSelector.labels: {{{}}}", named("Sidecar", ns, &s.meta.name), labels.join(", "))
+                    }))
+                    .fix(format!("make the workloadSelectors of {} select disjoint pods, or merge them into one Sidecar", names.join(", "))),
+            );
+        }
+    }
+    let mut by_namespace: BTreeMap<&str, Vec<&Resource<Sidecar>>> = BTreeMap::new();
+    for sc in in_scope.iter().copied().filter(|sc| sc.spec.workload_selector.as_ref().is_none_or(|w| w.labels.is_empty())) {
+        by_namespace.entry(sc.meta.namespace.as_str()).or_default().push(sc);
+    }
+    for (ns, sidecars) in by_namespace {
+        if crate::istio::ambient::namespace_is_ambient(objects, ns) {
+            for sc in sidecars {
+                ineffective
+                    .entry(named("Sidecar", ns, &sc.meta.name))
+                    .or_insert((sc, format!("namespace {ns} runs in ambient mode, where pods have no sidecar")));
+            }
+            continue;
+        }
+        if sidecars.len() < 2 {
+            continue;
+        }
+        let names: Vec<String> = sidecars.iter().map(|sc| named("Sidecar", ns, &sc.meta.name)).collect();
+        for sc in &sidecars {
+            out.push(
+                Finding::new(
+                    "sidecar-namespace-conflict",
+                    Severity::Warning,
+                    sc.reference("Sidecar"),
+                    format!("namespace {ns} has several Sidecars without workloadSelector ({}): which one applies to its pods is undefined", names.join(", ")),
+                )
+                .code("IST0111")
+                .detail("A Sidecar without workloadSelector is the namespace default; istiod uses one, and which one it picks when there are several is not specified.")
+                .evidence(names.iter().map(|n| format!("{n} spec.workloadSelector: none")))
+                .fix(format!("keep one Sidecar without workloadSelector in namespace {ns}: merge the others into it or give them selectors")),
+            );
+        }
+    }
+    for (me, (sc, why)) in ineffective {
+        out.push(
+            Finding::new("sidecar-no-effect-ambient", Severity::Warning, sc.reference("Sidecar"), format!("{me} has no effect: {why}"))
+                .code("IST0167")
+                .detail("A Sidecar configures the istio-proxy container of pods that have one. Ambient pods are served by ztunnel and waypoints, which do not read Sidecar resources.")
+                .evidence([format!("{me}: {why}")])
+                .fix(format!("delete {me}, or put its egress limits where ambient applies them (a waypoint's policies), or inject sidecars into the pods it is for")),
+        );
     }
 }
 
