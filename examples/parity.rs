@@ -25,7 +25,7 @@ const NOT_ROUTING: &[&str] = &["applicationUID.Analyzer", "injection.ImageAutoAn
 /// The other codes of the routing analyzers are counted too, as what parity still lacks.
 const COMPARED: &[&str] = &[
     "IST0101", "IST0102", "IST0103", "IST0109", "IST0112", "IST0118", "IST0130", "IST0131", "IST0132", "IST0140", "IST0173", "IST0174", "IST0134", "IST0177",
-    "IST0110", "IST0111", "IST0167",
+    "IST0110", "IST0111", "IST0167", "IST0128", "IST0129",
 ];
 
 /// One of our checks: (istio_code, finding id, subject kind).
@@ -66,6 +66,10 @@ const ANALYZERS: &[(&str, &[Check])] = &[
             ("IST0111", "sidecar-namespace-conflict", "Sidecar"),
             ("IST0167", "sidecar-no-effect-ambient", "Sidecar"),
         ],
+    ),
+    (
+        "destinationrule.CaCertificateAnalyzer",
+        &[("IST0128", "tls-origination-unverified", "DestinationRule"), ("IST0129", "tls-origination-unverified", "DestinationRule")],
     ),
     ("serviceentry.Analyzer", &[("IST0134", "service-entry-address-required", "ServiceEntry")]),
     ("serviceentry.ConflictingServiceEntryProtocolAnalyzer", &[("IST0177", "service-entry-protocol-conflict", "ServiceEntry")]),

@@ -157,6 +157,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "no-route-match",
     "unreachable-rule",
     "weights-managed-externally",
+    "tls-origination-unverified",
     "service-entry-protocol-conflict",
     "service-entry-address-required",
     "sidecar-no-effect-ambient",

@@ -71,6 +71,27 @@ pub struct TlsSettings {
     /// `DISABLE`, `SIMPLE`, `MUTUAL` or `ISTIO_MUTUAL`.
     #[serde(default)]
     pub mode: Option<String>,
+    /// CA bundle file the client verifies the server with.
+    #[serde(default)]
+    pub ca_certificates: Option<String>,
+    /// Secret holding the client's certificate (and CA) for a gateway's origination.
+    #[serde(default)]
+    pub credential_name: Option<String>,
+    /// Secret holding only the CA bundle (1.28+).
+    #[serde(default)]
+    pub ca_cert_credential_name: Option<String>,
+}
+
+impl TlsSettings {
+    /// Whether this originates TLS (`SIMPLE` or `MUTUAL`) without saying how to verify the
+    /// server: no CA bundle, and no credential a selected workload's gateway would read it from.
+    pub fn unverified_origination(&self, selected: bool) -> bool {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+        matches!(self.mode.as_deref(), Some("SIMPLE" | "MUTUAL"))
+            && !set(&self.ca_certificates)
+            && !set(&self.ca_cert_credential_name)
+            && (!set(&self.credential_name) || !selected)
+    }
 }
 
 /// The four policy blocks; unused parts stay raw JSON. After port-level settings and subset

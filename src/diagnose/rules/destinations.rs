@@ -509,3 +509,35 @@ fn ignored_rule(dr: &Resource<DestinationRule>, target: &Target, caller_ns: &str
     .evidence([format!("{me} spec.host: {}, exportTo: [{}]", dr.spec.host, dr.spec.export_to.join(", "))])
     .fix(format!("keep one DestinationRule per host: move these settings into the rule in effect, or delete the other rule; check with `istioctl x describe service {}.{}`", target.name, target.namespace))
 }
+
+/// A DestinationRule originating TLS (SIMPLE or MUTUAL) without a CA to verify the server
+/// (IST0128 for the rule, IST0129 for a port): the connection is encrypted but the server is
+/// not authenticated, so a man in the middle goes unnoticed.
+pub fn tls_origination_unverified(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for dr in &model.objects.destination_rules {
+        let in_scope = match scope {
+            Scope::Service(t) => dr_host(dr) == t.fqdn,
+            Scope::Mesh(_) => scope.namespace(&dr.meta.namespace),
+        };
+        let Some(policy) = dr.spec.traffic_policy.as_ref().filter(|_| in_scope) else { continue };
+        let selected = dr.spec.workload_selector.is_some();
+        let me = named("DestinationRule", &dr.meta.namespace, &dr.meta.name);
+        let levels = std::iter::once((None, &policy.blocks))
+            .chain(policy.port_level_settings.iter().map(|p| (Some(p.port.as_ref().map_or(0, |p| p.number)), &p.blocks)));
+        for (port, blocks) in levels {
+            let Some(tls) = blocks.tls.as_ref().filter(|t| t.unverified_origination(selected)) else { continue };
+            let mode = tls.mode.as_deref().unwrap_or_default();
+            let (code, at, field) = match port {
+                None => ("IST0128", format!("host {}", dr.spec.host), "spec.trafficPolicy.tls".to_string()),
+                Some(p) => ("IST0129", format!("host {} port {p}", dr.spec.host), format!("spec.trafficPolicy.portLevelSettings[port {p}].tls")),
+            };
+            out.push(
+                Finding::new("tls-origination-unverified", Severity::Warning, dr.reference("DestinationRule"), format!("{me} originates {mode} TLS to {at} without verifying the server's certificate"))
+                    .code(code)
+                    .detail("With mode SIMPLE or MUTUAL and no caCertificates, the sidecar encrypts the connection but accepts any server certificate: a redirected or intercepted connection is not detected.")
+                    .evidence([format!("{me} {field}: mode {mode}, caCertificates unset")])
+                    .fix(format!("set {field}.caCertificates to the CA bundle that signed the server (or caCertCredentialName, or credentialName with a workloadSelector for a gateway), and sni to the server's name")),
+            );
+        }
+    }
+}

@@ -96,6 +96,7 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     destinations::destination_port_missing(model, scope, &mut out);
     destinations::subset_not_declared_anywhere(model, scope, &mut out);
     destinations::subset_no_endpoints(model, scope, &mut out);
+    destinations::tls_origination_unverified(model, scope, &mut out);
     gateways::gateway_not_found(model, scope, &mut out);
     gateways::gateway_credential_missing(model, scope, &mut out);
     gateways::gateway_host_not_served(model, scope, &mut out);
