@@ -25,7 +25,7 @@ const NOT_ROUTING: &[&str] = &["applicationUID.Analyzer", "injection.ImageAutoAn
 /// The other codes of the routing analyzers are counted too, as what parity still lacks.
 const COMPARED: &[&str] = &[
     "IST0101", "IST0102", "IST0103", "IST0109", "IST0112", "IST0118", "IST0130", "IST0131", "IST0132", "IST0140", "IST0173", "IST0174", "IST0134", "IST0177",
-    "IST0110", "IST0111", "IST0167", "IST0128", "IST0129",
+    "IST0110", "IST0111", "IST0167", "IST0128", "IST0129", "IST0145",
 ];
 
 /// One of our checks: (istio_code, finding id, subject kind).
@@ -71,6 +71,7 @@ const ANALYZERS: &[(&str, &[Check])] = &[
         "destinationrule.CaCertificateAnalyzer",
         &[("IST0128", "tls-origination-unverified", "DestinationRule"), ("IST0129", "tls-origination-unverified", "DestinationRule")],
     ),
+    ("gateway.ConflictingGatewayAnalyzer", &[("IST0145", "gateway-conflict", "Gateway")]),
     ("serviceentry.Analyzer", &[("IST0134", "service-entry-address-required", "ServiceEntry")]),
     ("serviceentry.ConflictingServiceEntryProtocolAnalyzer", &[("IST0177", "service-entry-protocol-conflict", "ServiceEntry")]),
 ];

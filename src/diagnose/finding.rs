@@ -143,6 +143,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "gateway-not-found",
     "gateway-credential-missing",
     "gateway-host-not-served",
+    "gateway-conflict",
     "dr-conflict",
     "subset-no-endpoints",
     "mtls-conflict",

@@ -31,6 +31,9 @@ pub struct Server {
     /// TLS settings of the server.
     #[serde(default)]
     pub tls: Option<ServerTls>,
+    /// The address the server's listener binds to, when not every address.
+    #[serde(default)]
+    pub bind: Option<String>,
 }
 
 /// A server's `tls`: only where its certificate comes from matters here.
@@ -96,6 +99,7 @@ impl From<GatewayApiSpec> for Gateway {
                 port: Some(ServerPort { number: l.port, protocol: l.protocol, name: l.name }),
                 hosts: vec![l.hostname.unwrap_or_else(|| "*".into())],
                 tls: None,
+                bind: None,
             })
             .collect();
         Gateway { selector: BTreeMap::new(), servers, gateway_api: true }

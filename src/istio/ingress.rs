@@ -72,6 +72,7 @@ fn gateway(ingress: &Resource<Ingress>, mesh: &MeshConfig) -> Resource<Gateway> 
                 port: Some(ServerPort { number: 443, protocol: "HTTPS".into(), name: format!("https-443-ingress-{name}-{ns}-{i}") }),
                 hosts,
                 tls: Some(ServerTls { mode: Some("SIMPLE".into()), credential_name: Some(secret), https_redirect: false }),
+                bind: None,
             })
         })
         .collect();
@@ -79,6 +80,7 @@ fn gateway(ingress: &Resource<Ingress>, mesh: &MeshConfig) -> Resource<Gateway> 
         port: Some(ServerPort { number: 80, protocol: "HTTP".into(), name: format!("http-80-ingress-{name}-{ns}") }),
         hosts: vec!["*".into()],
         tls: None,
+        bind: None,
     });
     let selector = BTreeMap::from([("istio".to_string(), selector_value(mesh))]);
     let meta = derived_meta(&ingress.meta, gateway_name(name, ns), INGRESS_NAMESPACE.into());

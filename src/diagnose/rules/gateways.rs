@@ -243,3 +243,48 @@ pub fn gateway_ignores_mesh_rules(model: &Model<'_>, scope: Scope<'_>, out: &mut
         }
     }
 }
+
+/// Gateways that run on the same pods and declare one host on one port (and bind address)
+/// (IST0145): istiod merges their servers and keeps one of the duplicates, so which Gateway's
+/// routes and TLS settings serve the host is left to creation order.
+pub fn gateway_conflict(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    let gateways: Vec<&Resource<Gateway>> = model.objects.gateways.iter().filter(|g| !g.spec.gateway_api).collect();
+    // Two gateways share a workload when their selectors are equal or a pod carries both.
+    let share = |a: &Gateway, b: &Gateway| {
+        a.selector == b.selector || model.objects.pods.iter().any(|p| labels_match(&a.selector, &p.meta.labels) && labels_match(&b.selector, &p.meta.labels))
+    };
+    for gw in selector_gateways(model, scope) {
+        let me = named("Gateway", &gw.meta.namespace, &gw.meta.name);
+        let others: Vec<&&Resource<Gateway>> = gateways.iter().filter(|o| !std::ptr::eq(**o, gw) && share(&gw.spec, &o.spec)).collect();
+        for server in &gw.spec.servers {
+            let port = server.port.as_ref().map_or(0, |p| p.number);
+            let bind = server.bind.as_deref().unwrap_or_default();
+            let rivals: Vec<(String, &str)> = others
+                .iter()
+                .filter_map(|o| {
+                    let same =
+                        o.spec.servers.iter().filter(|s| s.port.as_ref().map_or(0, |p| p.number) == port && s.bind.as_deref().unwrap_or_default() == bind);
+                    let host = same.flat_map(|s| &s.hosts).find(|h| server.hosts.contains(h))?;
+                    Some((named("Gateway", &o.meta.namespace, &o.meta.name), host.as_str()))
+                })
+                .collect();
+            if rivals.is_empty() {
+                continue;
+            }
+            let names: Vec<&str> = rivals.iter().map(|(n, _)| n.as_str()).collect();
+            let selector: Vec<String> = gw.spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push(
+                Finding::new(
+                    "gateway-conflict",
+                    Severity::Warning,
+                    gw.reference("Gateway"),
+                    format!("{me} and {} both serve [{}] on port {port} of the same gateway pods: one of them is ignored for those hosts", names.join(", "), server.hosts.join(", ")),
+                )
+                .code("IST0145")
+                .detail("Gateways that select the same pods are merged into one set of listeners. Two servers with the same port, bind address and host are duplicates: istiod keeps the first and drops the other, so the host gets one Gateway's protocol, TLS settings and bound VirtualServices, chosen by creation order.")
+                .evidence(rivals.iter().map(|(n, h)| format!("{n} also serves host {h} on port {port}; both select pods with {}", selector.join(","))))
+                .fix(format!("serve each host on a port from one Gateway: merge the servers into {me} or remove the host from {}", names.join(", "))),
+            );
+        }
+    }
+}

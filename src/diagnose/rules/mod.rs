@@ -100,6 +100,7 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     gateways::gateway_not_found(model, scope, &mut out);
     gateways::gateway_credential_missing(model, scope, &mut out);
     gateways::gateway_host_not_served(model, scope, &mut out);
+    gateways::gateway_conflict(model, scope, &mut out);
     gateways::gateway_ignores_mesh_rules(model, scope, &mut out);
     workloads::namespace_not_injected(model, scope, &mut out);
     workloads::pods_without_sidecar(model, scope, &mut out);
