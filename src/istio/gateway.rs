@@ -46,6 +46,12 @@ pub struct ServerTls {
     /// Secret holding the server certificate, in the gateway pods' namespace.
     #[serde(default)]
     pub credential_name: Option<String>,
+    /// Path of the certificate file mounted in the gateway pod (when not credentialName).
+    #[serde(default)]
+    pub server_certificate: Option<String>,
+    /// Path of the key file mounted in the gateway pod (a path, never key material).
+    #[serde(default)]
+    pub private_key: Option<String>,
     /// Plaintext requests get a 301 to https.
     #[serde(default)]
     pub https_redirect: bool,

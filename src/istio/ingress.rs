@@ -71,7 +71,7 @@ fn gateway(ingress: &Resource<Ingress>, mesh: &MeshConfig) -> Resource<Gateway> 
             Some(Server {
                 port: Some(ServerPort { number: 443, protocol: "HTTPS".into(), name: format!("https-443-ingress-{name}-{ns}-{i}") }),
                 hosts,
-                tls: Some(ServerTls { mode: Some("SIMPLE".into()), credential_name: Some(secret), https_redirect: false }),
+                tls: Some(ServerTls { mode: Some("SIMPLE".into()), credential_name: Some(secret), ..ServerTls::default() }),
                 bind: None,
             })
         })

@@ -16,7 +16,7 @@ mod sidecar;
 mod virtual_service;
 
 pub use destination_rule::{DestinationRule, Subset, TlsSettings, TrafficPolicy};
-pub use gateway::{Gateway, GatewayApiSpec, Server};
+pub use gateway::{Gateway, GatewayApiSpec, Server, ServerTls};
 pub use peer_authentication::PeerAuthentication;
 pub use service_entry::ServiceEntry;
 pub use sidecar::{EgressListener, Sidecar};

@@ -11,6 +11,7 @@
 mod data_plane;
 mod destinations;
 mod gateway_api;
+mod gateway_servers;
 mod gateways;
 mod matches;
 mod routing;
@@ -102,6 +103,9 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     gateways::gateway_host_not_served(model, scope, &mut out);
     gateways::gateway_conflict(model, scope, &mut out);
     gateways::gateway_ignores_mesh_rules(model, scope, &mut out);
+    gateways::gateway_internal_reference(model, scope, &mut out);
+    gateway_servers::gateway_duplicate_certificate(model, scope, &mut out);
+    gateway_servers::gateway_port_not_exposed(model, scope, &mut out);
     workloads::namespace_not_injected(model, scope, &mut out);
     workloads::pods_without_sidecar(model, scope, &mut out);
     workloads::sidecar_selects_no_pod(model, scope, &mut out);
