@@ -140,6 +140,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "destination-port-pinned",
     "route-backend-unresolved",
     "route-zero-weight",
+    "jwt-claim-route-unauthenticated",
     "gateway-not-found",
     "gateway-credential-missing",
     "gateway-host-not-served",

@@ -28,6 +28,8 @@ pub enum Input {
     Sidecars,
     /// Istio PeerAuthentications.
     PeerAuthentications,
+    /// Istio RequestAuthentications.
+    RequestAuthentications,
     /// Gateway API routes (HTTP, GRPC, TCP, TLS).
     Routes,
     /// Gateway API ReferenceGrants.
@@ -68,6 +70,7 @@ impl Input {
             Gateways => &["gateways.networking.istio.io", "gateways.gateway.networking.k8s.io"],
             Sidecars => &["sidecars.networking.istio.io"],
             PeerAuthentications => &["peerauthentications.security.istio.io"],
+            RequestAuthentications => &["requestauthentications.security.istio.io"],
             Routes => &[
                 "httproutes.gateway.networking.k8s.io",
                 "grpcroutes.gateway.networking.k8s.io",
@@ -111,6 +114,7 @@ const OBJECT_INPUTS: &[Input] = &[
     Gateways,
     Sidecars,
     PeerAuthentications,
+    RequestAuthentications,
     Routes,
     ReferenceGrants,
     Pods,
@@ -168,6 +172,8 @@ pub fn needs(id: &str) -> &'static [Input] {
         "gateway-not-found" => &[Gateways],
         "subset-no-endpoints" => &[Pods, EndpointSlices],
         "mtls-conflict" => &[PeerAuthentications, DestinationRules],
+        "jwt-claim-route-unauthenticated" => &[RequestAuthentications, Pods],
+        "gateway-port-not-exposed" => &[Services, Pods],
         "route-backend-unresolved" => &[Services, ServiceEntries, ReferenceGrants],
         "route-status-stale" | "route-not-accepted" => &[Routes, Gateways],
         "l7-rule-without-waypoint" => &[Namespaces, Services, Gateways],

@@ -11,6 +11,7 @@ pub mod gateway_translation;
 pub mod ingress;
 pub mod names;
 mod peer_authentication;
+mod request_authentication;
 mod service_entry;
 mod sidecar;
 mod virtual_service;
@@ -18,6 +19,7 @@ mod virtual_service;
 pub use destination_rule::{DestinationRule, Subset, TlsSettings, TrafficPolicy};
 pub use gateway::{Gateway, GatewayApiSpec, Server, ServerTls};
 pub use peer_authentication::PeerAuthentication;
+pub use request_authentication::RequestAuthentication;
 pub use service_entry::ServiceEntry;
 pub use sidecar::{EgressListener, Sidecar};
 pub use virtual_service::{

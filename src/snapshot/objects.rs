@@ -8,7 +8,7 @@
 use super::Gap;
 use crate::error::{Error, Result};
 use crate::istio::gateway_api::{ReferenceGrant, Route, RouteKind, RouteSpec, RouteStatus};
-use crate::istio::{DestinationRule, Gateway, GatewayApiSpec, PeerAuthentication, ServiceEntry, Sidecar, VirtualService};
+use crate::istio::{DestinationRule, Gateway, GatewayApiSpec, PeerAuthentication, RequestAuthentication, ServiceEntry, Sidecar, VirtualService};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -228,6 +228,8 @@ pub struct Objects {
     pub sidecars: Vec<Resource<Sidecar>>,
     /// PeerAuthentications.
     pub peer_authentications: Vec<Resource<PeerAuthentication>>,
+    /// RequestAuthentications (their selectors only).
+    pub request_authentications: Vec<Resource<RequestAuthentication>>,
     /// Gateway API routes: HTTPRoute, GRPCRoute, TCPRoute, TLSRoute (`spec.kind` tells them apart).
     pub routes: Vec<Resource<Route>>,
     /// Gateway API ReferenceGrants.
@@ -405,6 +407,7 @@ impl Objects {
             ("networking.istio.io", "ServiceEntry") => self.service_entries.push(service_entry_object(doc, origin, k)?),
             ("networking.istio.io", "Sidecar") => self.sidecars.push(istio_object(doc, origin, k)?),
             ("security.istio.io", "PeerAuthentication") => self.peer_authentications.push(istio_object(doc, origin, k)?),
+            ("security.istio.io", "RequestAuthentication") => self.request_authentications.push(istio_object(doc, origin, k)?),
             ("gateway.networking.k8s.io", k) if RouteKind::from_kind(k).is_some() => self.routes.push(route_object(doc, origin, k)?),
             ("gateway.networking.k8s.io", "ReferenceGrant") => self.reference_grants.push(istio_object(doc, origin, k)?),
             ("networking.k8s.io", "Ingress") => self.ingresses.push(kube_object(doc, origin, k, |i: &Ingress| &i.metadata)?),
@@ -454,6 +457,7 @@ impl Objects {
         repeats.drop_from("ServiceEntry", &mut self.service_entries);
         repeats.drop_from("Sidecar", &mut self.sidecars);
         repeats.drop_from("PeerAuthentication", &mut self.peer_authentications);
+        repeats.drop_from("RequestAuthentication", &mut self.request_authentications);
         repeats.drop_from_by(&mut self.routes, |r| r.spec.kind.as_str());
         repeats.drop_from("ReferenceGrant", &mut self.reference_grants);
         repeats.drop_from("Ingress", &mut self.ingresses);
@@ -527,6 +531,7 @@ impl Objects {
             + self.service_entries.len()
             + self.sidecars.len()
             + self.peer_authentications.len()
+            + self.request_authentications.len()
             + self.routes.len()
             + self.reference_grants.len()
     }

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 /// The Gateways a VirtualService names, normalized to `namespace/name`, without `mesh` and
 /// without the internal names istiod generates for Gateway API resources.
-fn bound_gateways(vs: &Resource<VirtualService>) -> Vec<(usize, String)> {
+pub(super) fn bound_gateways(vs: &Resource<VirtualService>) -> Vec<(usize, String)> {
     vs.spec
         .gateways
         .iter()
@@ -26,7 +26,7 @@ fn bound_gateways(vs: &Resource<VirtualService>) -> Vec<(usize, String)> {
 }
 
 /// The Gateway object `namespace/name`.
-fn find_gateway<'a>(model: &Model<'a>, full: &str) -> Option<&'a Resource<Gateway>> {
+pub(super) fn find_gateway<'a>(model: &Model<'a>, full: &str) -> Option<&'a Resource<Gateway>> {
     model.objects.gateways.iter().find(|g| format!("{}/{}", g.meta.namespace, g.meta.name) == full)
 }
 

@@ -13,6 +13,7 @@ mod destinations;
 mod gateway_api;
 mod gateway_servers;
 mod gateways;
+mod jwt_routing;
 mod matches;
 mod routing;
 mod service_entries;
@@ -104,6 +105,7 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     gateways::gateway_conflict(model, scope, &mut out);
     gateways::gateway_ignores_mesh_rules(model, scope, &mut out);
     gateways::gateway_internal_reference(model, scope, &mut out);
+    jwt_routing::jwt_claim_route_unauthenticated(model, scope, &mut out);
     gateway_servers::gateway_duplicate_certificate(model, scope, &mut out);
     gateway_servers::gateway_port_not_exposed(model, scope, &mut out);
     workloads::namespace_not_injected(model, scope, &mut out);

@@ -52,6 +52,7 @@ const ISTIO_KINDS: &[(&str, &[&str], &str, &str)] = &[
     ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "serviceentries", "ServiceEntry"),
     ("networking.istio.io", &["v1", "v1beta1", "v1alpha3"], "sidecars", "Sidecar"),
     ("security.istio.io", &["v1", "v1beta1"], "peerauthentications", "PeerAuthentication"),
+    ("security.istio.io", &["v1", "v1beta1"], "requestauthentications", "RequestAuthentication"),
     ("gateway.networking.k8s.io", &["v1", "v1beta1"], "gateways", "Gateway"),
     ("gateway.networking.k8s.io", &["v1", "v1beta1"], "httproutes", "HTTPRoute"),
     ("gateway.networking.k8s.io", &["v1", "v1alpha2"], "grpcroutes", "GRPCRoute"),
