@@ -25,7 +25,7 @@ const NOT_ROUTING: &[&str] = &["applicationUID.Analyzer", "injection.ImageAutoAn
 /// The other codes of the routing analyzers are counted too, as what parity still lacks.
 const COMPARED: &[&str] = &[
     "IST0101", "IST0102", "IST0103", "IST0109", "IST0112", "IST0118", "IST0130", "IST0131", "IST0132", "IST0140", "IST0173", "IST0174", "IST0134", "IST0177",
-    "IST0110", "IST0111", "IST0167", "IST0128", "IST0129", "IST0145", "IST0138", "IST0162", "IST0165", "IST0149",
+    "IST0110", "IST0111", "IST0167", "IST0128", "IST0129", "IST0145", "IST0138", "IST0162", "IST0165", "IST0149", "IST0161",
 ];
 
 /// One of our checks: (istio_code, finding id, subject kind).
@@ -57,7 +57,14 @@ const ANALYZERS: &[(&str, &[Check])] = &[
     ("gateway.IngressGatewayPortAnalyzer", &[("IST0101", "gateway-not-found", "Gateway"), ("IST0162", "gateway-port-not-exposed", "Gateway")]),
     ("virtualservice.JWTClaimRouteAnalyzer", &[("IST0149", "jwt-claim-route-unauthenticated", "VirtualService")]),
     ("gateway.CertificateAnalyzer", &[("IST0138", "gateway-duplicate-certificate", "Gateway")]),
-    ("gateway.SecretAnalyzer", &[("IST0101", "gateway-not-found", "Gateway"), ("IST0101", "gateway-credential-missing", "Gateway")]),
+    (
+        "gateway.SecretAnalyzer",
+        &[
+            ("IST0101", "gateway-not-found", "Gateway"),
+            ("IST0101", "gateway-credential-missing", "Gateway"),
+            ("IST0161", "gateway-credential-invalid", "Gateway"),
+        ],
+    ),
     ("injection.Analyzer", &[("IST0102", "namespace-not-injected", "Namespace"), ("IST0103", "caller-without-sidecar", "Pod")]),
     ("service.PortNameAnalyzer", &[("IST0118", "port-not-http", "Service")]),
     ("destinationrule.SubsetSelectPodAnalyzer", &[("IST0173", "subset-no-endpoints", "DestinationRule"), ("IST0174", "host-not-found", "DestinationRule")]),

@@ -92,3 +92,36 @@ fn a_cause_analyze_reports_twice_is_one_finding_with_both_codes() {
     assert_eq!(on_vs[0]["istio_code"], "IST0101");
     assert_eq!(on_vs[0]["also_istio_codes"], serde_json::json!(["IST0132"]));
 }
+
+#[test]
+fn a_credential_is_read_for_its_key_names_and_dates_only() {
+    for name in ["gateway-credential-invalid", "gateway-credential-invalid-ok"] {
+        let dir = scenario(name);
+        let yaml = std::fs::read_to_string(Path::new(&scenario(name)).join("objects/bookinfo.yaml")).unwrap();
+        // Every Secret value, as stored (base64) and as decoded PEM, in pieces of 12 characters.
+        let values: Vec<&str> = yaml.lines().filter_map(|l| l.trim().strip_prefix("bookinfo.crt: ").or(l.trim().strip_prefix("bookinfo.key: "))).collect();
+        let values: Vec<&str> =
+            if values.is_empty() { yaml.lines().filter_map(|l| l.trim().strip_prefix("cert: ").or(l.trim().strip_prefix("key: "))).collect() } else { values };
+        assert_eq!(values.len(), 2, "{name}: the fixture's two Secret values");
+        let decoded: Vec<String> =
+            values.iter().map(|v| String::from_utf8(base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v).unwrap()).unwrap()).collect();
+        let pieces: Vec<String> = values
+            .iter()
+            .map(|v| v.to_string())
+            .chain(decoded.iter().flat_map(|pem| pem.lines().filter(|l| !l.starts_with("-----")).map(str::to_string)))
+            .flat_map(|s| s.as_bytes().chunks(12).filter(|c| c.len() == 12).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>())
+            .collect();
+        assert!(pieces.len() > 20, "{name}: too little secret data to check");
+        for args in [vec!["--all", "-A"], vec!["reviews"]] {
+            for format in ["json", "markdown", "table"] {
+                let mut all = args.clone();
+                all.extend(["--snapshot", &dir, "-o", format]);
+                let out = run(&all);
+                let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                for piece in &pieces {
+                    assert!(!text.contains(piece.as_str()), "{name} {args:?} -o {format} leaks secret data {piece}");
+                }
+            }
+        }
+    }
+}

@@ -143,6 +143,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "jwt-claim-route-unauthenticated",
     "gateway-not-found",
     "gateway-credential-missing",
+    "gateway-credential-invalid",
     "gateway-host-not-served",
     "gateway-conflict",
     "gateway-internal-reference",

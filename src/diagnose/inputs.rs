@@ -173,6 +173,7 @@ pub fn needs(id: &str) -> &'static [Input] {
         "subset-no-endpoints" => &[Pods, EndpointSlices],
         "mtls-conflict" => &[PeerAuthentications, DestinationRules],
         "jwt-claim-route-unauthenticated" => &[RequestAuthentications, Pods],
+        "gateway-credential-invalid" => &[Pods],
         "gateway-port-not-exposed" => &[Services, Pods],
         "route-backend-unresolved" => &[Services, ServiceEntries, ReferenceGrants],
         "route-status-stale" | "route-not-accepted" => &[Routes, Gateways],

@@ -504,6 +504,9 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
     }
     let repeats = snap.objects.sort();
     snap.gaps.extend(repeats);
+    // Certificates are judged as of the capture, or, for plain files, now (read here, at the edge).
+    let captured = snap.manifest.as_ref().and_then(|m| m.captured_at.parse::<k8s_openapi::jiff::Timestamp>().ok());
+    snap.objects.as_of = Some(captured.unwrap_or_else(k8s_openapi::jiff::Timestamp::now).as_second());
     Ok(snap)
 }
 

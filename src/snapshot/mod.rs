@@ -2,9 +2,11 @@
 //! gathering consumes. It holds the cluster's objects, each proxy's raw admin output, and the
 //! gaps: what could not be collected, and why.
 
+mod credential;
 mod manifest;
 mod objects;
 
+pub use credential::{CertificateState, Credential};
 pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest, mesh_target};
 pub use objects::{Document, MeshConfig, Meta, ObjectRef, Objects, Resource};
 

@@ -2,10 +2,12 @@
 //!
 //! Documents arrive as JSON values (YAML is converted by the reader) and are sorted by `kind`.
 //! Kinds mesh-why does not use are counted and skipped. Of a Secret only its namespace and name
-//! are kept (a Gateway's `credentialName` must exist); its data, type and metadata are dropped
-//! at once, so no secret material can reach the output.
+//! are kept (a Gateway's `credentialName` must exist), with its data key names and its
+//! certificate's validity dates ([`Credential`]); its data, type and metadata are dropped at
+//! once, so no secret material can reach the output.
 
 use super::Gap;
+use super::credential::Credential;
 use crate::error::{Error, Result};
 use crate::istio::gateway_api::{ReferenceGrant, Route, RouteKind, RouteSpec, RouteStatus};
 use crate::istio::{DestinationRule, Gateway, GatewayApiSpec, PeerAuthentication, RequestAuthentication, ServiceEntry, Sidecar, VirtualService};
@@ -247,6 +249,11 @@ pub struct Objects {
     pub route_virtual_services: Vec<Resource<VirtualService>>,
     /// `(namespace, name)` of each Secret in the snapshot: the only part of a Secret kept.
     pub secret_names: BTreeSet<(String, String)>,
+    /// What each Secret of [`Self::secret_names`] holds as a gateway credential (no material).
+    pub secret_credentials: BTreeMap<(String, String), Credential>,
+    /// Unix time (seconds) the objects describe: when they were captured or read; certificates
+    /// are judged at this time.
+    pub as_of: Option<i64>,
     /// Mesh settings (defaults when no `istio` ConfigMap was captured).
     pub mesh: MeshConfig,
     /// Whether a mesh config was found.
@@ -391,7 +398,13 @@ impl Objects {
                 let doc = doc.into_value().map_err(|e| Error::new(format!("Secret is not valid JSON: {e}")).at(origin))?;
                 let field = |f: &str| doc.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).map(str::to_string);
                 let name = field("name").ok_or_else(|| Error::new("Secret has no metadata.name").at(origin))?;
-                self.secret_names.insert((field("namespace").unwrap_or_else(|| "default".into()), name));
+                let key = (field("namespace").unwrap_or_else(|| "default".into()), name);
+                // A Secret whose data does not parse yields no credential and, so that no value
+                // can reach a message, no error either.
+                if let Ok(secret) = serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(doc) {
+                    self.secret_credentials.insert(key.clone(), Credential::of(&secret));
+                }
+                self.secret_names.insert(key);
             }
             ("", "ConfigMap") => {
                 let doc = doc.into_value().map_err(|e| Error::new(format!("ConfigMap is not valid JSON: {e}")).at(origin))?;

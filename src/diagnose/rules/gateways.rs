@@ -159,6 +159,34 @@ pub fn gateway_credential_missing(model: &Model<'_>, scope: Scope<'_>, out: &mut
     }
 }
 
+/// A gateway TLS server whose credential Secret exists but istiod cannot serve (IST0161): no
+/// cert/key pair under the names it reads, a certificate that does not parse, or one outside
+/// its validity dates. The gateway then has no certificate for the server.
+pub fn gateway_credential_invalid(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    for (gw, namespaces) in running_gateways(model, scope) {
+        let me = named("Gateway", &gw.meta.namespace, &gw.meta.name);
+        for (i, credential) in credentials(gw) {
+            for ns in &namespaces {
+                let Some(secret) = model.objects.secret_credentials.get(&(ns.to_string(), credential.to_string())) else { continue };
+                let Some(problem) = secret.problem(model.objects.as_of) else { continue };
+                let port = gw.spec.servers[i].port.as_ref().map_or(0, |p| p.number);
+                out.push(
+                    Finding::new(
+                        "gateway-credential-invalid",
+                        Severity::Error,
+                        gw.reference("Gateway"),
+                        format!("{me} serves TLS on port {port} with Secret {ns}/{credential}, but {problem}, so the gateway has no certificate there"),
+                    )
+                    .code("IST0161")
+                    .detail("istiod reads a gateway credential from the keys cert/key or tls.crt/tls.key and refuses a certificate that does not parse or is outside its validity dates; the server's listener is then left without a certificate and TLS handshakes on it fail.")
+                    .evidence([format!("{me} spec.servers[{i}].tls.credentialName: {credential}"), format!("Secret {ns}/{credential}: {problem}")])
+                    .fix(format!("replace the Secret with a valid certificate and key (kubectl create secret tls {credential} -n {ns} --cert=... --key=... --dry-run=client -o yaml | kubectl apply -f -)")),
+                );
+            }
+        }
+    }
+}
+
 /// What the object checks could not decide for lack of data: a gateway's `credentialName`
 /// cannot be checked when the snapshot holds no Secrets (live mode never requests them).
 pub fn unchecked(model: &Model<'_>, scope: Scope<'_>) -> Vec<Gap> {

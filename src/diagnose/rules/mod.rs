@@ -101,6 +101,7 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     destinations::tls_origination_unverified(model, scope, &mut out);
     gateways::gateway_not_found(model, scope, &mut out);
     gateways::gateway_credential_missing(model, scope, &mut out);
+    gateways::gateway_credential_invalid(model, scope, &mut out);
     gateways::gateway_host_not_served(model, scope, &mut out);
     gateways::gateway_conflict(model, scope, &mut out);
     gateways::gateway_ignores_mesh_rules(model, scope, &mut out);

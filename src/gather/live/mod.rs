@@ -136,6 +136,7 @@ impl Capture {
         }
         let repeats = snapshot.objects.sort();
         snapshot.gaps.extend(repeats);
+        snapshot.objects.as_of = Some(k8s_openapi::jiff::Timestamp::now().as_second());
         snapshot.proxies = self.proxies.clone();
         snapshot.proxies.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
         Ok(snapshot)
