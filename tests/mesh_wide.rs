@@ -125,3 +125,17 @@ fn a_credential_is_read_for_its_key_names_and_dates_only() {
         }
     }
 }
+
+#[test]
+fn a_jwt_claim_route_is_not_judged_without_the_request_authentications() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("objects");
+    std::fs::create_dir(&objects).unwrap();
+    std::fs::copy(Path::new(&scenario("jwt-claim-route-unauthenticated")).join("objects/bookinfo.yaml"), objects.join("bookinfo.yaml")).unwrap();
+    let gap = serde_json::json!({"source": "requestauthentications.security.istio.io", "reason": "forbidden: list requestauthentications"});
+    std::fs::write(dir.path().join("mesh-why.json"), serde_json::json!({"format_version": 1, "gaps": [gap]}).to_string()).unwrap();
+    let out = run(&["reviews", "--snapshot", &dir.path().to_string_lossy(), "-o", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["findings"].as_array().unwrap().iter().all(|f| f["id"] != "jwt-claim-route-unauthenticated"), "{report}");
+    assert!(report["gaps"].to_string().contains("not checked: jwt-claim-route-unauthenticated"), "{report}");
+}
