@@ -120,6 +120,7 @@ impl Finding {
 const EXPLANATORY_ORDER: &[&str] = &[
     "caller-without-sidecar",
     "namespace-not-injected",
+    "namespace-injection-conflict",
     "vs-gateway-only",
     "vs-host-mismatch",
     "vs-not-visible",
@@ -167,6 +168,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "service-entry-protocol-conflict",
     "service-entry-address-required",
     "sidecar-no-effect-ambient",
+    "namespace-injected-by-default",
 ];
 
 /// Merges findings of the same cause reported for several callers, then ranks them:

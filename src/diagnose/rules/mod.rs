@@ -110,6 +110,7 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     gateway_servers::gateway_duplicate_certificate(model, scope, &mut out);
     gateway_servers::gateway_port_not_exposed(model, scope, &mut out);
     workloads::namespace_not_injected(model, scope, &mut out);
+    workloads::namespace_injection_conflict(model, scope, &mut out);
     workloads::pods_without_sidecar(model, scope, &mut out);
     workloads::sidecar_selects_no_pod(model, scope, &mut out);
     workloads::sidecar_conflicts(model, scope, &mut out);

@@ -75,11 +75,61 @@ fn bare_pods(model: &Model<'_>, namespace: &str) -> Vec<String> {
 /// Namespaces without any injection label (IST0102).
 pub fn namespace_not_injected(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
     for ns in model.objects.namespaces.iter().map(|n| n.meta.name.as_str()).filter(|ns| scope.namespace(ns) && !is_system(model, ns)) {
+        let labels = model.objects.namespace(ns).map(|n| &n.meta.labels);
+        let unlabelled = labels.is_some_and(|l| ["istio-injection", "istio.io/rev"].iter().all(|k| !l.contains_key(*k)));
+        let ambient = labels.is_some_and(|l| l.get("istio.io/dataplane-mode").is_some_and(|m| m == "ambient"));
+        if unlabelled && !ambient && model.objects.injection_enabled_by_default {
+            out.push(
+                Finding::new(
+                    "namespace-injected-by-default",
+                    Severity::Info,
+                    ObjectRef::new("Namespace", "", ns),
+                    format!("namespace {ns} has no injection label, and the injector enables every namespace by default, so its pods get sidecars"),
+                )
+                .code("IST0148")
+                .detail("The istio-sidecar-injector configuration sets enableNamespacesByDefault: unlabelled namespaces are injected. Worth knowing when a pod there unexpectedly has (or a new namespace unexpectedly gets) a sidecar.")
+                .evidence([format!("Namespace {ns} metadata.labels: no istio-injection or istio.io/rev"), "ConfigMap istio-sidecar-injector values: sidecarInjectorWebhook.enableNamespacesByDefault: true".into()])
+                .fix(format!("label the namespace to make the choice explicit: kubectl label namespace {ns} istio-injection=enabled (or =disabled)")),
+            );
+            continue;
+        }
         if injection(model, ns) != Some(Injection::Unlabelled) {
             continue;
         }
         let bare = bare_pods(model, ns);
         out.push(not_injected(ns, if bare.is_empty() { Severity::Info } else { Severity::Warning }, &bare));
+    }
+}
+
+/// Namespaces labelled for more than one way into the mesh (IST0123): `istio-injection`
+/// with `istio.io/rev`, or either with ambient mode; the injector and the CNI then disagree
+/// on what the pods get.
+pub fn namespace_injection_conflict(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    let istio_ns = model.objects.mesh.root_namespace.as_str();
+    for ns in model.objects.namespaces.iter().filter(|n| scope.namespace(&n.meta.name) && n.meta.name != istio_ns && n.meta.name != "istio-system") {
+        let labels = &ns.meta.labels;
+        let injection = labels.get("istio-injection");
+        let mut set: Vec<String> = injection.map(|v| format!("istio-injection={v}")).into_iter().collect();
+        // Another value of istio-injection opts out: the other labels are then moot.
+        if injection.is_none_or(|v| v == "enabled") {
+            set.extend(["istio.io/rev", "istio.io/dataplane-mode"].iter().filter_map(|k| labels.get(*k).map(|v| format!("{k}={v}"))));
+        }
+        if set.len() < 2 {
+            continue;
+        }
+        let name = &ns.meta.name;
+        out.push(
+            Finding::new(
+                "namespace-injection-conflict",
+                Severity::Warning,
+                ObjectRef::new("Namespace", "", name),
+                format!("namespace {name} is labelled for several ways into the mesh ({}), so which one its pods get is not what the labels say", set.join(", ")),
+            )
+            .code("IST0123")
+            .detail("`istio-injection=enabled` takes precedence over `istio.io/rev` (the revision label is then ignored), and sidecar injection over ambient mode. The labels promise one data plane; the pods get another.")
+            .evidence([format!("Namespace {name} metadata.labels: {}", set.join(", "))])
+            .fix(format!("keep one: `istio-injection=enabled` or `istio.io/rev=<revision>` for sidecars, or `istio.io/dataplane-mode=ambient` alone (kubectl label namespace {name} <label>-)")),
+        );
     }
 }
 
