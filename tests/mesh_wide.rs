@@ -126,16 +126,35 @@ fn a_credential_is_read_for_its_key_names_and_dates_only() {
     }
 }
 
-#[test]
-fn a_jwt_claim_route_is_not_judged_without_the_request_authentications() {
+/// The JWT-claim route scenario's objects with `manifest` as its `mesh-why.json`; the report.
+fn jwt_claim_report(manifest: Value) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let objects = dir.path().join("objects");
     std::fs::create_dir(&objects).unwrap();
     std::fs::copy(Path::new(&scenario("jwt-claim-route-unauthenticated")).join("objects/bookinfo.yaml"), objects.join("bookinfo.yaml")).unwrap();
-    let gap = serde_json::json!({"source": "requestauthentications.security.istio.io", "reason": "forbidden: list requestauthentications"});
-    std::fs::write(dir.path().join("mesh-why.json"), serde_json::json!({"format_version": 1, "gaps": [gap]}).to_string()).unwrap();
+    std::fs::write(dir.path().join("mesh-why.json"), manifest.to_string()).unwrap();
     let out = run(&["reviews", "--snapshot", &dir.path().to_string_lossy(), "-o", "json"]);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(report["findings"].as_array().unwrap().iter().all(|f| f["id"] != "jwt-claim-route-unauthenticated"), "{report}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Whether the report holds the JWT-claim route finding.
+fn has_jwt_claim_finding(report: &Value) -> bool {
+    report["findings"].as_array().unwrap().iter().any(|f| f["id"] == "jwt-claim-route-unauthenticated")
+}
+
+#[test]
+fn a_jwt_claim_route_is_not_judged_without_the_request_authentications() {
+    let gap = serde_json::json!({"source": "requestauthentications.security.istio.io", "reason": "forbidden: list requestauthentications"});
+    let report = jwt_claim_report(serde_json::json!({"format_version": 1, "gaps": [gap]}));
+    assert!(!has_jwt_claim_finding(&report), "{report}");
     assert!(report["gaps"].to_string().contains("not checked: jwt-claim-route-unauthenticated"), "{report}");
+}
+
+#[test]
+fn a_capture_that_predates_request_authentications_does_not_judge_jwt_claim_routes() {
+    let vs = "objects/virtualservices.networking.istio.io.json: 2 objects";
+    let old = jwt_claim_report(serde_json::json!({"format_version": 1, "collected": [vs]}));
+    assert!(!has_jwt_claim_finding(&old), "{old}");
+    let new = jwt_claim_report(serde_json::json!({"format_version": 1, "collected": [vs, "objects/requestauthentications.security.istio.io.json: 0 objects"]}));
+    assert!(has_jwt_claim_finding(&new), "{new}");
 }

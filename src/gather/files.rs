@@ -504,10 +504,21 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
     }
     let repeats = snap.objects.sort();
     snap.gaps.extend(repeats);
+    snap.gaps.extend(snap.manifest.as_ref().and_then(kinds_not_collected));
     // Certificates are judged as of the capture, or, for plain files, now (read here, at the edge).
     let captured = snap.manifest.as_ref().and_then(|m| m.captured_at.parse::<k8s_openapi::jiff::Timestamp>().ok());
     snap.objects.as_of = Some(captured.unwrap_or_else(k8s_openapi::jiff::Timestamp::now).as_second());
     Ok(snap)
+}
+
+/// A capture made before mesh-why read RequestAuthentications lists every kind it read in
+/// `collected` but not them: none in the snapshot then means "not asked", not "none exist".
+fn kinds_not_collected(manifest: &Manifest) -> Option<Gap> {
+    const SOURCE: &str = "requestauthentications.security.istio.io";
+    let listed = |line: &String| line.starts_with(&format!("objects/{SOURCE}"));
+    let objects_listed = manifest.collected.iter().any(|l| l.starts_with("objects/"));
+    (objects_listed && !manifest.collected.iter().any(listed) && !manifest.gaps.iter().any(|g| g.source == SOURCE))
+        .then(|| Gap { source: SOURCE.into(), reason: "not collected: the capture was made by a mesh-why that did not read them".into() })
 }
 
 /// The gap of a file that is there but empty.
