@@ -25,7 +25,8 @@ const NOT_ROUTING: &[&str] = &["applicationUID.Analyzer", "injection.ImageAutoAn
 /// The other codes of the routing analyzers are counted too, as what parity still lacks.
 const COMPARED: &[&str] = &[
     "IST0101", "IST0102", "IST0103", "IST0109", "IST0112", "IST0118", "IST0130", "IST0131", "IST0132", "IST0140", "IST0173", "IST0174", "IST0134", "IST0177",
-    "IST0110", "IST0111", "IST0167", "IST0128", "IST0129", "IST0145", "IST0138", "IST0162", "IST0165", "IST0149", "IST0161", "IST0123", "IST0148",
+    "IST0110", "IST0111", "IST0167", "IST0128", "IST0129", "IST0145", "IST0138", "IST0162", "IST0165", "IST0149", "IST0161", "IST0123", "IST0148", "IST0150",
+    "IST0116", "IST0137",
 ];
 
 /// One of our checks: (istio_code, finding id, subject kind).
@@ -74,7 +75,11 @@ const ANALYZERS: &[(&str, &[Check])] = &[
             ("IST0148", "namespace-injected-by-default", "Namespace"),
         ],
     ),
-    ("service.PortNameAnalyzer", &[("IST0118", "port-not-http", "Service")]),
+    ("service.PortNameAnalyzer", &[("IST0118", "port-not-http", "Service"), ("IST0150", "external-name-port-protocol", "Service")]),
+    (
+        "deployment.MultiServiceAnalyzer",
+        &[("IST0116", "deployment-service-protocol-conflict", "Deployment"), ("IST0137", "deployment-service-target-port-conflict", "Deployment")],
+    ),
     ("destinationrule.SubsetSelectPodAnalyzer", &[("IST0173", "subset-no-endpoints", "DestinationRule"), ("IST0174", "host-not-found", "DestinationRule")]),
     (
         "sidecar.SelectorAnalyzer",

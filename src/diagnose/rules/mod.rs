@@ -114,6 +114,7 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     workloads::pods_without_sidecar(model, scope, &mut out);
     workloads::sidecar_selects_no_pod(model, scope, &mut out);
     workloads::sidecar_conflicts(model, scope, &mut out);
+    workloads::deployment_service_conflicts(model, scope, &mut out);
     service_entries::service_entry_address_required(model, scope, &mut out);
     service_entries::service_entry_protocol_conflict(model, scope, &mut out);
     gateway_api::route_not_accepted(model, scope, &mut out);

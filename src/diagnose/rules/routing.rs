@@ -194,14 +194,18 @@ pub fn port_not_http_naming(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<F
         let exempt = NAMING_EXEMPT_NAMESPACES.contains(&svc.meta.namespace.as_str())
             || labels.contains_key("istio")
             || labels.get("release").is_some_and(|r| r == "istio")
-            || labels.contains_key("gateway.istio.io/managed")
-            || svc.spec.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName");
+            || labels.contains_key("gateway.istio.io/managed");
+        let external_name = svc.spec.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName");
         let target = Target::from_service(svc);
         let in_scope = match scope {
             Scope::Service(t) => t.fqdn == target.fqdn,
             Scope::Mesh(_) => scope.namespace(&svc.meta.namespace),
         };
         if exempt || !in_scope {
+            continue;
+        }
+        if external_name {
+            external_name_port(&target, out);
             continue;
         }
         for tp in target.ports.iter().filter(|tp| tp.protocol == Protocol::Auto) {
@@ -218,6 +222,26 @@ pub fn port_not_http_naming(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<F
                 .fix(format!("name the port with its protocol, e.g. `name: http-{}`, or set `appProtocol: http`", tp.port)),
             );
         }
+    }
+}
+
+/// ExternalName Service ports whose protocol istiod cannot route by (IST0150): sniffed, or
+/// named plain `tcp`. The external name has no address of the mesh's own, so only an HTTP Host
+/// or a TLS SNI tells its traffic apart.
+fn external_name_port(target: &Target, out: &mut Vec<Finding>) {
+    for tp in target.ports.iter().filter(|tp| tp.protocol == Protocol::Auto || tp.name.as_deref() == Some("tcp")) {
+        out.push(
+            Finding::new(
+                "external-name-port-protocol",
+                Severity::Warning,
+                target.reference(),
+                format!("{} of ExternalName Service {} does not say its protocol, so sidecars may not forward its traffic to the external name", port_description(tp), target.name),
+            )
+            .code("IST0150")
+            .detail("An ExternalName Service is a DNS alias without a cluster IP. Sidecars route to it by HTTP Host header or TLS SNI, which the port's protocol must declare; an unnamed, unprefixed or plain `tcp` port leaves the connection to sniffing or to a listener with nothing to match on.")
+            .evidence([format!("Service {}/{} spec.type: ExternalName, spec.ports[port={}].name: {:?}", target.namespace, target.name, tp.port, tp.name.clone().unwrap_or_default())])
+            .fix(format!("name the port with its protocol, e.g. `name: https-{}` (or `http-`, `tls-`), or set `appProtocol`", tp.port)),
+        );
     }
 }
 

@@ -437,3 +437,100 @@ pub fn mtls_conflict(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>
         );
     }
 }
+
+/// Services that select one Deployment's pods and disagree on a port (IST0116: the same port
+/// with different protocols) or on a target port (IST0137: one target port behind different
+/// service ports): istiod builds one inbound listener per target port, so one Service's
+/// settings win for the workload.
+pub fn deployment_service_conflicts(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    let objects = model.objects;
+    for deploy in &objects.deployments {
+        let ns = deploy.meta.namespace.as_str();
+        let Some(template) = deploy.spec.spec.as_ref().map(|s| &s.template) else { continue };
+        let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+        let annotations = template.metadata.as_ref().and_then(|m| m.annotations.clone()).unwrap_or_default();
+        // Waypoints are Deployments the mesh controller manages: not workloads with Services.
+        if deploy.meta.labels.get("gateway.istio.io/managed").is_some_and(|v| v == "istio.io-mesh-controller")
+            || !deployment_in_mesh(model, ns, &labels, &annotations, template)
+        {
+            continue;
+        }
+        let services: Vec<&Resource<k8s_openapi::api::core::v1::Service>> = objects
+            .services
+            .iter()
+            .filter(|svc| svc.meta.namespace == ns)
+            .filter(|svc| svc.spec.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|sel| !sel.is_empty() && labels_match(sel, &labels)))
+            .collect();
+        let in_scope = match scope {
+            Scope::Service(t) => services.iter().any(|s| s.meta.name == t.name && s.meta.namespace == t.namespace),
+            Scope::Mesh(_) => scope.namespace(ns),
+        };
+        if !in_scope || services.len() < 2 {
+            continue;
+        }
+        let me = named("Deployment", ns, &deploy.meta.name);
+        // port → protocol → Services; target port → service port → Service.
+        let mut protocols: BTreeMap<i32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        let mut targets: BTreeMap<String, BTreeMap<i32, String>> = BTreeMap::new();
+        for svc in &services {
+            for port in svc.spec.spec.as_ref().and_then(|s| s.ports.as_ref()).into_iter().flatten() {
+                let protocol = port.protocol.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "TCP".into());
+                protocols.entry(port.port).or_default().entry(protocol).or_default().push(svc.meta.name.clone());
+                let target = match &port.target_port {
+                    Some(IntOrString::Int(n)) if *n != 0 => n.to_string(),
+                    Some(IntOrString::String(s)) if !s.is_empty() && s != "0" => s.clone(),
+                    _ => port.port.to_string(),
+                };
+                targets.entry(target).or_default().insert(port.port, svc.meta.name.clone());
+            }
+        }
+        for (port, by_protocol) in protocols.iter().filter(|(_, m)| m.len() > 1) {
+            let shown: Vec<String> = by_protocol.iter().map(|(p, names)| format!("{p} ({})", names.join(", "))).collect();
+            out.push(
+                Finding::new(
+                    "deployment-service-protocol-conflict",
+                    Severity::Warning,
+                    deploy.reference("Deployment"),
+                    format!("Services selecting the pods of {me} give port {port} different protocols: {}", shown.join(", ")),
+                )
+                .code("IST0116")
+                .detail("The pods receive traffic for every Service that selects them, and their sidecar has one inbound listener per port: the Services cannot both be right about the protocol, so one of them gets its traffic handled as the other's.")
+                .evidence(by_protocol.iter().map(|(p, names)| format!("port {port} protocol {p}: Service(s) {}", names.join(", "))))
+                .fix(format!("give port {port} the same protocol in every Service that selects {me}, or narrow the Services' selectors")),
+            );
+        }
+        for (target, by_port) in targets.iter().filter(|(_, m)| m.len() > 1) {
+            let shown: Vec<String> = by_port.iter().map(|(p, name)| format!("{name} port {p}")).collect();
+            out.push(
+                Finding::new(
+                    "deployment-service-target-port-conflict",
+                    Severity::Warning,
+                    deploy.reference("Deployment"),
+                    format!("Services selecting the pods of {me} send different ports to target port {target}: {}", shown.join(", ")),
+                )
+                .code("IST0137")
+                .detail("The sidecar builds one inbound listener per target port and names it after one service port; the other Service's port settings (protocol, name) do not apply to the traffic it sends there.")
+                .evidence(shown.iter().map(|s| format!("{s} → targetPort {target}")))
+                .fix(format!("expose target port {target} under one service port in every Service that selects {me}")),
+            );
+        }
+    }
+}
+
+/// Whether a Deployment's pods run a sidecar: its template has one, or asks for one
+/// (`sidecar.istio.io/inject` label, then annotation), or its namespace enables injection.
+fn deployment_in_mesh(
+    model: &Model<'_>,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> bool {
+    if template.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy" && c.image.as_deref().is_some_and(|i| !i.is_empty()))) {
+        return true;
+    }
+    if let Some(v) = labels.get("sidecar.istio.io/inject").or_else(|| annotations.get("sidecar.istio.io/inject")) {
+        return v == "true";
+    }
+    model.objects.namespace(namespace).is_some_and(|n| n.meta.labels.get("istio-injection").is_some_and(|v| v == "enabled"))
+}
