@@ -444,6 +444,11 @@ pub fn mtls_conflict(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>
 /// settings win for the workload.
 pub fn deployment_service_conflicts(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
     let objects = model.objects;
+    // Services by namespace, once: a scan of every Service per Deployment grew with their product.
+    let mut services_in: BTreeMap<&str, Vec<&Resource<k8s_openapi::api::core::v1::Service>>> = BTreeMap::new();
+    for svc in &objects.services {
+        services_in.entry(svc.meta.namespace.as_str()).or_default().push(svc);
+    }
     for deploy in &objects.deployments {
         let ns = deploy.meta.namespace.as_str();
         let Some(template) = deploy.spec.spec.as_ref().map(|s| &s.template) else { continue };
@@ -455,10 +460,11 @@ pub fn deployment_service_conflicts(model: &Model<'_>, scope: Scope<'_>, out: &m
         {
             continue;
         }
-        let services: Vec<&Resource<k8s_openapi::api::core::v1::Service>> = objects
-            .services
-            .iter()
-            .filter(|svc| svc.meta.namespace == ns)
+        let services: Vec<&Resource<k8s_openapi::api::core::v1::Service>> = services_in
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .copied()
             .filter(|svc| svc.spec.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|sel| !sel.is_empty() && labels_match(sel, &labels)))
             .collect();
         let in_scope = match scope {
