@@ -906,3 +906,40 @@ fn live_trace_reads_the_service_its_host_names_and_agrees_with_its_capture() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--host reviews.NAMESPACE"), "{}", text(&out));
 }
+
+#[test]
+fn gateway_credentials_are_fetched_by_name_and_only_their_reduction_is_kept() {
+    require_tools!();
+    // A gateway whose credential Secret holds its pair under names istiod does not read.
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios/gateway-credential-invalid/objects/bookinfo.yaml");
+    let yaml = std::fs::read_to_string(scenario).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+    let secret = docs.iter().find(|d| d["kind"] == "Secret").expect("the scenario has its Secret").clone();
+    let material: Vec<String> = secret["data"].as_object().unwrap().values().map(|v| v.as_str().unwrap()[..40].to_string()).collect();
+    let objects = tempfile::tempdir().unwrap();
+    std::fs::write(objects.path().join("objects.json"), serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs}).to_string()).unwrap();
+    let api = ApiServer::start(objects.path(), &[], &[]);
+    let kc = api.kubeconfig();
+    let live = mesh_why(&["--all", "-A", "--kubeconfig", kc.to_str().unwrap(), "-o", "json"], &[]);
+    let report = json(&live);
+    let ids: Vec<&str> = report["findings"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"gateway-credential-invalid"), "{}", text(&live));
+    api.assert_read_only();
+    let paths: Vec<String> = api.requests().iter().filter_map(|r| r["path"].as_str().map(str::to_string)).filter(|p| p.contains("secrets")).collect();
+    assert_eq!(paths, ["/api/v1/namespaces/istio-system/secrets/bookinfo-cert"], "only the named credential is requested, never a list");
+
+    // The capture holds the reduction, not the data, and analyzes the same.
+    let dir = api.dir.path().join("capture");
+    let saved = mesh_why(&["capture", "--all", "-A", "--kubeconfig", kc.to_str().unwrap(), "-d", dir.to_str().unwrap()], &[]);
+    assert_eq!(saved.status.code(), Some(0), "{}", text(&saved));
+    let written = std::fs::read_to_string(dir.join("objects/secrets.json")).unwrap();
+    assert!(!written.contains("\"data\""), "{written}");
+    let again = mesh_why(&["--all", "-A", "--snapshot", dir.to_str().unwrap(), "-o", "json"], &[]);
+    assert_eq!(json(&again)["findings"], report["findings"]);
+    for out in [text(&live), text(&again), written] {
+        for piece in &material {
+            assert!(!out.contains(piece.as_str()), "Secret data reached the output");
+        }
+        assert!(!out.contains("ZmFrZS1rZXktbWF0ZXJpYWw"), "the last-applied annotation's data reached the output");
+    }
+}

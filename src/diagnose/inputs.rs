@@ -34,6 +34,8 @@ pub enum Input {
     Routes,
     /// Gateway API ReferenceGrants.
     ReferenceGrants,
+    /// Secrets that gateways name as TLS credentials.
+    Secrets,
     /// Pods.
     Pods,
     /// EndpointSlices.
@@ -78,6 +80,7 @@ impl Input {
                 "tlsroutes.gateway.networking.k8s.io",
             ],
             ReferenceGrants => &["referencegrants.gateway.networking.k8s.io"],
+            Secrets => &["secrets"],
             Pods => &["pods"],
             EndpointSlices => &["endpointslices.discovery.k8s.io"],
             Namespaces => &["namespaces"],
@@ -117,6 +120,7 @@ const OBJECT_INPUTS: &[Input] = &[
     RequestAuthentications,
     Routes,
     ReferenceGrants,
+    Secrets,
     Pods,
     EndpointSlices,
     Namespaces,
@@ -173,7 +177,7 @@ pub fn needs(id: &str) -> &'static [Input] {
         "subset-no-endpoints" => &[Pods, EndpointSlices],
         "mtls-conflict" => &[PeerAuthentications, DestinationRules],
         "jwt-claim-route-unauthenticated" => &[RequestAuthentications, Pods],
-        "gateway-credential-invalid" => &[Pods],
+        "gateway-credential-invalid" | "gateway-credential-missing" => &[Secrets, Pods],
         "gateway-port-not-exposed" => &[Services, Pods],
         "route-backend-unresolved" => &[Services, ServiceEntries, ReferenceGrants],
         "route-status-stale" | "route-not-accepted" => &[Routes, Gateways],

@@ -111,3 +111,23 @@ impl From<GatewayApiSpec> for Gateway {
         Gateway { selector: BTreeMap::new(), servers, gateway_api: true }
     }
 }
+
+/// The Secrets (namespace, name) istiod reads gateway certificates from: each TLS server's
+/// `credentialName` of an Istio Gateway, in the namespaces of the pods the Gateway selects
+/// (not the Gateway's own).
+pub fn credential_references(objects: &crate::snapshot::Objects) -> std::collections::BTreeSet<(String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for gw in objects.gateways.iter().filter(|g| !g.spec.gateway_api && !g.spec.selector.is_empty()) {
+        let names: Vec<&str> =
+            gw.spec.servers.iter().filter_map(|s| s.tls.as_ref()?.credential_name.as_deref()).filter(|n| !n.is_empty() && !n.contains('/')).collect();
+        if names.is_empty() {
+            continue;
+        }
+        let namespaces: std::collections::BTreeSet<&str> =
+            objects.pods.iter().filter(|p| super::labels_match(&gw.spec.selector, &p.meta.labels)).map(|p| p.meta.namespace.as_str()).collect();
+        for ns in namespaces {
+            out.extend(names.iter().map(|n| (ns.to_string(), n.to_string())));
+        }
+    }
+    out
+}

@@ -17,7 +17,7 @@ mod sidecar;
 mod virtual_service;
 
 pub use destination_rule::{DestinationRule, Subset, TlsSettings, TrafficPolicy};
-pub use gateway::{Gateway, GatewayApiSpec, Server, ServerTls};
+pub use gateway::{Gateway, GatewayApiSpec, Server, ServerTls, credential_references};
 pub use peer_authentication::PeerAuthentication;
 pub use request_authentication::RequestAuthentication;
 pub use service_entry::ServiceEntry;

@@ -3,6 +3,8 @@
 //! The Secret's bytes are read once here and dropped; nothing else of them is kept.
 
 use k8s_openapi::api::core::v1::Secret;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use x509_cert::Certificate;
 use x509_cert::der::Decode;
@@ -10,8 +12,12 @@ use x509_cert::der::Decode;
 /// The key pairs istiod reads a gateway credential from, in its order: generic, then TLS.
 const PAIRS: &[(&str, &str)] = &[("cert", "key"), ("tls.crt", "tls.key")];
 
+/// The annotation under which a live run records a credential Secret in reduced form: the
+/// Secret without `data`, and this annotation holding its [`Credential`].
+pub const REDUCED: &str = "mesh-why.io/gateway-credential";
+
 /// A gateway credential Secret, reduced to what checking it needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
     /// The data key names, each with whether its value is empty.
     pub keys: BTreeMap<String, bool>,
@@ -20,14 +26,14 @@ pub struct Credential {
 }
 
 /// The state of the certificate a credential holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CertificateState {
     /// No certificate/key pair with values under the names istiod reads.
     NoPair,
     /// The pair's certificate is not PEM, or its first PEM block is not an X.509 certificate.
-    Unreadable(&'static str),
+    Unreadable(String),
     /// A readable certificate, under key `key`, valid between these Unix times (seconds).
-    Valid { key: &'static str, not_before: i64, not_after: i64 },
+    Valid { key: String, not_before: i64, not_after: i64 },
 }
 
 impl Credential {
@@ -41,6 +47,17 @@ impl Credential {
             Some((cert, _)) => read_certificate(cert, data[cert]),
         };
         Credential { keys, certificate }
+    }
+
+    /// `secret` as a live capture writes it: metadata (name and namespace only) and, instead of
+    /// its data, this reduction in the [`REDUCED`] annotation. No byte of the data is kept.
+    pub fn reduced_secret(secret: &Secret) -> Value {
+        let reduced = serde_json::to_string(&Credential::of(secret)).unwrap_or_default();
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret.metadata.name, "namespace": secret.metadata.namespace, "annotations": {REDUCED: reduced}},
+        })
     }
 
     /// Why istiod would refuse this credential at Unix time `now`, if it would.
@@ -69,14 +86,14 @@ impl Credential {
 }
 
 /// The validity of the first certificate of the first PEM block, as istiod checks it.
-fn read_certificate(key: &'static str, bytes: &[u8]) -> CertificateState {
+fn read_certificate(key: &str, bytes: &[u8]) -> CertificateState {
     // pem::parse reads the first PEM block, whatever follows it (a chain, or trailing text).
-    let Ok(block) = pem::parse(bytes) else { return CertificateState::Unreadable("has no readable PEM block") };
+    let Ok(block) = pem::parse(bytes) else { return CertificateState::Unreadable("has no readable PEM block".into()) };
     let der = block.contents();
-    let Ok(cert) = Certificate::from_der(der) else { return CertificateState::Unreadable("is not an X.509 certificate") };
+    let Ok(cert) = Certificate::from_der(der) else { return CertificateState::Unreadable("is not an X.509 certificate".into()) };
     let validity = &cert.tbs_certificate.validity;
     let secs = |t: &x509_cert::time::Time| t.to_unix_duration().as_secs() as i64;
-    CertificateState::Valid { key, not_before: secs(&validity.not_before), not_after: secs(&validity.not_after) }
+    CertificateState::Valid { key: key.to_string(), not_before: secs(&validity.not_before), not_after: secs(&validity.not_after) }
 }
 
 /// A Unix time as an RFC 3339 date.

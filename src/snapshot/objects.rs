@@ -401,8 +401,18 @@ impl Objects {
                 let key = (field("namespace").unwrap_or_else(|| "default".into()), name);
                 // A Secret whose data does not parse yields no credential and, so that no value
                 // can reach a message, no error either.
-                if let Ok(secret) = serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(doc) {
-                    self.secret_credentials.insert(key.clone(), Credential::of(&secret));
+                // A live capture keeps a credential only in reduced form (no data at all).
+                let reduced = doc
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(super::credential::REDUCED))
+                    .and_then(Value::as_str)
+                    .filter(|_| doc.get("data").is_none());
+                let credential = match reduced {
+                    Some(text) => serde_json::from_str::<Credential>(text).ok(),
+                    None => serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(doc).ok().map(|secret| Credential::of(&secret)),
+                };
+                if let Some(credential) = credential {
+                    self.secret_credentials.insert(key.clone(), credential);
                 }
                 self.secret_names.insert(key);
             }

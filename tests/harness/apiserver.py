@@ -97,6 +97,7 @@ RESOURCES = (
              subresources=(("portforward", "PodPortForwardOptions", ("create", "get")),)),
     Resource("", ("v1",), "services", "Service", short_names=("svc",)),
     Resource("", ("v1",), "configmaps", "ConfigMap", short_names=("cm",)),
+    Resource("", ("v1",), "secrets", "Secret"),
     Resource("apps", ("v1",), "deployments", "Deployment", short_names=("deploy",)),
     Resource("discovery.k8s.io", ("v1",), "endpointslices", "EndpointSlice"),
     Resource("networking.istio.io", ISTIO_NETWORKING, "virtualservices", "VirtualService",

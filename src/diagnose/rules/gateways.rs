@@ -199,7 +199,7 @@ pub fn unchecked(model: &Model<'_>, scope: Scope<'_>) -> Vec<Gap> {
             credentials(gw).map(move |(i, credential)| Gap {
                 source: format!("Secret {credential} (Gateway {}/{} spec.servers[{i}].tls.credentialName)", gw.meta.namespace, gw.meta.name),
                 reason: format!(
-                    "not checked: mesh-why never requests Secrets; confirm it exists with kubectl get secret {credential} -n {}",
+                    "not checked: the Secret was not read (a snapshot without Secrets, or a live run that could not get it); confirm it exists with kubectl get secret {credential} -n {}",
                     namespaces.iter().copied().collect::<Vec<_>>().join(" / -n ")
                 ),
             })

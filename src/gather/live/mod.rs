@@ -246,6 +246,7 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
         }
     })?;
     read_pods(cluster, question, &target, &snapshot, &deadline, &mut capture).await;
+    read_gateway_credentials(cluster, &deadline, &mut capture).await?;
 
     let snapshot = capture.snapshot()?;
     let choices = proxies::choose(&snapshot, &target, question, options)?;
@@ -325,6 +326,7 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
             }
         }
     }
+    read_gateway_credentials(cluster, &deadline, &mut capture).await?;
     capture.count_objects();
     capture.gaps.push(Gap {
         source: crate::diagnose::NO_PROXIES.into(),
@@ -335,6 +337,36 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
     });
     bar.finish_and_clear();
     Ok(capture)
+}
+
+/// Gets, by name, the Secrets running gateways take TLS certificates from, and keeps only
+/// their reduction (data key names, certificate validity dates): the Secret's data is dropped
+/// here and never reaches the capture or the output. No other Secret is requested.
+async fn read_gateway_credentials(cluster: &Cluster, deadline: &Deadline, capture: &mut Capture) -> Result<()> {
+    let kind = Kind::core("secrets", "Secret", true);
+    let mut reduced = Vec::new();
+    for (ns, name) in crate::istio::credential_references(&capture.snapshot()?.objects) {
+        match cluster.get_object(&kind, &ns, &name, deadline).await {
+            Ok(value) => {
+                if let Ok(secret) = serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(value) {
+                    reduced.push(crate::snapshot::Credential::reduced_secret(&secret));
+                }
+            }
+            // Absent: the missing-credential check says so.
+            Err(ApiFailure::NotFound(_)) => {}
+            Err(failure) => {
+                let why = match &failure {
+                    ApiFailure::Forbidden(message) => {
+                        format!("not readable: {message}. Grant it with a Role in namespace {ns} rule `{}` (resourceNames: [{name}])", kind.rbac_rule("get"))
+                    }
+                    other => format!("could not be read: {}", other.describe()),
+                };
+                capture.gaps.push(Gap { source: kind.resource(), reason: format!("Secret {ns}/{name} {why}") });
+            }
+        }
+    }
+    capture.add(&kind, reduced);
+    Ok(())
 }
 
 /// A capture of the configuration: Namespaces, Services, the Istio kinds and meshConfig,
