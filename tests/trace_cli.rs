@@ -109,6 +109,31 @@ fn a_trailing_dot_host_is_served_from_istio_1_27_and_passes_through_before() {
 }
 
 #[test]
+fn a_host_the_check_calls_unrouted_is_one_the_gateway_trace_finds_no_virtual_host_for() {
+    let gateway = "istio-system/istio-ingressgateway-5d8f7c9b6-ggggg";
+    let walk = |host: &str| {
+        let out = run(&[
+            "--from",
+            gateway,
+            "--port",
+            "80",
+            "--host",
+            host,
+            "--path",
+            "/reviews/1",
+            "--snapshot",
+            "testdata/scenarios/gateway-host-unrouted",
+            "-o",
+            "json",
+        ]);
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (json["route_config"].as_str().map(str::to_string), json["error"].as_str().map(str::to_string))
+    };
+    assert_eq!(walk("ratings.example.com"), (Some("http.80".into()), Some("no_virtual_host".into())));
+    assert_eq!(walk("reviews.example.com").1, None, "the served host goes through");
+}
+
+#[test]
 fn explains_an_access_log_line() {
     let line = r#"[2026-12-03T10:38:29.630Z] "GET /reviews/0 HTTP/1.1" 503 UH no_healthy_upstream - "-" 0 19 0 - "-" "curl" "id" "reviews:9080" "-" outbound|9080|v2|reviews.default.svc.cluster.local - 10.96.0.20:9080 10.0.0.5:4242 - -"#;
     let (json, _) = trace_json("endpoints-unhealthy", &["--log", line]);

@@ -149,6 +149,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "gateway-credential-missing",
     "gateway-credential-invalid",
     "gateway-host-not-served",
+    "gateway-host-unrouted",
     "gateway-conflict",
     "gateway-internal-reference",
     "gateway-port-not-exposed",

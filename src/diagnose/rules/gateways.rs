@@ -343,3 +343,64 @@ pub fn gateway_conflict(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Findi
         }
     }
 }
+
+/// Hosts of a gateway-bound VirtualService that a request cannot reach although the Gateway
+/// serves some of its hosts: a request for the host, walked through the route configurations
+/// derived for the gateway's pod with the trace's own virtual-host matcher, meets no virtual
+/// host with routes (404, NR). When no host is served, `gateway-host-not-served` says so.
+pub fn gateway_host_unrouted(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    let mut derived: std::collections::BTreeMap<String, Option<(String, crate::intent::listeners::Derived)>> = std::collections::BTreeMap::new();
+    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+        let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
+        // As istiod names them at the gateway: short names resolved in the VirtualService's namespace.
+        let resolved = vs_hosts(vs);
+        let hosts: Vec<&String> = resolved.iter().filter(|h| !h.contains('*')).collect();
+        for (_, full) in bound_gateways(vs) {
+            let Some(gw) = find_gateway(model, &full) else { continue };
+            let served = served_hosts(gw, &vs.meta.namespace);
+            if !vs.spec.hosts.iter().chain(&vs_hosts(vs)).any(|h| served.iter().any(|s| hosts_overlap(s, h))) {
+                continue;
+            }
+            let entry = derived.entry(full.clone()).or_insert_with(|| {
+                let pod = model.objects.pods.iter().find(|p| !gw.spec.selector.is_empty() && labels_match(&gw.spec.selector, &p.meta.labels))?;
+                let mut caller = crate::intent::target::Caller::from_pod(pod);
+                caller.kind = crate::intent::target::CallerKind::Gateway;
+                Some((caller.display(), crate::intent::listeners::derive(model, &caller)))
+            });
+            let Some((pod, d)) = entry.as_ref() else { continue };
+            let configs = &d.config.route_configs;
+            if configs.is_empty() {
+                continue;
+            }
+            for host in &hosts {
+                let reached = configs.iter().any(|rc| {
+                    crate::trace::walk::match_virtual_host(rc, &host.to_ascii_lowercase())
+                        .is_some_and(|(vh, _)| !vh.routes.is_empty() && !vh.name.starts_with("blackhole:"))
+                });
+                if reached {
+                    continue;
+                }
+                let names: Vec<&str> = configs.iter().map(|rc| rc.name.as_str()).collect();
+                out.push(
+                    Finding::new(
+                        "gateway-host-unrouted",
+                        Severity::Warning,
+                        vs.reference("VirtualService"),
+                        format!("requests for {host} through Gateway {full} get 404 (NR): no virtual host of the gateway serves that host of {me}"),
+                    )
+                    .detail(format!(
+                        "Walking a request for Host {host} through the route configurations istiod derives for the gateway pod {pod} ({}) with Envoy's virtual-host matching finds no virtual host with routes. Gateway {full} serves [{}] to VirtualServices of namespace {}; the other hosts of {me} are served.",
+                        names.join(", "),
+                        served.join(", "),
+                        vs.meta.namespace
+                    ))
+                    .evidence([
+                        format!("{me} spec.hosts: [{}]", vs.spec.hosts.join(", ")),
+                        format!("Gateway {full} spec.servers[].hosts: [{}]", gw.spec.servers.iter().flat_map(|s| s.hosts.clone()).collect::<Vec<_>>().join(", ")),
+                    ])
+                    .fix(format!("add {host} to a server of Gateway {full}, or drop it from spec.hosts of {me}")),
+                );
+            }
+        }
+    }
+}

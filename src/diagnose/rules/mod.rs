@@ -103,6 +103,7 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     gateways::gateway_credential_missing(model, scope, &mut out);
     gateways::gateway_credential_invalid(model, scope, &mut out);
     gateways::gateway_host_not_served(model, scope, &mut out);
+    gateways::gateway_host_unrouted(model, scope, &mut out);
     gateways::gateway_conflict(model, scope, &mut out);
     gateways::gateway_ignores_mesh_rules(model, scope, &mut out);
     gateways::gateway_internal_reference(model, scope, &mut out);
