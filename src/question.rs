@@ -222,8 +222,10 @@ pub fn enrich(caller: &mut Caller, node: Option<&crate::envoy::config_dump::Node
     if caller.labels.is_empty() {
         caller.labels = node.labels.clone();
     }
-    if node.kind == crate::envoy::ProxyKind::Router {
-        caller.kind = CallerKind::Gateway;
+    match node.kind {
+        crate::envoy::ProxyKind::Router => caller.kind = CallerKind::Gateway,
+        crate::envoy::ProxyKind::Waypoint => caller.kind = CallerKind::Waypoint,
+        _ => {}
     }
     if let Some(ns) = node.namespace.as_ref().filter(|_| caller.sidecar == SidecarState::FromProxyOnly) {
         caller.namespace = ns.clone();

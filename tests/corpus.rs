@@ -49,9 +49,7 @@ fn every_corpus_dump_loads_or_is_refused_with_a_reason() {
             Ok(dump) => {
                 let kind = dump.node.as_ref().map(|n| n.kind.clone());
                 if let Some(ProxyKind::Other(k)) = &kind {
-                    println!("{name}: refused for analysis, proxy type `{k}` is not a sidecar or gateway");
-                    assert!(name.contains("waypoint"), "{name}: only the waypoint dump is expected to be refused");
-                    continue;
+                    panic!("{name}: proxy type `{k}` is not a sidecar, gateway or waypoint");
                 }
                 let vhosts: usize = dump.route_configs.iter().map(|r| r.virtual_hosts.len()).sum();
                 println!(
@@ -77,6 +75,11 @@ fn every_corpus_dump_loads_or_is_refused_with_a_reason() {
 
 /// Builds a snapshot from corpus YAML and one dump, runs the binary, returns the findings.
 fn analyze(yaml: &[PathBuf], dump: &Path, pod: (&str, &str), args: &[&str]) -> Vec<serde_json::Value> {
+    report(yaml, dump, pod, args)["findings"].as_array().unwrap().clone()
+}
+
+/// [`analyze`], returning the whole JSON report.
+fn report(yaml: &[PathBuf], dump: &Path, pod: (&str, &str), args: &[&str]) -> serde_json::Value {
     let tmp = tempfile::tempdir().unwrap();
     let objects = tmp.path().join("objects");
     std::fs::create_dir_all(&objects).unwrap();
@@ -91,7 +94,7 @@ fn analyze(yaml: &[PathBuf], dump: &Path, pod: (&str, &str), args: &[&str]) -> V
     for d in report["diff"].as_array().into_iter().flatten() {
         println!("{}", d["text"].as_str().unwrap_or_default());
     }
-    report["findings"].as_array().unwrap().clone()
+    report
 }
 
 fn ids(findings: &[serde_json::Value]) -> Vec<&str> {
@@ -133,4 +136,52 @@ fn paired_yaml_and_dumps_show_no_false_proxy_stale() {
     println!("1.20 hello-openshift: {ids:?}");
     assert!(!ids.contains(&"proxy-stale"), "false proxy-stale: {ids:?}");
     assert!(ids.contains(&"no-route-match"), "the VS has only an exact `/` match: {ids:?}");
+}
+
+/// Our own objects for the waypoint of the 1.21 ambient dump: Service httpbin bound to it.
+const WAYPOINT_OBJECTS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: default, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: httpbin-istio-waypoint}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: default}
+spec:
+  clusterIP: 10.104.171.68
+  selector: {app: httpbin}
+  ports: [{name: http, port: 8000, targetPort: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: httpbin-istio-waypoint, namespace: default}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: httpbin-istio-waypoint-58f646c5ff-dbfkz
+  namespace: default
+  labels: {gateway.networking.k8s.io/gateway-name: httpbin-istio-waypoint}
+spec:
+  containers: [{name: istio-proxy, image: proxyv2:1.21.0, args: [proxy, waypoint]}]
+status: {podIP: 192.168.252.229}
+"#;
+
+#[test]
+fn a_real_waypoint_dump_is_read_on_its_own_shapes_without_false_staleness() {
+    let Some(dir) = corpus() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = tmp.path().join("objects.yaml");
+    std::fs::write(&objects, WAYPOINT_OBJECTS).unwrap();
+    let dump = dir.join("istio-1.21-ambient-waypoint/config_dump.json");
+    let pod = ("default", "httpbin-istio-waypoint-58f646c5ff-dbfkz");
+    let report = report(&[objects], &dump, pod, &["httpbin.default", "--from", "httpbin-istio-waypoint-58f646c5ff-dbfkz.default"]);
+    let caller = &report["proxies"][0];
+    assert_eq!((caller["kind"].as_str(), caller["proxy_read"].as_bool()), (Some("waypoint"), Some(true)), "{caller}");
+    let findings = report["findings"].as_array().unwrap();
+    assert!(!ids(findings).contains(&"proxy-stale"), "false proxy-stale on the waypoint: {:?}", ids(findings));
+    assert!(report["diff"].as_array().is_none_or(Vec::is_empty), "the waypoint's route for port 8000 matches the model: {}", report["diff"]);
 }

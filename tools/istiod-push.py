@@ -41,7 +41,12 @@ def cluster_name(port: int, subset: str, host: str) -> str:
     return f"outbound|{port}|{subset}|{host}"
 
 
-def route(svc: dict, spec: dict) -> dict:
+def vip_cluster_name(port: int, subset: str, host: str) -> str:
+    """A waypoint's cluster for a service it serves (HTTP filter chain)."""
+    return f"inbound-vip|{port}|http{'/' + subset if subset else ''}|{host}"
+
+
+def route(svc: dict, spec: dict, cluster_name=cluster_name) -> dict:
     """One Envoy route from a compact ``{"match":…, "to": [[subset, weight(, host)], …]}`` (another
     service's cluster when a host is given, as Gateway API backends are), with optional ``port``
     (a destination port other than the service port's), ``retries``, ``mirror`` (subsets),
@@ -162,8 +167,64 @@ def listener(svc: dict) -> dict:
             "bind_to_port": False, "filter_chains": [{"filters": filters}]}
 
 
+def waypoint_xds(push: dict) -> dict[str, list]:
+    """A waypoint's push: per served service port, an `inbound-vip` HTTP filter chain on the
+    internal listener `main_internal` (chosen by destination VIP and port) with its route
+    config inline, and `inbound-vip` clusters whose endpoints are Envoy-internal addresses."""
+    files = {"listeners.json": [], "clusters.json": [], "endpoints.json": [], "routes.json": []}
+    chains, by_vip = [], {}
+    for svc in push["services"]:
+        host, port = svc["host"], svc["port"]
+        for subset, endpoints in svc["subsets"].items():
+            name = vip_cluster_name(port, subset, host)
+            files["clusters.json"].append({
+                "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": name, "type": "EDS",
+                "eds_cluster_config": {"eds_config": {"path_config_source": {"path": "endpoints.json"},
+                                                      "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
+                                       "service_name": name},
+                "connect_timeout": "10s", "lb_policy": svc.get("lb_policy", "LEAST_REQUEST"), "common_lb_config": {},
+                "transport_socket": {"name": "internal_upstream", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport",
+                    "transport_socket": {"name": "raw_buffer", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}}},
+                "metadata": {"filter_metadata": {"istio": {"services": [
+                    {"host": host, "name": host.split(".")[0], "namespace": host.split(".")[1]}]}}},
+            })
+            files["endpoints.json"].append({
+                "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", "cluster_name": name,
+                "endpoints": [{"locality": {}, "lb_endpoints": [
+                    {"endpoint": {"address": {"envoy_internal_address": {"server_listener_name": "connect_originate",
+                                                                         "endpoint_id": f"{ip}:{target}"}}},
+                     "health_status": health, "load_balancing_weight": 1} for ip, target, health in endpoints]}]})
+        chain = vip_cluster_name(port, "", host)
+        routes = [route(svc, r, vip_cluster_name) for r in svc["routes"]] if svc.get("routes") else [
+            {"name": "default", "match": {"prefix": "/"}, "route": {"cluster": chain, "timeout": "0s"}}]
+        route_config = {"name": chain, "virtual_hosts": [{"name": f"inbound|http|{port}", "domains": ["*"], "routes": routes}],
+                        "validate_clusters": False}
+        chains.append({"name": chain, "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": chain, "route_config": route_config,
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]})
+        by_vip.setdefault(svc["vip"], {})[str(port)] = {"action": {"name": chain, "typed_config": {
+            "@type": "type.googleapis.com/google.protobuf.StringValue", "value": chain}}}
+    ip_input = {"name": "ip", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3.DestinationIPInput"}}
+    port_input = {"name": "port", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3.DestinationPortInput"}}
+    files["listeners.json"].append({
+        "@type": "type.googleapis.com/envoy.config.listener.v3.Listener", "name": "main_internal",
+        "internal_listener": {}, "filter_chains": chains,
+        "filter_chain_matcher": {"matcher_tree": {"input": ip_input, "exact_match_map": {"map": {
+            vip: {"matcher": {"matcher_tree": {"input": port_input, "exact_match_map": {"map": ports}}}}
+            for vip, ports in by_vip.items()}}}}})
+    return files
+
+
 def xds_for(push: dict) -> dict[str, list]:
     """Every xDS resource of a push, by file name."""
+    if push["node"].get("proxy_type") == "waypoint":
+        return waypoint_xds(push)
     files = {"listeners.json": [], "clusters.json": [], "endpoints.json": [], "routes.json": []}
     http_by_port: dict[int, list] = {}
     for svc in push["services"]:

@@ -9,7 +9,7 @@ use crate::envoy::stats::Stats;
 use crate::envoy::types::{HeaderMatcher, Route, RouteAction, RouteMatch, StringMatcher};
 use crate::error::Result;
 use crate::intent::target::Target;
-use crate::istio::names::{ClusterName, Protocol};
+use crate::istio::names::{ClusterName, InboundVipCluster, Protocol, cluster_host};
 use crate::snapshot::{Blob, ObjectRef, ProxyCapture};
 use crate::view::{
     Action, ClusterView, HeaderCondition, MatchView, PathMatch, PortView, ProxyView, RouteFeatures, RouteView, VirtualHostView, WeightedCluster,
@@ -45,13 +45,19 @@ pub struct Actual {
 /// file that cannot be read is listed in `missing` and `unreadable`.
 pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<String>) -> Actual {
     let mut actual = Actual::default();
-    let wants_cluster = |name: &str| extra_clusters.contains(name) || ClusterName::parse(name).is_some_and(|c| c.host == target.fqdn);
+    let wants_cluster = |name: &str| extra_clusters.contains(name) || cluster_host(name).is_some_and(|h| h == target.fqdn);
     let port_names: Vec<String> = target.ports.iter().map(|p| p.port.to_string()).collect();
     let sniffed_names: Vec<String> = target.ports.iter().map(|p| format!("{}:{}", target.fqdn, p.port)).collect();
-    let route_config = |name: &str| port_names.iter().any(|p| p == name) || sniffed_names.iter().any(|p| p == name) || is_gateway_route_config(name);
+    let is_waypoint_route_config = |name: &str| InboundVipCluster::parse(name).is_some_and(|c| c.host == target.fqdn);
+    let route_config = |name: &str| {
+        port_names.iter().any(|p| p == name) || sniffed_names.iter().any(|p| p == name) || is_gateway_route_config(name) || is_waypoint_route_config(name)
+    };
     let fqdn = target.fqdn.clone();
     let virtual_host = |rc: &str, name: &str, domains: &[String]| {
-        is_gateway_route_config(rc) || name.starts_with(&format!("{fqdn}:")) || domains.iter().any(|d| d == &fqdn || d.trim_end_matches('.') == fqdn)
+        is_gateway_route_config(rc)
+            || is_waypoint_route_config(rc)
+            || name.starts_with(&format!("{fqdn}:"))
+            || domains.iter().any(|d| d == &fqdn || d.trim_end_matches('.') == fqdn)
     };
     let listener = |name: &str| port_names.iter().any(|p| name.ends_with(&format!("_{p}")));
     let selection = Selection { route_config: &route_config, virtual_host: &virtual_host, cluster: &wants_cluster, listener: &listener };
@@ -95,8 +101,8 @@ pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<S
         actual.has_eds = dump.endpoints.is_some();
         actual.rejected = dump.listeners.iter().filter_map(|l| Some((l.name.clone(), l.error.clone()?))).collect();
         // A live capture's dump holds no bootstrap, so the node may come from /server_info.
-        let router = actual.node.as_ref().is_some_and(|n| n.kind == ProxyKind::Router);
-        actual.view = Some(normalize(&dump, router, target, &actual.hosts, extra_clusters));
+        let kind = actual.node.as_ref().map_or(ProxyKind::Sidecar, |n| n.kind.clone());
+        actual.view = Some(normalize(&dump, &kind, target, &actual.hosts, extra_clusters));
         actual.route_versions = dump.route_configs.iter().map(|rc| (rc.name.clone(), rc.version_info.clone(), rc.last_updated.clone())).collect();
     }
     actual
@@ -121,16 +127,46 @@ fn text(blob: &Blob) -> Result<&str> {
         .map_err(|_| crate::error::Error::new("file is not UTF-8 text (binary content?)").at(&blob.origin).help("re-capture it from the proxy's admin port"))
 }
 
-/// Builds the normalized view of the dump of a gateway (`router`) or a sidecar.
-fn normalize(dump: &ConfigDump, router: bool, target: &Target, hosts: &BTreeMap<String, Vec<HostStatus>>, extra: &BTreeSet<String>) -> ProxyView {
+/// Builds the normalized view of the dump of a gateway (`router`), a waypoint or a sidecar.
+fn normalize(dump: &ConfigDump, kind: &ProxyKind, target: &Target, hosts: &BTreeMap<String, Vec<HostStatus>>, extra: &BTreeSet<String>) -> ProxyView {
     let mut view = ProxyView::default();
-    if router {
-        view.ports = gateway_entries(dump, target);
-    } else {
-        view.ports = sidecar_entries(dump, target);
-    }
+    view.ports = match kind {
+        ProxyKind::Router => gateway_entries(dump, target),
+        ProxyKind::Waypoint => waypoint_entries(dump, target),
+        _ => sidecar_entries(dump, target),
+    };
     view.clusters = clusters(dump, target, &view, hosts, extra);
+    if *kind == ProxyKind::Waypoint {
+        // A waypoint holds outbound clusters only for the destinations of services it serves;
+        // the target's are judged by the routes that name them, not by being there.
+        let named: BTreeSet<String> =
+            view.ports.iter().flat_map(|p| p.virtual_host.iter()).flat_map(|vh| &vh.routes).flat_map(|r| r.action.clusters()).map(|c| c.name.clone()).collect();
+        view.clusters.retain(|name, _| InboundVipCluster::parse(name).is_some() || named.contains(name));
+        // Its endpoints are HBONE addresses inside Envoy, not pod addresses.
+        view.clusters.values_mut().for_each(|c| c.endpoints = None);
+    }
     view
+}
+
+/// One entry per HTTP service port, as a waypoint serves it: the inline route configuration
+/// `inbound-vip|PORT|http|HOST` and its one virtual host.
+fn waypoint_entries(dump: &ConfigDump, target: &Target) -> Vec<PortView> {
+    let mut entries = Vec::new();
+    for tp in &target.ports {
+        let name = InboundVipCluster { port: tp.port, protocol: "http", subset: String::new(), host: target.fqdn.clone() }.to_string();
+        let Some((rc, vh)) = dump.route_configs.iter().filter(|rc| rc.name == name).find_map(|rc| rc.virtual_hosts.first().map(|vh| (rc, vh))) else {
+            continue;
+        };
+        entries.push(PortView {
+            key: crate::intent::port_key(tp.port),
+            port: tp.port,
+            protocol: tp.protocol,
+            route_config: Some(rc.name.clone()),
+            virtual_host: Some(VirtualHostView { name: vh.name.clone(), domains: vh.domains.clone(), routes: vh.routes.iter().map(route_view).collect() }),
+            tcp_destinations: Vec::new(),
+        });
+    }
+    entries
 }
 
 /// One entry per gateway virtual host whose routes reach the target.
@@ -209,7 +245,7 @@ fn clusters(
     extra: &BTreeSet<String>,
 ) -> BTreeMap<String, ClusterView> {
     let mut out = BTreeMap::new();
-    let mut names: BTreeSet<String> = dump.cluster_names.iter().filter(|n| ClusterName::parse(n).is_some_and(|c| c.host == target.fqdn)).cloned().collect();
+    let mut names: BTreeSet<String> = dump.cluster_names.iter().filter(|n| cluster_host(n).is_some_and(|h| h == target.fqdn)).cloned().collect();
     names.extend(extra.iter().cloned());
     for port in &view.ports {
         names.extend(port.virtual_host.iter().flat_map(|vh| vh.routes.iter()).flat_map(|r| r.action.clusters()).map(|c| c.name.clone()));

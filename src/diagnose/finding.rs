@@ -128,6 +128,11 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "sidecar-selector-conflict",
     "sidecar-namespace-conflict",
     "l7-rule-without-waypoint",
+    "waypoint-not-bound",
+    "waypoint-for-excludes-service",
+    "vs-ignored-by-waypoint",
+    "waypoint-source-labels-dropped",
+    "ingress-bypasses-waypoint",
     "route-not-accepted",
     "route-parent-port-mismatch",
     "vs-conflict",
@@ -172,6 +177,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "service-entry-protocol-conflict",
     "service-entry-address-required",
     "sidecar-no-effect-ambient",
+    "sidecar-bypasses-waypoint",
     "namespace-injected-by-default",
 ];
 

@@ -3,6 +3,7 @@
 
 mod finding;
 mod inputs;
+mod path;
 mod rules;
 
 pub use finding::{Finding, Severity, merge_and_rank};
@@ -26,7 +27,7 @@ use std::collections::{BTreeMap, HashSet};
 pub struct ProxyExamined {
     /// `namespace/pod`.
     pub caller: String,
-    /// `sidecar` or `gateway`.
+    /// `sidecar`, `gateway`, `waypoint`, or `ambient` (a workload ztunnel captures).
     pub kind: &'static str,
     /// Whether it runs a proxy.
     pub sidecar: bool,
@@ -34,6 +35,8 @@ pub struct ProxyExamined {
     pub istio_version: Option<String>,
     /// Whether its Envoy admin output was read.
     pub proxy_read: bool,
+    /// The hops a request from it to the service takes (sidecar, gateway, ztunnel, waypoint).
+    pub path: Vec<String>,
 }
 
 /// Diff for one caller.
@@ -203,7 +206,7 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
             match read.node.as_ref().map(|n| n.kind.clone()) {
                 Some(ProxyKind::Other(kind)) => gaps.push(Gap {
                     source: format!("proxies/{}/{}", capture.namespace, capture.pod),
-                    reason: format!("refused: the proxy is an Istio `{kind}`, not a sidecar or gateway; mesh-why reads sidecars and gateways"),
+                    reason: format!("refused: the proxy is an Istio `{kind}`, not a sidecar, gateway or waypoint; mesh-why reads those three"),
                 }),
                 _ => {
                     question::enrich(&mut caller, read.node.as_ref());
@@ -243,8 +246,10 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
             f.callers.extend(members.iter().cloned());
         }
         findings.extend(found);
-        proxies.push(ProxyExamined::of(&caller, actual.is_some()));
-        proxies.extend(members.iter().map(|m| ProxyExamined { caller: m.clone(), ..ProxyExamined::of(&caller, false) }));
+        let examined = ProxyExamined::of(model, &caller, target, actual.is_some());
+        let alike: Vec<ProxyExamined> = members.iter().map(|m| ProxyExamined { caller: m.clone(), proxy_read: false, ..examined.clone() }).collect();
+        proxies.push(examined);
+        proxies.extend(alike);
         if let Some(d) = diff.filter(|d| !d.text.is_empty() || !d.differences.is_empty()) {
             diffs.push(CallerDiff { caller: caller.display(), diff: d });
         }
@@ -275,10 +280,16 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
 
 impl ProxyExamined {
     /// How `caller` is listed; `proxy_read` when its Envoy was read.
-    fn of(caller: &Caller, proxy_read: bool) -> ProxyExamined {
+    fn of(model: &Model<'_>, caller: &Caller, target: &Target, proxy_read: bool) -> ProxyExamined {
         ProxyExamined {
+            path: path::hops(model, caller, target),
             caller: caller.display(),
-            kind: if caller.kind == intent::target::CallerKind::Gateway { "gateway" } else { "sidecar" },
+            kind: match caller.kind {
+                intent::target::CallerKind::Gateway => "gateway",
+                intent::target::CallerKind::Waypoint => "waypoint",
+                intent::target::CallerKind::Sidecar if path::is_ambient(model, caller) => "ambient",
+                intent::target::CallerKind::Sidecar => "sidecar",
+            },
             sidecar: !matches!(caller.sidecar, SidecarState::Missing(_)),
             istio_version: caller.istio_version.map(|(a, b)| format!("{a}.{b}")),
             proxy_read,

@@ -39,7 +39,9 @@ pub enum ProxyKind {
     Sidecar,
     /// An Istio gateway (`router~`).
     Router,
-    /// Anything else (`waypoint~`, `ztunnel~`, unknown), with its type word.
+    /// An ambient waypoint (`waypoint~`).
+    Waypoint,
+    /// Anything else (`ztunnel~`, unknown), with its type word.
     Other(String),
 }
 
@@ -74,6 +76,7 @@ impl From<RawNode> for Node {
         let kind = match fields.first().copied() {
             Some("sidecar") => ProxyKind::Sidecar,
             Some("router") => ProxyKind::Router,
+            Some("waypoint") => ProxyKind::Waypoint,
             other => ProxyKind::Other(other.unwrap_or_default().to_string()),
         };
         let text = |k: &str| metadata.get(k).and_then(Value::as_str).map(str::to_string);

@@ -8,6 +8,7 @@ pub mod inbound;
 pub mod listeners;
 pub mod routes;
 pub mod target;
+pub mod waypoint;
 
 use crate::istio::VirtualService;
 use crate::istio::names::{ClusterName, Protocol};
@@ -56,6 +57,10 @@ pub fn derive<'a>(model: &Model<'a>, caller: &Caller, target: &Target) -> Intent
         }
         view.clusters = clusters(model, caller, target, &view);
         return Intent { view, ports, not_compared: Vec::new() };
+    }
+    if caller.kind == CallerKind::Waypoint {
+        let (view, ports, not_compared) = waypoint::derive(model, caller, target);
+        return Intent { view, ports, not_compared };
     }
     let scope = model.sidecar_scope(caller);
     let mut not_compared = Vec::new();
@@ -189,6 +194,10 @@ fn clusters(model: &Model<'_>, caller: &Caller, target: &Target, view: &ProxyVie
 /// istiod pushes a cluster for every service the caller imports, whether or not a route names
 /// it, so a cluster is not evidence of staleness by being there.
 pub fn expect_clusters<'n>(model: &Model<'_>, caller: &Caller, target: &Target, view: &mut ProxyView, names: impl IntoIterator<Item = &'n String>) {
+    // A waypoint's clusters for the target are all in its intent already.
+    if caller.kind == CallerKind::Waypoint {
+        return;
+    }
     for name in names {
         if !view.clusters.contains_key(name)
             && let Some(cluster) = cluster_view(model, caller, target, name.clone())

@@ -15,6 +15,9 @@ pub enum Binding<'b> {
     Mesh,
     /// Routes on the gateway `namespace/name`.
     Gateway(&'b str),
+    /// A waypoint's routes for the services bound to it: mesh rules, without the matches that
+    /// name source labels (dropped by istiod from 1.25).
+    Waypoint,
 }
 
 /// Whether istiod emits this match for this caller and port (static filters).
@@ -22,9 +25,12 @@ pub fn match_applies(m: &HttpMatch, caller: &Caller, port: u32, binding: Binding
     if m.port.is_some_and(|p| p != port) {
         return false;
     }
+    if binding == Binding::Waypoint && !m.source_labels.is_empty() && caller.at_least(1, 25) {
+        return false;
+    }
     if !m.gateways.is_empty() {
         let wanted = match binding {
-            Binding::Mesh => "mesh",
+            Binding::Mesh | Binding::Waypoint => "mesh",
             Binding::Gateway(g) => g,
         };
         return m.gateways.iter().any(|g| g == wanted);

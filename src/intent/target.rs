@@ -1,6 +1,7 @@
 //! The question's two ends: the asked service (target) and the proxies that call it.
 
 use crate::error::{Error, Result};
+use crate::istio::ambient::{GATEWAY_NAME_LABEL, WAYPOINT_CLASS};
 use crate::istio::labels_match;
 use crate::istio::names::{DEFAULT_DOMAIN, Protocol};
 use crate::snapshot::{ObjectRef, Objects, Resource};
@@ -131,6 +132,8 @@ pub enum CallerKind {
     Sidecar,
     /// Istio ingress/egress gateway.
     Gateway,
+    /// Ambient waypoint: routes the traffic of the Services bound to it.
+    Waypoint,
 }
 
 /// A calling workload.
@@ -164,14 +167,20 @@ impl Caller {
         } else {
             SidecarState::Missing(sidecar_exemption(pod).unwrap_or("The pod has no istio-proxy container (it was not injected)").into())
         };
-        let runs_router = containers.iter().any(|c| c.name == "istio-proxy" && c.args.iter().flatten().any(|a| a == "router"));
-        let gateway = runs_router || matches!(pod.meta.labels.get("istio").map(String::as_str), Some("ingressgateway" | "egressgateway"));
+        let runs = |kind: &str| containers.iter().any(|c| c.name == "istio-proxy" && c.args.iter().flatten().any(|a| a == kind));
+        let gateway = runs("router") || matches!(pod.meta.labels.get("istio").map(String::as_str), Some("ingressgateway" | "egressgateway"));
+        let waypoint = runs("waypoint") || pod.meta.labels.get("gateway.networking.k8s.io/gateway-class-name").is_some_and(|c| c == WAYPOINT_CLASS);
+        let kind = match (waypoint, gateway) {
+            (true, _) => CallerKind::Waypoint,
+            (_, true) => CallerKind::Gateway,
+            _ => CallerKind::Sidecar,
+        };
         Caller {
             namespace: pod.meta.namespace.clone(),
             name: pod.meta.name.clone(),
             labels: pod.meta.labels.clone(),
-            sidecar: if gateway { SidecarState::Injected } else { sidecar },
-            kind: if gateway { CallerKind::Gateway } else { CallerKind::Sidecar },
+            sidecar: if kind == CallerKind::Sidecar { sidecar } else { SidecarState::Injected },
+            kind,
             istio_version: None,
             hypothetical: false,
             possible: false,
@@ -200,6 +209,12 @@ impl Caller {
     /// A reference to the Pod.
     pub fn reference(&self) -> ObjectRef {
         ObjectRef::new("Pod", &self.namespace, &self.name)
+    }
+
+    /// The waypoint Gateway a waypoint proxy is deployed for: its namespace and name.
+    pub fn waypoint(&self) -> Option<(&str, &str)> {
+        let name = self.labels.get(GATEWAY_NAME_LABEL).or_else(|| self.labels.get("istio.io/gateway-name"))?;
+        (self.kind == CallerKind::Waypoint).then_some((self.namespace.as_str(), name.as_str()))
     }
 
     /// True when the proxy runs Istio `major.minor` or later (unknown counts as current).

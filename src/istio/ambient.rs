@@ -12,6 +12,14 @@ pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
 /// `istio.io/waypoint-for` on the waypoint Gateway: `service` (default), `workload`, `all`, `none`.
 pub const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
 
+/// The GatewayClass of Istio's waypoints.
+pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+/// `istio.io/ingress-use-waypoint`: on a Service (or, from 1.25, its namespace), ingress
+/// gateways send to its waypoint instead of straight to its pods.
+pub const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";
+/// The label a Gateway API Gateway's deployed pods carry with the Gateway's name.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+
 /// True when the namespace is labelled for ambient mode and not for sidecar injection (which
 /// takes precedence: its pods get sidecars).
 pub fn namespace_is_ambient(objects: &Objects, namespace: &str) -> bool {

@@ -17,6 +17,17 @@ pub struct Gateway {
     /// True for a Gateway API Gateway: its proxy is deployed for it, so it has no selector.
     #[serde(skip)]
     pub gateway_api: bool,
+    /// A Gateway API Gateway's `gatewayClassName` (`istio`, `istio-waypoint`...).
+    #[serde(skip)]
+    pub class: Option<String>,
+}
+
+impl Gateway {
+    /// True for an ambient waypoint (class `istio-waypoint`), which serves mesh traffic to the
+    /// Services bound to it rather than ingress traffic.
+    pub fn is_waypoint(&self) -> bool {
+        self.class.as_deref() == Some(crate::istio::ambient::WAYPOINT_CLASS)
+    }
 }
 
 /// One `servers[]` entry.
@@ -74,6 +85,9 @@ pub struct ServerPort {
 /// A Gateway API Gateway `spec`: only the listeners matter here.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct GatewayApiSpec {
+    /// `gatewayClassName`.
+    #[serde(default, rename = "gatewayClassName")]
+    pub gateway_class_name: Option<String>,
     /// Listeners: port, protocol and optional hostname.
     #[serde(default)]
     pub listeners: Vec<GatewayApiListener>,
@@ -108,7 +122,7 @@ impl From<GatewayApiSpec> for Gateway {
                 bind: None,
             })
             .collect();
-        Gateway { selector: BTreeMap::new(), servers, gateway_api: true }
+        Gateway { selector: BTreeMap::new(), servers, gateway_api: true, class: spec.gateway_class_name }
     }
 }
 

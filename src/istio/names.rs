@@ -51,12 +51,8 @@ pub struct ClusterName {
 impl ClusterName {
     /// Parses `outbound|P|subset|host`; anything else is not an Istio outbound cluster.
     pub fn parse(name: &str) -> Option<ClusterName> {
-        let mut parts = name.split('|');
-        let (dir, port, subset, host) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if dir != "outbound" || parts.next().is_some() {
-            return None;
-        }
-        Some(ClusterName { port: port.parse().ok()?, subset: subset.to_string(), host: host.to_string() })
+        let (port, subset, host) = cluster_fields(name, "outbound")?;
+        Some(ClusterName { port, subset: subset.to_string(), host: host.to_string() })
     }
 }
 
@@ -64,6 +60,54 @@ impl fmt::Display for ClusterName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "outbound|{}|{}|{}", self.port, self.subset, self.host)
     }
+}
+
+/// A waypoint's cluster for a service it serves: `inbound-vip|<port>|<http|tcp>[/<subset>]|<fqdn>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InboundVipCluster {
+    /// Service port.
+    pub port: u32,
+    /// `http` or `tcp`: which of the port's filter chains sends to it.
+    pub protocol: &'static str,
+    /// Subset, empty for the default cluster.
+    pub subset: String,
+    /// Service host name.
+    pub host: String,
+}
+
+impl InboundVipCluster {
+    /// Parses `inbound-vip|P|http/subset|host`; anything else is not a waypoint's service cluster.
+    pub fn parse(name: &str) -> Option<InboundVipCluster> {
+        let (port, kind, host) = cluster_fields(name, "inbound-vip")?;
+        let (protocol, subset) = kind.split_once('/').unwrap_or((kind, ""));
+        let protocol = match protocol {
+            "http" => "http",
+            "tcp" => "tcp",
+            _ => return None,
+        };
+        Some(InboundVipCluster { port, protocol, subset: subset.to_string(), host: host.to_string() })
+    }
+}
+
+impl fmt::Display for InboundVipCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let slash = if self.subset.is_empty() { "" } else { "/" };
+        write!(f, "inbound-vip|{}|{}{slash}{}|{}", self.port, self.protocol, self.subset, self.host)
+    }
+}
+
+/// Port, subset field and host of a cluster name `DIRECTION|PORT|SUBSET|HOST`.
+fn cluster_fields<'n>(name: &'n str, direction: &str) -> Option<(u32, &'n str, &'n str)> {
+    let mut parts = name.split('|');
+    let (dir, port, subset, host) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (dir == direction && parts.next().is_none()).then_some(())?;
+    Some((port.parse().ok()?, subset, host))
+}
+
+/// The service host an Istio service cluster is for: a sidecar's or gateway's outbound
+/// cluster, or a waypoint's inbound-vip one.
+pub fn cluster_host(name: &str) -> Option<String> {
+    ClusterName::parse(name).map(|c| c.host).or_else(|| InboundVipCluster::parse(name).map(|c| c.host))
 }
 
 /// What Istio does with a port, from its name, `appProtocol` or ServiceEntry protocol.
@@ -173,6 +217,18 @@ mod tests {
         assert!(ClusterName::parse("inbound|9080||").is_none());
         assert!(ClusterName::parse("outbound|x|v1|h").is_none());
         assert!(ClusterName::parse("PassthroughCluster").is_none());
+    }
+
+    #[test]
+    fn waypoint_clusters_carry_protocol_and_subset() {
+        let c = InboundVipCluster::parse("inbound-vip|9080|http/v1|reviews.default.svc.cluster.local").unwrap();
+        assert_eq!((c.port, c.protocol, c.subset.as_str()), (9080, "http", "v1"));
+        assert_eq!(c.to_string(), "inbound-vip|9080|http/v1|reviews.default.svc.cluster.local");
+        assert_eq!(InboundVipCluster::parse("inbound-vip|8000|tcp|h").unwrap().to_string(), "inbound-vip|8000|tcp|h");
+        assert!(InboundVipCluster::parse("inbound-vip|8000|grpc|h").is_none());
+        assert_eq!(cluster_host("inbound-vip|8000|http|h.default.svc.cluster.local").as_deref(), Some("h.default.svc.cluster.local"));
+        assert_eq!(cluster_host("outbound|1||h").as_deref(), Some("h"));
+        assert!(cluster_host("inbound|9080||").is_none());
     }
 
     #[test]

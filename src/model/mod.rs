@@ -22,6 +22,7 @@ pub mod host_index;
 pub mod registry;
 pub mod sidecar_scope;
 pub mod virtual_services;
+pub mod waypoints;
 pub mod workloads;
 
 pub use destination_rules::EffectiveRule;

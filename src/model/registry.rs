@@ -163,6 +163,11 @@ impl<'a> Registry<'a> {
         }
     }
 
+    /// The protocol of `port` in the preferred definition of `host`.
+    pub fn port_protocol(&self, host: &str, port: u32) -> Option<Protocol> {
+        self.definitions(host).first()?.port(port).map(|p| p.protocol)
+    }
+
     /// The port of a host whose preferred definition has exactly one port.
     pub fn single_port(&self, host: &str) -> Option<u32> {
         match self.definitions(host).first()?.ports.as_slice() {

@@ -51,9 +51,16 @@ pub fn render(report: &Report) -> String {
     let callers: Vec<String> = report
         .proxies
         .iter()
-        .map(|p| format!("{} ({}{})", p.caller, if p.sidecar { p.kind } else { "no sidecar" }, if p.proxy_read { ", proxy read" } else { "" }))
+        .map(|p| {
+            format!("{} ({}{})", p.caller, if p.sidecar || p.kind == "ambient" { p.kind } else { "no sidecar" }, if p.proxy_read { ", proxy read" } else { "" })
+        })
         .collect();
     let _ = writeln!(out, "Callers examined: {}\n", text(&callers.join(", ")));
+    let mut paths: Vec<&[String]> = report.proxies.iter().map(|p| p.path.as_slice()).filter(|p| !p.is_empty()).collect();
+    paths.dedup();
+    for p in paths {
+        let _ = writeln!(out, "Path: {}\n", text(&p.join(" → ")));
+    }
     for n in &report.notes {
         let _ = writeln!(out, "Note: {}\n", text(n));
     }

@@ -80,8 +80,10 @@ class SidecarNode:
     version: str = "v1"
     istio_version: str = "1.24.2"
     cluster_domain: str = "cluster.local"
-    # "sidecar" for application pods, "router" for Istio gateways.
+    # "sidecar" for application pods, "router" for Istio gateways, "waypoint" for ambient waypoints.
     proxy_type: str = "sidecar"
+    # A waypoint's Gateway: its pods carry the gateway-name label.
+    gateway_name: str = ""
 
     @property
     def node_id(self) -> str:
@@ -105,6 +107,8 @@ class SidecarNode:
             "service.istio.io/canonical-revision": self.version,
             "security.istio.io/tlsMode": "istio",
         }
+        if self.gateway_name:
+            labels["gateway.networking.k8s.io/gateway-name"] = self.gateway_name
         return {
             "ISTIO_VERSION": self.istio_version,
             "NAMESPACE": self.namespace,
@@ -188,7 +192,7 @@ def sidecar_bootstrap(xds_dir: Path, node: SidecarNode) -> dict:
         return {"path_config_source": {"path": str(xds_dir / name)},
                 "resource_api_version": "V3"}
 
-    return {
+    config = {
         "node": {
             "id": node.node_id,
             "cluster": node.service_cluster,
@@ -207,6 +211,11 @@ def sidecar_bootstrap(xds_dir: Path, node: SidecarNode) -> dict:
         "stats_config": istio_stats_config(),
         "layered_runtime": {"layers": [{"name": "admin", "admin_layer": {}}]},
     }
+    if node.proxy_type == "waypoint":
+        # Waypoints route through Envoy-internal listeners (`main_internal`, `connect_originate`).
+        config["bootstrap_extensions"] = [{"name": "envoy.bootstrap.internal_listener", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"}}]
+    return config
 
 
 def static_cluster(name: str, port: int) -> dict:

@@ -1,21 +1,18 @@
 //! Gateway API routes: did istiod accept them (status conditions, in plain words), do their
-//! backends resolve, is the status current, can a rule carry traffic at all, and in ambient
-//! mode does a waypoint exist to apply them.
+//! backends resolve, is the status current, and can a rule carry traffic at all.
 
 use super::{Scope, named};
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::target::Target;
 use crate::istio::VirtualService;
-use crate::istio::ambient::{WaypointBinding, namespace_is_ambient, service_waypoint};
 use crate::istio::gateway_api::{BackendRef, Condition, ISTIO_CONTROLLER, ParentRef, ParentStatus, Route};
-use crate::istio::names::DEFAULT_DOMAIN;
 use crate::model::Model;
 use crate::snapshot::{Objects, Resource};
 
 /// True when the route concerns the scope: for one service, a mesh parent, a backend or a
 /// hostname is that service.
-fn in_scope(route: &Resource<Route>, scope: Scope<'_>) -> bool {
+pub(super) fn in_scope(route: &Resource<Route>, scope: Scope<'_>) -> bool {
     match scope {
         Scope::Service(t) => {
             let ns = &route.meta.namespace;
@@ -28,22 +25,22 @@ fn in_scope(route: &Resource<Route>, scope: Scope<'_>) -> bool {
 }
 
 /// Every backendRef with its rule and position.
-fn backends(route: &Resource<Route>) -> impl Iterator<Item = (usize, usize, &BackendRef)> {
+pub(super) fn backends(route: &Resource<Route>) -> impl Iterator<Item = (usize, usize, &BackendRef)> {
     route.spec.spec.rules.iter().enumerate().flat_map(|(r, rule)| rule.backend_refs.iter().enumerate().map(move |(b, backend)| (r, b, backend)))
 }
 
 /// istiod's status entries, each with the spec parentRef it answers.
-fn istio_parents(route: &Resource<Route>) -> impl Iterator<Item = &ParentStatus> {
+pub(super) fn istio_parents(route: &Resource<Route>) -> impl Iterator<Item = &ParentStatus> {
     route.spec.status.parents.iter().filter(|p| p.controller_name == ISTIO_CONTROLLER)
 }
 
 /// The condition `kind` of a status entry when it is `False`.
-fn negative<'a>(parent: &'a ParentStatus, kind: &str) -> Option<&'a Condition> {
+pub(super) fn negative<'a>(parent: &'a ParentStatus, kind: &str) -> Option<&'a Condition> {
     parent.conditions.iter().find(|c| c.kind == kind && c.status == "False")
 }
 
 /// `HTTPRoute ns/name`.
-fn me(route: &Resource<Route>) -> String {
+pub(super) fn me(route: &Resource<Route>) -> String {
     named(route.spec.kind.as_str(), &route.meta.namespace, &route.meta.name)
 }
 
@@ -230,48 +227,6 @@ pub fn route_parent_port_mismatch(model: &Model<'_>, scope: Scope<'_>, out: &mut
                     .detail("For a Service parent with a port, istiod adds that port to every match of the route; requests reach the Service on its own ports only, so none matches and they take the Service's default route.")
                     .evidence([format!("{} spec.parentRefs[{i}].port {port}; Service ports {ports:?}", me(route))])
                     .fix(format!("set spec.parentRefs[{i}].port to the Service port the clients use ({ports:?}), or drop it to cover every port")),
-            );
-        }
-    }
-}
-
-/// An L7 rule (HTTPRoute with a Service parent, or a mesh VirtualService) for a Service in an
-/// ambient namespace that no waypoint serves: ztunnel forwards at L4, so the rule is ignored.
-pub fn l7_rule_without_waypoint(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    let objects = model.objects;
-    for route in objects.routes.iter().filter(|r| in_scope(r, scope)) {
-        for parent in route.spec.spec.parent_refs.iter().filter(|p| p.kind() == "Service") {
-            let ns = parent.namespace(&route.meta.namespace);
-            let Some(svc) = objects.service(ns, &parent.name) else { continue };
-            if !namespace_is_ambient(objects, ns) {
-                continue;
-            }
-            let binding = service_waypoint(objects, &svc.meta);
-            let status =
-                istio_parents(route).filter_map(|p| negative(p, "ResolvedWaypoints")).map(|c| format!("status ResolvedWaypoints=False: {}", c.message));
-            let why = match &binding {
-                WaypointBinding::Unbound => "neither the Service nor its namespace has the istio.io/use-waypoint label".to_string(),
-                WaypointBinding::OptedOut => "the Service opts out with istio.io/use-waypoint=none".to_string(),
-                WaypointBinding::Bound { namespace, name, via } => {
-                    if objects.gateways.iter().any(|g| g.spec.gateway_api && &g.meta.namespace == namespace && &g.meta.name == name)
-                        || objects.gateways.is_empty()
-                    {
-                        continue;
-                    }
-                    format!("the {via}'s istio.io/use-waypoint names waypoint {namespace}/{name}, which does not exist")
-                }
-            };
-            let host = format!("{}.{ns}.svc.{DEFAULT_DOMAIN}", parent.name);
-            let mut evidence = vec![format!("Namespace {ns} istio.io/dataplane-mode=ambient; Service {ns}/{}: {why}", parent.name)];
-            evidence.extend(status);
-            out.push(
-                Finding::new("l7-rule-without-waypoint", Severity::Error, route.reference(route.spec.kind.as_str()), format!("{} is ignored: {host} is in ambient mode and {why}", me(route)))
-                    .detail("In ambient mode HTTP routing happens only in the waypoint of the destination; without one, the caller's ztunnel forwards connections straight to the Service's pods at L4 and no HTTPRoute or VirtualService rule applies.")
-                    .evidence(evidence)
-                    .fix(format!(
-                        "deploy a waypoint (`istioctl waypoint apply -n {ns}`) and bind the Service to it: `kubectl label service -n {ns} {} istio.io/use-waypoint=waypoint`",
-                        parent.name
-                    )),
             );
         }
     }

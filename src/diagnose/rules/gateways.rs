@@ -272,6 +272,11 @@ pub fn gateway_ignores_mesh_rules(model: &Model<'_>, scope: Scope<'_>, out: &mut
             if !in_scope || !seen.insert(host.clone()) {
                 continue;
             }
+            // A waypoint applies the mesh rules to ingress traffic that goes through it, and
+            // ingress-bypasses-waypoint explains traffic that does not.
+            if model.host_waypoint(&host).is_some_and(|(_, w)| w.carries_service_traffic()) {
+                continue;
+            }
             let mesh_rules: Vec<String> = model
                 .objects
                 .virtual_services

@@ -8,6 +8,7 @@
 //! examined caller. The same cause seen from two callers or two services yields identical
 //! summaries, so [`super::merge_and_rank`] folds them into one finding.
 
+mod ambient;
 mod data_plane;
 mod destinations;
 mod gateway_api;
@@ -25,7 +26,7 @@ pub use gateways::unchecked;
 use super::CallerContext;
 use super::finding::Finding;
 use crate::intent::Intent;
-use crate::intent::target::{SidecarState, Target};
+use crate::intent::target::{CallerKind, SidecarState, Target};
 use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name};
 use crate::istio::{Destination, VirtualService};
 use crate::model::Model;
@@ -84,6 +85,7 @@ pub fn service_findings(model: &Model<'_>, target: &Target) -> Vec<Finding> {
     let mut out = Vec::new();
     routing::vs_gateway_only(model, target, &mut out);
     routing::vs_host_mismatch(model, target, &mut out);
+    ambient::ingress_bypasses_waypoint(model, target, &mut out);
     out
 }
 
@@ -123,7 +125,9 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     gateway_api::route_status_stale(model, scope, &mut out);
     gateway_api::route_zero_weight(model, scope, &mut out);
     gateway_api::route_parent_port_mismatch(model, scope, &mut out);
-    gateway_api::l7_rule_without_waypoint(model, scope, &mut out);
+    ambient::l7_rules_without_waypoint(model, scope, &mut out);
+    ambient::vs_ignored_by_waypoint(model, scope, &mut out);
+    ambient::waypoint_source_labels_dropped(model, scope, &mut out);
     out
 }
 
@@ -132,12 +136,17 @@ pub(crate) fn caller_findings(model: &Model<'_>, target: &Target, ctx: &CallerCo
     let mut out = Vec::new();
     let objects = model.objects;
     let ambient = objects.pod(&ctx.caller.namespace, &ctx.caller.name).is_some_and(|p| crate::istio::ambient::workload_is_ambient(objects, &p.meta, false));
-    if let SidecarState::Missing(reason) = &ctx.caller.sidecar {
+    if ctx.caller.kind == CallerKind::Waypoint {
+        // A waypoint's routes are checked against its Envoy; the sidecar rules read a
+        // sidecar's view of the service.
+        data_plane::check(model, target, ctx, &mut out);
+    } else if let SidecarState::Missing(reason) = &ctx.caller.sidecar {
         // An ambient caller has no sidecar by design: ztunnel and the waypoint carry its traffic.
         if !ambient {
             workloads::caller_without_sidecar(model, target, ctx.caller, reason, &mut out);
         }
     } else {
+        ambient::sidecar_bypasses_waypoint(model, target, ctx, &mut out);
         routing::port_not_http(target, ctx.intent, &mut out);
         routing::destination_port_pinned(model, target, ctx, &mut out);
         routing::vs_not_visible(model, target, ctx, &mut out);

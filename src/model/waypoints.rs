@@ -1,0 +1,83 @@
+//! Ambient waypoints as istiod resolves them: which waypoint a Service's traffic goes through,
+//! whether that waypoint takes service traffic, and which services a waypoint serves.
+
+use super::Model;
+use crate::istio::Gateway;
+use crate::istio::ambient::{INGRESS_USE_WAYPOINT, WAYPOINT_FOR, WaypointBinding, service_waypoint};
+use crate::istio::names::DEFAULT_DOMAIN;
+use crate::snapshot::{Meta, Resource};
+use k8s_openapi::api::core::v1::Service;
+
+/// The waypoint a Service is bound to, as far as the objects tell.
+#[derive(Debug, Clone)]
+pub struct ServiceWaypoint<'a> {
+    /// What the labels say.
+    pub binding: WaypointBinding,
+    /// The waypoint Gateway the binding names, when it was read.
+    pub gateway: Option<&'a Resource<Gateway>>,
+}
+
+impl ServiceWaypoint<'_> {
+    /// The waypoint's `istio.io/waypoint-for` (`service` when unset).
+    pub fn waypoint_for(&self) -> &str {
+        self.gateway.and_then(|g| g.meta.labels.get(WAYPOINT_FOR)).map(String::as_str).unwrap_or("service")
+    }
+
+    /// True when service traffic goes through the waypoint: it exists and takes traffic
+    /// addressed to Services (`service` or `all`).
+    pub fn carries_service_traffic(&self) -> bool {
+        self.gateway.is_some() && matches!(self.waypoint_for(), "service" | "all")
+    }
+
+    /// `namespace/name` of the waypoint the binding names.
+    pub fn name(&self) -> Option<String> {
+        match &self.binding {
+            WaypointBinding::Bound { namespace, name, .. } => Some(format!("{namespace}/{name}")),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Model<'a> {
+    /// The waypoint `service` (a Service's metadata) is bound to.
+    pub fn service_waypoint(&self, service: &Meta) -> ServiceWaypoint<'a> {
+        let binding = service_waypoint(self.objects, service);
+        let gateway = match &binding {
+            WaypointBinding::Bound { namespace, name, .. } => self.waypoint(namespace, name),
+            _ => None,
+        };
+        ServiceWaypoint { binding, gateway }
+    }
+
+    /// The waypoint Gateway `namespace/name`, if it was read.
+    pub fn waypoint(&self, namespace: &str, name: &str) -> Option<&'a Resource<Gateway>> {
+        self.waypoints().find(|g| g.meta.namespace == namespace && g.meta.name == name)
+    }
+
+    /// Every waypoint Gateway.
+    pub fn waypoints(&self) -> impl Iterator<Item = &'a Resource<Gateway>> + use<'a> {
+        self.objects.gateways.iter().filter(|g| g.spec.is_waypoint())
+    }
+
+    /// True when waypoint `namespace/name` serves the Kubernetes Service `fqdn`: the Service is
+    /// bound to it and it takes service traffic (istiod's `ServicesForWaypoint`).
+    pub fn waypoint_serves(&self, namespace: &str, name: &str, fqdn: &str) -> bool {
+        self.host_waypoint(fqdn).is_some_and(|(_, bound)| {
+            bound.carries_service_traffic() && matches!(&bound.binding, WaypointBinding::Bound { namespace: n, name: w, .. } if n == namespace && w == name)
+        })
+    }
+
+    /// The Kubernetes Service host `fqdn` names, with its waypoint binding.
+    pub fn host_waypoint(&self, fqdn: &str) -> Option<(&'a Resource<Service>, ServiceWaypoint<'a>)> {
+        let (name, ns) = fqdn.strip_suffix(&format!(".svc.{DEFAULT_DOMAIN}"))?.split_once('.')?;
+        let service = self.objects.service(ns, name)?;
+        Some((service, self.service_waypoint(&service.meta)))
+    }
+
+    /// True when ingress gateways send to the Service's waypoint: `istio.io/ingress-use-waypoint`
+    /// on the Service or, from Istio 1.25, on its namespace.
+    pub fn ingress_uses_waypoint(&self, service: &Meta) -> bool {
+        let on = |m: &Meta| m.labels.get(INGRESS_USE_WAYPOINT).is_some_and(|v| v == "true");
+        on(service) || self.objects.namespace(&service.namespace).is_some_and(|ns| on(&ns.meta))
+    }
+}
