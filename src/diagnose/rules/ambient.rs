@@ -4,19 +4,21 @@
 //! `istio.io/ingress-use-waypoint`, sidecars).
 
 use super::gateway_api::{backends, in_scope, istio_parents, me, negative};
+use super::gateways::bound_gateways;
 use super::routing::bound_to_mesh;
-use super::{Scope, named};
+use super::{Scope, destination_host, named};
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::target::{CallerKind, SidecarState, Target};
+use crate::istio::DestinationRole;
 use crate::istio::VirtualService;
 use crate::istio::ambient::{WAYPOINT_FOR, WaypointBinding, namespace_is_ambient};
-use crate::istio::gateway_api::Route;
 use crate::istio::names::{DEFAULT_DOMAIN, resolve_short_name};
 use crate::model::Model;
 use crate::model::waypoints::ServiceWaypoint;
 use crate::snapshot::{Meta, ObjectRef, Resource};
 use k8s_openapi::api::core::v1::Service;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Why no waypoint applies the Service's L7 rules, as a finding id, the reason and the fix;
 /// `None` when its waypoint takes service traffic (or whether it does cannot be told).
@@ -182,46 +184,48 @@ pub fn waypoint_source_labels_dropped(model: &Model<'_>, scope: Scope<'_>, out: 
 
 /// Ingress gateways route to a waypoint-served Service whose L7 rules live in the waypoint,
 /// without `istio.io/ingress-use-waypoint`: ingress traffic goes straight to the pods.
-pub fn ingress_bypasses_waypoint(model: &Model<'_>, target: &Target, out: &mut Vec<Finding>) {
-    let Some(svc) = model.objects.service(&target.namespace, &target.name) else { return };
-    let waypoint = model.service_waypoint(&svc.meta);
-    let (true, Some(w)) = (waypoint.carries_service_traffic(), waypoint.name()) else { return };
-    if model.ingress_uses_waypoint(&svc.meta) {
-        return;
+pub fn ingress_bypasses_waypoint(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
+    // The hosts ingress routes send to, each with the routes: one pass over the gateway-bound
+    // VirtualServices and the Gateway-attached routes.
+    let mut ingress: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for vs in model.objects.ingress_virtual_services.iter().chain(&model.objects.virtual_services).filter(|vs| !bound_gateways(vs).is_empty()) {
+        for d in vs.spec.destinations().into_iter().filter(|d| d.role == DestinationRole::HttpRoute) {
+            ingress.entry(destination_host(vs, d.destination)).or_default().insert(named(vs.spec.source_kind(), &vs.meta.namespace, &vs.meta.name));
+        }
     }
-    let ingress: Vec<String> = model
-        .gateways()
-        .filter(|g| !g.spec.is_waypoint())
-        .flat_map(|g| model.gateway_virtual_services(&format!("{}/{}", g.meta.namespace, g.meta.name)))
-        .filter(|vs| super::routes_to(vs, &target.fqdn))
-        .map(|vs| named(vs.spec.source_kind(), &vs.meta.namespace, &vs.meta.name))
-        .chain(model.objects.routes.iter().filter(|r| gateway_route_to(r, target)).map(me))
-        .collect();
-    let layer7 = l7_in_waypoint(model, &svc.meta, &target.fqdn);
-    if ingress.is_empty() || layer7.is_empty() {
-        return;
+    for route in model.objects.routes.iter().filter(|r| r.spec.spec.parent_refs.iter().any(|p| p.kind() == "Gateway")) {
+        for (_, _, b) in backends(route).filter(|(_, _, b)| b.kind() == "Service") {
+            let ns = b.namespace.as_deref().unwrap_or(&route.meta.namespace);
+            ingress.entry(format!("{}.{ns}.svc.{DEFAULT_DOMAIN}", b.name)).or_default().insert(me(route));
+        }
     }
-    let mut ingress = ingress;
-    ingress.dedup();
-    let (ns, name) = (&target.namespace, &target.name);
-    out.push(
-        Finding::new(
-            "ingress-bypasses-waypoint",
-            Severity::Warning,
-            target.reference(),
-            format!("ingress traffic to {name}.{ns} skips its waypoint {w}, so the routes of {} do not apply to it", layer7.join(", ")),
-        )
-        .detail("Ingress gateways send to a Service's pods directly, not through its waypoint, unless the Service (or, from Istio 1.25, its namespace) has istio.io/ingress-use-waypoint=true. Routing and policy the waypoint applies then hold for mesh callers only.")
-        .evidence(ingress.iter().map(|r| format!("{r} routes ingress traffic to {name}.{ns}")).chain([format!("Service {ns}/{name}: istio.io/use-waypoint resolves to {w}; no istio.io/ingress-use-waypoint=true on it or its namespace")]))
-        .fix(format!("`kubectl label service -n {ns} {name} istio.io/ingress-use-waypoint=true`, so ingress traffic goes through the waypoint")),
-    );
-}
-
-/// True for a Gateway API route attached to a Gateway with a backend that is the target.
-fn gateway_route_to(route: &Resource<Route>, target: &Target) -> bool {
-    let ns = &route.meta.namespace;
-    route.spec.spec.parent_refs.iter().any(|p| p.kind() == "Gateway")
-        && backends(route).any(|(_, _, b)| b.kind() == "Service" && b.name == target.name && b.namespace.as_deref().unwrap_or(ns) == target.namespace)
+    for (host, routes) in ingress {
+        let Some((svc, waypoint)) = model.host_waypoint(&host) else { continue };
+        let in_scope = match scope {
+            Scope::Service(t) => t.fqdn == host,
+            Scope::Mesh(_) => scope.namespace(&svc.meta.namespace),
+        };
+        let (true, true, Some(w)) = (in_scope, waypoint.carries_service_traffic(), waypoint.name()) else { continue };
+        if model.ingress_uses_waypoint(&svc.meta) {
+            continue;
+        }
+        let layer7 = l7_in_waypoint(model, &svc.meta, &host);
+        if layer7.is_empty() {
+            continue;
+        }
+        let (ns, name) = (&svc.meta.namespace, &svc.meta.name);
+        out.push(
+            Finding::new(
+                "ingress-bypasses-waypoint",
+                Severity::Warning,
+                ObjectRef::new("Service", ns, name),
+                format!("ingress traffic to {name}.{ns} skips its waypoint {w}, so the routes of {} do not apply to it", layer7.join(", ")),
+            )
+            .detail("Ingress gateways send to a Service's pods directly, not through its waypoint, unless the Service (or, from Istio 1.25, its namespace) has istio.io/ingress-use-waypoint=true. Routing and policy the waypoint applies then hold for mesh callers only.")
+            .evidence(routes.iter().map(|r| format!("{r} routes ingress traffic to {name}.{ns}")).chain([format!("Service {ns}/{name}: istio.io/use-waypoint resolves to {w}; no istio.io/ingress-use-waypoint=true on it or its namespace")]))
+            .fix(format!("`kubectl label service -n {ns} {name} istio.io/ingress-use-waypoint=true`, so ingress traffic goes through the waypoint")),
+        );
+    }
 }
 
 /// The L7 rules the Service's waypoint applies: mesh VirtualServices in its namespaces and

@@ -85,7 +85,6 @@ pub fn service_findings(model: &Model<'_>, target: &Target) -> Vec<Finding> {
     let mut out = Vec::new();
     routing::vs_gateway_only(model, target, &mut out);
     routing::vs_host_mismatch(model, target, &mut out);
-    ambient::ingress_bypasses_waypoint(model, target, &mut out);
     out
 }
 
@@ -128,6 +127,7 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
     ambient::l7_rules_without_waypoint(model, scope, &mut out);
     ambient::vs_ignored_by_waypoint(model, scope, &mut out);
     ambient::waypoint_source_labels_dropped(model, scope, &mut out);
+    ambient::ingress_bypasses_waypoint(model, scope, &mut out);
     out
 }
 

@@ -27,6 +27,8 @@ pub enum Role {
     Gateway,
     /// A pod behind the service (one per subset).
     Destination,
+    /// The ambient waypoint that routes the service's traffic.
+    Waypoint,
 }
 
 impl Role {
@@ -36,6 +38,7 @@ impl Role {
             Role::Caller => "caller",
             Role::Gateway => "gateway",
             Role::Destination => "destination",
+            Role::Waypoint => "waypoint",
         }
     }
 }
@@ -56,13 +59,14 @@ const LAYOUT: &[(&str, &[&str])] = &[
     ("ClustersConfigDump", &["dynamic_active_clusters", "dynamic_warming_clusters"]),
     ("EndpointsConfigDump", &["dynamic_endpoint_configs"]),
     ("ListenersConfigDump", &["dynamic_listeners"]),
-    ("RoutesConfigDump", &["dynamic_route_configs"]),
+    ("RoutesConfigDump", &["static_route_configs", "dynamic_route_configs"]),
 ];
 
 /// The requests a role's reading sends, by the name gaps give them, in order.
 fn requests(role: Role) -> &'static [&'static str] {
     match role {
         Role::Destination => &["/server_info", "/config_dump (dynamic_active_clusters)"],
+        Role::Waypoint => &["/server_info", "/config_dump (static_route_configs)", "/config_dump (dynamic_active_clusters)"],
         Role::Caller | Role::Gateway => &[
             "/server_info",
             "/config_dump (dynamic_route_configs)",
@@ -128,6 +132,7 @@ impl<'a> Reader<'a> {
                 Err(e) => Err(e),
             },
             Role::Caller | Role::Gateway => self.read_outbound(role, expected).await,
+            Role::Waypoint => self.read_waypoint(expected).await,
         };
         if let Err((path, failure)) = outcome {
             if self.answered.is_empty() {
@@ -199,6 +204,22 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// A waypoint's share of the target: the inline route configurations its HBONE listener
+    /// holds for the service's ports (`inbound-vip|PORT|http|HOST`, listed as static), and its
+    /// `inbound-vip` clusters for the service plus those its routes name. Its endpoints are
+    /// HBONE addresses the analysis does not compare, so neither EDS nor `/clusters` is read.
+    async fn read_waypoint(&mut self, expected: &BTreeSet<String>) -> Result<(), (String, AdminFailure)> {
+        self.server_info().await?;
+        let host = literal(&self.target.fqdn);
+        let ports: Vec<String> = self.target.ports.iter().map(|p| p.port.to_string()).collect();
+        let routes: Vec<String> = ports.chunks(PORTS_PER_PATTERN).map(|c| format!("inbound-vip\\|(?:{})\\|http\\|{host}", c.join("|"))).collect();
+        self.dump("static_route_configs", &routes, false).await?;
+        let names = self.routed_clusters(expected);
+        let mut clusters = vec![format!("inbound-vip\\|[0-9]+\\|[^|]*\\|{host}")];
+        clusters.extend(names.iter().filter(|n| !n.starts_with("inbound-vip|")).map(|n| literal(n)));
+        self.dump("dynamic_active_clusters", &clusters, false).await
+    }
+
     fn blob(&self, file: &str, bytes: Vec<u8>) -> Blob {
         Blob { origin: format!("{} ({file})", self.origin), bytes }
     }
@@ -248,7 +269,10 @@ impl<'a> Reader<'a> {
         let mut names = expected.clone();
         // A dump that does not parse here is a gap of the analysis later, with a precise
         // reason; until then the expected names are still worth fetching.
-        let partial = ProxyCapture { config_dump: Some(Blob { origin: self.origin.clone(), bytes: assemble(&self.found) }), ..Default::default() };
+        // With /server_info the node says what kind of proxy this is, so routes are read on
+        // its own shapes (a gateway's server routes, a waypoint's inbound-vip ones).
+        let config_dump = Some(Blob { origin: self.origin.clone(), bytes: assemble(&self.found) });
+        let partial = ProxyCapture { config_dump, server_info: self.read.capture.server_info.clone(), ..Default::default() };
         let read = actual::read(&partial, self.target, expected);
         for port in read.view.iter().flat_map(|v| &v.ports) {
             names.extend(port.tcp_destinations.iter().map(|c| c.name.clone()));

@@ -10,12 +10,13 @@ use super::admin::Role;
 use crate::error::Result;
 use crate::intent::target::{Caller, CallerKind, SidecarState, Target};
 use crate::istio::VirtualService;
+use crate::istio::ambient::{GATEWAY_NAME_LABEL, WaypointBinding, service_waypoint};
 use crate::istio::labels_match;
 use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name};
 use crate::model::destination_rules::all_for;
 use crate::model::virtual_services::{vs_gateways, vs_hosts};
 use crate::question::{self, Question};
-use crate::snapshot::{Gap, Resource, Snapshot};
+use crate::snapshot::{Gap, Objects, Resource, Snapshot};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -119,6 +120,13 @@ fn has_sidecar(caller: &Caller) -> bool {
     caller.sidecar == SidecarState::Injected
 }
 
+/// The waypoint `(namespace, name)` the target's Service is bound to, when its Gateway was read.
+fn waypoint_of(objects: &Objects, target: &Target) -> Option<(String, String)> {
+    let service = objects.service(&target.namespace, &target.name)?;
+    let WaypointBinding::Bound { namespace, name, .. } = service_waypoint(objects, &service.meta) else { return None };
+    objects.gateways.iter().any(|g| g.spec.is_waypoint() && g.meta.namespace == namespace && g.meta.name == name).then_some((namespace, name))
+}
+
 /// Picks the proxies to read (at most `options.max_proxies`).
 pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, options: &super::LiveOptions) -> Result<Choices> {
     let max = options.max_proxies;
@@ -136,7 +144,11 @@ pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, options
                     reason: format!("not read: {reason}, so there is no Envoy to port-forward to"),
                 }),
                 _ => wanted.push(Choice {
-                    role: if caller.kind == CallerKind::Gateway { Role::Gateway } else { Role::Caller },
+                    role: match caller.kind {
+                        CallerKind::Gateway => Role::Gateway,
+                        CallerKind::Waypoint => Role::Waypoint,
+                        CallerKind::Sidecar => Role::Caller,
+                    },
                     why: "named by --from".into(),
                     namespace: caller.namespace,
                     pod: caller.name,
@@ -147,7 +159,7 @@ pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, options
         let namespaces = caller_namespaces(snapshot, target, question);
         let mut workloads: BTreeMap<(String, String), Vec<&Resource<Pod>>> = BTreeMap::new();
         for pod in objects.pods.iter().filter(|p| namespaces.contains(&p.meta.namespace) && !is_backend(p)) {
-            if Caller::from_pod(pod).kind == CallerKind::Gateway {
+            if Caller::from_pod(pod).kind != CallerKind::Sidecar {
                 continue;
             }
             workloads.entry((pod.meta.namespace.clone(), workload(pod))).or_default().push(pod);
@@ -177,6 +189,21 @@ pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, options
                     why: format!("one ready pod of gateway {gateway}"),
                 }),
                 None => choices.gaps.push(Gap { source: format!("gateway {gateway}"), reason: "not read: no ready pod matches its selector".into() }),
+            }
+        }
+        // In ambient mode the service's waypoint, not the callers, holds the routes.
+        if let Some((namespace, name)) = waypoint_of(objects, target) {
+            let mut pods: Vec<&Resource<Pod>> =
+                objects.pods.iter().filter(|p| p.meta.namespace == namespace && p.meta.labels.get(GATEWAY_NAME_LABEL) == Some(&name) && ready(p)).collect();
+            pods.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+            match pods.first() {
+                Some(p) => wanted.push(Choice {
+                    namespace: namespace.clone(),
+                    pod: p.meta.name.clone(),
+                    role: Role::Waypoint,
+                    why: format!("one ready pod of waypoint {namespace}/{name}"),
+                }),
+                None => choices.gaps.push(Gap { source: format!("waypoint {namespace}/{name}"), reason: "not read: no ready pod of it was listed".into() }),
             }
         }
     }
