@@ -82,50 +82,6 @@ pub struct ServerPort {
     pub name: String,
 }
 
-/// A Gateway API Gateway `spec`: only the listeners matter here.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct GatewayApiSpec {
-    /// `gatewayClassName`.
-    #[serde(default, rename = "gatewayClassName")]
-    pub gateway_class_name: Option<String>,
-    /// Listeners: port, protocol and optional hostname.
-    #[serde(default)]
-    pub listeners: Vec<GatewayApiListener>,
-}
-
-/// One Gateway API listener.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct GatewayApiListener {
-    /// Listener name.
-    #[serde(default)]
-    pub name: String,
-    /// Hostname served; none means every host.
-    #[serde(default)]
-    pub hostname: Option<String>,
-    /// Port number.
-    #[serde(default)]
-    pub port: u32,
-    /// `HTTP`, `HTTPS`, `TLS`, `TCP`...
-    #[serde(default)]
-    pub protocol: String,
-}
-
-impl From<GatewayApiSpec> for Gateway {
-    fn from(spec: GatewayApiSpec) -> Gateway {
-        let servers = spec
-            .listeners
-            .into_iter()
-            .map(|l| Server {
-                port: Some(ServerPort { number: l.port, protocol: l.protocol, name: l.name }),
-                hosts: vec![l.hostname.unwrap_or_else(|| "*".into())],
-                tls: None,
-                bind: None,
-            })
-            .collect();
-        Gateway { selector: BTreeMap::new(), servers, gateway_api: true, class: spec.gateway_class_name }
-    }
-}
-
 /// The Secrets (namespace, name) istiod reads gateway certificates from: each TLS server's
 /// `credentialName` of an Istio Gateway, in the namespaces of the pods the Gateway selects
 /// (not the Gateway's own).

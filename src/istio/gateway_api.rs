@@ -2,11 +2,9 @@
 //! ReferenceGrant: the fields istiod translates, plus the status it writes back.
 //!
 //! One struct serves every route kind: they share `parentRefs`, `hostnames` and rules of
-//! `backendRefs`; HTTP-only fields are simply absent on the others. The `gateway-api` crate's
-//! releases are built on an older kube / k8s-openapi than ours, so these serde structs keep only
-//! what mesh-why reads, with the Gateway API's field names.
-
-use serde::Deserialize;
+//! `backendRefs`; HTTP-only fields are simply absent on the others. Objects are decoded with the
+//! `gateway-api` crate's types ([`super::gateway_api_decode`]) and reduced to this form, which
+//! keeps only what istiod's translation and the checks read, with the Gateway API's field names.
 
 /// The Gateway API route kinds istiod translates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,41 +57,30 @@ pub struct Route {
 }
 
 /// `spec` of any route kind.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct RouteSpec {
     /// Gateways (ingress) or Services (GAMMA, mesh traffic) the route attaches to.
-    #[serde(default)]
     pub parent_refs: Vec<ParentRef>,
     /// Hosts matched (HTTPRoute, GRPCRoute, TLSRoute).
-    #[serde(default)]
     pub hostnames: Vec<String>,
     /// Rules, in order.
-    #[serde(default)]
     pub rules: Vec<RouteRule>,
 }
 
 /// One `parentRefs[]` entry.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParentRef {
     /// API group; `gateway.networking.k8s.io` when absent, `""` for core (Service).
-    #[serde(default)]
     pub group: Option<String>,
     /// `Gateway` when absent; `Service` or `ServiceEntry` for mesh routes.
-    #[serde(default)]
     pub kind: Option<String>,
     /// Namespace; the route's own when absent.
-    #[serde(default)]
     pub namespace: Option<String>,
     /// Name of the parent.
-    #[serde(default)]
     pub name: String,
     /// Listener name on a Gateway.
-    #[serde(default)]
     pub section_name: Option<String>,
     /// Port: a listener port on a Gateway, a Service port for mesh routes.
-    #[serde(default)]
     pub port: Option<u32>,
 }
 
@@ -127,50 +114,37 @@ impl ParentRef {
 }
 
 /// One `rules[]` entry (HTTPRoute and GRPCRoute; TCPRoute and TLSRoute use only `backendRefs`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct RouteRule {
     /// Rule name (becomes the Envoy route name when set).
-    #[serde(default)]
     pub name: Option<String>,
     /// Filters, applied to every request the rule takes.
-    #[serde(default)]
     pub filters: Vec<Filter>,
     /// Matches, OR-ed (none: every request).
-    #[serde(default)]
     pub matches: Vec<RouteMatch>,
     /// Backends and their weights.
-    #[serde(default)]
     pub backend_refs: Vec<BackendRef>,
     /// `timeouts` (HTTPRoute).
-    #[serde(default)]
     pub timeouts: Option<Timeouts>,
     /// `retry` (HTTPRoute, experimental channel).
-    #[serde(default)]
     pub retry: Option<Retry>,
 }
 
 /// One `matches[]` entry of an HTTPRoute or GRPCRoute.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct RouteMatch {
     /// Path match (HTTPRoute).
-    #[serde(default)]
     pub path: Option<TypedValue>,
     /// Header matches.
-    #[serde(default)]
     pub headers: Vec<TypedValue>,
     /// Query parameter matches (HTTPRoute).
-    #[serde(default)]
     pub query_params: Vec<TypedValue>,
     /// HTTP method (HTTPRoute) or gRPC service and method (GRPCRoute).
-    #[serde(default)]
     pub method: Option<MethodMatch>,
 }
 
 /// `matches[].method`: a string on HTTPRoute, an object on GRPCRoute.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum MethodMatch {
     /// HTTPRoute: `GET`, `POST`...
     Http(String),
@@ -179,53 +153,42 @@ pub enum MethodMatch {
 }
 
 /// GRPCRoute `matches[].method`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct GrpcMethod {
     /// `Exact` (default) or `RegularExpression`.
-    #[serde(default, rename = "type")]
     pub kind: Option<String>,
     /// gRPC service, e.g. `foo.Bar`.
-    #[serde(default)]
     pub service: Option<String>,
     /// gRPC method, e.g. `Get`.
-    #[serde(default)]
     pub method: Option<String>,
 }
 
 /// `{type, name, value}` of a path, header or query parameter match.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct TypedValue {
     /// `Exact`, `PathPrefix`, `RegularExpression`.
-    #[serde(default, rename = "type")]
     pub kind: Option<String>,
     /// Header or parameter name.
-    #[serde(default)]
     pub name: String,
     /// Value; absent on a path match means `/`.
-    #[serde(default)]
     pub value: Option<String>,
 }
 
 /// `rules[].timeouts`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct Timeouts {
     /// Whole request, e.g. `10s`.
-    #[serde(default)]
     pub request: Option<String>,
     /// Each try to a backend.
-    #[serde(default)]
     pub backend_request: Option<String>,
 }
 
 /// `rules[].retry`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Retry {
     /// Attempts; 2 when absent.
-    #[serde(default)]
     pub attempts: Option<u32>,
     /// HTTP status codes that are retried.
-    #[serde(default)]
     pub codes: Vec<u32>,
 }
 
@@ -237,77 +200,58 @@ impl RouteRule {
 }
 
 /// A rule's filter.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect`, `URLRewrite`,
     /// `RequestMirror`, `CORS`, `ExtensionRef`.
-    #[serde(default, rename = "type")]
     pub kind: String,
     /// `URLRewrite`.
-    #[serde(default, rename = "urlRewrite")]
     pub url_rewrite: Option<UrlRewrite>,
     /// `RequestMirror`.
-    #[serde(default)]
     pub request_mirror: Option<RequestMirror>,
 }
 
 /// The `urlRewrite` filter.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct UrlRewrite {
     /// New Host header.
-    #[serde(default)]
     pub hostname: Option<String>,
     /// New path.
-    #[serde(default)]
     pub path: Option<PathModifier>,
 }
 
 /// `urlRewrite.path`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct PathModifier {
     /// `ReplaceFullPath` or `ReplacePrefixMatch`.
-    #[serde(default, rename = "type")]
     pub kind: String,
     /// The whole new path.
-    #[serde(default)]
     pub replace_full_path: Option<String>,
     /// What the matched prefix becomes.
-    #[serde(default)]
     pub replace_prefix_match: Option<String>,
 }
 
 /// The `requestMirror` filter.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct RequestMirror {
     /// Where copies go.
-    #[serde(default)]
     pub backend_ref: BackendRef,
 }
 
 /// One `backendRefs[]` entry.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct BackendRef {
     /// API group; `""` (core) when absent.
-    #[serde(default)]
     pub group: Option<String>,
     /// `Service` when absent.
-    #[serde(default)]
     pub kind: Option<String>,
     /// Name of the backend.
-    #[serde(default)]
     pub name: String,
     /// Namespace; the route's own when absent.
-    #[serde(default)]
     pub namespace: Option<String>,
     /// Port of the backend; required for a Service.
-    #[serde(default)]
     pub port: Option<u32>,
     /// Share of traffic; 1 when absent.
-    #[serde(default)]
     pub weight: Option<u32>,
 }
 
@@ -329,46 +273,35 @@ impl BackendRef {
 }
 
 /// A route's `status`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct RouteStatus {
     /// One entry per parent and controller.
-    #[serde(default)]
     pub parents: Vec<ParentStatus>,
 }
 
 /// `status.parents[]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct ParentStatus {
     /// The parent this entry is about.
-    #[serde(default)]
     pub parent_ref: ParentRef,
     /// Who wrote it; istiod writes `istio.io/gateway-controller`.
-    #[serde(default)]
     pub controller_name: String,
     /// Conditions: `Accepted`, `ResolvedRefs`, `ResolvedWaypoints`...
-    #[serde(default)]
     pub conditions: Vec<Condition>,
 }
 
 /// A status condition (metav1.Condition).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct Condition {
     /// `Accepted`, `ResolvedRefs`, `Programmed`, `ResolvedWaypoints`...
-    #[serde(default, rename = "type")]
     pub kind: String,
     /// `True`, `False` or `Unknown`.
-    #[serde(default)]
     pub status: String,
     /// Machine-readable reason.
-    #[serde(default)]
     pub reason: String,
     /// Human-readable message.
-    #[serde(default)]
     pub message: String,
     /// The `metadata.generation` the controller had processed when it wrote this.
-    #[serde(default)]
     pub observed_generation: Option<i64>,
 }
 
@@ -376,41 +309,33 @@ pub struct Condition {
 pub const ISTIO_CONTROLLER: &str = "istio.io/gateway-controller";
 
 /// ReferenceGrant `spec`: which kinds in which namespaces may refer to objects here.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct ReferenceGrant {
     /// Who may refer.
-    #[serde(default)]
     pub from: Vec<GrantFrom>,
     /// What may be referred to.
-    #[serde(default)]
     pub to: Vec<GrantTo>,
 }
 
 /// `spec.from[]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct GrantFrom {
     /// Group of the referring kind.
-    #[serde(default)]
     pub group: String,
     /// Referring kind (`HTTPRoute`...).
-    #[serde(default)]
     pub kind: String,
     /// Namespace of the referring objects.
-    #[serde(default)]
     pub namespace: String,
 }
 
 /// `spec.to[]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct GrantTo {
     /// Group of the referred kind (`""` for Service).
-    #[serde(default)]
     pub group: String,
     /// Referred kind.
-    #[serde(default)]
     pub kind: String,
     /// Only this object, when set.
-    #[serde(default)]
     pub name: Option<String>,
 }
 

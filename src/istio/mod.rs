@@ -7,6 +7,7 @@ pub mod ambient;
 mod destination_rule;
 mod gateway;
 pub mod gateway_api;
+pub mod gateway_api_decode;
 pub mod gateway_translation;
 pub mod ingress;
 pub mod names;
@@ -17,7 +18,7 @@ mod sidecar;
 mod virtual_service;
 
 pub use destination_rule::{DestinationRule, Subset, TlsSettings, TrafficPolicy};
-pub use gateway::{Gateway, GatewayApiSpec, Server, ServerTls, credential_references};
+pub use gateway::{Gateway, Server, ServerPort, ServerTls, credential_references};
 pub use peer_authentication::PeerAuthentication;
 pub use request_authentication::RequestAuthentication;
 pub use service_entry::ServiceEntry;

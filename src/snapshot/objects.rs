@@ -9,8 +9,9 @@
 use super::Gap;
 use super::credential::Credential;
 use crate::error::{Error, Result};
-use crate::istio::gateway_api::{ReferenceGrant, Route, RouteKind, RouteSpec, RouteStatus};
-use crate::istio::{DestinationRule, Gateway, GatewayApiSpec, PeerAuthentication, RequestAuthentication, ServiceEntry, Sidecar, VirtualService};
+use crate::istio::gateway_api::{ReferenceGrant, Route, RouteKind};
+use crate::istio::gateway_api_decode::Decoded;
+use crate::istio::{DestinationRule, Gateway, PeerAuthentication, RequestAuthentication, ServiceEntry, Sidecar, VirtualService};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -424,7 +425,7 @@ impl Objects {
             ("networking.istio.io", "DestinationRule") => self.destination_rules.push(istio_object(doc, origin, k)?),
             ("networking.istio.io", "Gateway") => self.gateways.push(istio_object(doc, origin, k)?),
             ("gateway.networking.k8s.io", "Gateway") => {
-                let gw: Resource<GatewayApiSpec> = istio_object(doc, origin, k)?;
+                let gw: Resource<gateway_api::apis::experimental::gateways::GatewaySpec> = istio_object(doc, origin, k)?;
                 self.gateways.push(Resource { meta: gw.meta, spec: gw.spec.into() });
             }
             ("networking.istio.io", "ServiceEntry") => self.service_entries.push(service_entry_object(doc, origin, k)?),
@@ -432,7 +433,10 @@ impl Objects {
             ("security.istio.io", "PeerAuthentication") => self.peer_authentications.push(istio_object(doc, origin, k)?),
             ("security.istio.io", "RequestAuthentication") => self.request_authentications.push(istio_object(doc, origin, k)?),
             ("gateway.networking.k8s.io", k) if RouteKind::from_kind(k).is_some() => self.routes.push(route_object(doc, origin, k)?),
-            ("gateway.networking.k8s.io", "ReferenceGrant") => self.reference_grants.push(istio_object(doc, origin, k)?),
+            ("gateway.networking.k8s.io", "ReferenceGrant") => {
+                let grant: Resource<gateway_api::apis::experimental::referencegrants::ReferenceGrantSpec> = istio_object(doc, origin, k)?;
+                self.reference_grants.push(Resource { meta: grant.meta, spec: grant.spec.into() });
+            }
             ("networking.k8s.io", "Ingress") => self.ingresses.push(kube_object(doc, origin, k, |i: &Ingress| &i.metadata)?),
             ("networking.k8s.io", "IngressClass") => self.ingress_classes.push(kube_object(doc, origin, k, |c: &IngressClass| &c.metadata)?),
             _ => *self.skipped_kinds.entry(kind.clone()).or_default() += 1,
@@ -668,21 +672,34 @@ fn service_entry_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<R
 /// A Gateway API route: metadata, `spec` and the `status` istiod writes back.
 fn route_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<Route>> {
     #[derive(Deserialize)]
-    struct RouteObject {
-        kind: String,
+    #[serde(bound(deserialize = "S: DeserializeOwned + Default, T: DeserializeOwned"))]
+    struct RouteObject<S, T> {
         #[serde(default)]
         metadata: ObjectMeta,
         #[serde(default)]
-        spec: RouteSpec,
+        spec: S,
         #[serde(default)]
-        status: Option<RouteStatus>,
+        status: Option<T>,
     }
-    let obj: RouteObject = doc.typed(origin, kind)?;
-    let route = Route {
-        kind: RouteKind::from_kind(&obj.kind).unwrap_or_default(),
-        generation: obj.metadata.generation,
-        spec: obj.spec,
-        status: obj.status.unwrap_or_default(),
+    fn read<S: DeserializeOwned + Default, T: DeserializeOwned>(doc: Document<'_>, origin: &str, kind: &str) -> Result<(ObjectMeta, S, Option<T>)> {
+        let o: RouteObject<S, T> = doc.typed(origin, kind)?;
+        Ok((o.metadata, o.spec, o.status))
+    }
+    use gateway_api::apis::experimental::{grpcroutes as grpc, httproutes as http, tcproutes as tcp, tlsroutes as tls};
+    let (metadata, decoded) = match kind {
+        "GRPCRoute" => read::<grpc::GrpcRouteSpec, grpc::GrpcRouteStatus>(doc, origin, kind).map(|(m, s, t)| (m, Decoded::Grpc(s, t)))?,
+        "TCPRoute" => read::<tcp::TcpRouteSpec, tcp::TcpRouteStatus>(doc, origin, kind).map(|(m, s, t)| (m, Decoded::Tcp(s, t)))?,
+        "TLSRoute" => {
+            // v1 requires hostnames; v1alpha2 and v1alpha3 TLSRoutes may leave them out.
+            let mut value = doc.into_value().map_err(|e| Error::new(format!("{kind} is not valid JSON: {e}")).at(origin))?;
+            if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.entry("hostnames").or_insert_with(|| Value::Array(Vec::new()));
+            }
+            read::<tls::TlsRouteSpec, tls::TlsRouteStatus>(Document::Value(value), origin, kind).map(|(m, s, t)| (m, Decoded::Tls(s, t)))?
+        }
+        _ => read::<http::HttpRouteSpec, http::HttpRouteStatus>(doc, origin, kind).map(|(m, s, t)| (m, Decoded::Http(s, t)))?,
     };
-    Ok(Resource { meta: Meta::from_object_meta(&obj.metadata, origin), spec: route })
+    let (kind, spec, status) = decoded.reduce();
+    let route = Route { kind, generation: metadata.generation, spec, status };
+    Ok(Resource { meta: Meta::from_object_meta(&metadata, origin), spec: route })
 }
