@@ -176,7 +176,9 @@ pub fn callers<'a>(snapshot: &'a Snapshot, model: &Model<'_>, target: &Target, q
     let backends: HashSet<(&str, &str)> = model.backends(target).into_iter().map(|p| (p.meta.namespace.as_str(), p.meta.name.as_str())).collect();
     let is_backend = |ns: &str, pod: &str| backends.contains(&(ns, pod));
     let mut out: Vec<Examined> = Vec::new();
-    for cap in snapshot.proxies.iter().filter(|cap| !is_backend(&cap.namespace, &cap.pod)) {
+    // A ztunnel is not a caller: it carries ambient callers' connections (read on its own).
+    let ztunnel = |cap: &ProxyCapture| crate::actual::ztunnel::is_ztunnel(cap, objects.pod(&cap.namespace, &cap.pod).map(|p| &p.meta));
+    for cap in snapshot.proxies.iter().filter(|cap| !is_backend(&cap.namespace, &cap.pod) && !ztunnel(cap)) {
         let caller = objects.pod(&cap.namespace, &cap.pod).map(Caller::from_pod).unwrap_or_else(|| from_capture(cap));
         out.push(Examined { caller, capture: Some(cap), note: None, alike: Vec::new() });
     }

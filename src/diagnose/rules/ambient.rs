@@ -7,6 +7,7 @@ use super::gateway_api::{backends, in_scope, istio_parents, me, negative};
 use super::gateways::bound_gateways;
 use super::routing::bound_to_mesh;
 use super::{Scope, destination_host, named};
+use crate::actual::ztunnel::ZtunnelView;
 use crate::diagnose::CallerContext;
 use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::target::{CallerKind, SidecarState, Target};
@@ -16,7 +17,7 @@ use crate::istio::ambient::{WAYPOINT_FOR, WaypointBinding, namespace_is_ambient}
 use crate::istio::names::{DEFAULT_DOMAIN, resolve_short_name};
 use crate::model::Model;
 use crate::model::waypoints::ServiceWaypoint;
-use crate::snapshot::{Meta, ObjectRef, Resource};
+use crate::snapshot::{Meta, ObjectRef, ProxyCapture, Resource};
 use k8s_openapi::api::core::v1::Service;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -264,5 +265,44 @@ pub fn sidecar_bypasses_waypoint(model: &Model<'_>, target: &Target, ctx: &Calle
             .detail("Sidecars never send to waypoints: a sidecar caller applies the VirtualServices it sees itself, and policies attached to the waypoint (AuthorizationPolicies with targetRefs, waypoint-only routes) do not apply to its requests.")
             .evidence([format!("{me} runs a sidecar; Service {}/{} uses waypoint {w}", target.namespace, target.name)])
             .fix(format!("move the caller to ambient mode (remove sidecar injection from namespace {} and label it istio.io/dataplane-mode=ambient), or enforce the policy in the sidecars too", ctx.caller.namespace)),
+    );
+}
+
+/// A node's ztunnel disagrees with the objects on the service's waypoint: it sends straight to
+/// the pods while istiod binds a waypoint, still sends to a waypoint the objects no longer bind,
+/// or sends to another address than the waypoint's Service.
+pub fn ztunnel_waypoint_stale(model: &Model<'_>, target: &Target, ztunnel: &ProxyCapture, view: &ZtunnelView, out: &mut Vec<Finding>) {
+    let (Some(entry), Some(svc)) = (&view.service, model.objects.service(&target.namespace, &target.name)) else { return };
+    // Without the Gateways a missing waypoint could just be unread.
+    if model.objects.gateways.is_empty() {
+        return;
+    }
+    let waypoint = model.service_waypoint(&svc.meta);
+    let expected = waypoint.gateway.filter(|_| waypoint.carries_service_traffic());
+    let me = format!("ztunnel {}/{}", ztunnel.namespace, ztunnel.pod);
+    let (ns, name) = (&target.namespace, &target.name);
+    let problem = match (expected, &entry.waypoint) {
+        (Some(g), None) => format!("{me} sends {name}.{ns} straight to its pods, but the objects bind it to waypoint {}/{}", g.meta.namespace, g.meta.name),
+        (None, Some(w)) => format!("{me} still sends {name}.{ns} to a waypoint ({w}), but the objects bind it to none that takes service traffic"),
+        (Some(g), Some(w)) => {
+            let address = model.objects.service(&g.meta.namespace, &g.meta.name).and_then(|s| s.spec.spec.as_ref()?.cluster_ip.clone());
+            match address {
+                Some(ip) if w.parse::<std::net::IpAddr>().is_ok() && *w != ip => {
+                    format!("{me} sends {name}.{ns} to {w}, not to waypoint {}/{} at {ip}", g.meta.namespace, g.meta.name)
+                }
+                _ => return,
+            }
+        }
+        (None, None) => return,
+    };
+    let objects_say = match waypoint.name() {
+        Some(w) => format!("Service {ns}/{name}: istio.io/use-waypoint resolves to {w} (istio.io/waypoint-for={})", waypoint.waypoint_for()),
+        None => format!("Service {ns}/{name}: no waypoint binding"),
+    };
+    out.push(
+        Finding::new("ztunnel-waypoint-stale", Severity::Error, ObjectRef::new("Pod", &ztunnel.namespace, &ztunnel.pod), problem)
+            .detail("ztunnel learns each service's waypoint from istiod (WDS). When its copy differs from what the objects imply, connections from ambient callers on its node skip the waypoint (and its routes) or go to one that no longer applies: istiod has not pushed, or the push was rejected.")
+            .evidence([format!("{me} service {}: waypoint {}", entry.hostname, entry.waypoint.as_deref().unwrap_or("(none)")), objects_say])
+            .fix(format!("compare with `istioctl ztunnel-config service --node <node>` and istiod's logs; restarting the ztunnel pod ({}) forces a fresh push", ztunnel.pod)),
     );
 }

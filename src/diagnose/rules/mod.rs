@@ -25,13 +25,14 @@ pub use gateways::unchecked;
 
 use super::CallerContext;
 use super::finding::Finding;
+use crate::actual::ztunnel::ZtunnelView;
 use crate::intent::Intent;
 use crate::intent::target::{CallerKind, SidecarState, Target};
 use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name};
 use crate::istio::{Destination, VirtualService};
 use crate::model::Model;
 use crate::model::virtual_services::claiming_host;
-use crate::snapshot::Resource;
+use crate::snapshot::{ProxyCapture, Resource};
 
 /// What a run asks about, and so which objects the object checks look at.
 #[derive(Debug, Clone, Copy)]
@@ -164,6 +165,11 @@ pub(crate) fn caller_findings(model: &Model<'_>, target: &Target, ctx: &CallerCo
         }
     }
     out
+}
+
+/// Checks of what one node's ztunnel holds for the service.
+pub(crate) fn ztunnel_findings(model: &Model<'_>, target: &Target, ztunnel: &ProxyCapture, view: &ZtunnelView, out: &mut Vec<Finding>) {
+    ambient::ztunnel_waypoint_stale(model, target, ztunnel, view, out);
 }
 
 /// One line per port saying where traffic should go, for the verdict.

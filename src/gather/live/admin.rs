@@ -29,6 +29,8 @@ pub enum Role {
     Destination,
     /// The ambient waypoint that routes the service's traffic.
     Waypoint,
+    /// The ztunnel of an ambient caller's node.
+    Ztunnel,
 }
 
 impl Role {
@@ -39,6 +41,7 @@ impl Role {
             Role::Gateway => "gateway",
             Role::Destination => "destination",
             Role::Waypoint => "waypoint",
+            Role::Ztunnel => "ztunnel",
         }
     }
 }
@@ -67,6 +70,7 @@ fn requests(role: Role) -> &'static [&'static str] {
     match role {
         Role::Destination => &["/server_info", "/config_dump (dynamic_active_clusters)"],
         Role::Waypoint => &["/server_info", "/config_dump (static_route_configs)", "/config_dump (dynamic_active_clusters)"],
+        Role::Ztunnel => &["/config_dump"],
         Role::Caller | Role::Gateway => &[
             "/server_info",
             "/config_dump (dynamic_route_configs)",
@@ -133,6 +137,7 @@ impl<'a> Reader<'a> {
             },
             Role::Caller | Role::Gateway => self.read_outbound(role, expected).await,
             Role::Waypoint => self.read_waypoint(expected).await,
+            Role::Ztunnel => self.read_ztunnel().await,
         };
         if let Err((path, failure)) = outcome {
             if self.answered.is_empty() {
@@ -218,6 +223,14 @@ impl<'a> Reader<'a> {
         let mut clusters = vec![format!("inbound-vip\\|[0-9]+\\|[^|]*\\|{host}")];
         clusters.extend(names.iter().filter(|n| !n.starts_with("inbound-vip|")).map(|n| literal(n)));
         self.dump("dynamic_active_clusters", &clusters, false).await
+    }
+
+    /// A ztunnel's dump: it has no filters, so it is read whole, within the response size limit.
+    async fn read_ztunnel(&mut self) -> Result<(), (String, AdminFailure)> {
+        if let Some(body) = self.fetch("/config_dump", "/config_dump").await? {
+            self.read.capture.config_dump = Some(self.blob(CONFIG_DUMP_FILE, body));
+        }
+        Ok(())
     }
 
     fn blob(&self, file: &str, bytes: Vec<u8>) -> Blob {

@@ -164,9 +164,9 @@ impl Capture {
         }
     }
 
-    /// Lists the pods a Gateway of `gateway_ns` selects: cluster-wide, since gateway pods may run
-    /// in any namespace, else in istio-system and the Gateway's own namespace.
-    async fn gateway_pods(&mut self, cluster: &Cluster, gateway_ns: &str, selector: &BTreeMap<String, String>, deadline: &Deadline) {
+    /// Lists the pods `selector` picks (a Gateway's, or ztunnel's): cluster-wide, since gateway
+    /// pods may run in any namespace, else in istio-system and `gateway_ns`.
+    async fn selected_pods(&mut self, cluster: &Cluster, gateway_ns: &str, selector: &BTreeMap<String, String>, deadline: &Deadline) {
         let pods = Kind::core("pods", "Pod", true);
         let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let params = ListParams::default().labels(&labels.join(","));
@@ -322,7 +322,7 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
             }
             capture.list_in(cluster, &slices, ns, &all, &deadline).await;
             for selector in &selectors {
-                capture.gateway_pods(cluster, ns, selector, &deadline).await;
+                capture.selected_pods(cluster, ns, selector, &deadline).await;
             }
         }
     }
@@ -466,7 +466,11 @@ async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snap
         capture.list_in(cluster, &pods, &ns, &all, deadline).await;
     }
     for (gateway, selector) in proxies::gateway_selectors(snapshot, target) {
-        capture.gateway_pods(cluster, gateway.split('/').next().unwrap_or(ISTIO_NAMESPACE), &selector, deadline).await;
+        capture.selected_pods(cluster, gateway.split('/').next().unwrap_or(ISTIO_NAMESPACE), &selector, deadline).await;
+    }
+    // Ambient callers' node proxies, to read the service's waypoint binding from.
+    if snapshot.objects.namespaces.iter().any(|ns| crate::istio::ambient::namespace_is_ambient(&snapshot.objects, &ns.meta.name)) {
+        capture.selected_pods(cluster, ISTIO_NAMESPACE, &BTreeMap::from([("app".to_string(), "ztunnel".to_string())]), deadline).await;
     }
     let slices = Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice");
     let params = ListParams::default().labels(&format!("kubernetes.io/service-name={}", target.name));

@@ -8,9 +8,9 @@
 
 use super::admin::Role;
 use crate::error::Result;
-use crate::intent::target::{Caller, CallerKind, SidecarState, Target};
+use crate::intent::target::{Caller, CallerKind, SidecarState, Target, has_proxy};
 use crate::istio::VirtualService;
-use crate::istio::ambient::{GATEWAY_NAME_LABEL, WaypointBinding, service_waypoint};
+use crate::istio::ambient::{GATEWAY_NAME_LABEL, WaypointBinding, service_waypoint, workload_is_ambient};
 use crate::istio::labels_match;
 use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name};
 use crate::model::destination_rules::all_for;
@@ -189,6 +189,31 @@ pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, options
                     why: format!("one ready pod of gateway {gateway}"),
                 }),
                 None => choices.gaps.push(Gap { source: format!("gateway {gateway}"), reason: "not read: no ready pod matches its selector".into() }),
+            }
+        }
+        // An ambient caller's connections go through its node's ztunnel, which holds the
+        // service's waypoint binding: one ztunnel per node of the ambient callers.
+        let ambient_nodes: BTreeSet<&str> = objects
+            .pods
+            .iter()
+            .filter(|p| namespaces.contains(&p.meta.namespace) && !is_backend(p) && workload_is_ambient(objects, &p.meta, has_proxy(p)))
+            .filter_map(|p| p.spec.spec.as_ref()?.node_name.as_deref())
+            .collect();
+        for node in ambient_nodes {
+            let on_node = |p: &&Resource<Pod>| {
+                p.meta.labels.get("app").is_some_and(|a| a == "ztunnel") && p.spec.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+            };
+            match objects.pods.iter().filter(on_node).find(|p| ready(p)) {
+                Some(p) => wanted.push(Choice {
+                    namespace: p.meta.namespace.clone(),
+                    pod: p.meta.name.clone(),
+                    role: Role::Ztunnel,
+                    why: format!("the ztunnel of node {node}, where ambient callers run"),
+                }),
+                None => choices.gaps.push(Gap {
+                    source: format!("ztunnel of node {node}"),
+                    reason: "not read: no ready ztunnel pod (label app=ztunnel) of that node was listed".into(),
+                }),
             }
         }
         // In ambient mode the service's waypoint, not the callers, holds the routes.
