@@ -178,10 +178,16 @@ fn a_real_waypoint_dump_is_read_on_its_own_shapes_without_false_staleness() {
     std::fs::write(&objects, WAYPOINT_OBJECTS).unwrap();
     let dump = dir.join("istio-1.21-ambient-waypoint/config_dump.json");
     let pod = ("default", "httpbin-istio-waypoint-58f646c5ff-dbfkz");
-    let report = report(&[objects], &dump, pod, &["httpbin.default", "--from", "httpbin-istio-waypoint-58f646c5ff-dbfkz.default"]);
-    let caller = &report["proxies"][0];
+    let question = report(&[objects], &dump, pod, &["httpbin.default", "--from", "httpbin-istio-waypoint-58f646c5ff-dbfkz.default"]);
+    let caller = &question["proxies"][0];
     assert_eq!((caller["kind"].as_str(), caller["proxy_read"].as_bool()), (Some("waypoint"), Some(true)), "{caller}");
-    let findings = report["findings"].as_array().unwrap();
+    let findings = question["findings"].as_array().unwrap();
     assert!(!ids(findings).contains(&"proxy-stale"), "false proxy-stale on the waypoint: {:?}", ids(findings));
-    assert!(report["diff"].as_array().is_none_or(Vec::is_empty), "the waypoint's route for port 8000 matches the model: {}", report["diff"]);
+    assert!(question["diff"].as_array().is_none_or(Vec::is_empty), "the waypoint's route for port 8000 matches the model: {}", question["diff"]);
+    // A request walks istiod's real filter_chain_matcher (an IP range matcher, then ports).
+    let objects = tmp.path().join("objects.yaml");
+    let trace = report(&[objects], &dump, pod, &["trace", "httpbin.default", "--from", "default/httpbin-istio-waypoint-58f646c5ff-dbfkz", "--port", "8000"]);
+    assert_eq!(trace["listener"], "main_internal", "{trace}");
+    assert_eq!(trace["filter_chain"], "inbound-vip|8000||httpbin.default.svc.cluster.local-http", "{trace}");
+    assert!(trace["findings"].as_array().unwrap().is_empty() && trace["outcome"].as_str().unwrap().contains("inbound-vip|8000|http|httpbin"), "{trace}");
 }

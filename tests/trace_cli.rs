@@ -134,6 +134,26 @@ fn a_host_the_check_calls_unrouted_is_one_the_gateway_trace_finds_no_virtual_hos
 }
 
 #[test]
+fn an_ambient_caller_is_traced_in_the_waypoint_of_the_destination() {
+    // productpage has no sidecar: the waypoint's Envoy routes, through its internal listener
+    // and the filter chain its filter_chain_matcher picks by destination VIP and port.
+    let (json, code) = trace_json("waypoint-proxy-stale", &[]);
+    assert_eq!((code, json["source"].as_str()), (1, Some("envoy")), "{json}");
+    assert!(json["caller_note"].as_str().unwrap().contains("ztunnel sends this request to waypoint default/waypoint"), "{json}");
+    assert_eq!(
+        (json["listener"].as_str(), json["filter_chain"].as_str()),
+        (Some("main_internal"), Some("inbound-vip|9080|http|reviews.default.svc.cluster.local"))
+    );
+    assert_eq!(json["findings"][0]["id"], "proxy-stale", "the waypoint still splits 50/50: {json}");
+    let (json, code) = trace_json("waypoint-healthy", &[]);
+    assert_eq!(code, 0, "{json}");
+    assert!(json["findings"].as_array().unwrap().is_empty() && json["outcome"].as_str().unwrap().contains("90%"), "{json}");
+    // Without a waypoint there are no HTTP routes on the way, and the trace says so.
+    let (json, _) = trace_json("l7-rule-without-waypoint", &[]);
+    assert!(json["gaps"].as_array().unwrap().iter().any(|g| g.as_str().unwrap().contains("ztunnel forwards the connection at L4")), "{json}");
+}
+
+#[test]
 fn explains_an_access_log_line() {
     let line = r#"[2026-12-03T10:38:29.630Z] "GET /reviews/0 HTTP/1.1" 503 UH no_healthy_upstream - "-" 0 19 0 - "-" "curl" "id" "reviews:9080" "-" outbound|9080|v2|reviews.default.svc.cluster.local - 10.96.0.20:9080 10.0.0.5:4242 - -"#;
     let (json, _) = trace_json("endpoints-unhealthy", &["--log", line]);

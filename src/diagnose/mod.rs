@@ -238,7 +238,7 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
         }
         let diff = actual.as_ref().and_then(|a| a.view.as_ref()).map(|v| diff::compare(&intent.view, v));
         // In ambient mode the waypoint's routes are what traffic meets, not a sidecar's.
-        let routes_here = caller.kind == intent::target::CallerKind::Waypoint || !path::is_ambient(model, &caller);
+        let routes_here = caller.kind == intent::target::CallerKind::Waypoint || !model.caller_is_ambient(&caller);
         if (expected.is_empty() || !expected_routes_here) && routes_here {
             expected = rules::describe_expected(&intent);
             expected_routes_here = true;
@@ -305,7 +305,7 @@ impl ProxyExamined {
             kind: match caller.kind {
                 intent::target::CallerKind::Gateway => "gateway",
                 intent::target::CallerKind::Waypoint => "waypoint",
-                intent::target::CallerKind::Sidecar if path::is_ambient(model, caller) => "ambient",
+                intent::target::CallerKind::Sidecar if model.caller_is_ambient(caller) => "ambient",
                 intent::target::CallerKind::Sidecar => "sidecar",
             },
             sidecar: !matches!(caller.sidecar, SidecarState::Missing(_)),

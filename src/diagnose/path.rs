@@ -2,7 +2,6 @@
 //! sidecar, a gateway, or in ambient mode the node's ztunnel and the service's waypoint.
 
 use crate::intent::target::{Caller, CallerKind, SidecarState, Target};
-use crate::istio::ambient::workload_is_ambient;
 use crate::model::Model;
 
 /// The hops a request from `caller` to `target` takes, in order, each saying where routing
@@ -36,7 +35,7 @@ pub fn hops(model: &Model<'_>, caller: &Caller, target: &Target) -> Vec<String> 
             out.push(pods);
         }
         CallerKind::Sidecar => {
-            if !is_ambient(model, caller) {
+            if !model.caller_is_ambient(caller) {
                 out.push(format!("{} has no proxy: it connects to the Service address and kube-proxy picks a pod (no Istio routing)", caller.display()));
                 out.push(pods);
             } else if let Some(w) = &waypoint {
@@ -49,10 +48,4 @@ pub fn hops(model: &Model<'_>, caller: &Caller, target: &Target) -> Vec<String> 
         }
     }
     out
-}
-
-/// True for a caller without a sidecar whose traffic ztunnel captures.
-pub fn is_ambient(model: &Model<'_>, caller: &Caller) -> bool {
-    matches!(caller.sidecar, SidecarState::Missing(_))
-        && model.objects.pod(&caller.namespace, &caller.name).is_some_and(|p| workload_is_ambient(model.objects, &p.meta, false))
 }

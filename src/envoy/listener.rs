@@ -22,6 +22,77 @@ pub struct ListenerDetail {
     pub filter_chains: Vec<FilterChain>,
     /// Chain used when none matches.
     pub default_filter_chain: Option<FilterChain>,
+    /// `filter_chain_matcher`: when set, it picks the chain by name instead of the
+    /// `filter_chain_match` sieve (waypoints choose by destination VIP and port).
+    pub chain_matcher: Option<ChainMatcher>,
+    /// An Envoy-internal listener (`internal_listener`): reached from another listener, not
+    /// from the network (a waypoint's `main_internal`, fed by its HBONE listener).
+    pub internal: bool,
+}
+
+/// One level of a `filter_chain_matcher` tree: an input and the values that lead on.
+#[derive(Debug, Clone, Default)]
+pub struct ChainMatcher {
+    /// The input's type, e.g. `DestinationIPInput`, `DestinationPortInput`,
+    /// `ApplicationProtocolInput`.
+    pub input: String,
+    /// `exact_match_map`: value → what follows.
+    pub exact: Vec<(String, OnMatch)>,
+    /// `custom_match` IP ranges: (prefix, length) → what follows.
+    pub ranges: Vec<(String, u32, OnMatch)>,
+    /// `on_no_match`.
+    pub on_no_match: Option<Box<OnMatch>>,
+}
+
+/// What a matcher leads to: a filter chain by name, or another level.
+#[derive(Debug, Clone)]
+pub enum OnMatch {
+    /// The action's chain name.
+    Chain(String),
+    /// A nested matcher.
+    Matcher(Box<ChainMatcher>),
+}
+
+impl OnMatch {
+    fn from_json(v: &Value) -> Option<OnMatch> {
+        if let Some(m) = field(v, "matcher") {
+            return ChainMatcher::from_json(m).map(|m| OnMatch::Matcher(Box::new(m)));
+        }
+        field(v, "action").and_then(|a| text(a, "name")).map(OnMatch::Chain)
+    }
+}
+
+impl ChainMatcher {
+    /// Reads `{matcher_tree, on_no_match}`.
+    pub fn from_json(v: &Value) -> Option<ChainMatcher> {
+        let tree = field(v, "matcher_tree")?;
+        let input = field(tree, "input").and_then(|i| filter_config(i)).and_then(|c| c.get("@type")).and_then(Value::as_str).unwrap_or_default();
+        let exact = field(tree, "exact_match_map")
+            .and_then(|m| field(m, "map"))
+            .and_then(Value::as_object)
+            .map(|map| map.iter().filter_map(|(k, v)| Some((k.clone(), OnMatch::from_json(v)?))).collect())
+            .unwrap_or_default();
+        let ranges = field(tree, "custom_match")
+            .and_then(filter_config)
+            .map(|c| {
+                list(c, "range_matchers")
+                    .iter()
+                    .flat_map(|r| {
+                        let next = field(r, "on_match").and_then(OnMatch::from_json);
+                        list(r, "ranges").iter().filter_map(move |range| {
+                            Some((text(range, "address_prefix")?, number(field(range, "prefix_len")).unwrap_or(32) as u32, next.clone()?))
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(ChainMatcher {
+            input: input.rsplit('.').next().unwrap_or_default().to_string(),
+            exact,
+            ranges,
+            on_no_match: field(v, "on_no_match").and_then(OnMatch::from_json).map(Box::new),
+        })
+    }
 }
 
 /// A listener filter and where it is switched off.
@@ -204,6 +275,8 @@ impl ListenerDetail {
                 .collect(),
             filter_chains: list(v, "filter_chains").iter().map(FilterChain::from_json).collect(),
             default_filter_chain: field(v, "default_filter_chain").map(FilterChain::from_json),
+            chain_matcher: field(v, "filter_chain_matcher").and_then(ChainMatcher::from_json),
+            internal: field(v, "internal_listener").is_some(),
         }
     }
 }

@@ -85,6 +85,8 @@ pub fn derive(model: &Model<'_>, caller: &Caller, d: &mut Derived) {
                 listener_filters: Vec::new(),
                 filter_chains: Vec::new(),
                 default_filter_chain: None,
+                chain_matcher: None,
+                internal: false,
             });
             let rds = if matches!(protocol.as_str(), "HTTP" | "HTTP2" | "GRPC") {
                 let rds = format!("http.{lport}");

@@ -214,5 +214,7 @@ pub fn virtual_inbound(model: &Model<'_>, caller: &Caller) -> ListenerDetail {
         ],
         filter_chains,
         default_filter_chain: None,
+        chain_matcher: None,
+        internal: false,
     }
 }

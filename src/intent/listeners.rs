@@ -69,6 +69,11 @@ pub fn derive(model: &Model<'_>, caller: &Caller) -> Derived {
         super::gateway_listeners::derive(model, caller, &mut d);
         return d;
     }
+    if caller.kind == CallerKind::Waypoint {
+        d.config.listeners.extend(super::waypoint::main_internal(model, caller));
+        d.gaps.push("a waypoint's listeners are modelled for the HTTP filter chains of the Services bound to it (main_internal); its TCP chains and HBONE listeners are not".into());
+        return d;
+    }
     sidecar_outbound(model, caller, &services, mode, &mut d.config);
     d.config.listeners.push(("virtualOutbound".into(), virtual_outbound(mode)));
     d.config.listeners.push(("virtualInbound".into(), super::inbound::virtual_inbound(model, caller)));
@@ -232,6 +237,8 @@ fn sidecar_outbound(model: &Model<'_>, caller: &Caller, services: &[Service], mo
                     listener_filters: inspectors(),
                     filter_chains: Vec::new(),
                     default_filter_chain: default_chain(mode),
+                    chain_matcher: None,
+                    internal: false,
                 });
                 for chain in chains {
                     // istiod keeps the first service's chain when two claim the same match.
@@ -392,6 +399,8 @@ fn virtual_outbound(mode: Outbound) -> ListenerDetail {
         listener_filters: if mode == Outbound::DynamicDns { inspectors() } else { Vec::new() },
         filter_chains: chains,
         default_filter_chain: None,
+        chain_matcher: None,
+        internal: false,
     }
 }
 

@@ -201,6 +201,20 @@ impl Caller {
         }
     }
 
+    /// A stand-in for waypoint `namespace/name` when none of its pods is known.
+    pub fn waypoint_of(namespace: &str, name: &str) -> Caller {
+        Caller {
+            namespace: namespace.to_string(),
+            name: format!("(waypoint {namespace}/{name})"),
+            labels: BTreeMap::from([(GATEWAY_NAME_LABEL.to_string(), name.to_string())]),
+            sidecar: SidecarState::Injected,
+            kind: CallerKind::Waypoint,
+            istio_version: None,
+            hypothetical: true,
+            possible: false,
+        }
+    }
+
     /// `namespace/name`.
     pub fn display(&self) -> String {
         if self.hypothetical { self.name.clone() } else { format!("{}/{}", self.namespace, self.name) }

@@ -3,9 +3,12 @@
 //! VirtualServices the waypoint reads, and `inbound-vip` clusters for the port and each
 //! DestinationRule subset.
 
+use super::listeners::envoy_route;
 use super::routes::{self, Binding};
 use super::target::{Caller, Target};
 use super::{PortIntent, port_key};
+use crate::envoy::listener::{ChainMatcher, FilterChain, ListenerDetail, NetworkFilter, OnMatch, RouteConfiguration};
+use crate::envoy::types::VirtualHost;
 use crate::istio::VirtualService;
 use crate::istio::names::{ClusterName, InboundVipCluster, Protocol};
 use crate::model::Model;
@@ -144,4 +147,34 @@ fn clusters(model: &Model<'_>, caller: &Caller, target: &Target, view: &ProxyVie
         }
     }
     out
+}
+
+/// The waypoint's internal listener `main_internal` as istiod builds it, for walking a request:
+/// one HTTP filter chain per port of each Service the waypoint serves, with its route
+/// configuration inline, picked by destination VIP, then port.
+pub fn main_internal(model: &Model<'_>, caller: &Caller) -> Option<(String, ListenerDetail)> {
+    let (ns, name) = caller.waypoint()?;
+    let mut chains = Vec::new();
+    let mut by_vip: BTreeMap<String, Vec<(String, OnMatch)>> = BTreeMap::new();
+    for svc in &model.objects.services {
+        let target = Target::from_service(svc);
+        if !model.waypoint_serves(ns, name, &target.fqdn) {
+            continue;
+        }
+        for port in derive(model, caller, &target).0.ports {
+            let (Some(vh), Some(rc)) = (port.virtual_host, port.route_config) else { continue };
+            let routes = vh.routes.iter().map(envoy_route).collect();
+            let virtual_hosts = vec![VirtualHost { name: vh.name, domains: vh.domains, routes, require_tls: None }];
+            let inline = Some(Box::new(RouteConfiguration { name: rc.clone(), virtual_hosts }));
+            chains.push(FilterChain { name: rc.clone(), network: NetworkFilter::Http { rds: None, inline }, ..FilterChain::default() });
+            if let Some(vip) = &target.cluster_ip {
+                by_vip.entry(vip.clone()).or_default().push((port.port.to_string(), OnMatch::Chain(rc)));
+            }
+        }
+    }
+    let port_matcher = |exact| OnMatch::Matcher(Box::new(ChainMatcher { input: "DestinationPortInput".into(), exact, ..ChainMatcher::default() }));
+    let exact = by_vip.into_iter().map(|(vip, ports)| (vip, port_matcher(ports))).collect();
+    let matcher = ChainMatcher { input: "DestinationIPInput".into(), exact, ..ChainMatcher::default() };
+    let listener = ListenerDetail { filter_chains: chains, chain_matcher: Some(matcher), internal: true, ..ListenerDetail::default() };
+    Some(("main_internal".into(), listener))
 }

@@ -2,11 +2,12 @@
 //! whether that waypoint takes service traffic, and which services a waypoint serves.
 
 use super::Model;
+use crate::intent::target::{Caller, SidecarState};
 use crate::istio::Gateway;
-use crate::istio::ambient::{INGRESS_USE_WAYPOINT, WAYPOINT_FOR, WaypointBinding, service_waypoint};
+use crate::istio::ambient::{GATEWAY_NAME_LABEL, INGRESS_USE_WAYPOINT, WAYPOINT_FOR, WaypointBinding, service_waypoint, workload_is_ambient};
 use crate::istio::names::DEFAULT_DOMAIN;
 use crate::snapshot::{Meta, Resource};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 
 /// The waypoint a Service is bound to, as far as the objects tell.
 #[derive(Debug, Clone)]
@@ -79,5 +80,23 @@ impl<'a> Model<'a> {
     pub fn ingress_uses_waypoint(&self, service: &Meta) -> bool {
         let on = |m: &Meta| m.labels.get(INGRESS_USE_WAYPOINT).is_some_and(|v| v == "true");
         on(service) || self.objects.namespace(&service.namespace).is_some_and(|ns| on(&ns.meta))
+    }
+
+    /// True for a caller without a sidecar whose traffic ztunnel captures.
+    pub fn caller_is_ambient(&self, caller: &Caller) -> bool {
+        matches!(caller.sidecar, SidecarState::Missing(_))
+            && self.objects.pod(&caller.namespace, &caller.name).is_some_and(|p| workload_is_ambient(self.objects, &p.meta, false))
+    }
+
+    /// The waypoint Gateway and a pod of it, for the Service at `host` (a FQDN) or `address` (a
+    /// ClusterIP), when that waypoint takes service traffic.
+    pub fn serving_waypoint(&self, host: Option<&str>, address: &str) -> Option<(&'a Resource<Gateway>, Option<&'a Resource<Pod>>)> {
+        let by_address = || self.objects.services.iter().find(|s| s.spec.spec.as_ref().and_then(|sp| sp.cluster_ip.as_deref()) == Some(address));
+        let service = host.and_then(|h| self.host_waypoint(h)).map(|(s, _)| s).or_else(by_address)?;
+        let waypoint = self.service_waypoint(&service.meta);
+        let gateway = waypoint.gateway.filter(|_| waypoint.carries_service_traffic())?;
+        let pod =
+            self.objects.pods.iter().find(|p| p.meta.namespace == gateway.meta.namespace && p.meta.labels.get(GATEWAY_NAME_LABEL) == Some(&gateway.meta.name));
+        Some((gateway, pod))
     }
 }

@@ -94,9 +94,26 @@ pub fn from_dump(dump: &ConfigDump) -> ProxyConfig {
 
 /// Traces `request` from the caller named by `from` on both sides.
 pub fn trace(snapshot: &Snapshot, from: &str, namespace: &str, request: Request) -> Result<TraceReport> {
-    let Examined { mut caller, capture, note, .. } = find_caller(snapshot, from, namespace)?;
+    let Examined { mut caller, mut capture, mut note, .. } = find_caller(snapshot, from, namespace)?;
     let request = request.with_defaults();
     let mut gaps = Vec::new();
+    let model = crate::model::Model::build(&snapshot.objects);
+    // An ambient caller has no Envoy: its node's ztunnel hands the request to the waypoint of
+    // the destination, where the routes are; without one it forwards at L4.
+    if model.caller_is_ambient(&caller) {
+        match model.serving_waypoint(request.host.as_deref(), &request.address) {
+            Some((gateway, pod)) => {
+                let (ns, name) = (&gateway.meta.namespace, &gateway.meta.name);
+                note = Some(format!("{} is in ambient mode: its node's ztunnel sends this request to waypoint {ns}/{name}, which routes it; traced there", caller.display()));
+                capture = pod.and_then(|p| snapshot.proxies.iter().find(|c| c.namespace == p.meta.namespace && c.pod == p.meta.name));
+                caller = pod.map(Caller::from_pod).unwrap_or_else(|| Caller::waypoint_of(ns, name));
+            }
+            None => gaps.push(format!(
+                "{} is in ambient mode and no waypoint serves the destination: ztunnel forwards the connection at L4 straight to the pods, so no HTTP route applies; the walk shows what a sidecar would do",
+                caller.display()
+            )),
+        }
+    }
     let envoy = match capture.map(envoy_config).transpose()?.flatten() {
         Some((config, node)) => {
             crate::question::enrich(&mut caller, node.as_ref());
@@ -107,7 +124,7 @@ pub fn trace(snapshot: &Snapshot, from: &str, namespace: &str, request: Request)
             None
         }
     };
-    let derived = crate::intent::listeners::derive(&crate::model::Model::build(&snapshot.objects), &caller);
+    let derived = crate::intent::listeners::derive(&model, &caller);
     gaps.extend(derived.gaps.iter().cloned());
     let intent = Some(walk(&derived.config, &request));
     let findings = parting(&caller, envoy.as_ref(), intent.as_ref(), &mut gaps);

@@ -8,7 +8,7 @@
 //! stripped), headers and query parameters match.
 
 use super::{Action, EndpointHealth, ProxyConfig, Request, Security, Share, Step, Stop, Walk};
-use crate::envoy::listener::{FilterChain, ListenerDetail, NetworkFilter, RouteConfiguration};
+use crate::envoy::listener::{ChainMatcher, FilterChain, ListenerDetail, NetworkFilter, OnMatch, RouteConfiguration};
 use crate::envoy::types::{HeaderMatcher, Route, RouteMatch, StringMatcher, VirtualHost};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -247,6 +247,8 @@ fn match_listener<'c>(config: &'c ProxyConfig, req: &Request, steps: &mut Vec<St
         (Some(l), format!("no listener on {}:{}; the wildcard 0.0.0.0:{} listener takes it", req.address, req.port, req.port))
     } else if let Some(l) = outbound() {
         (Some(l), format!("no listener for port {}: virtualOutbound (original destination) takes it", req.port))
+    } else if let Some(l) = by_name("main_internal").filter(|(_, l)| l.internal) {
+        (Some(l), "a waypoint: its HBONE listener hands the tunnelled connection to the internal listener main_internal".into())
     } else {
         (None, format!("no listener on {}:{} or 0.0.0.0:{}, and no virtualOutbound", req.address, req.port, req.port))
     };
@@ -263,6 +265,15 @@ fn match_filter_chain<'l>(
     sni: Option<&str>,
     alpn: Option<&str>,
 ) -> Result<(&'l FilterChain, String), (Stop, String)> {
+    if let Some(matcher) = &listener.chain_matcher {
+        let mut path = Vec::new();
+        let name = resolve(matcher, req, alpn, &mut path);
+        let how = path.join(" → ");
+        return match name.and_then(|n| listener.filter_chains.iter().find(|c| c.name == n)) {
+            Some(chain) => Ok((chain, format!("filter_chain_matcher: {how}"))),
+            None => Err((Stop::NoFilterChain, format!("filter_chain_matcher leads to no filter chain ({how})"))),
+        };
+    }
     let mut chains: Vec<&FilterChain> = listener.filter_chains.iter().collect();
     let mut decided = Vec::new();
     let address: Option<IpAddr> = req.address.parse().ok();
@@ -332,6 +343,30 @@ fn match_filter_chain<'l>(
             Stop::MultipleFilterChains,
             format!("{} chains match alike: {}", many.len(), many.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")),
         )),
+    }
+}
+
+/// Walks a `filter_chain_matcher` tree for the request: the chain name it names, with each
+/// input and value taken on the way.
+fn resolve(m: &ChainMatcher, req: &Request, alpn: Option<&str>, path: &mut Vec<String>) -> Option<String> {
+    let value = match m.input.as_str() {
+        "DestinationIPInput" => Some(req.address.clone()),
+        "DestinationPortInput" => Some(req.port.to_string()),
+        // Istio writes ALPN keys quoted (`'h2c'`).
+        "ApplicationProtocolInput" => alpn.map(|a| format!("'{a}'")),
+        _ => None,
+    };
+    let address: Option<IpAddr> = req.address.parse().ok();
+    let next =
+        value.as_deref().and_then(|v| {
+            m.exact.iter().find(|(k, _)| k == v).map(|(_, n)| n).or_else(|| {
+                m.ranges.iter().filter(|(p, len, _)| address.is_some_and(|a| in_prefix(a, p, *len))).max_by_key(|(_, len, _)| *len).map(|(_, _, n)| n)
+            })
+        });
+    path.push(format!("{} {}", m.input, value.as_deref().unwrap_or("(not read)")));
+    match next.or(m.on_no_match.as_deref())? {
+        OnMatch::Chain(name) => Some(name.clone()),
+        OnMatch::Matcher(inner) => resolve(inner, req, alpn, path),
     }
 }
 
