@@ -480,6 +480,13 @@ fn ambient_service_reads_its_waypoint_and_ztunnel_and_finds_both_stale() {
     let ids: Vec<&str> = report["findings"].as_array().unwrap().iter().filter_map(|f| f["id"].as_str()).collect();
     assert!(ids.contains(&"ztunnel-waypoint-stale") && proxy_read(&report, ztunnel), "{}", text(&out));
     assert_eq!(api.port_forwards().len(), 2, "only the waypoint and the node's ztunnel are port-forwarded: {:?}", api.port_forwards());
+    // What was read is what `capture` saves: the snapshot analyzes the same.
+    let dir = api.dir.path().join("capture");
+    let kc = api.kubeconfig();
+    let captured = mesh_why(&["capture", "reviews", "--kubeconfig", kc.to_str().unwrap(), "-d", dir.to_str().unwrap()], &[]);
+    assert_eq!(captured.status.code(), Some(0), "{}", text(&captured));
+    let offline = mesh_why(&["reviews", "--snapshot", dir.to_str().unwrap(), "-o", "json"], &[]);
+    assert_eq!(json(&offline), report, "the ambient capture analyzes differently from the live run");
     api.assert_read_only();
 }
 
