@@ -258,6 +258,12 @@ fn analyze_service(snapshot: &Snapshot, model: &Model<'_>, question: &Question, 
             diffs.push(CallerDiff { caller: caller.display(), diff: d });
         }
     }
+    // Ambient callers alone, with no pod of the waypoint in the snapshot: the waypoint's routes
+    // are still what their traffic meets.
+    if !expected_routes_here && let Some((gateway, _)) = model.serving_waypoint(Some(&target.fqdn), "") {
+        let waypoint = intent::target::Caller::waypoint_of(&gateway.meta.namespace, &gateway.meta.name);
+        expected = rules::describe_expected(&intent::derive(model, &waypoint, target));
+    }
     for cap in snapshot.proxies.iter().filter(|c| actual::ztunnel::is_ztunnel(c, objects.pod(&c.namespace, &c.pod).map(|p| &p.meta))) {
         let source = format!("proxies/{}/{}", cap.namespace, cap.pod);
         match actual::ztunnel::read(cap, target) {
