@@ -39,7 +39,7 @@ fn run(cli: &cli::Cli) -> error::Result<ExitCode> {
             return Ok(print(cli, &diagnose::analyze_mesh(&snapshot, scope.as_deref())?));
         }
         let question = cli.question("default")?;
-        let snapshot = gather::files::read_snapshot(path)?;
+        let snapshot = gather::files::read_snapshot_for(path, &question)?;
         return report(cli, &snapshot, &question);
     }
     let runtime =

@@ -5,8 +5,10 @@
 //! `mesh-why.json`. Every file is size-checked before it is read, and archives are bounded in
 //! total, so a huge file or a decompression bomb gets a clear error instead of exhausting memory.
 
+use super::focus::Focus;
 use crate::error::{Error, Result};
-use crate::snapshot::{Blob, Document, Gap, MANIFEST_FILE, Manifest, ProxyCapture, Snapshot, StatsFormat};
+use crate::question::Question;
+use crate::snapshot::{Blob, Document, Gap, Keep, MANIFEST_FILE, Manifest, ProxyCapture, Snapshot, StatsFormat};
 use flate2::read::GzDecoder;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -51,33 +53,49 @@ const MAX_DIR_ENTRIES: usize = 100_000;
 
 /// Reads the snapshot at `path` (directory, `.tar.gz` or `.tgz`).
 pub fn read_snapshot(path: &Path) -> Result<Snapshot> {
+    read(path, None)
+}
+
+/// Reads the snapshot at `path` for `question`: Pods and Deployments are decoded only where the
+/// question looks ([`Focus`]), unless the objects read show it may look further; then it is
+/// read whole.
+pub fn read_snapshot_for(path: &Path, question: &Question) -> Result<Snapshot> {
+    let focus = Focus::of(question);
+    let snapshot = read(path, Some(focus.clone()))?;
+    if focus.stands(&snapshot, question) {
+        return Ok(snapshot);
+    }
+    drop(snapshot);
+    read_snapshot(path)
+}
+
+fn read(path: &Path, focus: Option<Focus>) -> Result<Snapshot> {
     let meta = fs::metadata(path).map_err(|e| {
         Error::new(format!("cannot read snapshot: {e}")).at(path.display()).help("pass a directory written by `kubectl mesh-why capture`, or a .tar.gz of one")
     })?;
-    let mut files = Collected::default();
+    let mut files = Collected::new(path.display().to_string(), focus);
     if meta.is_dir() {
         read_directory(path, &mut files)?;
     } else {
         read_archive(path, &mut files)?;
     }
-    let display_root = path.display().to_string();
-    let mut snapshot = assemble(files.files, &display_root)?;
+    let mut snapshot = files.assembly.finish()?;
     snapshot.gaps.extend(files.gaps);
     Ok(snapshot)
 }
 
-/// Files of a snapshot: path relative to the root (with `/`), and contents.
-type FileList = Vec<(String, Vec<u8>)>;
-
-/// What a reader collected: the layout's files, what it could not read, and the bytes spent.
-#[derive(Default)]
+/// What a reader collected: the snapshot so far, what it could not read, and the bytes spent.
 struct Collected {
-    files: FileList,
+    assembly: Assembly,
     gaps: Vec<Gap>,
     total: u64,
 }
 
 impl Collected {
+    fn new(root: String, focus: Option<Focus>) -> Collected {
+        Collected { assembly: Assembly { root, focus, snap: Snapshot::default(), proxies: BTreeMap::new() }, gaps: Vec::new(), total: 0 }
+    }
+
     /// Charges `len` bytes against the snapshot's total, before they are read.
     fn charge(&mut self, len: u64, shown: &str) -> Result<()> {
         self.total = self.total.saturating_add(len.max(FILE_OVERHEAD));
@@ -214,10 +232,7 @@ fn read_file(base: &Path, found: &str, required: bool, out: &mut Collected) -> R
     check_size(&rel, len, &shown)?;
     out.charge(len, &shown)?;
     match read_capped(fs::File::open(&path), len) {
-        Ok(bytes) => {
-            out.files.push((rel, bytes));
-            Ok(())
-        }
+        Ok(bytes) => out.assembly.take(rel, bytes),
         Err(e) => cannot(e, out),
     }
 }
@@ -440,8 +455,7 @@ fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>, ext: &Extensions, shown: &
     check_size(&rel, len, &format!("{shown}:{rel}")).map_err(EntryError::Refused)?;
     let mut bytes = Vec::with_capacity(len.min(1 << 20) as usize);
     entry.take(len).read_to_end(&mut bytes)?;
-    out.files.push((rel, bytes));
-    Ok(())
+    out.assembly.take(rel, bytes).map_err(EntryError::Refused)
 }
 
 /// Archives made with `tar czf x.tgz snapshot/` (and bug-report archives, under `bug-report/`)
@@ -453,27 +467,37 @@ fn strip_top_dir(rel: &str) -> String {
     }
 }
 
-/// Turns the file list into a snapshot: parses objects and the manifest, keeps proxy files raw.
-fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
-    let mut snap = Snapshot::default();
-    let mut proxies: BTreeMap<(String, String), ProxyCapture> = BTreeMap::new();
-    for (rel, bytes) in files {
-        let origin = format!("{root}/{rel}");
+/// The snapshot being built from its files, taken one at a time as they are read: objects and
+/// the manifest are parsed at once and their bytes dropped, so a snapshot's objects never sit in
+/// memory as text all together; proxy files are kept raw until the question is known.
+struct Assembly {
+    root: String,
+    focus: Option<Focus>,
+    snap: Snapshot,
+    proxies: BTreeMap<(String, String), ProxyCapture>,
+}
+
+impl Assembly {
+    /// Takes one file of the layout (`rel`, its snapshot name).
+    fn take(&mut self, rel: String, bytes: Vec<u8>) -> Result<()> {
+        let (snap, proxies) = (&mut self.snap, &mut self.proxies);
+        let focus = self.focus.as_ref().map(|f| move |ns: &str| f.keeps(ns));
+        let origin = format!("{}/{rel}", self.root);
         if rel == MANIFEST_FILE {
             let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::new(format!("{MANIFEST_FILE} is not valid: {e}")).at(&origin))?;
             snap.gaps.extend(manifest.gaps.iter().cloned());
             snap.manifest = Some(manifest);
         } else if let Some(obj_path) = under(&rel, OBJECTS_DIR) {
             if bytes.is_empty() {
-                snap.gaps.push(empty_file(rel.clone()));
-                continue;
+                snap.gaps.push(empty_file(rel));
+                return Ok(());
             }
             for (i, doc) in parse_documents(&bytes, &origin, obj_path.to_ascii_lowercase().ends_with(".json"))?.into_iter().enumerate() {
-                snap.objects.add(doc, &format!("{origin} (document {})", i + 1))?;
+                snap.objects.add_kept(doc, &format!("{origin} (document {})", i + 1), focus.as_ref().map(|f| f as Keep))?;
             }
         } else if let Some(proxy_path) = under(&rel, PROXIES_DIR) {
             let parts: Vec<&str> = proxy_path.split('/').collect();
-            let [ns, pod, file] = parts.as_slice() else { continue };
+            let [ns, pod, file] = parts.as_slice() else { return Ok(()) };
             let capture = proxies.entry((ns.to_string(), pod.to_string())).or_insert_with(|| ProxyCapture {
                 namespace: ns.to_string(),
                 pod: pod.to_string(),
@@ -483,7 +507,7 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
             // it must not run on it. (Empty stats are data: no counter matched the filter.)
             if bytes.is_empty() && [CONFIG_DUMP_FILE, CLUSTERS_FILE, SERVER_INFO_FILE].contains(file) {
                 snap.gaps.push(empty_file(rel.clone()));
-                continue;
+                return Ok(());
             }
             let blob = Blob { origin: origin.clone(), bytes };
             let stats = [StatsFormat::Text, StatsFormat::Json, StatsFormat::Prometheus].into_iter().find(|f| stats_file(*f) == *file);
@@ -495,20 +519,26 @@ fn assemble(files: FileList, root: &str) -> Result<Snapshot> {
                 _ => snap.gaps.push(Gap { source: origin, reason: "unknown file in a proxy directory; ignored".into() }),
             }
         }
+        Ok(())
     }
-    snap.proxies = proxies.into_values().collect();
-    if snap.objects.is_empty() && snap.proxies.is_empty() {
-        return Err(Error::new("the snapshot holds no objects and no proxy captures")
-            .at(root)
-            .help("expected objects/*.yaml (from `kubectl get -o yaml`) and/or proxies/NAMESPACE/POD/config_dump.json"));
+
+    /// The snapshot, once every file was taken.
+    fn finish(self) -> Result<Snapshot> {
+        let Assembly { root, mut snap, proxies, .. } = self;
+        snap.proxies = proxies.into_values().collect();
+        if snap.objects.is_empty() && snap.proxies.is_empty() {
+            return Err(Error::new("the snapshot holds no objects and no proxy captures")
+                .at(root)
+                .help("expected objects/*.yaml (from `kubectl get -o yaml`) and/or proxies/NAMESPACE/POD/config_dump.json"));
+        }
+        let repeats = snap.objects.sort();
+        snap.gaps.extend(repeats);
+        snap.gaps.extend(snap.manifest.as_ref().and_then(kinds_not_collected));
+        // Certificates are judged as of the capture, or, for plain files, now (read here, at the edge).
+        let captured = snap.manifest.as_ref().and_then(|m| m.captured_at.parse::<k8s_openapi::jiff::Timestamp>().ok());
+        snap.objects.as_of = Some(captured.unwrap_or_else(k8s_openapi::jiff::Timestamp::now).as_second());
+        Ok(snap)
     }
-    let repeats = snap.objects.sort();
-    snap.gaps.extend(repeats);
-    snap.gaps.extend(snap.manifest.as_ref().and_then(kinds_not_collected));
-    // Certificates are judged as of the capture, or, for plain files, now (read here, at the edge).
-    let captured = snap.manifest.as_ref().and_then(|m| m.captured_at.parse::<k8s_openapi::jiff::Timestamp>().ok());
-    snap.objects.as_of = Some(captured.unwrap_or_else(k8s_openapi::jiff::Timestamp::now).as_second());
-    Ok(snap)
 }
 
 /// A capture made before mesh-why read RequestAuthentications lists every kind it read in
@@ -527,18 +557,15 @@ fn empty_file(source: String) -> Gap {
 }
 
 /// Parses a YAML (multi-document) or JSON file into documents, refusing binary content. A JSON
-/// file is only checked here; each object is deserialized into its type when it is added.
+/// file is read when it is added: each object straight into its type.
 pub fn parse_documents<'t>(bytes: &'t [u8], origin: &str, json: bool) -> Result<Vec<Document<'t>>> {
     let text = std::str::from_utf8(bytes)
         .ok()
         .filter(|t| !t.contains('\0'))
         .ok_or_else(|| Error::new("file is not text (binary content)").at(origin).help("objects/ takes YAML or JSON files only"))?;
     if json {
-        // Checked whole here, so that a syntax error names its line in the file (the typed
-        // reading that follows sees one object at a time). It is the cheapest pass there is.
-        return serde_json::from_str::<serde::de::IgnoredAny>(text)
-            .map(|_| vec![Document::Json(text)])
-            .map_err(|e| Error::new(format!("invalid JSON: {e}")).at(format!("{origin} line {} column {}", e.line(), e.column())));
+        // Checked as its header is read, in the one pass that also finds a list's items.
+        return Ok(vec![Document::Json(text)]);
     }
     let options = serde_saphyr::options! { budget: Some(yaml_budget(text.len())), with_snippet: false, };
     let docs = serde_saphyr::from_str_multiple_with_options::<Value, Vec<Value>>(text, options).map_err(|e| {

@@ -2,5 +2,6 @@
 //! (`files`) or from a live cluster (`live`), and writes live captures back out (`write`).
 
 pub mod files;
+pub mod focus;
 pub mod live;
 pub mod write;

@@ -8,7 +8,7 @@ mod objects;
 
 pub use credential::{CertificateState, Credential};
 pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest, mesh_target};
-pub use objects::{Document, MeshConfig, Meta, ObjectRef, Objects, Resource};
+pub use objects::{Document, Keep, MeshConfig, Meta, ObjectRef, Objects, Resource, Skipped};
 
 use serde::{Deserialize, Serialize};
 

@@ -20,6 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
@@ -263,6 +264,8 @@ pub struct Objects {
     pub injection_enabled_by_default: bool,
     /// Kinds seen but not used, with counts (reported so users know they were read).
     pub skipped_kinds: BTreeMap<String, usize>,
+    /// Pods and Deployments a focused reading ([`Objects::add_kept`]) left undecoded.
+    pub skipped: Vec<Skipped>,
     /// Index of `pods` by (namespace, name), built by [`Objects::sort`]: every caller's
     /// endpoint lookups go through it, and a scan per lookup made large meshes quadratic.
     pod_index: HashMap<(String, String), usize>,
@@ -271,6 +274,113 @@ pub struct Objects {
     /// Index of `services` by (namespace, name), built by [`Objects::sort`]: `--all` resolves
     /// every Service by name.
     service_index: HashMap<(String, String), usize>,
+}
+
+/// What a focused reading keeps of a Pod or Deployment it did not decode: enough to tell
+/// afterwards whether the question could have needed it.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    /// `Pod` or `Deployment`.
+    pub kind: &'static str,
+    /// `metadata.namespace` (`default` when absent).
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Which namespaces' Pods and Deployments a focused reading decodes.
+pub type Keep<'k> = &'k dyn Fn(&str) -> bool;
+
+/// The identity of an object. Read leniently: a field of the wrong type is reported by the
+/// typed reading, with its path, if the object is kept.
+#[derive(Default)]
+struct Identity {
+    name: Option<String>,
+    namespace: Option<String>,
+    labels: BTreeMap<String, String>,
+}
+
+impl Identity {
+    fn of(metadata: &Value) -> Identity {
+        let text = |k: &str| metadata.get(k).and_then(Value::as_str).map(str::to_string);
+        let labels = metadata.get("labels").and_then(Value::as_object);
+        Identity {
+            name: text("name"),
+            namespace: text("namespace"),
+            labels: labels.into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect(),
+        }
+    }
+}
+
+/// A JSON object's header: `kind`, `apiVersion`, identity and, in a list, its items as text.
+/// Kubernetes writes an object's header first, so an object that is skipped costs little more
+/// than finding where it ends.
+#[derive(Default)]
+struct Header<'t> {
+    kind: Option<String>,
+    api_version: Option<String>,
+    identity: Option<Identity>,
+    items: Option<Vec<&'t RawValue>>,
+    /// Stop once the header is complete.
+    early: bool,
+    /// Stopped early (the error that ended the reading is this, not the text's).
+    stopped: bool,
+}
+
+impl<'t> Header<'t> {
+    /// Reads the header of the JSON object `text`: to its end (the text is checked, and an
+    /// error names where), or, for an item of a list already checked, only until complete.
+    fn read(text: &'t str, early: bool) -> serde_json::Result<Header<'t>> {
+        let mut header = Header { early, ..Header::default() };
+        let mut de = serde_json::Deserializer::from_str(text);
+        match serde::de::DeserializeSeed::deserialize(&mut header, &mut de) {
+            Err(_) if header.stopped => Ok(header),
+            Err(e) => Err(e),
+            Ok(()) => de.end().map(|()| header),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        let list = self.kind.as_deref().is_some_and(|k| k.ends_with("List"));
+        self.kind.is_some() && self.api_version.is_some() && self.identity.is_some() && (!list || self.items.is_some())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for &mut Header<'de> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut Header<'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "kind" => self.kind = map.next_value()?,
+                "apiVersion" => self.api_version = map.next_value()?,
+                "metadata" => self.identity = Some(Identity::of(&map.next_value::<Value>()?)),
+                "items" => self.items = map.next_value()?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            if self.early && self.complete() {
+                self.stopped = true;
+                return Err(serde::de::Error::custom("header read"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Kubernetes object header used to route a document to its type.
@@ -288,34 +398,24 @@ struct TypeMeta {
 pub enum Document<'t> {
     /// A parsed value.
     Value(Value),
-    /// The JSON text of one object or list.
+    /// The JSON text of one object or list (a whole file): checked as its header is read.
     Json(&'t str),
-}
-
-/// A JSON document's header, with a list's items left unparsed until their kind is known
-/// (one pass over the text).
-#[derive(Deserialize)]
-struct JsonHeader<'t> {
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default, rename = "apiVersion")]
-    api_version: Option<String>,
-    #[serde(borrow, default)]
-    items: Vec<&'t serde_json::value::RawValue>,
+    /// The JSON text of one item of a list read as [`Document::Json`], so already checked.
+    Item(&'t str),
 }
 
 impl<'t> Document<'t> {
     fn is_null(&self) -> bool {
         match self {
             Document::Value(v) => v.is_null(),
-            Document::Json(text) => text.trim() == "null",
+            Document::Json(text) | Document::Item(text) => text.trim() == "null",
         }
     }
 
-    /// The header, and the items when the document is a list.
-    /// A list's items are taken out of it.
-    fn header(&mut self) -> serde_json::Result<(TypeMeta, Vec<Document<'t>>)> {
-        match self {
+    /// The header, the items when the document is a list (taken out of it), and, when it was
+    /// read on the way, the object's identity.
+    fn header(&mut self) -> serde_json::Result<(TypeMeta, Vec<Document<'t>>, Option<Identity>)> {
+        let read = match self {
             Document::Value(v) => {
                 let meta = TypeMeta::deserialize(&*v)?;
                 let items = match v.as_object_mut().filter(|_| meta.kind.as_deref().is_some_and(|k| k.ends_with("List"))).and_then(|list| list.remove("items"))
@@ -323,20 +423,27 @@ impl<'t> Document<'t> {
                     Some(Value::Array(items)) => items.into_iter().map(Document::Value).collect(),
                     _ => Vec::new(),
                 };
-                Ok((meta, items))
+                return Ok((meta, items, None));
             }
-            Document::Json(text) => {
-                let header: JsonHeader = serde_json::from_str(text)?;
-                let meta = TypeMeta { kind: header.kind, api_version: header.api_version };
-                Ok((meta, header.items.into_iter().map(|raw| Document::Json(raw.get())).collect()))
-            }
+            Document::Json(text) => Header::read(text, false)?,
+            Document::Item(text) => Header::read(text, true)?,
+        };
+        let items = read.items.unwrap_or_default().into_iter().map(|raw| Document::Item(raw.get())).collect();
+        Ok((TypeMeta { kind: read.kind, api_version: read.api_version }, items, read.identity))
+    }
+
+    /// The object's identity, from its metadata.
+    fn identity(&self) -> Identity {
+        match self {
+            Document::Value(v) => v.get("metadata").map(Identity::of).unwrap_or_default(),
+            Document::Json(text) | Document::Item(text) => Header::read(text, true).ok().and_then(|h| h.identity).unwrap_or_default(),
         }
     }
 
     fn into_value(self) -> serde_json::Result<Value> {
         match self {
             Document::Value(v) => Ok(v),
-            Document::Json(text) => serde_json::from_str(text),
+            Document::Json(text) | Document::Item(text) => serde_json::from_str(text),
         }
     }
 
@@ -344,7 +451,7 @@ impl<'t> Document<'t> {
     fn typed<T: DeserializeOwned>(self, origin: &str, kind: &str) -> Result<T> {
         let read = match self {
             Document::Value(v) => serde_path_to_error::deserialize(v),
-            Document::Json(text) => serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text)),
+            Document::Json(text) | Document::Item(text) => serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text)),
         };
         read.map_err(|e| {
             let path = e.path().to_string();
@@ -371,11 +478,22 @@ impl Objects {
     }
 
     /// Adds one document in either form; `kind: List` is flattened.
-    pub fn add(&mut self, mut doc: Document<'_>, origin: &str) -> Result<()> {
+    pub fn add(&mut self, doc: Document<'_>, origin: &str) -> Result<()> {
+        self.add_kept(doc, origin, None)
+    }
+
+    /// Adds one document, decoding Pods and Deployments only in the namespaces `keep` accepts
+    /// (all with `None`); of the others only their identity is kept, in [`Objects::skipped`].
+    pub fn add_kept(&mut self, mut doc: Document<'_>, origin: &str, keep: Option<Keep<'_>>) -> Result<()> {
         if doc.is_null() {
             return Ok(());
         }
-        let (header, items) = doc.header().map_err(|e| Error::new(format!("not a Kubernetes object: {e}")).at(origin))?;
+        let (header, items, identity) = doc.header().map_err(|e| match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                Error::new(format!("invalid JSON: {e}")).at(format!("{origin} line {} column {}", e.line(), e.column()))
+            }
+            _ => Error::new(format!("not a Kubernetes object: {e}")).at(origin),
+        })?;
         let Some(kind) = header.kind else {
             return Err(Error::new("document has no `kind`, so it is not a Kubernetes object")
                 .at(origin)
@@ -383,10 +501,23 @@ impl Objects {
         };
         let group = header.api_version.as_deref().and_then(|v| v.split_once('/')).map(|(g, _)| g).unwrap_or("");
         let k = kind.as_str();
+        let bulk = match (group, k) {
+            ("", "Pod") => Some("Pod"),
+            ("apps", "Deployment") => Some("Deployment"),
+            _ => None,
+        };
+        if let (Some(keep), Some(bulk)) = (keep, bulk) {
+            let identity = identity.unwrap_or_else(|| doc.identity());
+            let namespace = identity.namespace.unwrap_or_else(|| "default".into());
+            if !keep(&namespace) {
+                self.skipped.push(Skipped { kind: bulk, namespace, name: identity.name.unwrap_or_default(), labels: identity.labels });
+                return Ok(());
+            }
+        }
         match (group, k) {
             (_, k) if k.ends_with("List") => {
                 for (i, item) in items.into_iter().enumerate() {
-                    self.add(item, &format!("{origin} items[{i}]"))?;
+                    self.add_kept(item, &format!("{origin} items[{i}]"), keep)?;
                 }
             }
             ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, k, |n: &Namespace| &n.metadata)?),

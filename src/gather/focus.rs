@@ -1,0 +1,143 @@
+//! A focused reading of a snapshot for a one-service question: Pods and Deployments are decoded
+//! only in the namespaces the question names, and the reading stands only when none of the
+//! others could matter to the analysis.
+//!
+//! Pods are most of a big cluster's export (an injected pod's spec runs to kilobytes), and a
+//! question about one service looks at the pods of its own namespace and of its callers'. The
+//! others are still scanned, and their identity and labels kept ([`Skipped`]); [`Focus::stands`]
+//! then checks every way the analysis reaches pods across namespaces (selectors, gateways,
+//! captured proxies, callers found through routing, a `--from` pod looked up elsewhere), and
+//! when one could reach a skipped object, the snapshot is read whole instead.
+
+use super::live::proxies::caller_namespaces;
+use crate::intent::target::Target;
+use crate::istio::labels_match;
+use crate::question::{From, Question};
+use crate::snapshot::{Skipped, Snapshot};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// Labels that mark a gateway's or waypoint's pods, which the analysis looks up in any namespace.
+const GATEWAY_LABELS: [&str; 4] = ["istio", "gateway.networking.k8s.io/gateway-name", "gateway.istio.io/managed", "istio.io/gateway-name"];
+
+/// The namespaces whose Pods and Deployments a reading decodes.
+#[derive(Debug, Clone)]
+pub struct Focus {
+    namespaces: BTreeSet<String>,
+}
+
+impl Focus {
+    /// The namespaces `question` names: the service's and its callers' (`--from`, `-n`).
+    pub fn of(question: &Question) -> Focus {
+        Focus { namespaces: BTreeSet::from([question.namespace.clone(), question.from_namespace.clone()]) }
+    }
+
+    /// Whether the Pods and Deployments of `namespace` are decoded.
+    pub fn keeps(&self, namespace: &str) -> bool {
+        self.namespaces.contains(namespace)
+    }
+
+    /// Whether `snapshot`, read with this focus, holds everything `question` can use; if not,
+    /// it must be read whole.
+    pub fn stands(&self, snapshot: &Snapshot, question: &Question) -> bool {
+        let objects = &snapshot.objects;
+        let skipped = &objects.skipped;
+        if skipped.is_empty() {
+            return true;
+        }
+        let pods: Vec<&Skipped> = skipped.iter().filter(|s| s.kind == "Pod").collect();
+        // That no pod was read at all is information to the analysis; so is an object read twice.
+        let mut seen = HashSet::new();
+        if (objects.pods.is_empty() && !pods.is_empty()) || !skipped.iter().all(|s| seen.insert((s.kind, &s.namespace, &s.name))) {
+            return false;
+        }
+        let from_pod = match &question.from {
+            Some(From::Pod(name)) => Some(name),
+            _ => None,
+        };
+        let captured = |p: &Skipped| snapshot.proxies.iter().any(|c| c.namespace == p.namespace && c.pod == p.name);
+        if pods.iter().any(|p| Some(&p.name) == from_pod || captured(p)) {
+            return false;
+        }
+        let mut selectors: Vec<&BTreeMap<String, String>> = objects.gateways.iter().map(|g| &g.spec.selector).collect();
+        let workloads = objects.sidecars.iter().filter_map(|s| s.spec.workload_selector.as_ref());
+        let workloads = workloads.chain(objects.service_entries.iter().filter_map(|s| s.spec.workload_selector.as_ref()));
+        let workloads = workloads.chain(objects.destination_rules.iter().filter_map(|d| d.spec.workload_selector.as_ref()));
+        let workloads = workloads.chain(objects.peer_authentications.iter().filter_map(|p| p.spec.selector.as_ref()));
+        let workloads = workloads.chain(objects.request_authentications.iter().filter_map(|r| r.spec.selector.as_ref()));
+        selectors.extend(workloads.map(|w| &w.labels));
+        selectors.retain(|s| !s.is_empty());
+        let picked = |p: &Skipped| GATEWAY_LABELS.iter().any(|l| p.labels.contains_key(*l)) || selectors.iter().any(|s| labels_match(s, &p.labels));
+        if pods.iter().any(|p| picked(p)) {
+            return false;
+        }
+        // Callers are looked for where VirtualServices and Sidecars refer to the service.
+        let Ok(target) = Target::resolve(objects, &question.service, &question.namespace, question.port) else { return false };
+        let callers = caller_namespaces(snapshot, &target, &Question { from: None, ..question.clone() });
+        !skipped.iter().any(|s| callers.contains(&s.namespace))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gather::files::read_snapshot_for;
+    use serde_json::{Value, json};
+
+    fn pod(namespace: &str, name: &str, app: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": {"app": app}},
+               "spec": {"containers": [{"name": "app", "image": "app"}]}})
+    }
+
+    /// A snapshot of Service shop/reviews, one pod in each of three namespaces, and `extra`.
+    fn snapshot(extra: Vec<Value>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("objects")).unwrap();
+        let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "shop"},
+                             "spec": {"selector": {"app": "reviews"}, "ports": [{"name": "http", "port": 9080}]}});
+        let mut items = vec![service, pod("shop", "reviews-1", "reviews"), pod("front", "web-1", "web"), pod("batch", "job-1", "job")];
+        items.extend(extra);
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+        std::fs::write(dir.path().join("objects").join("all.json"), list.to_string()).unwrap();
+        dir
+    }
+
+    fn question() -> Question {
+        Question { service: "reviews".into(), namespace: "shop".into(), port: None, from: Some(From::Pod("web-1".into())), from_namespace: "front".into() }
+    }
+
+    fn pods(snapshot: &Snapshot) -> Vec<&str> {
+        snapshot.objects.pods.iter().map(|p| p.meta.name.as_str()).collect()
+    }
+
+    #[test]
+    fn pods_of_other_namespaces_are_only_scanned() {
+        let dir = snapshot(Vec::new());
+        let read = read_snapshot_for(dir.path(), &question()).unwrap();
+        assert_eq!(pods(&read), ["reviews-1", "web-1"]);
+        assert_eq!(read.objects.skipped.iter().map(|s| (s.namespace.as_str(), s.name.as_str())).collect::<Vec<_>>(), [("batch", "job-1")]);
+    }
+
+    #[test]
+    fn a_selector_that_reaches_a_skipped_pod_has_the_snapshot_read_whole() {
+        let gateway = json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "shop"},
+                             "spec": {"selector": {"app": "job"}}});
+        let read = read_snapshot_for(snapshot(vec![gateway]).path(), &question()).unwrap();
+        assert_eq!(pods(&read), ["reviews-1", "web-1", "job-1"]);
+        assert!(read.objects.skipped.is_empty());
+    }
+
+    #[test]
+    fn callers_found_through_routing_have_the_snapshot_read_whole() {
+        let vs = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "to-reviews", "namespace": "batch"},
+                        "spec": {"hosts": ["reviews.shop.svc.cluster.local"], "http": [{"route": [{"destination": {"host": "reviews.shop.svc.cluster.local"}}]}]}});
+        let read = read_snapshot_for(snapshot(vec![vs]).path(), &question()).unwrap();
+        assert_eq!(pods(&read).len(), 3);
+    }
+
+    #[test]
+    fn a_pod_named_by_from_but_skipped_has_the_snapshot_read_whole() {
+        let asked = Question { from: Some(From::Pod("job-1".into())), ..question() };
+        let read = read_snapshot_for(snapshot(Vec::new()).path(), &asked).unwrap();
+        assert_eq!(pods(&read).len(), 3);
+    }
+}
