@@ -10,7 +10,7 @@
 use super::Deadline;
 use super::portforward::{AdminConnection, AdminFailure};
 use crate::actual;
-use crate::gather::files::{CLUSTERS_FILE, CONFIG_DUMP_FILE, SERVER_INFO_FILE, stats_file};
+use crate::gather::files::{CONFIG_DUMP_FILE, SERVER_INFO_FILE, stats_file};
 use crate::intent::target::Target;
 use crate::istio::names::ClusterName;
 use crate::snapshot::{Blob, Gap, ProxyCapture, StatsFormat, admin_source};
@@ -78,7 +78,6 @@ fn requests(role: Role) -> &'static [&'static str] {
             "/config_dump (dynamic_active_clusters)",
             "/config_dump (dynamic_warming_clusters)",
             "/config_dump (dynamic_endpoint_configs)",
-            "/clusters",
             "/stats",
             "/stats/prometheus",
         ],
@@ -164,8 +163,8 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// A caller's or gateway's view of the target: routes, listeners, clusters, endpoints,
-    /// live hosts and counters. Returns the config dump sections.
+    /// A caller's or gateway's view of the target: routes, listeners, clusters, endpoints
+    /// with their hosts' health, and counters.
     async fn read_outbound(&mut self, role: Role, expected: &BTreeSet<String>) -> Result<(), (String, AdminFailure)> {
         self.server_info().await?;
         let ports: Vec<String> = self.target.ports.iter().map(|p| p.port.to_string()).collect();
@@ -186,9 +185,10 @@ impl<'a> Reader<'a> {
         self.dump("dynamic_active_clusters", &cluster_patterns, false).await?;
         self.dump("dynamic_warming_clusters", &cluster_patterns, false).await?;
         self.dump("dynamic_endpoint_configs", &cluster_patterns, true).await?;
-        if let Some(body) = self.fetch("/clusters?format=json", "/clusters").await? {
-            self.read.capture.clusters = Some(self.blob(CLUSTERS_FILE, body));
-        }
+        // Host health comes with the endpoints above: Envoy dumps each host's health as it
+        // uses it (outlier ejection and active health checks included), and ejections are
+        // counted in the stats below. `/clusters` cannot be filtered, and on a big mesh it is
+        // larger than everything else read here together.
         // Per-cluster counters, by host: Istio ends the cluster part of the name with `;`.
         let mut text: Option<Vec<u8>> = None;
         let stats = hosts.iter().map(|host| format!("/stats?filter={}", query_escape(&format!("^cluster\\.[^;]*{};", literal(host)))));

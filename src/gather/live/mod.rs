@@ -461,9 +461,16 @@ async fn read_mesh_config(cluster: &Cluster, deadline: &Deadline, capture: &mut 
 /// the Deployment `--from deploy/NAME` names.
 async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snapshot: &Snapshot, deadline: &Deadline, capture: &mut Capture) {
     let pods = Kind::core("pods", "Pod", true);
-    let all = ListParams::default();
     for ns in proxies::caller_namespaces(snapshot, target, question) {
-        capture.list_in(cluster, &pods, &ns, &all, deadline).await;
+        // The service's namespace is listed whole (its pods are backends, callers, and what its
+        // Sidecars select); another namespace only for the callers `--from` names there.
+        let named = (ns != target.namespace && ns == question.from_namespace).then_some(question.from.as_ref()).flatten();
+        let params = match named {
+            Some(From::Pod(name)) => ListParams::default().fields(&format!("metadata.name={name}")),
+            Some(From::Labels(labels)) => ListParams::default().labels(&labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")),
+            _ => ListParams::default(),
+        };
+        capture.list_in(cluster, &pods, &ns, &params, deadline).await;
     }
     for (gateway, selector) in proxies::gateway_selectors(snapshot, target) {
         capture.selected_pods(cluster, gateway.split('/').next().unwrap_or(ISTIO_NAMESPACE), &selector, deadline).await;
