@@ -11,13 +11,14 @@
 
 use super::live::proxies::caller_namespaces;
 use crate::intent::target::Target;
+use crate::istio::ambient::GATEWAY_NAME_LABEL;
 use crate::istio::labels_match;
 use crate::question::{From, Question};
 use crate::snapshot::{Skipped, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Labels that mark a gateway's or waypoint's pods, which the analysis looks up in any namespace.
-const GATEWAY_LABELS: [&str; 4] = ["istio", "gateway.networking.k8s.io/gateway-name", "gateway.istio.io/managed", "istio.io/gateway-name"];
+const GATEWAY_LABELS: [&str; 4] = ["istio", GATEWAY_NAME_LABEL, "gateway.istio.io/managed", "istio.io/gateway-name"];
 
 /// The namespaces whose Pods and Deployments a reading decodes.
 #[derive(Debug, Clone)]
@@ -66,7 +67,9 @@ impl Focus {
         let workloads = workloads.chain(objects.request_authentications.iter().filter_map(|r| r.spec.selector.as_ref()));
         selectors.extend(workloads.map(|w| &w.labels));
         selectors.retain(|s| !s.is_empty());
-        let picked = |p: &Skipped| GATEWAY_LABELS.iter().any(|l| p.labels.contains_key(*l)) || selectors.iter().any(|s| labels_match(s, &p.labels));
+        // Gateways, waypoints and ztunnels serve other namespaces' pods.
+        let serving = |p: &Skipped| GATEWAY_LABELS.iter().any(|l| p.labels.contains_key(*l)) || p.labels.get("app").is_some_and(|a| a == "ztunnel");
+        let picked = |p: &Skipped| serving(p) || selectors.iter().any(|s| labels_match(s, &p.labels));
         if pods.iter().any(|p| picked(p)) {
             return false;
         }
