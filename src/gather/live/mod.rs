@@ -500,13 +500,13 @@ async fn read_proxies(
 ) -> Vec<(Choice, std::result::Result<admin::ProxyRead, Gap>)> {
     let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PROXIES));
     let mut tasks = tokio::task::JoinSet::new();
+    // Built once for all callers: on a big mesh building it is most of deriving one.
+    let model = crate::model::Model::build(&snapshot.objects);
     for (index, choice) in chosen.iter().enumerate() {
         // The clusters the intent expects this caller to hold, so the capture includes them
         // even when they belong to other hosts.
         let expected: BTreeSet<String> = match snapshot.objects.pod(&choice.namespace, &choice.pod) {
-            Some(pod) if choice.role != Role::Destination => {
-                intent::derive(&crate::model::Model::build(&snapshot.objects), &Caller::from_pod(pod), target).view.clusters.into_keys().collect()
-            }
+            Some(pod) if choice.role != Role::Destination => intent::derive(&model, &Caller::from_pod(pod), target).view.clusters.into_keys().collect(),
             _ => BTreeSet::new(),
         };
         let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &choice.namespace);
@@ -527,6 +527,7 @@ async fn read_proxies(
             (index, outcome)
         });
     }
+    drop(model);
     let mut results: Vec<Option<std::result::Result<admin::ProxyRead, Gap>>> = chosen.iter().map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
         bar.inc(1);
