@@ -311,13 +311,23 @@ class RestEds:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            # Envoy opens its connections at once; the default backlog of 5 refuses most.
+            request_queue_size = 1024
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def static_cluster(self) -> dict:
         cluster = envoy.static_cluster(self.CLUSTER, self.server.server_address[1])
-        cluster["connect_timeout"] = "5s"
+        # Envoy's one worker is busy for minutes building 20,000 clusters: a connection it
+        # opened in the meantime is only seen established much later, and the answers queue
+        # behind it (hence the long request timeout above too).
+        cluster["connect_timeout"] = "600s"
+        # Every cluster's subscription is one request, all sent at once: Envoy's default of
+        # 1,024 pending requests fails the rest, which then wait for the refresh (an hour).
+        cluster["circuit_breakers"] = {"thresholds": [{"max_connections": 64, "max_pending_requests": 1 << 20, "max_requests": 1 << 20}]}
         return cluster
 
     def stop(self) -> None:
@@ -332,7 +342,7 @@ class RestEds:
             if "eds_cluster_config" in cluster:
                 cluster["eds_cluster_config"]["eds_config"] = {
                     "api_config_source": {"api_type": "REST", "transport_api_version": "V3", "cluster_names": [cls.CLUSTER],
-                                          "refresh_delay": "3600s", "request_timeout": "30s"},
+                                          "refresh_delay": "3600s", "request_timeout": "900s"},
                     "initial_fetch_timeout": "0s", "resource_api_version": "V3"}
         clusters_file.write_text(json.dumps(document))
 
