@@ -5,6 +5,7 @@ use super::types::Address;
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The hosts Envoy currently holds for one cluster.
 #[derive(Debug, Clone, Default)]
@@ -86,11 +87,18 @@ fn parse_text(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<V
     Ok(out)
 }
 
+/// The JSON form. Each cluster is kept as text until its name is known, so only the selected
+/// ones are decoded: a caller of a big mesh lists tens of thousands.
 fn parse_json(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Vec<ClusterStatus>> {
     #[derive(Deserialize)]
-    struct Top {
-        #[serde(default, alias = "clusterStatuses")]
-        cluster_statuses: Option<Vec<RawCluster>>,
+    struct Top<'a> {
+        #[serde(borrow, default, alias = "clusterStatuses")]
+        cluster_statuses: Option<Vec<&'a RawValue>>,
+    }
+    #[derive(Deserialize)]
+    struct Name {
+        #[serde(default)]
+        name: String,
     }
     #[derive(Deserialize)]
     struct RawCluster {
@@ -99,22 +107,25 @@ fn parse_json(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<V
         #[serde(default, alias = "hostStatuses")]
         host_statuses: Vec<RawHost>,
     }
-    let top: Top = serde_json::from_str(text).map_err(|e| {
+    let invalid = |e: serde_json::Error| {
         Error::new(format!("clusters.json is not valid /clusters?format=json output: {e}"))
             .at(origin)
             .help("capture it with `GET /clusters?format=json`; the plain-text form is not accepted")
-    })?;
+    };
+    let top: Top = serde_json::from_str(text).map_err(invalid)?;
     let clusters = top
         .cluster_statuses
         .ok_or_else(|| Error::new("clusters.json has no `cluster_statuses`").at(origin).help("capture it with `GET /clusters?format=json`"))?;
-    clusters
-        .into_iter()
-        .filter(|c| want(&c.name))
-        .map(|c| {
-            let hosts = c.host_statuses.into_iter().map(|h| host_status(&c.name, h, origin)).collect::<Result<_>>()?;
-            Ok(ClusterStatus { name: c.name, hosts })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for raw in clusters {
+        if !want(&serde_json::from_str::<Name>(raw.get()).map_err(invalid)?.name) {
+            continue;
+        }
+        let c: RawCluster = serde_json::from_str(raw.get()).map_err(invalid)?;
+        let hosts = c.host_statuses.into_iter().map(|h| host_status(&c.name, h, origin)).collect::<Result<_>>()?;
+        out.push(ClusterStatus { name: c.name, hosts });
+    }
+    Ok(out)
 }
 
 /// One `host_statuses[]` entry of the JSON form.
