@@ -14,8 +14,9 @@ use crate::intent::target::{CallerKind, SidecarState, Target};
 use crate::istio::DestinationRole;
 use crate::istio::VirtualService;
 use crate::istio::ambient::{WAYPOINT_FOR, WaypointBinding, namespace_is_ambient};
-use crate::istio::names::{DEFAULT_DOMAIN, resolve_short_name};
+use crate::istio::names::DEFAULT_DOMAIN;
 use crate::model::Model;
+use crate::model::virtual_services::vs_hosts;
 use crate::model::waypoints::ServiceWaypoint;
 use crate::snapshot::{Meta, ObjectRef, ProxyCapture, Resource};
 use k8s_openapi::api::core::v1::Service;
@@ -104,20 +105,17 @@ pub fn l7_rules_without_waypoint(model: &Model<'_>, scope: Scope<'_>, out: &mut 
         }
     }
     for vs in objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs) && !vs.spec.http.is_empty() && scope.virtual_service(vs)) {
-        for (svc, _) in hosts(vs).filter_map(|h| model.host_waypoint(&h)).filter(|(s, _)| s.meta.namespace == vs.meta.namespace) {
+        for (svc, _) in vs_hosts(vs).into_iter().filter_map(|h| model.host_waypoint(&h)).filter(|(s, _)| s.meta.namespace == vs.meta.namespace) {
             report(svc, vs.reference("VirtualService"), named("VirtualService", &vs.meta.namespace, &vs.meta.name), Vec::new(), true);
         }
     }
 }
 
-fn hosts(vs: &Resource<VirtualService>) -> impl Iterator<Item = String> + '_ {
-    vs.spec.hosts.iter().map(|h| resolve_short_name(h, &vs.meta.namespace, DEFAULT_DOMAIN))
-}
-
 /// Each Service a mesh VirtualService claims that is served by a waypoint taking service
 /// traffic, with that waypoint's namespace.
 fn waypoint_served<'a>(model: &Model<'a>, vs: &'a Resource<VirtualService>) -> impl Iterator<Item = (&'a Resource<Service>, String)> + 'a {
-    let served: Vec<_> = hosts(vs)
+    let served: Vec<_> = vs_hosts(vs)
+        .into_iter()
         .filter_map(|h| model.host_waypoint(&h))
         .filter_map(|(s, w)| Some((s, w.gateway.filter(|_| w.carries_service_traffic())?.meta.namespace.clone())))
         .collect();
@@ -239,7 +237,7 @@ fn l7_in_waypoint(model: &Model<'_>, svc: &Meta, fqdn: &str) -> Vec<String> {
         .iter()
         .filter(|vs| bound_to_mesh(vs) && !vs.spec.http.is_empty())
         .filter(|vs| vs.meta.namespace == svc.namespace || Some(&vs.meta.namespace) == waypoint_ns.as_ref())
-        .filter(|vs| hosts(vs).any(|h| h == fqdn))
+        .filter(|vs| vs_hosts(vs).iter().any(|h| h == fqdn))
         .map(|vs| named("VirtualService", &vs.meta.namespace, &vs.meta.name))
         .collect();
     for route in &model.objects.routes {

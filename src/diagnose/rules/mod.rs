@@ -135,15 +135,13 @@ pub fn object_findings(model: &Model<'_>, scope: Scope<'_>) -> Vec<Finding> {
 /// Checks for one caller.
 pub(crate) fn caller_findings(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
-    let objects = model.objects;
-    let ambient = objects.pod(&ctx.caller.namespace, &ctx.caller.name).is_some_and(|p| crate::istio::ambient::workload_is_ambient(objects, &p.meta, false));
     if ctx.caller.kind == CallerKind::Waypoint {
         // A waypoint's routes are checked against its Envoy; the sidecar rules read a
         // sidecar's view of the service.
         data_plane::check(model, target, ctx, &mut out);
     } else if let SidecarState::Missing(reason) = &ctx.caller.sidecar {
         // An ambient caller has no sidecar by design: ztunnel and the waypoint carry its traffic.
-        if !ambient {
+        if !model.caller_is_ambient(ctx.caller) {
             workloads::caller_without_sidecar(model, target, ctx.caller, reason, &mut out);
         }
     } else {
