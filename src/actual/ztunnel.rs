@@ -11,10 +11,10 @@ use crate::snapshot::{Blob, Meta, ProxyCapture};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// True for a ztunnel pod: Istio's DaemonSet labels its pods `app: ztunnel`.
+/// True for a ztunnel's capture: its pod's labels say so, or without the pod, its name.
 pub fn is_ztunnel(capture: &ProxyCapture, pod: Option<&Meta>) -> bool {
     match pod {
-        Some(meta) => meta.labels.get("app").is_some_and(|a| a == "ztunnel"),
+        Some(meta) => crate::istio::ambient::is_ztunnel(&meta.labels),
         None => capture.pod.starts_with("ztunnel-"),
     }
 }

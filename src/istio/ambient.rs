@@ -20,6 +20,14 @@ pub const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";
 /// The label a Gateway API Gateway's deployed pods carry with the Gateway's name.
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 
+/// The `app` label of Istio's ztunnel DaemonSet pods (the node proxies of ambient mode).
+pub const ZTUNNEL_APP: &str = "ztunnel";
+
+/// True for a ztunnel pod, by its labels.
+pub fn is_ztunnel(labels: &std::collections::BTreeMap<String, String>) -> bool {
+    labels.get("app").is_some_and(|a| a == ZTUNNEL_APP)
+}
+
 /// True when the namespace is labelled for ambient mode and not for sidecar injection (which
 /// takes precedence: its pods get sidecars).
 pub fn namespace_is_ambient(objects: &Objects, namespace: &str) -> bool {

@@ -477,7 +477,7 @@ async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snap
     }
     // Ambient callers' node proxies, to read the service's waypoint binding from.
     if snapshot.objects.namespaces.iter().any(|ns| crate::istio::ambient::namespace_is_ambient(&snapshot.objects, &ns.meta.name)) {
-        capture.selected_pods(cluster, ISTIO_NAMESPACE, &BTreeMap::from([("app".to_string(), "ztunnel".to_string())]), deadline).await;
+        capture.selected_pods(cluster, ISTIO_NAMESPACE, &BTreeMap::from([("app".to_string(), crate::istio::ambient::ZTUNNEL_APP.to_string())]), deadline).await;
     }
     let slices = Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice");
     let params = ListParams::default().labels(&format!("kubernetes.io/service-name={}", target.name));

@@ -10,7 +10,7 @@ use super::admin::Role;
 use crate::error::Result;
 use crate::intent::target::{Caller, CallerKind, SidecarState, Target, has_proxy};
 use crate::istio::VirtualService;
-use crate::istio::ambient::{GATEWAY_NAME_LABEL, WaypointBinding, service_waypoint, workload_is_ambient};
+use crate::istio::ambient::{GATEWAY_NAME_LABEL, WaypointBinding, is_ztunnel, service_waypoint, workload_is_ambient};
 use crate::istio::labels_match;
 use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name};
 use crate::model::destination_rules::all_for;
@@ -200,9 +200,7 @@ pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, options
             .filter_map(|p| p.spec.spec.as_ref()?.node_name.as_deref())
             .collect();
         for node in ambient_nodes {
-            let on_node = |p: &&Resource<Pod>| {
-                p.meta.labels.get("app").is_some_and(|a| a == "ztunnel") && p.spec.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
-            };
+            let on_node = |p: &&Resource<Pod>| is_ztunnel(&p.meta.labels) && p.spec.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node);
             match objects.pods.iter().filter(on_node).find(|p| ready(p)) {
                 Some(p) => wanted.push(Choice {
                     namespace: p.meta.namespace.clone(),
