@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// Which resources to decode. Anything not selected is skipped unparsed.
 pub struct Selection<'a> {
@@ -166,127 +167,44 @@ pub struct ConfigDump {
 
 impl ConfigDump {
     /// Parses `text` (from `origin`), decoding only what `sel` selects.
+    ///
+    /// The text is read in one pass: each section is taken apart as it streams by, and of each
+    /// resource only its name is read (Envoy writes it first) unless `sel` wants it. On a big
+    /// mesh the dump holds tens of thousands of clusters; a question needs a handful.
     pub fn parse(text: &str, origin: &str, sel: &Selection<'_>) -> Result<ConfigDump> {
-        #[derive(Deserialize)]
-        struct Top<'a> {
-            #[serde(borrow)]
-            configs: Option<&'a RawValue>,
+        let mut reader = Reader { dump: ConfigDump::default(), origin, sel, failure: None, configs: false };
+        let mut de = serde_json::Deserializer::from_str(text);
+        let read = serde::de::DeserializeSeed::deserialize(&mut reader, &mut de).and_then(|()| de.end());
+        if let Some(failure) = reader.failure {
+            return Err(failure);
         }
-        let top: Top = decode(text, origin, "the file")?;
-        let configs = top.configs.ok_or_else(|| {
-            Error::new("not an Envoy config dump: there is no top-level `configs`")
+        read.map_err(|e| shape_error(e, origin, "the file"))?;
+        if !reader.configs {
+            return Err(Error::new("not an Envoy config dump: there is no top-level `configs`")
                 .at(origin)
-                .help("capture it with `GET /config_dump` on the proxy's admin port 15000")
-        })?;
-        let mut dump = ConfigDump::default();
-        let raw = configs.get();
-        let sections: Vec<(String, &RawValue)> = if raw.trim_start().starts_with('{') {
-            dump.admin_api = "map form".into();
-            let map: BTreeMap<String, &RawValue> = decode(raw, origin, "configs")?;
-            map.into_iter().collect()
-        } else {
-            let list: Vec<&RawValue> = decode(raw, origin, "configs")?;
-            list.into_iter().enumerate().map(|(i, s)| (format!("configs[{i}]"), s)).collect()
-        };
-        for (place, section) in sections {
-            dump.read_section(section.get(), &format!("{origin} {place}"), sel)?;
+                .help("capture it with `GET /config_dump` on the proxy's admin port 15000"));
         }
-        if dump.sections.is_empty() {
+        if reader.dump.sections.is_empty() {
             return Err(Error::new("the config dump has no sections").at(origin));
         }
-        Ok(dump)
+        Ok(reader.dump)
     }
 
-    fn read_section(&mut self, raw: &str, origin: &str, sel: &Selection<'_>) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Tag {
-            #[serde(rename = "@type")]
-            ty: Option<String>,
-        }
-        let tag: Tag = decode(raw, origin, "@type")?;
-        let ty = tag.ty.ok_or_else(|| Error::new("config dump section has no `@type`").at(origin))?;
-        let short = ty.rsplit('/').next().unwrap_or(&ty);
-        let (api, name) = match short.rsplit_once('.') {
-            Some((pkg, name)) if pkg.starts_with("envoy.admin.") => (pkg.trim_start_matches("envoy.admin.").to_string(), name),
-            _ => {
-                return Err(Error::new(format!("unknown config dump section type `{ty}`"))
-                    .at(origin)
-                    .help("expected Envoy admin types such as type.googleapis.com/envoy.admin.v3.ClustersConfigDump"));
+    fn add_clusters(&mut self, entries: Vec<ClusterEntry<'_>>, state: ClusterState, place: &str, sel: &Selection<'_>) -> Result<()> {
+        for (i, entry) in entries.into_iter().enumerate() {
+            let Some(raw) = entry.cluster else { continue };
+            let here = format!("{place}[{i}]");
+            let name = peek_name(raw.get(), &here, "name")?;
+            if (sel.cluster)(&name) {
+                let cluster: Cluster = decode(raw.get(), &here, "cluster")?;
+                self.clusters.push(DumpedCluster { cluster, state });
             }
-        };
-        if self.admin_api.is_empty() {
-            self.admin_api = api;
-        }
-        self.sections.push(short.to_string());
-        match name {
-            "BootstrapConfigDump" => self.read_bootstrap(raw, origin),
-            "ClustersConfigDump" => self.read_clusters(raw, origin, sel),
-            "RoutesConfigDump" => self.read_routes(raw, origin, sel),
-            "ListenersConfigDump" => self.read_listeners(raw, origin, sel),
-            "EndpointsConfigDump" => self.read_endpoints(raw, origin, sel),
-            // Secrets are never decoded; other sections (ECDS, scoped routes) are not used.
-            _ => Ok(()),
-        }
-    }
-
-    fn read_bootstrap(&mut self, raw: &str, origin: &str) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Section {
-            bootstrap: Option<Bootstrap>,
-        }
-        #[derive(Deserialize)]
-        struct Bootstrap {
-            node: Option<Node>,
-        }
-        let s: Section = decode(raw, origin, "bootstrap")?;
-        self.node = s.bootstrap.and_then(|b| b.node);
-        Ok(())
-    }
-
-    fn read_clusters(&mut self, raw: &str, origin: &str, sel: &Selection<'_>) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Section<'a> {
-            #[serde(borrow, default, alias = "staticClusters")]
-            static_clusters: Vec<Entry<'a>>,
-            #[serde(borrow, default, alias = "dynamicActiveClusters")]
-            dynamic_active_clusters: Vec<Entry<'a>>,
-            #[serde(borrow, default, alias = "dynamicWarmingClusters")]
-            dynamic_warming_clusters: Vec<Entry<'a>>,
-        }
-        #[derive(Deserialize)]
-        struct Entry<'a> {
-            #[serde(borrow)]
-            cluster: Option<&'a RawValue>,
-        }
-        let s: Section = decode(raw, origin, "clusters")?;
-        let groups = [
-            (s.static_clusters, ClusterState::Static, "static_clusters"),
-            (s.dynamic_active_clusters, ClusterState::Active, "dynamic_active_clusters"),
-            (s.dynamic_warming_clusters, ClusterState::Warming, "dynamic_warming_clusters"),
-        ];
-        for (entries, state, field) in groups {
-            for (i, entry) in entries.into_iter().enumerate() {
-                let Some(raw) = entry.cluster else { continue };
-                let here = format!("{origin} {field}[{i}]");
-                let name = peek_name(raw.get(), &here, "name")?;
-                if (sel.cluster)(&name) {
-                    let cluster: Cluster = decode(raw.get(), &here, "cluster")?;
-                    self.clusters.push(DumpedCluster { cluster, state });
-                }
-                self.cluster_names.push(name);
-            }
+            self.cluster_names.push(name);
         }
         Ok(())
     }
 
-    fn read_routes(&mut self, raw: &str, origin: &str, sel: &Selection<'_>) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Section<'a> {
-            #[serde(borrow, default, alias = "staticRouteConfigs")]
-            static_route_configs: Vec<&'a RawValue>,
-            #[serde(borrow, default, alias = "dynamicRouteConfigs")]
-            dynamic_route_configs: Vec<&'a RawValue>,
-        }
+    fn add_route_configs(&mut self, entries: Vec<&RawValue>, place: &str, sel: &Selection<'_>) -> Result<()> {
         /// Admin wrapper around a route configuration; the oldest dumps list bare configurations.
         #[derive(Deserialize)]
         struct Entry<'a> {
@@ -304,77 +222,32 @@ impl ConfigDump {
             #[serde(borrow, default, alias = "virtualHosts")]
             virtual_hosts: Vec<&'a RawValue>,
         }
-        #[derive(Deserialize)]
-        struct VhostPeek {
-            #[serde(default)]
-            name: String,
-            #[serde(default)]
-            domains: Vec<String>,
-        }
-        let s: Section = decode(raw, origin, "routes")?;
-        let groups = [(s.static_route_configs, "static_route_configs"), (s.dynamic_route_configs, "dynamic_route_configs")];
-        for (entries, field) in groups {
-            for (i, element) in entries.into_iter().enumerate() {
-                let here = format!("{origin} {field}[{i}]");
-                let entry: Entry = decode(element.get(), &here, "route entry")?;
-                let raw = entry.route_config.unwrap_or(element);
-                let name = peek_name(raw.get(), &here, "name")?;
-                if !(sel.route_config)(&name) {
-                    continue;
-                }
-                let config: Config = decode(raw.get(), &here, "route_config")?;
-                let mut rc = RouteConfig { name: config.name, version_info: entry.version_info, last_updated: entry.last_updated, ..Default::default() };
-                for (j, vh) in config.virtual_hosts.into_iter().enumerate() {
-                    let at = format!("{here} virtual_hosts[{j}]");
-                    let peek: VhostPeek = decode(vh.get(), &at, "virtual host")?;
-                    if (sel.virtual_host)(&rc.name, &peek.name, &peek.domains) {
-                        rc.virtual_hosts.push(decode(vh.get(), &at, "virtual host")?);
-                    }
-                    rc.all_vhost_domains.push((peek.name, peek.domains));
-                }
-                self.route_configs.push(rc);
+        for (i, element) in entries.into_iter().enumerate() {
+            let here = format!("{place}[{i}]");
+            let entry: Entry = decode(element.get(), &here, "route entry")?;
+            let raw = entry.route_config.unwrap_or(element);
+            let name = peek_name(raw.get(), &here, "name")?;
+            if !(sel.route_config)(&name) {
+                continue;
             }
+            let config: Config = decode(raw.get(), &here, "route_config")?;
+            let mut rc = RouteConfig { name: config.name, version_info: entry.version_info, last_updated: entry.last_updated, ..Default::default() };
+            for (j, vh) in config.virtual_hosts.into_iter().enumerate() {
+                let at = format!("{here} virtual_hosts[{j}]");
+                let (name, domains) = peek_virtual_host(vh.get(), &at)?;
+                if (sel.virtual_host)(&rc.name, &name, &domains) {
+                    rc.virtual_hosts.push(decode(vh.get(), &at, "virtual host")?);
+                }
+                rc.all_vhost_domains.push((name, domains));
+            }
+            self.route_configs.push(rc);
         }
         Ok(())
     }
 
-    fn read_listeners(&mut self, raw: &str, origin: &str, sel: &Selection<'_>) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Section<'a> {
-            #[serde(borrow, default, alias = "staticListeners")]
-            static_listeners: Vec<Wrapped<'a>>,
-            #[serde(borrow, default, alias = "dynamicListeners")]
-            dynamic_listeners: Vec<Dynamic<'a>>,
-            #[serde(borrow, default, alias = "dynamicActiveListeners")]
-            dynamic_active_listeners: Vec<Wrapped<'a>>,
-        }
-        #[derive(Deserialize)]
-        struct Wrapped<'a> {
-            #[serde(borrow)]
-            listener: Option<&'a RawValue>,
-        }
-        #[derive(Deserialize)]
-        struct Dynamic<'a> {
-            #[serde(borrow, default, alias = "activeState")]
-            active_state: Option<Wrapped<'a>>,
-            #[serde(default, alias = "errorState")]
-            error_state: Option<Value>,
-        }
-        let s: Section = decode(raw, origin, "listeners")?;
-        let mut found: Vec<(&RawValue, Option<Value>, String)> = Vec::new();
-        for (i, w) in s.static_listeners.into_iter().enumerate() {
-            found.extend(w.listener.map(|l| (l, None, format!("static_listeners[{i}]"))));
-        }
-        for (i, w) in s.dynamic_active_listeners.into_iter().enumerate() {
-            found.extend(w.listener.map(|l| (l, None, format!("dynamic_active_listeners[{i}]"))));
-        }
-        for (i, d) in s.dynamic_listeners.into_iter().enumerate() {
-            if let Some(l) = d.active_state.and_then(|a| a.listener) {
-                found.push((l, d.error_state, format!("dynamic_listeners[{i}]")));
-            }
-        }
-        for (raw, error, place) in found {
-            let here = format!("{origin} {place}");
+    /// Adds the selected listeners of `found`: (listener, Envoy's rejection of it, where).
+    fn add_listeners(&mut self, found: Vec<(&RawValue, Option<Value>, String)>, sel: &Selection<'_>) -> Result<()> {
+        for (raw, error, here) in found {
             let name = peek_name(raw.get(), &here, "name")?;
             if (sel.listener)(&name) {
                 let mut listener = parse_listener(raw.get(), &here)?;
@@ -385,24 +258,11 @@ impl ConfigDump {
         Ok(())
     }
 
-    fn read_endpoints(&mut self, raw: &str, origin: &str, sel: &Selection<'_>) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Section<'a> {
-            #[serde(borrow, default, alias = "staticEndpointConfigs")]
-            static_endpoint_configs: Vec<Entry<'a>>,
-            #[serde(borrow, default, alias = "dynamicEndpointConfigs")]
-            dynamic_endpoint_configs: Vec<Entry<'a>>,
-        }
-        #[derive(Deserialize)]
-        struct Entry<'a> {
-            #[serde(borrow, alias = "endpointConfig")]
-            endpoint_config: Option<&'a RawValue>,
-        }
-        let s: Section = decode(raw, origin, "endpoints")?;
+    fn add_endpoints(&mut self, entries: Vec<EndpointEntry<'_>>, place: &str, sel: &Selection<'_>) -> Result<()> {
         let endpoints = self.endpoints.get_or_insert_with(Vec::new);
-        for (i, entry) in s.static_endpoint_configs.into_iter().chain(s.dynamic_endpoint_configs).enumerate() {
+        for (i, entry) in entries.into_iter().enumerate() {
             let Some(raw) = entry.endpoint_config else { continue };
-            let here = format!("{origin} endpoint_configs[{i}]");
+            let here = format!("{place}[{i}]");
             let name = peek_name(raw.get(), &here, "cluster_name")?;
             if (sel.cluster)(&name) {
                 endpoints.push(decode(raw.get(), &here, "endpoint config")?);
@@ -419,6 +279,281 @@ impl ConfigDump {
     /// True when the dump holds an active or static cluster of this name.
     pub fn has_cluster(&self, name: &str) -> bool {
         self.cluster_names.iter().any(|n| n == name)
+    }
+}
+
+/// `bootstrap` of a BootstrapConfigDump: only the node is read.
+#[derive(Deserialize)]
+struct Bootstrap {
+    node: Option<Node>,
+}
+
+/// An element of a ClustersConfigDump list.
+#[derive(Deserialize)]
+struct ClusterEntry<'a> {
+    #[serde(borrow)]
+    cluster: Option<&'a RawValue>,
+}
+
+/// An element of an EndpointsConfigDump list.
+#[derive(Deserialize)]
+struct EndpointEntry<'a> {
+    #[serde(borrow, alias = "endpointConfig")]
+    endpoint_config: Option<&'a RawValue>,
+}
+
+/// An element of `static_listeners` or `dynamic_active_listeners` (v2alpha).
+#[derive(Deserialize)]
+struct WrappedListener<'a> {
+    #[serde(borrow)]
+    listener: Option<&'a RawValue>,
+}
+
+/// An element of `dynamic_listeners`: the active version, and the last rejected update.
+#[derive(Deserialize)]
+struct DynamicListener<'a> {
+    #[serde(borrow, default, alias = "activeState")]
+    active_state: Option<WrappedListener<'a>>,
+    #[serde(default, alias = "errorState")]
+    error_state: Option<Value>,
+}
+
+/// The sections mesh-why reads, by the last word of their `@type`.
+#[derive(Clone, Copy)]
+enum SectionKind {
+    Bootstrap,
+    Clusters,
+    Routes,
+    Listeners,
+    Endpoints,
+    /// Secrets (never decoded), ECDS, scoped routes: not used.
+    Unused,
+}
+
+/// One streaming pass over a config dump, filling `dump`.
+struct Reader<'s> {
+    dump: ConfigDump,
+    origin: &'s str,
+    sel: &'s Selection<'s>,
+    /// The error that stopped the pass, with where it happened (serde's errors carry only a
+    /// message across the stream).
+    failure: Option<Error>,
+    /// Whether the top-level `configs` was there.
+    configs: bool,
+}
+
+/// A section's field value: still in the stream, or set aside as text because the section's
+/// `@type` came after it.
+enum FieldValue<'m, 'de, A> {
+    Streamed(&'m mut A),
+    Aside(&'de RawValue),
+}
+
+impl<'de, A: serde::de::MapAccess<'de>> FieldValue<'_, 'de, A> {
+    fn take<T: Deserialize<'de>>(self) -> std::result::Result<T, A::Error> {
+        match self {
+            FieldValue::Streamed(map) => map.next_value(),
+            FieldValue::Aside(raw) => serde_json::from_str(raw.get()).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Reader<'_> {
+    /// Records `failure` and returns the serde error that ends the pass.
+    fn stop<E: serde::de::Error>(&mut self, failure: Error) -> E {
+        self.failure = Some(failure);
+        E::custom("stopped")
+    }
+
+    /// Starts a section of type `ty` at `place`.
+    fn section<E: serde::de::Error>(&mut self, ty: &str, place: &str) -> std::result::Result<SectionKind, E> {
+        let short = ty.rsplit('/').next().unwrap_or(ty);
+        let (api, name) = match short.rsplit_once('.') {
+            Some((pkg, name)) if pkg.starts_with("envoy.admin.") => (pkg.trim_start_matches("envoy.admin.").to_string(), name),
+            _ => {
+                let failure = Error::new(format!("unknown config dump section type `{ty}`"))
+                    .at(format!("{} {place}", self.origin))
+                    .help("expected Envoy admin types such as type.googleapis.com/envoy.admin.v3.ClustersConfigDump");
+                return Err(self.stop(failure));
+            }
+        };
+        if self.dump.admin_api.is_empty() {
+            self.dump.admin_api = api;
+        }
+        self.dump.sections.push(short.to_string());
+        if name == "EndpointsConfigDump" {
+            // Present, even if empty: the dump was taken with `include_eds`.
+            self.dump.endpoints.get_or_insert_with(Vec::new);
+        }
+        Ok(match name {
+            "BootstrapConfigDump" => SectionKind::Bootstrap,
+            "ClustersConfigDump" => SectionKind::Clusters,
+            "RoutesConfigDump" => SectionKind::Routes,
+            "ListenersConfigDump" => SectionKind::Listeners,
+            "EndpointsConfigDump" => SectionKind::Endpoints,
+            _ => SectionKind::Unused,
+        })
+    }
+
+    /// Reads one field of a section of `kind` at `place`; fields mesh-why does not use are skipped.
+    fn field<'de, A: serde::de::MapAccess<'de>>(
+        &mut self,
+        kind: SectionKind,
+        key: &str,
+        value: FieldValue<'_, 'de, A>,
+        place: &str,
+    ) -> std::result::Result<(), A::Error> {
+        let here = format!("{} {place} {key}", self.origin);
+        let (sel, dump) = (self.sel, &mut self.dump);
+        let added = match (kind, key) {
+            (SectionKind::Bootstrap, "bootstrap") => {
+                dump.node = value.take::<Option<Bootstrap>>()?.and_then(|b| b.node);
+                Ok(())
+            }
+            (SectionKind::Clusters, "static_clusters" | "staticClusters") => dump.add_clusters(value.take()?, ClusterState::Static, &here, sel),
+            (SectionKind::Clusters, "dynamic_active_clusters" | "dynamicActiveClusters") => dump.add_clusters(value.take()?, ClusterState::Active, &here, sel),
+            (SectionKind::Clusters, "dynamic_warming_clusters" | "dynamicWarmingClusters") => {
+                dump.add_clusters(value.take()?, ClusterState::Warming, &here, sel)
+            }
+            (SectionKind::Routes, "static_route_configs" | "staticRouteConfigs" | "dynamic_route_configs" | "dynamicRouteConfigs") => {
+                dump.add_route_configs(value.take()?, &here, sel)
+            }
+            (SectionKind::Listeners, "static_listeners" | "staticListeners" | "dynamic_active_listeners" | "dynamicActiveListeners") => {
+                let found: Vec<WrappedListener> = value.take()?;
+                let found = found.into_iter().enumerate().filter_map(|(i, w)| Some((w.listener?, None, format!("{here}[{i}]"))));
+                dump.add_listeners(found.collect(), sel)
+            }
+            (SectionKind::Listeners, "dynamic_listeners" | "dynamicListeners") => {
+                let found: Vec<DynamicListener> = value.take()?;
+                let found = found.into_iter().enumerate().filter_map(|(i, d)| Some((d.active_state?.listener?, d.error_state, format!("{here}[{i}]"))));
+                dump.add_listeners(found.collect(), sel)
+            }
+            (SectionKind::Endpoints, "static_endpoint_configs" | "staticEndpointConfigs" | "dynamic_endpoint_configs" | "dynamicEndpointConfigs") => {
+                dump.add_endpoints(value.take()?, &here, sel)
+            }
+            _ => {
+                value.take::<serde::de::IgnoredAny>()?;
+                Ok(())
+            }
+        };
+        added.map_err(|failure| self.stop(failure))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for &mut Reader<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+/// The top-level object: `configs` is read, anything else skipped.
+impl<'de> serde::de::Visitor<'de> for &mut Reader<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an Envoy config dump (an object with `configs`)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "configs" {
+                self.configs = true;
+                map.next_value_seed(Sections(&mut *self))?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `configs`: a list of sections, or (Istio 0.8's Envoy) a map of them by name.
+struct Sections<'r, 's>(&'r mut Reader<'s>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Sections<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Sections<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of config dump sections")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        let mut i = 0;
+        while seq.next_element_seed(Section { reader: &mut *self.0, place: format!("configs[{i}]") })?.is_some() {
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        // The old map form is small; its sections are read in name order, as they always were.
+        self.0.dump.admin_api = "map form".into();
+        let mut sections: BTreeMap<String, &'de RawValue> = BTreeMap::new();
+        while let Some((name, section)) = map.next_entry()? {
+            sections.insert(name, section);
+        }
+        for (name, section) in sections {
+            let mut de = serde_json::Deserializer::from_str(section.get());
+            serde::de::DeserializeSeed::deserialize(Section { reader: &mut *self.0, place: name }, &mut de).map_err(<A::Error as serde::de::Error>::custom)?;
+        }
+        Ok(())
+    }
+}
+
+/// One section of `configs`, at `place`.
+struct Section<'r, 's> {
+    reader: &'r mut Reader<'s>,
+    place: String,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Section<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Section<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a config dump section (an object with `@type`)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let Section { reader, place } = self;
+        let mut kind = None;
+        // Fields before `@type` (Envoy writes it first, but JSON does not promise it).
+        let mut aside: Vec<(String, &'de RawValue)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match kind {
+                Some(kind) => reader.field(kind, &key, FieldValue::Streamed(&mut map), &place)?,
+                None if key == "@type" => {
+                    let ty: String = map.next_value()?;
+                    let known = reader.section(&ty, &place)?;
+                    for (key, raw) in aside.drain(..) {
+                        reader.field::<A>(known, &key, FieldValue::Aside(raw), &place)?;
+                    }
+                    kind = Some(known);
+                }
+                None => aside.push((key, map.next_value()?)),
+            }
+        }
+        if kind.is_none() {
+            return Err(reader.stop(Error::new("config dump section has no `@type`").at(format!("{} {place}", reader.origin))));
+        }
+        Ok(())
     }
 }
 
@@ -490,31 +625,169 @@ fn push_unique(v: &mut Vec<String>, s: String) {
 
 /// Reads one string field of an object without decoding the rest.
 fn peek_name(raw: &str, origin: &str, field: &'static str) -> Result<String> {
-    let v: BTreeMap<String, &RawValue> = decode(raw, origin, "resource")?;
     let camel = if field == "cluster_name" { "clusterName" } else { field };
-    match v.get(field).or_else(|| v.get(camel)) {
-        Some(raw) => decode(raw.get(), origin, field),
-        None => Ok(String::new()),
+    match leading(raw, [&[field, camel]]) {
+        Some([Some(value)]) => decode(value.get(), origin, field),
+        Some([None]) => Ok(String::new()),
+        // Not an object, or not as Envoy writes one: the full reading names what is wrong.
+        None => {
+            let v: BTreeMap<String, &RawValue> = decode(raw, origin, "resource")?;
+            v.get(field).or_else(|| v.get(camel)).map_or(Ok(String::new()), |raw| decode(raw.get(), origin, field))
+        }
+    }
+}
+
+/// A virtual host's name and domains, read without its routes.
+fn peek_virtual_host(raw: &str, origin: &str) -> Result<(String, Vec<String>)> {
+    #[derive(Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        domains: Vec<String>,
+    }
+    let Some([name, domains]) = leading(raw, [&["name"], &["domains"]]) else {
+        let peek: Peek = decode(raw, origin, "virtual host")?;
+        return Ok((peek.name, peek.domains));
+    };
+    let name = name.map_or(Ok(String::new()), |n| decode(n.get(), &format!("{origin} field `name`"), "virtual host"))?;
+    let domains = domains.map_or(Ok(Vec::new()), |d| decode(d.get(), &format!("{origin} field `domains`"), "virtual host"))?;
+    Ok((name, domains))
+}
+
+/// The values of `N` fields (each under any of its spellings) of the JSON object `raw`, read
+/// only as far as the last of them: Envoy writes a resource's name first, so a resource that
+/// is not selected costs a few bytes, not a scan of its body. `None` when `raw` is not an
+/// object this reading understands.
+fn leading<'a, const N: usize>(raw: &'a str, fields: [&[&str]; N]) -> Option<[Option<&'a RawValue>; N]> {
+    struct Leading<'f, 'a, const N: usize> {
+        fields: [&'f [&'f str]; N],
+        found: [Option<&'a RawValue>; N],
+        complete: bool,
+    }
+    impl<'de, const N: usize> serde::de::Visitor<'de> for &mut Leading<'_, 'de, N> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+            while let Some(key) = map.next_key::<&'de str>()? {
+                match self.fields.iter().position(|spellings| spellings.contains(&key)) {
+                    // The first spelling found counts.
+                    Some(i) if self.found[i].is_none() => self.found[i] = Some(map.next_value()?),
+                    _ => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                if self.found.iter().all(Option::is_some) {
+                    self.complete = true;
+                    return Err(serde::de::Error::custom("complete"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut reading = Leading { fields, found: [None; N], complete: false };
+    let mut de = serde_json::Deserializer::from_str(raw);
+    match serde::Deserializer::deserialize_map(&mut de, &mut reading) {
+        Ok(()) => Some(reading.found),
+        Err(_) if reading.complete => Some(reading.found),
+        Err(_) => None,
     }
 }
 
 /// Decodes `raw` as `T`, naming the JSON path of a wrong field in the error.
 fn decode<'a, T: Deserialize<'a>>(raw: &'a str, origin: &str, what: &str) -> Result<T> {
+    // Tracking the path costs on every field, so it is done only to explain a failure.
+    if let Ok(value) = serde_json::from_str(raw) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_str(raw);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return json_error(inner, origin);
-        }
-        let field = if path == "." { String::new() } else { format!(" field `{path}`") };
-        Error::new(format!("{what} does not have the shape of Envoy's admin output: {inner}"))
-            .at(format!("{origin}{field}"))
-            .help("re-capture it with `GET /config_dump` (mesh-why reads Envoy's proto3 JSON)")
+        if path == "." { shape_error(inner, origin, what) } else { shape_error(inner, &format!("{origin} field `{path}`"), what) }
     })
+}
+
+/// The error for `e`, met reading `what` at `origin`.
+fn shape_error(e: serde_json::Error, origin: &str, what: &str) -> Error {
+    if e.is_syntax() || e.is_eof() {
+        return json_error(e, origin);
+    }
+    Error::new(format!("{what} does not have the shape of Envoy's admin output: {e}"))
+        .at(origin)
+        .help("re-capture it with `GET /config_dump` (mesh-why reads Envoy's proto3 JSON)")
 }
 
 fn json_error(e: serde_json::Error, origin: &str) -> Error {
     let what = if e.is_eof() { "the config dump is truncated" } else { "the config dump is not valid JSON" };
     Error::new(format!("{what}: {e}")).at(origin).help("re-capture the file; a cut-off download or an editor can leave it incomplete")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A clusters section with its `@type` first (as Envoy writes it) or last.
+    fn clusters_section(type_first: bool) -> String {
+        let clusters = json!([{"cluster": {"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": "outbound|9080||reviews.shop.svc.cluster.local", "type": "EDS"}},
+                              {"cluster": {"name": "outbound|9080||ratings.shop.svc.cluster.local", "type": "EDS"}}]);
+        let ty = r#""@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump""#;
+        if type_first { format!(r#"{{{ty}, "dynamic_active_clusters": {clusters}}}"#) } else { format!(r#"{{"dynamic_active_clusters": {clusters}, {ty}}}"#) }
+    }
+
+    fn parse(sections: &[&str]) -> Result<ConfigDump> {
+        let text = format!(r#"{{"configs": [{}]}}"#, sections.join(","));
+        let reviews = |name: &str| name.contains("reviews");
+        let sel = Selection { route_config: &|_| true, virtual_host: &|_, _, _| true, cluster: &reviews, listener: &|_| true };
+        ConfigDump::parse(&text, "config_dump.json", &sel)
+    }
+
+    #[test]
+    fn a_section_reads_the_same_whether_its_type_comes_first_or_last() {
+        for type_first in [true, false] {
+            let text = clusters_section(type_first);
+            let dump = parse(&[&text]).unwrap();
+            assert_eq!(dump.cluster_names, ["outbound|9080||reviews.shop.svc.cluster.local", "outbound|9080||ratings.shop.svc.cluster.local"]);
+            // Only the selected cluster is decoded.
+            assert_eq!(dump.clusters.len(), 1, "type first: {type_first}");
+            assert!(dump.cluster("outbound|9080||reviews.shop.svc.cluster.local").is_some());
+            assert_eq!(dump.sections, ["envoy.admin.v3.ClustersConfigDump"]);
+        }
+    }
+
+    #[test]
+    fn an_unselected_resource_is_not_checked_past_its_name_but_a_selected_one_is() {
+        let route = |name: &str| {
+            format!(
+                r#"{{"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "dynamic_route_configs": [{{"route_config": {{"name": "{name}", "virtual_hosts": [{{"name": "reviews:9080", "domains": "not a list"}}]}}}}]}}"#
+            )
+        };
+        let only = |wanted: &'static str| move |name: &str| name == wanted;
+        let (a, b) = (only("9080"), only("other"));
+        let text = format!(r#"{{"configs": [{}]}}"#, route("9080"));
+        let wanted = Selection { route_config: &a, virtual_host: &|_, _, _| true, cluster: &|_| true, listener: &|_| true };
+        let err = ConfigDump::parse(&text, "config_dump.json", &wanted).unwrap_err().to_string();
+        assert!(err.contains("domains") && err.contains("virtual_hosts[0]"), "{err}");
+        let skipped = Selection { route_config: &b, virtual_host: &|_, _, _| true, cluster: &|_| true, listener: &|_| true };
+        assert!(ConfigDump::parse(&text, "config_dump.json", &skipped).unwrap().route_configs.is_empty());
+    }
+
+    #[test]
+    fn a_section_without_a_type_and_a_dump_without_configs_are_errors() {
+        let err = parse(&[r#"{"dynamic_active_clusters": []}"#]).unwrap_err().to_string();
+        assert!(err.contains("no `@type`") && err.contains("configs[0]"), "{err}");
+        let err = ConfigDump::parse(r#"{"other": 1}"#, "config_dump.json", &Selection::everything()).unwrap_err().to_string();
+        assert!(err.contains("no top-level `configs`"), "{err}");
+        let err = ConfigDump::parse(
+            r#"{"configs": [{"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "dynamic_active_clusters": [{"clus"#,
+            "config_dump.json",
+            &Selection::everything(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("truncated"), "{err}");
+    }
 }
