@@ -5,6 +5,7 @@
 mod credential;
 mod manifest;
 mod objects;
+mod workloads;
 
 pub use credential::{CertificateState, Credential};
 pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest, mesh_target};

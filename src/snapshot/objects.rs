@@ -8,6 +8,7 @@
 
 use super::Gap;
 use super::credential::Credential;
+use super::workloads::{DeploymentFields, PodFields};
 use crate::error::{Error, Result};
 use crate::istio::gateway_api::{ReferenceGrant, Route, RouteKind};
 use crate::istio::gateway_api_decode::Decoded;
@@ -302,15 +303,39 @@ struct Identity {
     labels: BTreeMap<String, String>,
 }
 
-impl Identity {
-    fn of(metadata: &Value) -> Identity {
-        let text = |k: &str| metadata.get(k).and_then(Value::as_str).map(str::to_string);
-        let labels = metadata.get("labels").and_then(Value::as_object);
-        Identity {
-            name: text("name"),
-            namespace: text("namespace"),
-            labels: labels.into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect(),
+impl<'de> Deserialize<'de> for Identity {
+    /// Reads `name`, `namespace` and `labels` straight from the text, skipping the rest of the
+    /// metadata (annotations, managed fields) unparsed; anything but an object is no identity.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Identity, D::Error> {
+        struct Lenient;
+        impl<'de> serde::de::Visitor<'de> for Lenient {
+            type Value = Identity;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("object metadata")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Identity, A::Error> {
+                let mut identity = Identity::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "name" => identity.name = map.next_value::<Value>()?.as_str().map(str::to_string),
+                        "namespace" => identity.namespace = map.next_value::<Value>()?.as_str().map(str::to_string),
+                        "labels" => {
+                            let labels = map.next_value::<Value>()?;
+                            let strings = labels.as_object().into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())));
+                            identity.labels = strings.collect();
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(identity)
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Identity, E> {
+                Ok(Identity::default())
+            }
         }
+        deserializer.deserialize_map(Lenient)
     }
 }
 
@@ -368,7 +393,7 @@ impl<'de> serde::de::Visitor<'de> for &mut Header<'de> {
             match key.as_str() {
                 "kind" => self.kind = map.next_value()?,
                 "apiVersion" => self.api_version = map.next_value()?,
-                "metadata" => self.identity = Some(Identity::of(&map.next_value::<Value>()?)),
+                "metadata" => self.identity = Some(map.next_value()?),
                 "items" => self.items = map.next_value()?,
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
@@ -435,7 +460,7 @@ impl<'t> Document<'t> {
     /// The object's identity, from its metadata.
     fn identity(&self) -> Identity {
         match self {
-            Document::Value(v) => v.get("metadata").map(Identity::of).unwrap_or_default(),
+            Document::Value(v) => v.get("metadata").and_then(|m| Identity::deserialize(m).ok()).unwrap_or_default(),
             Document::Json(text) | Document::Item(text) => Header::read(text, true).ok().and_then(|h| h.identity).unwrap_or_default(),
         }
     }
@@ -449,6 +474,14 @@ impl<'t> Document<'t> {
 
     /// The document as `T`; a field of the wrong type is named by its path.
     fn typed<T: DeserializeOwned>(self, origin: &str, kind: &str) -> Result<T> {
+        // Tracking the path costs on every field, so it is done only to explain a failure.
+        let fast = match &self {
+            Document::Value(v) => T::deserialize(v).ok(),
+            Document::Json(text) | Document::Item(text) => serde_json::from_str(text).ok(),
+        };
+        if let Some(typed) = fast {
+            return Ok(typed);
+        }
         let read = match self {
             Document::Value(v) => serde_path_to_error::deserialize(v),
             Document::Json(text) | Document::Item(text) => serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text)),
@@ -522,10 +555,10 @@ impl Objects {
             }
             ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, k, |n: &Namespace| &n.metadata)?),
             ("", "Service") => self.services.push(kube_object(doc, origin, k, |s: &Service| &s.metadata)?),
-            ("", "Pod") => self.pods.push(kube_object(doc, origin, k, |p: &Pod| &p.metadata)?),
+            ("", "Pod") => self.pods.push(workload_object::<PodFields, Pod>(doc, origin, k, |p| &mut p.metadata)?),
             ("", "Node") => self.nodes.push(kube_object(doc, origin, k, |n: &Node| &n.metadata)?),
             ("discovery.k8s.io", "EndpointSlice") => self.endpoint_slices.push(kube_object(doc, origin, k, |e: &EndpointSlice| &e.metadata)?),
-            ("apps", "Deployment") => self.deployments.push(kube_object(doc, origin, k, |d: &Deployment| &d.metadata)?),
+            ("apps", "Deployment") => self.deployments.push(workload_object::<DeploymentFields, Deployment>(doc, origin, k, |d| &mut d.metadata)?),
             ("", "Secret") => {
                 let doc = doc.into_value().map_err(|e| Error::new(format!("Secret is not valid JSON: {e}")).at(origin))?;
                 let field = |f: &str| doc.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).map(str::to_string);
@@ -760,6 +793,22 @@ impl Repeats {
         }
         gaps
     }
+}
+
+/// A Pod or Deployment, decoded as `F` (only the fields the analysis reads) into `T`. Its
+/// labels, annotations and owners live on in [`Resource::meta`] only: a big mesh has tens of
+/// thousands of pods, and a second copy of each map was a sizeable part of the memory held.
+fn workload_object<F: DeserializeOwned, T: From<F>>(
+    doc: Document<'_>,
+    origin: &str,
+    kind: &str,
+    metadata: impl Fn(&mut T) -> &mut ObjectMeta,
+) -> Result<Resource<T>> {
+    let mut obj = T::from(doc.typed::<F>(origin, kind)?);
+    let m = metadata(&mut obj);
+    let meta = Meta::from_object_meta(m, origin);
+    (m.labels, m.annotations, m.managed_fields, m.owner_references) = (None, None, None, None);
+    Ok(Resource { meta, spec: obj })
 }
 
 /// Deserializes with the JSON path of the failing field in the error.
