@@ -70,6 +70,8 @@ pub struct Model<'a> {
     virtual_service_hosts: Vec<Vec<String>>,
     /// `objects.virtual_services` by host.
     virtual_service_claims: HostIndex,
+    /// `objects.virtual_services` by host and by the host of each destination.
+    virtual_service_mentions: HostIndex,
     /// `mesh_virtual_services` by host.
     mesh_claims: HostIndex,
     /// `destination_rules` by host.
@@ -106,6 +108,16 @@ impl<'a> Model<'a> {
         let workloads = Workloads::build(objects, |caller| caller_key(&selector_keys, caller));
         let virtual_service_hosts: Vec<Vec<String>> = objects.virtual_services.iter().map(virtual_services::vs_hosts).collect();
         let virtual_service_claims = HostIndex::build(virtual_service_hosts.iter().map(|hosts| hosts.iter().map(String::as_str)));
+        let mentions: Vec<Vec<String>> = objects
+            .virtual_services
+            .iter()
+            .zip(&virtual_service_hosts)
+            .map(|(vs, hosts)| {
+                let destinations = vs.spec.destinations().into_iter().map(|d| resolve_short_name(&d.destination.host, &vs.meta.namespace, DEFAULT_DOMAIN));
+                hosts.iter().cloned().chain(destinations).collect()
+            })
+            .collect();
+        let virtual_service_mentions = HostIndex::build(mentions.iter().map(|hosts| hosts.iter().map(String::as_str)));
         let mesh_claims = HostIndex::build(mesh_virtual_services.iter().map(|(_, hosts)| hosts.iter().map(String::as_str)));
         let destination_rule_claims = HostIndex::build(destination_rules.iter().map(|(_, host)| [host.as_str()]));
         let mut routing_to: HashMap<String, Vec<usize>> = HashMap::new();
@@ -129,6 +141,7 @@ impl<'a> Model<'a> {
             workloads,
             virtual_service_hosts,
             virtual_service_claims,
+            virtual_service_mentions,
             mesh_claims,
             destination_rule_claims,
         }
@@ -172,6 +185,14 @@ impl<'a> Model<'a> {
             .into_iter()
             .filter_map(|i| Some((&objects.virtual_services[i], virtual_services::best_claim(&self.virtual_service_hosts[i], fqdn)?.as_str())))
             .collect()
+    }
+
+    /// The VirtualServices that may concern `fqdn`: those with a host that may claim it or a
+    /// destination that resolves to it, in list order. Rules filter these, not every
+    /// VirtualService of the mesh, per question.
+    pub fn virtual_services_mentioning(&self, fqdn: &str) -> impl Iterator<Item = &'a Resource<VirtualService>> + use<'a> {
+        let objects = self.objects;
+        self.virtual_service_mentions.candidates(fqdn).into_iter().map(move |i| &objects.virtual_services[i])
     }
 
     /// The pods of `target`'s namespace its selector picks: its backends.

@@ -104,7 +104,7 @@ pub fn l7_rules_without_waypoint(model: &Model<'_>, scope: Scope<'_>, out: &mut 
             report(svc, route.reference(route.spec.kind.as_str()), me(route), status, false);
         }
     }
-    for vs in objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs) && !vs.spec.http.is_empty() && scope.virtual_service(vs)) {
+    for vs in scope.virtual_services(model).into_iter().filter(|vs| bound_to_mesh(vs) && !vs.spec.http.is_empty()) {
         for (svc, _) in vs_hosts(vs).into_iter().filter_map(|h| model.host_waypoint(&h)).filter(|(s, _)| s.meta.namespace == vs.meta.namespace) {
             report(svc, vs.reference("VirtualService"), named("VirtualService", &vs.meta.namespace, &vs.meta.name), Vec::new(), true);
         }
@@ -126,7 +126,7 @@ fn waypoint_served<'a>(model: &Model<'a>, vs: &'a Resource<VirtualService>) -> i
 /// Service's nor the waypoint's: the waypoint never reads it (it did for sidecars).
 pub fn vs_ignored_by_waypoint(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
     let objects = model.objects;
-    for vs in objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs) && scope.virtual_service(vs)) {
+    for vs in scope.virtual_services(model).into_iter().filter(|vs| bound_to_mesh(vs)) {
         for (svc, waypoint_ns) in waypoint_served(model, vs) {
             let (ns, name) = (&svc.meta.namespace, &svc.meta.name);
             if vs.meta.namespace == *ns || vs.meta.namespace == waypoint_ns {
@@ -148,7 +148,7 @@ pub fn vs_ignored_by_waypoint(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec
 /// A `sourceLabels` match in a VirtualService a waypoint applies: istiod drops the match
 /// (ambient has no source workload labels at the waypoint), so the rule never takes it.
 pub fn waypoint_source_labels_dropped(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in model.objects.virtual_services.iter().filter(|vs| bound_to_mesh(vs) && scope.virtual_service(vs)) {
+    for vs in scope.virtual_services(model).into_iter().filter(|vs| bound_to_mesh(vs)) {
         let dropped: Vec<String> = vs
             .spec
             .http

@@ -26,7 +26,7 @@ fn definition(model: &Model<'_>, vs: &Resource<VirtualService>, host: &str) -> O
 /// Destinations that name a host no Service or ServiceEntry defines for the VirtualService's
 /// callers (IST0101), and DestinationRules for hosts that exist nowhere (IST0174).
 pub fn host_not_found(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+    for vs in scope.virtual_services(model) {
         let namespaces = usage_namespaces(model, vs);
         for d in vs.spec.destinations() {
             let host = destination_host(vs, d.destination);
@@ -102,7 +102,7 @@ fn claimed_ports(model: &Model<'_>, vs: &Resource<VirtualService>) -> BTreeSet<u
 
 /// A destination port the host does not expose, or no port where it is ambiguous or wrong.
 pub fn destination_port_missing(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+    for vs in scope.virtual_services(model) {
         let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
         let claimed = if bound_to_mesh(vs) { claimed_ports(model, vs) } else { BTreeSet::new() };
         for d in vs.spec.destinations() {
@@ -273,7 +273,7 @@ fn undeclared_subset(vs: &Resource<VirtualService>, host: &str, subset: &str, mi
 /// Every VirtualService's subsets, checked against the DestinationRule in effect for callers in
 /// the namespaces that use it (delegates and gateway-bound ones included).
 pub fn subset_not_declared_anywhere(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+    for vs in scope.virtual_services(model) {
         let namespaces = usage_namespaces(model, vs);
         let caller = Caller::hypothetical(&namespaces[0]);
         for d in vs.spec.destinations() {

@@ -34,7 +34,7 @@ fn claim_match(vs: &Resource<VirtualService>) -> Option<(String, &str)> {
 /// to the gateway pods (IST0149): the claims are never extracted, so the rule never matches.
 pub fn jwt_claim_route_unauthenticated(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
     let root = model.objects.mesh.root_namespace.as_str();
-    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+    for vs in scope.virtual_services(model) {
         let Some((path, claim)) = claim_match(vs) else { continue };
         let me = named("VirtualService", &vs.meta.namespace, &vs.meta.name);
         for (_, full) in bound_gateways(vs) {

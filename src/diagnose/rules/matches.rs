@@ -17,7 +17,7 @@ use serde_json::Value;
 
 /// Rules and matches of VirtualServices in scope that no request can reach.
 pub fn unreachable_rule(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+    for vs in scope.virtual_services(model) {
         http_rules(vs, out);
         stream_rules(vs, &vs.spec.tcp, "tcp", out);
         stream_rules(vs, &vs.spec.tls, "tls", out);

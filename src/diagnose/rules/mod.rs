@@ -61,6 +61,15 @@ impl Scope<'_> {
         }
     }
 
+    /// The VirtualServices of `model` that concern the scope ([`Scope::virtual_service`]), in
+    /// istiod's order: for one service, looked up by host rather than scanned.
+    pub fn virtual_services<'m>(&self, model: &Model<'m>) -> Vec<&'m Resource<VirtualService>> {
+        match self {
+            Scope::Service(t) => model.virtual_services_mentioning(&t.fqdn).filter(|vs| self.virtual_service(vs)).collect(),
+            Scope::Mesh(_) => model.objects.virtual_services.iter().filter(|vs| self.virtual_service(vs)).collect(),
+        }
+    }
+
     /// True when a host (or host pattern) concerns the scope.
     pub fn host(&self, host: &str) -> bool {
         match self {

@@ -542,7 +542,7 @@ fn managed_by(vs: &Resource<VirtualService>) -> Vec<String> {
 
 /// A weighted VirtualService whose weights a controller or GitOps sync owns.
 pub fn weights_managed_externally(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
-    for vs in model.objects.virtual_services.iter().filter(|vs| scope.virtual_service(vs)) {
+    for vs in scope.virtual_services(model) {
         let weighted =
             vs.spec.http.iter().map(|h| &h.route).chain(vs.spec.tcp.iter().map(|t| &t.route)).find(|r| r.len() > 1 && r.iter().any(|d| d.weight.is_some()));
         let Some(routes) = weighted else { continue };
