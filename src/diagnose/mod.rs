@@ -134,11 +134,16 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
     }
     let mut seen_callers: HashSet<String> = HashSet::new();
     let mut seen_gaps: HashSet<(String, String)> = gaps.iter().map(|g| (g.source.clone(), g.reason.clone())).collect();
-    for svc in objects.services.iter().filter(|s| namespace.is_none_or(|ns| s.meta.namespace == ns)) {
-        let (name, ns) = (svc.meta.name.clone(), svc.meta.namespace.clone());
+    let services: Vec<_> = objects.services.iter().filter(|s| namespace.is_none_or(|ns| s.meta.namespace == ns)).collect();
+    let reports = in_parallel(&services, |svc| {
+        let (name, ns) = (&svc.meta.name, &svc.meta.namespace);
         let question = Question { service: name.clone(), namespace: ns.clone(), port: None, from: None, from_namespace: ns.clone() };
-        let target = Target::resolve(objects, &name, &ns, None)?;
-        let report = analyze_service(snapshot, &model, &question, &target)?;
+        let target = Target::resolve(objects, name, ns, None)?;
+        analyze_service(snapshot, &model, &question, &target)
+    });
+    for (svc, report) in services.iter().zip(reports) {
+        let (name, ns) = (&svc.meta.name, &svc.meta.namespace);
+        let report = report?;
         findings.extend(report.findings);
         // Sets, not scans: every service lists the mesh's callers and gaps again.
         proxies.extend(report.proxies.into_iter().filter(|p| seen_callers.insert(p.caller.clone())));
@@ -161,6 +166,23 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
         expected: Vec::new(),
         notes: Vec::new(),
         not_examined,
+    })
+}
+
+/// `analyze` applied to each of `items` on every core, the results in the order of `items`.
+/// Services are analysed independently against one model, so `--all` on a big mesh takes the
+/// time of the slowest share rather than of the whole list.
+fn in_parallel<T: Sync, R: Send>(items: &[T], analyze: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || items.len() < 2 {
+        return items.iter().map(&analyze).collect();
+    }
+    let share = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let analyze = &analyze;
+        let workers: Vec<_> = items.chunks(share).map(|chunk| scope.spawn(move || chunk.iter().map(analyze).collect::<Vec<R>>())).collect();
+        // A panic in a worker is a bug; it is raised again here as it would be on one thread.
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     })
 }
 
@@ -325,5 +347,24 @@ impl Report {
     /// True when some finding has error severity.
     pub fn has_errors(&self) -> bool {
         self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_parallel;
+    use std::collections::HashSet;
+
+    #[test]
+    fn work_shared_across_cores_comes_back_in_order() {
+        let items: Vec<u32> = (0..1001).collect();
+        let threads: std::sync::Mutex<HashSet<std::thread::ThreadId>> = Default::default();
+        let out = in_parallel(&items, |i| {
+            threads.lock().unwrap().insert(std::thread::current().id());
+            i * 2
+        });
+        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(threads.lock().unwrap().len(), cores.min(items.len()), "one worker per core");
     }
 }
