@@ -11,11 +11,13 @@ use crate::question::Question;
 use crate::snapshot::{Blob, Document, Gap, Keep, MANIFEST_FILE, Manifest, ProxyCapture, Snapshot, StatsFormat};
 use flate2::read::GzDecoder;
 use serde_json::Value;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 /// Directory of Kubernetes and Istio objects.
 pub const OBJECTS_DIR: &str = "objects";
@@ -39,9 +41,14 @@ pub fn stats_file(format: StatsFormat) -> &'static str {
 
 /// Largest single file accepted; real config dumps of big meshes stay well below this.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
-/// Largest total a snapshot may hold: every file of a directory, or everything an archive
-/// unpacks to (headers and entries that are not read included).
+/// Largest total a snapshot may hold besides its objects: the proxies' files (held whole until
+/// the question is known), or everything else an archive unpacks to (headers and entries that
+/// are not read included).
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+/// Largest total of object files: each is decoded and dropped before the next is read, so
+/// they bound the time a reading takes rather than the memory it holds. A 20,000-service
+/// mesh's export is under 2 GiB.
+pub const MAX_OBJECT_BYTES: u64 = 8 << 30;
 /// What each file costs against [`MAX_SNAPSHOT_BYTES`] at least (a tar header's size), so a
 /// snapshot of millions of tiny files is bounded too.
 const FILE_OVERHEAD: u64 = 512;
@@ -88,16 +95,32 @@ fn read(path: &Path, focus: Option<Focus>) -> Result<Snapshot> {
 struct Collected {
     assembly: Assembly,
     gaps: Vec<Gap>,
+    /// Bytes charged against [`MAX_SNAPSHOT_BYTES`].
     total: u64,
+    /// Bytes of object files, charged against [`MAX_OBJECT_BYTES`].
+    objects: u64,
+    /// What an archive may still unpack: object entries are moved from this budget to
+    /// `objects` before they are read.
+    unpack_budget: Rc<Cell<u64>>,
 }
 
 impl Collected {
     fn new(root: String, focus: Option<Focus>) -> Collected {
-        Collected { assembly: Assembly { root, focus, snap: Snapshot::default(), proxies: BTreeMap::new() }, gaps: Vec::new(), total: 0 }
+        let assembly = Assembly { root, focus, snap: Snapshot::default(), proxies: BTreeMap::new() };
+        Collected { assembly, gaps: Vec::new(), total: 0, objects: 0, unpack_budget: Rc::new(Cell::new(MAX_SNAPSHOT_BYTES)) }
     }
 
-    /// Charges `len` bytes against the snapshot's total, before they are read.
-    fn charge(&mut self, len: u64, shown: &str) -> Result<()> {
+    /// Charges `len` bytes of the file `rel` against the snapshot's totals, before they are read.
+    fn charge(&mut self, rel: &str, len: u64, shown: &str) -> Result<()> {
+        if under(rel, OBJECTS_DIR).is_some() {
+            self.objects = self.objects.saturating_add(len.max(FILE_OVERHEAD));
+            if self.objects > MAX_OBJECT_BYTES {
+                return Err(Error::new(format!("the snapshot's objects add up to more than {} MiB", MAX_OBJECT_BYTES >> 20))
+                    .at(shown)
+                    .help("capture the namespaces the question needs (`kubectl mesh-why capture SERVICE -n NAMESPACE`)"));
+            }
+            return Ok(());
+        }
         self.total = self.total.saturating_add(len.max(FILE_OVERHEAD));
         if self.total > MAX_SNAPSHOT_BYTES {
             return Err(too_large(shown));
@@ -107,7 +130,7 @@ impl Collected {
 }
 
 fn too_large(shown: &str) -> Error {
-    Error::new(format!("the snapshot holds more than {} MiB", MAX_SNAPSHOT_BYTES >> 20))
+    Error::new(format!("the snapshot holds more than {} MiB besides its objects", MAX_SNAPSHOT_BYTES >> 20))
         .at(shown)
         .help("capture one question (`kubectl mesh-why capture SERVICE`), or remove the proxies the question does not need")
 }
@@ -230,7 +253,7 @@ fn read_file(base: &Path, found: &str, required: bool, out: &mut Collected) -> R
         Err(e) => return cannot(e, out),
     };
     check_size(&rel, len, &shown)?;
-    out.charge(len, &shown)?;
+    out.charge(&rel, len, &shown)?;
     match read_capped(fs::File::open(&path), len) {
         Ok(bytes) => out.assembly.take(rel, bytes),
         Err(e) => cannot(e, out),
@@ -239,7 +262,10 @@ fn read_file(base: &Path, found: &str, required: bool, out: &mut Collected) -> R
 
 /// Reads at most `len` bytes (a file that grew while being read is cut at the size checked).
 fn read_capped(file: std::io::Result<fs::File>, len: u64) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(len.min(1 << 20) as usize);
+    // Sized once (`len` is within MAX_FILE_BYTES): growing by doubling copied a big dump
+    // several times over. Memory that cannot be had is an error to report, not an abort.
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(len as usize).map_err(|e| std::io::Error::new(std::io::ErrorKind::OutOfMemory, e))?;
     file?.take(len).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
@@ -300,11 +326,12 @@ fn under<'a>(rel: &'a str, dir: &str) -> Option<&'a str> {
     rel.strip_prefix(dir)?.strip_prefix('/')
 }
 
-/// Counts what the decompressor produces against [`MAX_SNAPSHOT_BYTES`], so neither large
-/// entries nor entries that are skipped unread can make an archive unpack without bound.
+/// Counts what the decompressor produces against a budget ([`MAX_SNAPSHOT_BYTES`] plus the
+/// object entries read), so neither large entries nor entries that are skipped unread can make
+/// an archive unpack without bound.
 struct Budgeted<R> {
     inner: R,
-    left: u64,
+    left: Rc<Cell<u64>>,
 }
 
 /// The error [`Budgeted`] reports, recognised under the tar reader's own errors.
@@ -313,7 +340,7 @@ struct OverBudget;
 
 impl fmt::Display for OverBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "archive unpacks to more than {} MiB", MAX_SNAPSHOT_BYTES >> 20)
+        write!(f, "archive unpacks to more than {} MiB besides its objects", MAX_SNAPSHOT_BYTES >> 20)
     }
 }
 
@@ -322,7 +349,7 @@ impl std::error::Error for OverBudget {}
 impl<R: Read> Read for Budgeted<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.left = self.left.checked_sub(n as u64).ok_or_else(|| std::io::Error::other(OverBudget))?;
+        self.left.set(self.left.get().checked_sub(n as u64).ok_or_else(|| std::io::Error::other(OverBudget))?);
         Ok(n)
     }
 }
@@ -361,7 +388,7 @@ fn read_archive(path: &Path, out: &mut Collected) -> Result<()> {
         }
         Error::new(format!("not a readable .tar.gz snapshot: {e}")).at(&shown).help("pass a directory, or an archive made with `tar czf snap.tar.gz -C DIR .`")
     };
-    let mut archive = tar::Archive::new(Budgeted { inner: GzDecoder::new(std::io::BufReader::new(file)), left: MAX_SNAPSHOT_BYTES });
+    let mut archive = tar::Archive::new(Budgeted { inner: GzDecoder::new(std::io::BufReader::new(file)), left: out.unpack_budget.clone() });
     let mut extensions = Extensions::default();
     for entry in archive.entries().map_err(bad)?.raw(true) {
         let mut entry = entry.map_err(bad)?;
@@ -453,6 +480,10 @@ fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>, ext: &Extensions, shown: &
     let Some(rel) = layout_name(&strip_top_dir(&rel)) else { return Ok(()) };
     let len = entry.size();
     check_size(&rel, len, &format!("{shown}:{rel}")).map_err(EntryError::Refused)?;
+    if under(&rel, OBJECTS_DIR).is_some() {
+        out.charge(&rel, len, &format!("{shown}:{rel}")).map_err(EntryError::Refused)?;
+        out.unpack_budget.set(out.unpack_budget.get().saturating_add(len));
+    }
     let mut bytes = Vec::with_capacity(len.min(1 << 20) as usize);
     entry.take(len).read_to_end(&mut bytes)?;
     out.assembly.take(rel, bytes).map_err(EntryError::Refused)
@@ -626,4 +657,30 @@ fn budget_breach(breach: &serde_saphyr::budget::BudgetBreach) -> String {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_and_proxy_files_are_charged_against_their_own_totals() {
+        let mut files = Collected::new("snap".into(), None);
+        // A big mesh's objects are read one file at a time, so they do not count against what
+        // may be held whole.
+        for i in 0..6 {
+            files.charge(&format!("objects/pods-{i}.json"), 250 << 20, "snap").unwrap();
+        }
+        files.charge("proxies/default/web-1/config_dump.json", 250 << 20, "snap").unwrap();
+        for i in 0..3 {
+            files.charge(&format!("proxies/default/web-{i}/clusters.json"), 250 << 20, "snap").unwrap();
+        }
+        let err = files.charge("proxies/default/web-9/config_dump.json", 250 << 20, "snap").unwrap_err().to_string();
+        assert!(err.contains("more than 1024 MiB besides its objects"), "{err}");
+        while files.objects + (250 << 20) <= MAX_OBJECT_BYTES {
+            files.charge("objects/more.json", 250 << 20, "snap").unwrap();
+        }
+        let err = files.charge("objects/more.json", 250 << 20, "snap").unwrap_err().to_string();
+        assert!(err.contains("objects add up to more than"), "{err}");
+    }
 }
