@@ -12,11 +12,13 @@ fn git(args: &[&str]) -> Option<String> {
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=MESH_WHY_COMMIT");
-    // A new commit or checkout moves HEAD or the ref it points at: only then run again.
-    for path in ["HEAD", "packed-refs"].into_iter().filter_map(|p| git(&["rev-parse", "--git-path", p])) {
-        println!("cargo:rerun-if-changed={path}");
-    }
-    if let Some(path) = git(&["symbolic-ref", "-q", "HEAD"]).and_then(|r| git(&["rev-parse", "--git-path", &r])) {
+    // A new commit or checkout moves HEAD or the ref it points at: only then run again. Cargo
+    // reruns a script on every build while a watched path is missing (a repository often has no
+    // packed-refs), which would rebuild the crate each time, so only existing paths are watched;
+    // packing the ref later removes its loose file, which is a change too.
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    let watched = ["HEAD", "packed-refs"].into_iter().map(str::to_string).chain(branch);
+    for path in watched.filter_map(|p| git(&["rev-parse", "--git-path", &p])).filter(|p| std::path::Path::new(p).exists()) {
         println!("cargo:rerun-if-changed={path}");
     }
     let commit = std::env::var("MESH_WHY_COMMIT")
