@@ -17,8 +17,8 @@ Objects are written one file per kind and namespace (``objects/pods-bench-000.js
 
 The push is expanded by ``tools/istiod-push.py`` into Istio-shaped xDS, loaded into Envoy
 (``tests/harness/envoy.py``) and captured from its admin API into
-``proxies/bench-000/POD/``. With ``--xds-only`` the xDS set and node of each caller are
-written under ``OUT_DIR/xds/`` instead, for a live run to serve.
+``proxies/bench-000/POD/``. The xDS set and node of each caller are kept under
+``OUT_DIR/xds/POD/``, for a live run to serve; ``--xds-only`` skips the capture.
 """
 
 from __future__ import annotations
@@ -412,8 +412,8 @@ def capture(xds: Path, node: dict, out: Path, timeout: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--services", type=int, required=True)
-    parser.add_argument("--callers", type=int, default=1, help="caller pods (the first is captured unless --xds-only)")
-    parser.add_argument("--xds-only", action="store_true", help="write each caller's xDS under OUT/xds/POD instead of capturing")
+    parser.add_argument("--callers", type=int, default=1, help="caller pods, each with its xDS (the first is also captured unless --xds-only)")
+    parser.add_argument("--xds-only", action="store_true", help="write the xDS only, capturing no Envoy")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for Envoy to load the push")
     parser.add_argument("--objects-only", action="store_true", help="write the objects only (no push, no Envoy): what `--all` reads")
     parser.add_argument("out", type=Path)
@@ -422,11 +422,10 @@ def main() -> int:
         sys.exit(f"{args.out} exists; pass a new directory")
     push, nodes = generate_objects(args.services, args.callers, args.out)
     for index, node in enumerate([] if args.objects_only else nodes):
-        if index > 0 and not args.xds_only:
-            break
+        # Every caller's xDS is written: a live run serves each from an Envoy of its own.
         xds = args.out / "xds" / node["pod_name"]
         write_push(dict(push, node=node), xds)
-        if not args.xds_only:
+        if index == 0 and not args.xds_only:
             capture(xds, node, args.out / "proxies" / CALLER_NS / node["pod_name"], args.timeout)
     print(json.dumps({"caller": f"{nodes[0]['pod_name']}.{CALLER_NS}", "service": service_name(args.services // 2),
                       "namespace": namespace_of(args.services // 2)}))
