@@ -665,6 +665,47 @@ fn admin_get(address: &str, path: &str) -> (usize, Duration) {
     }
 }
 
+/// The sample objects with seven more pods like productpage: eight callers of reviews, and
+/// their `NAMESPACE/POD` names.
+fn eight_callers() -> (tempfile::TempDir, Vec<String>) {
+    let sample: Value = serde_json::from_str(&std::fs::read_to_string(harness().join("sample-objects/pods.json")).unwrap()).unwrap();
+    let productpage = sample["items"].as_array().unwrap().iter().find(|p| p["metadata"]["labels"]["app"] == "productpage").unwrap();
+    let copies: Vec<Value> = (1..8)
+        .map(|i| {
+            let mut pod = productpage.clone();
+            pod["metadata"]["name"] = format!("productpage-v1-6b7f9c8d5-copy{i}").into();
+            pod["metadata"]["uid"] = format!("00000000-0000-4000-8000-00000000000{i}").into();
+            pod
+        })
+        .collect();
+    let names = std::iter::once(PRODUCTPAGE.to_string()).chain(copies.iter().map(|p| format!("default/{}", p["metadata"]["name"].as_str().unwrap()))).collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": copies}).to_string();
+    (sample_objects_with(&[("more-callers.json", &list)]), names)
+}
+
+#[test]
+fn callers_are_read_at_the_same_time() {
+    require_tools!();
+    let admin = shared_envoy();
+    let (objects, callers) = eight_callers();
+    let forwards: Vec<(&str, &str)> = callers.iter().map(|c| (c.as_str(), admin)).collect();
+    // No admin port answers until eight port-forwards wait for one: read fewer at a time,
+    // and the first ones run into --request-timeout and are gaps.
+    let api = ApiServer::start(objects.path(), &forwards, &["--portforward-together", "8"]);
+    let kc = api.kubeconfig();
+    let out = mesh_why(
+        &["reviews", "--kubeconfig", kc.to_str().unwrap(), "--from", "app=productpage", "--max-proxies", "8", "--request-timeout", "5s", "-o", "json"],
+        &[],
+    );
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    let report = json(&out);
+    for caller in &callers {
+        assert!(proxy_read(&report, caller), "{caller} was not read: {:#?}", gaps(&report));
+    }
+    assert_eq!(api.port_forwards().len(), 8, "{:?}", api.port_forwards());
+    api.assert_read_only();
+}
+
 /// A loopback address nothing listens on.
 fn closed_port() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

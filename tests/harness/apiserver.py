@@ -17,11 +17,12 @@ unchanged:
 Objects come from JSON files; nothing is ever written.  Every request is
 appended to a JSON-lines log so tests can assert that the client under test
 only read.  Fault flags simulate RBAC denial, a cluster without Istio, and
-broken or hanging port-forward streams.  Everything listens on 127.0.0.1.
+broken or hanging port-forward streams; --portforward-together shows how many
+port-forwards a client opens at once.  Everything listens on 127.0.0.1.
 
     apiserver.py --objects DIR [--portforward NS/POD=127.0.0.1:PORT ...]
                  [--request-log FILE] [--forbid PLURAL ...] [--no-istio-crds]
-                 [--portforward-cut-after BYTES] [--portforward-hang]
+                 [--portforward-cut-after BYTES] [--portforward-hang] [--portforward-together N]
                  [--fail PLURAL=CODE ...] [--bad-json PLURAL ...] [--hang PLURAL ...]
                  [--endless-list PLURAL ...] [--max-page N] [--unauthorized MESSAGE]
 
@@ -861,7 +862,8 @@ class Server:
             pod = self.store.get(pods, namespace, name)
             if pod is None:
                 raise not_found(pods, name)
-            target = portforward.PodPorts(pod, self.forwards.get(f"{namespace}/{name}"))
+            target = portforward.PodPorts(pod, self.forwards.get(f"{namespace}/{name}"),
+                                          self.faults.sessions.together)
             handler = self.choose_protocol(request, target)
         except HttpError as error:
             response = error.response()
@@ -971,6 +973,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="drop a port-forward connection after BYTES from the pod")
     parser.add_argument("--portforward-hang", action="store_true",
                         help="accept port-forward streams but never serve them")
+    parser.add_argument("--portforward-together", type=int, metavar="N",
+                        help="hold dials to forwarded admin ports until N have been asked for")
     parser.add_argument("--fail", type=status_fault, action="append", default=[],
                         metavar="PLURAL=CODE", help="lists of this resource answer HTTP CODE")
     parser.add_argument("--bad-json", action="append", default=[], metavar="PLURAL",
@@ -999,7 +1003,9 @@ async def serve(args: argparse.Namespace) -> None:
                     hang=frozenset(args.hang), endless=frozenset(args.endless_list),
                     max_page=args.max_page, unauthorized=args.unauthorized,
                     sessions=portforward.SessionFaults(cut_after=args.portforward_cut_after,
-                                                       hang=args.portforward_hang))
+                                                       hang=args.portforward_hang,
+                                                       together=None if args.portforward_together is None
+                                                       else portforward.Together(args.portforward_together)))
     registry = Registry(faults)
     store = ObjectStore(registry)
     store.load_dir(args.objects)

@@ -29,6 +29,24 @@ class SessionFaults:
 
     cut_after: int | None = None   # bytes from the pod before the connection drops
     hang: bool = False             # accept streams, never serve them
+    together: Together | None = None  # shared by every session: see Together
+
+
+class Together:
+    """--portforward-together N: dials to an Envoy admin port are held until N have been asked
+    for, then all go through. A client that opens fewer port-forwards at once gets no answer
+    from the first ones, so a test sees how many it opens together (a kubelet never waits)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.asked = 0
+        self.reached = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.asked += 1
+        if self.asked >= self.size:
+            self.reached.set()
+        await self.reached.wait()
 
 
 class PortForwardError(Exception):
@@ -38,9 +56,10 @@ class PortForwardError(Exception):
 class PodPorts:
     """Reaches one pod's ports: 15000 maps to an Envoy admin, others are closed."""
 
-    def __init__(self, pod: dict, admin: tuple[str, int] | None):
+    def __init__(self, pod: dict, admin: tuple[str, int] | None, together: Together | None = None):
         self.pod = pod
         self.admin = admin
+        self.together = together
 
     def sandbox_id(self) -> str:
         uid = self.pod["metadata"].get("uid") or self.pod["metadata"]["name"]
@@ -60,6 +79,8 @@ class PodPorts:
     async def connect(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if port != FORWARDED_POD_PORT or self.admin is None:
             raise self.refused(port)
+        if self.together is not None:
+            await self.together.wait()
         try:
             return await asyncio.wait_for(asyncio.open_connection(*self.admin),
                                           POD_CONNECT_TIMEOUT_S)
