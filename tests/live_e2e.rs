@@ -641,6 +641,12 @@ fn selective_reading_costs_less_than_a_full_config_dump() {
 
 /// `GET path` straight from an Envoy admin address: body size and time.
 fn admin_get(address: &str, path: &str) -> (usize, Duration) {
+    let (body, elapsed) = admin_body(address, path);
+    (body.len(), elapsed)
+}
+
+/// `GET path` straight from an Envoy admin address: the body and the time it took.
+fn admin_body(address: &str, path: &str) -> (Vec<u8>, Duration) {
     let started = Instant::now();
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
@@ -651,16 +657,16 @@ fn admin_get(address: &str, path: &str) -> (usize, Duration) {
     let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
     let mut body = &response[split..];
     if !head.contains("transfer-encoding: chunked") {
-        return (body.len(), elapsed);
+        return (body.to_vec(), elapsed);
     }
-    let mut size = 0;
+    let mut out = Vec::new();
     loop {
         let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
         let chunk = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16).unwrap();
         if chunk == 0 {
-            return (size, elapsed);
+            return (out, elapsed);
         }
-        size += chunk;
+        out.extend_from_slice(&body[line_end + 2..line_end + 2 + chunk]);
         body = &body[line_end + 2 + chunk + 2..];
     }
 }
@@ -703,6 +709,33 @@ fn callers_are_read_at_the_same_time() {
         assert!(proxy_read(&report, caller), "{caller} was not read: {:#?}", gaps(&report));
     }
     assert_eq!(api.port_forwards().len(), 8, "{:?}", api.port_forwards());
+    api.assert_read_only();
+}
+
+/// `NAME: VALUE` lines of Envoy's text stats.
+fn stat_lines(text: &[u8]) -> std::collections::BTreeMap<String, String> {
+    String::from_utf8_lossy(text).lines().filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn stats_are_read_only_where_envoy_wrote_them() {
+    require_tools!();
+    let admin = shared_envoy();
+    let api = ApiServer::sample(admin, &[]);
+    let dir = api.dir.path().join("capture");
+    let out = mesh_why(&["capture", "reviews", "--kubeconfig", api.kubeconfig().to_str().unwrap(), "--from", PRODUCTPAGE, "-d", dir.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let captured = stat_lines(&std::fs::read(dir.join("proxies").join(PRODUCTPAGE).join("stats.txt")).unwrap());
+    let (all, _) = admin_body(admin, "/stats?filter=%5Ecluster%5C.%5B%5E%3B%5D%2Areviews%5C.default%5C.svc%5C.cluster%5C.local%3B");
+    let all = stat_lines(&all);
+    assert!(!captured.is_empty() && captured.len() < all.len(), "{} of {} stats captured", captured.len(), all.len());
+    for (name, value) in &all {
+        match captured.get(name) {
+            Some(kept) => assert_eq!(kept, value, "{name}"),
+            // What Envoy never wrote: a zero counter or gauge, or a histogram without samples.
+            None => assert!(value == "0" || value.contains("No recorded values"), "{name}: {value} was left out"),
+        }
+    }
     api.assert_read_only();
 }
 
