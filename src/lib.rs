@@ -16,6 +16,7 @@ pub mod intent;
 pub mod istio;
 pub mod mcp;
 pub mod model;
+pub mod parallel;
 pub mod question;
 pub mod render;
 pub mod snapshot;

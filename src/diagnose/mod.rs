@@ -135,11 +135,15 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
     let mut seen_callers: HashSet<String> = HashSet::new();
     let mut seen_gaps: HashSet<(String, String)> = gaps.iter().map(|g| (g.source.clone(), g.reason.clone())).collect();
     let services: Vec<_> = objects.services.iter().filter(|s| namespace.is_none_or(|ns| s.meta.namespace == ns)).collect();
-    let reports = in_parallel(&services, |svc| {
-        let (name, ns) = (&svc.meta.name, &svc.meta.namespace);
-        let question = Question { service: name.clone(), namespace: ns.clone(), port: None, from: None, from_namespace: ns.clone() };
-        let target = Target::resolve(objects, name, ns, None)?;
-        analyze_service(snapshot, &model, &question, &target)
+    // In batches: each service's report repeats the callers and gaps the merge drops, so
+    // holding every report at once would grow with the mesh times its callers.
+    let reports = services.chunks(MESH_BATCH).flat_map(|batch| {
+        crate::parallel::in_parallel(batch, |svc| {
+            let (name, ns) = (&svc.meta.name, &svc.meta.namespace);
+            let question = Question { service: name.clone(), namespace: ns.clone(), port: None, from: None, from_namespace: ns.clone() };
+            let target = Target::resolve(objects, name, ns, None)?;
+            analyze_service(snapshot, &model, &question, &target)
+        })
     });
     for (svc, report) in services.iter().zip(reports) {
         let (name, ns) = (&svc.meta.name, &svc.meta.namespace);
@@ -169,22 +173,8 @@ pub fn analyze_mesh(snapshot: &Snapshot, namespace: Option<&str>) -> Result<Repo
     })
 }
 
-/// `analyze` applied to each of `items` on every core, the results in the order of `items`.
-/// Services are analysed independently against one model, so `--all` on a big mesh takes the
-/// time of the slowest share rather than of the whole list.
-fn in_parallel<T: Sync, R: Send>(items: &[T], analyze: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || items.len() < 2 {
-        return items.iter().map(&analyze).collect();
-    }
-    let share = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let analyze = &analyze;
-        let workers: Vec<_> = items.chunks(share).map(|chunk| scope.spawn(move || chunk.iter().map(analyze).collect::<Vec<R>>())).collect();
-        // A panic in a worker is a bug; it is raised again here as it would be on one thread.
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-    })
-}
+/// Services analysed together by [`analyze_mesh`] before their reports are merged.
+const MESH_BATCH: usize = 128;
 
 /// The findings about one service that need its callers, plus the checks of its own hosts;
 /// the object checks shared with mesh-wide mode are the caller's to add.
@@ -347,24 +337,5 @@ impl Report {
     /// True when some finding has error severity.
     pub fn has_errors(&self) -> bool {
         self.findings.iter().any(|f| f.severity == Severity::Error)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::in_parallel;
-    use std::collections::HashSet;
-
-    #[test]
-    fn work_shared_across_cores_comes_back_in_order() {
-        let items: Vec<u32> = (0..1001).collect();
-        let threads: std::sync::Mutex<HashSet<std::thread::ThreadId>> = Default::default();
-        let out = in_parallel(&items, |i| {
-            threads.lock().unwrap().insert(std::thread::current().id());
-            i * 2
-        });
-        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(threads.lock().unwrap().len(), cores.min(items.len()), "one worker per core");
     }
 }

@@ -292,7 +292,10 @@ pub struct Skipped {
 }
 
 /// Which namespaces' Pods and Deployments a focused reading decodes.
-pub type Keep<'k> = &'k dyn Fn(&str) -> bool;
+pub type Keep<'k> = &'k (dyn Fn(&str) -> bool + Sync);
+
+/// Items of a list decoded together, on one core, before their objects join the others.
+const LIST_SHARE: usize = 256;
 
 /// The identity of an object. Read leniently: a field of the wrong type is reported by the
 /// typed reading, with its path, if the object is kept.
@@ -549,8 +552,28 @@ impl Objects {
         }
         match (group, k) {
             (_, k) if k.ends_with("List") => {
-                for (i, item) in items.into_iter().enumerate() {
-                    self.add_kept(item, &format!("{origin} items[{i}]"), keep)?;
+                let texts: Option<Vec<&str>> = items.iter().map(|d| if let Document::Item(text) = d { Some(*text) } else { None }).collect();
+                match texts.filter(|t| t.len() > LIST_SHARE) {
+                    // A big export's items are decoded on every core, a share at a time, and
+                    // their objects joined in list order.
+                    Some(texts) => {
+                        let shares: Vec<(usize, &[&str])> = texts.chunks(LIST_SHARE).enumerate().map(|(n, share)| (n * LIST_SHARE, share)).collect();
+                        let parts = crate::parallel::in_parallel(&shares, |(first, share)| {
+                            let mut part = Objects::default();
+                            for (i, text) in share.iter().enumerate() {
+                                part.add_kept(Document::Item(text), &format!("{origin} items[{}]", first + i), keep)?;
+                            }
+                            Ok(part)
+                        });
+                        for part in parts {
+                            self.absorb(part?);
+                        }
+                    }
+                    None => {
+                        for (i, item) in items.into_iter().enumerate() {
+                            self.add_kept(item, &format!("{origin} items[{i}]"), keep)?;
+                        }
+                    }
                 }
             }
             ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, k, |n: &Namespace| &n.metadata)?),
@@ -606,6 +629,71 @@ impl Objects {
             _ => *self.skipped_kinds.entry(kind.clone()).or_default() += 1,
         }
         Ok(())
+    }
+
+    /// Adds the objects `part` read after those read so far, as if they had been added here.
+    fn absorb(&mut self, part: Objects) {
+        // Destructured whole, so that a kind added to `Objects` cannot be forgotten here.
+        let Objects {
+            namespaces,
+            services,
+            pods,
+            nodes,
+            endpoint_slices,
+            deployments,
+            virtual_services,
+            destination_rules,
+            gateways,
+            service_entries,
+            sidecars,
+            peer_authentications,
+            request_authentications,
+            routes,
+            reference_grants,
+            ingresses,
+            ingress_classes,
+            ingress_gateways: _,
+            ingress_virtual_services: _,
+            route_virtual_services: _,
+            secret_names,
+            secret_credentials,
+            as_of: _,
+            mesh,
+            mesh_config_found,
+            injection_enabled_by_default,
+            skipped_kinds,
+            skipped,
+            pod_index: _,
+            pods_by_namespace: _,
+            service_index: _,
+        } = part;
+        self.namespaces.extend(namespaces);
+        self.services.extend(services);
+        self.pods.extend(pods);
+        self.nodes.extend(nodes);
+        self.endpoint_slices.extend(endpoint_slices);
+        self.deployments.extend(deployments);
+        self.virtual_services.extend(virtual_services);
+        self.destination_rules.extend(destination_rules);
+        self.gateways.extend(gateways);
+        self.service_entries.extend(service_entries);
+        self.sidecars.extend(sidecars);
+        self.peer_authentications.extend(peer_authentications);
+        self.request_authentications.extend(request_authentications);
+        self.routes.extend(routes);
+        self.reference_grants.extend(reference_grants);
+        self.ingresses.extend(ingresses);
+        self.ingress_classes.extend(ingress_classes);
+        self.secret_names.extend(secret_names);
+        self.secret_credentials.extend(secret_credentials);
+        if mesh_config_found {
+            (self.mesh, self.mesh_config_found) = (mesh, true);
+        }
+        self.injection_enabled_by_default |= injection_enabled_by_default;
+        for (kind, count) in skipped_kinds {
+            *self.skipped_kinds.entry(kind).or_default() += count;
+        }
+        self.skipped.extend(skipped);
     }
 
     /// Reads meshConfig from the `istio` ConfigMap (key `mesh`, itself YAML), and the injector's
@@ -882,4 +970,42 @@ fn route_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<
     let (kind, spec, status) = decoded.reduce();
     let route = Route { kind, generation: metadata.generation, spec, status };
     Ok(Resource { meta: Meta::from_object_meta(&metadata, origin), spec: route })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod_list(count: usize) -> Vec<Value> {
+        (0..count).map(|i| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("p{i}"), "namespace": format!("ns{}", i % 3)}})).collect()
+    }
+
+    fn read(items: &[Value], keep: Option<Keep<'_>>) -> Result<Objects> {
+        let text = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+        let mut objects = Objects::default();
+        objects.add_kept(Document::Json(&text), "pods.json", keep)?;
+        Ok(objects)
+    }
+
+    #[test]
+    fn a_big_list_read_in_shares_keeps_its_order_and_its_skipped_objects() {
+        let items = pod_list(3 * LIST_SHARE + 7);
+        let objects = read(&items, Some(&|ns: &str| ns != "ns1")).unwrap();
+        let kept: Vec<&str> = objects.pods.iter().map(|p| p.meta.name.as_str()).collect();
+        let expected: Vec<String> = (0..items.len()).filter(|i| i % 3 != 1).map(|i| format!("p{i}")).collect();
+        assert_eq!(kept, expected);
+        assert_eq!(objects.skipped.len(), items.len() - expected.len());
+        assert_eq!(objects.pods[4].meta.origin, "pods.json items[6]");
+    }
+
+    #[test]
+    fn the_first_bad_item_of_a_big_list_is_the_one_named() {
+        let mut items = pod_list(2 * LIST_SHARE + 1);
+        for bad in [LIST_SHARE + 3, 2 * LIST_SHARE] {
+            items[bad]["spec"] = json!({"nodeName": 7});
+        }
+        let err = read(&items, None).unwrap_err().to_string();
+        assert!(err.contains(&format!("items[{}]", LIST_SHARE + 3)) && err.contains("spec.nodeName"), "{err}");
+    }
 }
