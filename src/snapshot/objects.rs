@@ -308,7 +308,8 @@ struct Identity {
 
 impl<'de> Deserialize<'de> for Identity {
     /// Reads `name`, `namespace` and `labels` straight from the text, skipping the rest of the
-    /// metadata (annotations, managed fields) unparsed; anything but an object is no identity.
+    /// metadata (annotations, managed fields) unparsed. Fails on anything but an object: callers
+    /// read that as no identity.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Identity, D::Error> {
         struct Lenient;
         impl<'de> serde::de::Visitor<'de> for Lenient {
@@ -333,9 +334,6 @@ impl<'de> Deserialize<'de> for Identity {
                     }
                 }
                 Ok(identity)
-            }
-            fn visit_unit<E>(self) -> std::result::Result<Identity, E> {
-                Ok(Identity::default())
             }
         }
         deserializer.deserialize_map(Lenient)
@@ -396,7 +394,11 @@ impl<'de> serde::de::Visitor<'de> for &mut Header<'de> {
             match key.as_str() {
                 "kind" => self.kind = map.next_value()?,
                 "apiVersion" => self.api_version = map.next_value()?,
-                "metadata" => self.identity = Some(map.next_value()?),
+                "metadata" => {
+                    // Lenient: metadata of the wrong type is reported by the typed reading.
+                    let metadata: &'de RawValue = map.next_value()?;
+                    self.identity = Some(serde_json::from_str(metadata.get()).unwrap_or_default());
+                }
                 "items" => self.items = map.next_value()?,
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
@@ -460,11 +462,12 @@ impl<'t> Document<'t> {
         Ok((TypeMeta { kind: read.kind, api_version: read.api_version }, items, read.identity))
     }
 
-    /// The object's identity, from its metadata.
+    /// The identity of a value document, from its metadata ([`Document::header`] reads that of
+    /// JSON text on the way).
     fn identity(&self) -> Identity {
         match self {
             Document::Value(v) => v.get("metadata").and_then(|m| Identity::deserialize(m).ok()).unwrap_or_default(),
-            Document::Json(text) | Document::Item(text) => Header::read(text, true).ok().and_then(|h| h.identity).unwrap_or_default(),
+            Document::Json(_) | Document::Item(_) => Identity::default(),
         }
     }
 
@@ -997,6 +1000,15 @@ mod tests {
         assert_eq!(kept, expected);
         assert_eq!(objects.skipped.len(), items.len() - expected.len());
         assert_eq!(objects.pods[4].meta.origin, "pods.json items[6]");
+    }
+
+    #[test]
+    fn metadata_of_the_wrong_type_is_named_by_the_typed_reading() {
+        let items = [json!({"apiVersion": "v1", "kind": "Pod", "metadata": "reviews-1"})];
+        for keep in [None, Some(&(|_: &str| true) as Keep<'_>)] {
+            let err = read(&items, keep).unwrap_err().to_string();
+            assert!(err.contains("Pod has a field of the wrong type") && err.contains("field `metadata`"), "{err}");
+        }
     }
 
     #[test]
