@@ -484,6 +484,7 @@ fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>, ext: &Extensions, shown: &
         out.charge(&rel, len, &format!("{shown}:{rel}")).map_err(EntryError::Refused)?;
         out.unpack_budget.set(out.unpack_budget.get().saturating_add(len));
     }
+    // Grown as it arrives, not sized up front: the size is only what the entry's header claims.
     let mut bytes = Vec::with_capacity(len.min(1 << 20) as usize);
     entry.take(len).read_to_end(&mut bytes)?;
     out.assembly.take(rel, bytes).map_err(EntryError::Refused)
