@@ -1,39 +1,81 @@
 //! Work shared across the machine's cores, its results kept in order.
 //!
 //! The analysis is pure and its parts independent (services against one model, items of an
-//! object list), so they can run side by side; the order of the results, and so of every
-//! report, is the order of the input.
+//! object list, the files of a snapshot), so they can run side by side; the order of the
+//! results, and so of every report, is the order of the input.
 
-/// `work` applied to each of `items` on every core, the results in the order of `items`. A
-/// panic in a worker is raised again here, as it would be on one thread.
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// `work` applied to each of `items` on every core, the results in the order of `items`. Each
+/// worker takes the next item when it finishes one, so items of uneven cost (a namespace's
+/// pods beside its few Services) keep every core busy to the end. A panic in a worker is
+/// raised again here, as it would be on one thread.
 pub fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || items.len() < 2 {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
+    if threads < 2 {
         return items.iter().map(&work).collect();
     }
-    let share = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let work = &work;
-        let workers: Vec<_> = items.chunks(share).map(|chunk| scope.spawn(move || chunk.iter().map(work).collect::<Vec<R>>())).collect();
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let (work, next) = (&work, &next);
+        let worker = move || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { return done };
+                done.push((i, work(item)));
+            }
+        };
+        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(worker)).collect();
         workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// `a` and `b` run side by side, `b` on this thread. A panic in `a` is raised again here.
+pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return (a(), b());
+    }
+    std::thread::scope(|scope| {
+        let a = scope.spawn(a);
+        let b = b();
+        (a.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), b)
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::in_parallel;
-    use std::collections::HashSet;
+    use super::{in_parallel, join};
+    use std::sync::{Condvar, Mutex};
+    use std::time::Duration;
 
     #[test]
     fn work_shared_across_cores_comes_back_in_order() {
         let items: Vec<u32> = (0..1001).collect();
-        let threads: std::sync::Mutex<HashSet<std::thread::ThreadId>> = Default::default();
-        let out = in_parallel(&items, |i| {
-            threads.lock().unwrap().insert(std::thread::current().id());
-            i * 2
-        });
-        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(in_parallel(&items, |i| i * 2), items.iter().map(|i| i * 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn both_halves_of_a_join_are_done() {
+        assert_eq!(join(|| 1 + 1, || "b"), (2, "b"));
+    }
+
+    #[test]
+    fn every_core_works_at_once() {
+        // Each item waits (at most a few seconds) until one item per core has started: on one
+        // thread, or with an item left to a worker that is not started, they never all meet.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(threads.lock().unwrap().len(), cores.min(items.len()), "one worker per core");
+        let started = (Mutex::new(0), Condvar::new());
+        let met = in_parallel(&vec![(); cores], |()| {
+            let (count, arrived) = &started;
+            let mut count = count.lock().unwrap();
+            *count += 1;
+            arrived.notify_all();
+            let (count, _) = arrived.wait_timeout_while(count, Duration::from_secs(5), |c| *c < cores).unwrap();
+            *count == cores
+        });
+        assert_eq!(met, vec![true; cores]);
     }
 }

@@ -8,7 +8,7 @@
 use super::focus::Focus;
 use crate::error::{Error, Result};
 use crate::question::Question;
-use crate::snapshot::{Blob, Document, Gap, Keep, MANIFEST_FILE, Manifest, ProxyCapture, Snapshot, StatsFormat};
+use crate::snapshot::{Blob, Document, Gap, Keep, MANIFEST_FILE, Manifest, Objects, ProxyCapture, Snapshot, StatsFormat};
 use flate2::read::GzDecoder;
 use serde_json::Value;
 use std::cell::Cell;
@@ -191,15 +191,34 @@ fn read_layout(base: &Path, out: &mut Collected) -> Result<()> {
     Ok(())
 }
 
+/// Reads `objects/**`: every file is size-checked and charged first, in order, then the files
+/// are read and decoded on every core, and their objects joined in file order.
 fn read_objects_dir(base: &Path, dir: &Path, out: &mut Collected) -> Result<()> {
+    let mut found = Vec::new();
+    find_object_files(base, dir, &mut found)?;
+    let mut files = Vec::with_capacity(found.len());
+    for found in found {
+        let Some(rel) = layout_name(&found) else { continue };
+        let path = base.join(&found);
+        let shown = path.display().to_string();
+        let len = fs::symlink_metadata(&path).map_err(|e| Error::new(format!("cannot read file: {e}")).at(&shown))?.len();
+        check_size(&rel, len, &shown)?;
+        out.charge(&rel, len, &shown)?;
+        files.push((rel, path, len));
+    }
+    out.assembly.take_object_files(&files)
+}
+
+/// The object files under `dir`, relative to `base`, in name order.
+fn find_object_files(base: &Path, dir: &Path, found: &mut Vec<String>) -> Result<()> {
     let listing = list(dir).map_err(|e| {
         Error::new(format!("cannot list directory: {e}")).at(dir.display()).help("objects/ must be readable: the analysis would miss what it holds")
     })?;
     for (_, path, ft) in listing {
         if ft.is_dir() {
-            read_objects_dir(base, &path, out)?;
+            find_object_files(base, &path, found)?;
         } else if ft.is_file() && is_object_file(&path.to_string_lossy()) {
-            read_file(base, &relative(base, &path), true, out)?;
+            found.push(relative(base, &path));
         }
     }
     Ok(())
@@ -512,21 +531,16 @@ struct Assembly {
 impl Assembly {
     /// Takes one file of the layout (`rel`, its snapshot name).
     fn take(&mut self, rel: String, bytes: Vec<u8>) -> Result<()> {
-        let (snap, proxies) = (&mut self.snap, &mut self.proxies);
-        let focus = self.focus.as_ref().map(|f| move |ns: &str| f.keeps(ns));
         let origin = format!("{}/{rel}", self.root);
+        let (snap, proxies) = (&mut self.snap, &mut self.proxies);
         if rel == MANIFEST_FILE {
             let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::new(format!("{MANIFEST_FILE} is not valid: {e}")).at(&origin))?;
             snap.gaps.extend(manifest.gaps.iter().cloned());
             snap.manifest = Some(manifest);
-        } else if let Some(obj_path) = under(&rel, OBJECTS_DIR) {
-            if bytes.is_empty() {
-                snap.gaps.push(empty_file(rel));
-                return Ok(());
-            }
-            for (i, doc) in parse_documents(&bytes, &origin, obj_path.to_ascii_lowercase().ends_with(".json"))?.into_iter().enumerate() {
-                snap.objects.add_kept(doc, &format!("{origin} (document {})", i + 1), focus.as_ref().map(|f| f as Keep))?;
-            }
+        } else if under(&rel, OBJECTS_DIR).is_some() {
+            let (objects, gap) = self.decode_object_file(&rel, &bytes)?;
+            self.snap.objects.absorb_all(vec![objects]);
+            self.snap.gaps.extend(gap);
         } else if let Some(proxy_path) = under(&rel, PROXIES_DIR) {
             let parts: Vec<&str> = proxy_path.split('/').collect();
             let [ns, pod, file] = parts.as_slice() else { return Ok(()) };
@@ -552,6 +566,34 @@ impl Assembly {
             }
         }
         Ok(())
+    }
+
+    /// Reads and decodes the object files `(rel, path, len)` on every core, and takes their
+    /// objects in file order. The first file that fails, in that order, is the one reported.
+    fn take_object_files(&mut self, files: &[(String, PathBuf, u64)]) -> Result<()> {
+        let this = &*self;
+        let parts = crate::parallel::in_parallel(files, |(rel, path, len)| {
+            let bytes = read_capped(fs::File::open(path), *len).map_err(|e| Error::new(format!("cannot read file: {e}")).at(path.display()))?;
+            this.decode_object_file(rel, &bytes)
+        });
+        let (objects, gaps): (Vec<Objects>, Vec<Option<Gap>>) = parts.into_iter().collect::<Result<Vec<_>>>()?.into_iter().unzip();
+        self.snap.objects.absorb_all(objects);
+        self.snap.gaps.extend(gaps.into_iter().flatten());
+        Ok(())
+    }
+
+    /// The objects of one object file (`rel`, its snapshot name), or the gap of an empty one.
+    fn decode_object_file(&self, rel: &str, bytes: &[u8]) -> Result<(Objects, Option<Gap>)> {
+        let mut objects = Objects::default();
+        if bytes.is_empty() {
+            return Ok((objects, Some(empty_file(rel.to_string()))));
+        }
+        let origin = format!("{}/{rel}", self.root);
+        let focus = self.focus.as_ref().map(|f| move |ns: &str| f.keeps(ns));
+        for (i, doc) in parse_documents(bytes, &origin, rel.to_ascii_lowercase().ends_with(".json"))?.into_iter().enumerate() {
+            objects.add_kept(doc, &format!("{origin} (document {})", i + 1), focus.as_ref().map(|f| f as Keep))?;
+        }
+        Ok((objects, None))
     }
 
     /// The snapshot, once every file was taken.

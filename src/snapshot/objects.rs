@@ -568,9 +568,7 @@ impl Objects {
                             }
                             Ok(part)
                         });
-                        for part in parts {
-                            self.absorb(part?);
-                        }
+                        self.absorb_all(parts.into_iter().collect::<Result<Vec<_>>>()?);
                     }
                     None => {
                         for (i, item) in items.into_iter().enumerate() {
@@ -632,6 +630,24 @@ impl Objects {
             _ => *self.skipped_kinds.entry(kind.clone()).or_default() += 1,
         }
         Ok(())
+    }
+
+    /// Adds the objects of `parts`, in order, after those read so far. Room for the bulky kinds
+    /// is made once: grown by doubling, a vector of a big mesh's pods (kilobytes each) was
+    /// copied into fresh memory again and again, and clearing those pages was the largest cost
+    /// of reading it.
+    pub fn absorb_all(&mut self, parts: Vec<Objects>) {
+        let total = |count: fn(&Objects) -> usize| parts.iter().map(count).sum::<usize>();
+        self.pods.reserve(total(|p| p.pods.len()));
+        self.deployments.reserve(total(|p| p.deployments.len()));
+        self.endpoint_slices.reserve(total(|p| p.endpoint_slices.len()));
+        self.services.reserve(total(|p| p.services.len()));
+        self.virtual_services.reserve(total(|p| p.virtual_services.len()));
+        self.destination_rules.reserve(total(|p| p.destination_rules.len()));
+        self.skipped.reserve(total(|p| p.skipped.len()));
+        for part in parts {
+            self.absorb(part);
+        }
     }
 
     /// Adds the objects `part` read after those read so far, as if they had been added here.
