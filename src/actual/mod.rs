@@ -65,42 +65,31 @@ pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<S
     let selection = Selection { route_config: &route_config, virtual_host: &virtual_host, cluster: &wants_cluster, listener: &listener };
 
     // A file that cannot be read is that proxy's gap, as if it had not been captured: the rest
-    // of its capture, and every other proxy, is still analysed.
-    let dump = match &capture.config_dump {
-        Some(blob) => text(blob).and_then(|t| ConfigDump::parse(t, &blob.origin, &selection)).map_err(|e| actual.unreadable("config_dump.json", &e)).ok(),
+    // of its capture, and every other proxy, is still analysed. The dump is read beside the
+    // other files: it is the largest, and each is read on its own.
+    let (dump, ()) = crate::parallel::join(
+        || capture.config_dump.as_ref().map(|blob| text(blob).and_then(|t| ConfigDump::parse(t, &blob.origin, &selection))),
+        || actual.read_beside_dump(capture, &wants_cluster),
+    );
+    let dump = match dump {
+        Some(Ok(dump)) => Some(dump),
+        Some(Err(e)) => {
+            actual.unreadable("config_dump.json", &e);
+            None
+        }
         None => {
             actual.missing.push("config_dump.json".into());
             None
         }
     };
-    match &capture.server_info {
-        Some(blob) => match text(blob).and_then(|t| server_info::parse(t, &blob.origin)) {
-            Ok(info) => actual.server_info = Some(info),
-            Err(e) => actual.unreadable("server_info.json", &e),
-        },
-        None => actual.missing.push("server_info.json".into()),
+    // A dump with endpoints carries each host's health as Envoy uses it (a live reading takes
+    // it from there, not from the unfilterable `/clusters`).
+    if capture.clusters.is_none() && !dump.as_ref().is_some_and(|d| d.endpoints.is_some()) {
+        actual.missing.push("clusters.json".into());
     }
-    match &capture.clusters {
-        Some(blob) => match text(blob).and_then(|t| clusters::parse(t, &blob.origin, &wants_cluster)) {
-            Ok(list) => actual.hosts.extend(list.into_iter().map(|c| (c.name, c.hosts))),
-            Err(e) => actual.unreadable("clusters.json", &e),
-        },
-        // A dump with endpoints carries each host's health as Envoy uses it (a live reading
-        // takes it from there, not from the unfilterable `/clusters`).
-        None if dump.as_ref().is_some_and(|d| d.endpoints.is_some()) => {}
-        None => actual.missing.push("clusters.json".into()),
-    }
-    if capture.stats.is_empty() {
-        actual.missing.push("stats".into());
-    }
-    for (format, blob) in &capture.stats {
-        // Counters from a file read halfway would be wrong: a file is taken whole or not at all.
-        let mut one = Stats::default();
-        match text(blob).and_then(|t| one.add(*format, t, &blob.origin, &wants_cluster)) {
-            Ok(()) => actual.stats.merge(one),
-            Err(e) => actual.unreadable(crate::gather::files::stats_file(*format), &e),
-        }
-    }
+    // Named in the order a capture lists its files, whichever was read first.
+    let order = ["config_dump.json", "server_info.json", "clusters.json"];
+    actual.missing.sort_by_key(|m| order.iter().position(|f| f == m).unwrap_or(order.len()));
     actual.node = dump.as_ref().and_then(|d| d.node.clone()).or_else(|| actual.server_info.as_ref().and_then(|s| s.node.clone()));
     if let Some(dump) = dump {
         actual.has_eds = dump.endpoints.is_some();
@@ -114,6 +103,34 @@ pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<S
 }
 
 impl Actual {
+    /// Reads a capture's files other than its config dump: server info, `/clusters`, stats.
+    fn read_beside_dump(&mut self, capture: &ProxyCapture, wants_cluster: &dyn Fn(&str) -> bool) {
+        match &capture.server_info {
+            Some(blob) => match text(blob).and_then(|t| server_info::parse(t, &blob.origin)) {
+                Ok(info) => self.server_info = Some(info),
+                Err(e) => self.unreadable("server_info.json", &e),
+            },
+            None => self.missing.push("server_info.json".into()),
+        }
+        if let Some(blob) = &capture.clusters {
+            match text(blob).and_then(|t| clusters::parse(t, &blob.origin, wants_cluster)) {
+                Ok(list) => self.hosts.extend(list.into_iter().map(|c| (c.name, c.hosts))),
+                Err(e) => self.unreadable("clusters.json", &e),
+            }
+        }
+        if capture.stats.is_empty() {
+            self.missing.push("stats".into());
+        }
+        for (format, blob) in &capture.stats {
+            // Counters from a file read halfway would be wrong: a file is taken whole or not at all.
+            let mut one = Stats::default();
+            match text(blob).and_then(|t| one.add(*format, t, &blob.origin, wants_cluster)) {
+                Ok(()) => self.stats.merge(one),
+                Err(e) => self.unreadable(crate::gather::files::stats_file(*format), &e),
+            }
+        }
+    }
+
     /// Records `file` as unreadable, with why.
     fn unreadable(&mut self, file: &str, e: &crate::error::Error) {
         self.missing.push(file.to_string());

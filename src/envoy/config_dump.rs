@@ -14,16 +14,17 @@ use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Which resources to decode. Anything not selected is skipped unparsed.
+/// Which resources to decode. Anything not selected is skipped unparsed. (`Sync`: a dump is
+/// read beside the capture's other files.)
 pub struct Selection<'a> {
     /// Route configurations by name.
-    pub route_config: &'a dyn Fn(&str) -> bool,
+    pub route_config: &'a (dyn Fn(&str) -> bool + Sync),
     /// Virtual hosts by route configuration name, vhost name and domains.
-    pub virtual_host: &'a dyn Fn(&str, &str, &[String]) -> bool,
+    pub virtual_host: &'a (dyn Fn(&str, &str, &[String]) -> bool + Sync),
     /// Clusters (and their endpoints) by name.
-    pub cluster: &'a dyn Fn(&str) -> bool,
+    pub cluster: &'a (dyn Fn(&str) -> bool + Sync),
     /// Listeners by name.
-    pub listener: &'a dyn Fn(&str) -> bool,
+    pub listener: &'a (dyn Fn(&str) -> bool + Sync),
 }
 
 impl Selection<'static> {
