@@ -4,8 +4,7 @@
 use super::target::{Target, TargetPort};
 use crate::istio::labels_match;
 use crate::model::Model;
-use crate::snapshot::Resource;
-use k8s_openapi::api::core::v1::Pod;
+use crate::snapshot::{Pod, Resource};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 

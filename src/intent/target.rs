@@ -4,8 +4,8 @@ use crate::error::{Error, Result};
 use crate::istio::ambient::{GATEWAY_NAME_LABEL, WAYPOINT_CLASS};
 use crate::istio::labels_match;
 use crate::istio::names::{DEFAULT_DOMAIN, Protocol};
-use crate::snapshot::{ObjectRef, Objects, Resource};
-use k8s_openapi::api::core::v1::{Pod, Service};
+use crate::snapshot::{ObjectRef, Objects, Pod, Resource};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 

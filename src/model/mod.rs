@@ -34,8 +34,7 @@ pub use workloads::{CallerClass, Workloads};
 use crate::intent::target::{Caller, Target};
 use crate::istio::names::{DEFAULT_DOMAIN, resolve_short_name};
 use crate::istio::{DestinationRule, Gateway, VirtualService};
-use crate::snapshot::{Objects, Resource};
-use k8s_openapi::api::core::v1::Pod;
+use crate::snapshot::{Objects, Pod, Resource};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

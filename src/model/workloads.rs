@@ -6,8 +6,7 @@
 
 use crate::intent::target::Caller;
 use crate::istio::labels_match;
-use crate::snapshot::{Objects, Resource};
-use k8s_openapi::api::core::v1::Pod;
+use crate::snapshot::{Objects, Pod, Resource};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Callers the objects cannot tell apart (same namespace, kind, proxy state and selected

@@ -8,13 +8,12 @@
 
 use super::Gap;
 use super::credential::Credential;
-use super::workloads::{DeploymentFields, PodFields};
+use super::workloads::{Deployment, Pod};
 use crate::error::{Error, Result};
 use crate::istio::gateway_api::{ReferenceGrant, Route, RouteKind};
 use crate::istio::gateway_api_decode::Decoded;
 use crate::istio::{DestinationRule, Gateway, PeerAuthentication, RequestAuthentication, ServiceEntry, Sidecar, VirtualService};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -579,10 +578,10 @@ impl Objects {
             }
             ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, k, |n: &Namespace| &n.metadata)?),
             ("", "Service") => self.services.push(kube_object(doc, origin, k, |s: &Service| &s.metadata)?),
-            ("", "Pod") => self.pods.push(workload_object::<PodFields, Pod>(doc, origin, k, |p| &mut p.metadata)?),
+            ("", "Pod") => self.pods.push(workload_object::<Pod>(doc, origin, k, |p| &mut p.metadata)?),
             ("", "Node") => self.nodes.push(kube_object(doc, origin, k, |n: &Node| &n.metadata)?),
             ("discovery.k8s.io", "EndpointSlice") => self.endpoint_slices.push(kube_object(doc, origin, k, |e: &EndpointSlice| &e.metadata)?),
-            ("apps", "Deployment") => self.deployments.push(workload_object::<DeploymentFields, Deployment>(doc, origin, k, |d| &mut d.metadata)?),
+            ("apps", "Deployment") => self.deployments.push(workload_object::<Deployment>(doc, origin, k, |d| &mut d.metadata)?),
             ("", "Secret") => {
                 let doc = doc.into_value().map_err(|e| Error::new(format!("Secret is not valid JSON: {e}")).at(origin))?;
                 let field = |f: &str| doc.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).map(str::to_string);
@@ -902,16 +901,11 @@ impl Repeats {
     }
 }
 
-/// A Pod or Deployment, decoded as `F` (only the fields the analysis reads) into `T`. Its
+/// A Pod or Deployment, decoded as `T` (only the fields the analysis reads: `workloads`). Its
 /// labels, annotations and owners live on in [`Resource::meta`] only: a big mesh has tens of
 /// thousands of pods, and a second copy of each map was a sizeable part of the memory held.
-fn workload_object<F: DeserializeOwned, T: From<F>>(
-    doc: Document<'_>,
-    origin: &str,
-    kind: &str,
-    metadata: impl Fn(&mut T) -> &mut ObjectMeta,
-) -> Result<Resource<T>> {
-    let mut obj = T::from(doc.typed::<F>(origin, kind)?);
+fn workload_object<T: DeserializeOwned>(doc: Document<'_>, origin: &str, kind: &str, metadata: impl Fn(&mut T) -> &mut ObjectMeta) -> Result<Resource<T>> {
+    let mut obj: T = doc.typed(origin, kind)?;
     let m = metadata(&mut obj);
     let meta = Meta::from_object_meta(m, origin);
     (m.labels, m.annotations, m.managed_fields, m.owner_references) = (None, None, None, None);

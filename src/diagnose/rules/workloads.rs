@@ -7,8 +7,7 @@ use crate::diagnose::finding::{Finding, Severity};
 use crate::intent::target::{Caller, Target, TargetPort, has_proxy, sidecar_exemption};
 use crate::istio::{PeerAuthentication, Sidecar, labels_match};
 use crate::model::Model;
-use crate::snapshot::{ObjectRef, Resource};
-use k8s_openapi::api::core::v1::Pod;
+use crate::snapshot::{ObjectRef, Pod, PodTemplateSpec, Resource};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
@@ -530,7 +529,7 @@ fn deployment_in_mesh(
     namespace: &str,
     labels: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
-    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    template: &PodTemplateSpec,
 ) -> bool {
     if template.spec.as_ref().is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy" && c.image.as_deref().is_some_and(|i| !i.is_empty()))) {
         return true;

@@ -16,8 +16,7 @@ use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name};
 use crate::model::destination_rules::all_for;
 use crate::model::virtual_services::{vs_gateways, vs_hosts};
 use crate::question::{self, Question};
-use crate::snapshot::{Gap, Objects, Resource, Snapshot};
-use k8s_openapi::api::core::v1::Pod;
+use crate::snapshot::{Gap, Objects, Pod, Resource, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A proxy to read and why it was picked.
