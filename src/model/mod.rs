@@ -104,7 +104,8 @@ impl<'a> Model<'a> {
             .map(|vs| (vs, virtual_services::vs_hosts(vs)))
             .collect();
         let selector_keys = selector_keys(objects);
-        let workloads = Workloads::build(objects, |caller| caller_key(&selector_keys, caller));
+        let (workloads, registry) =
+            crate::parallel::join(|| Workloads::build(objects, |caller| caller_key(&selector_keys, caller)), || Registry::build(objects));
         let virtual_service_hosts: Vec<Vec<String>> = objects.virtual_services.iter().map(virtual_services::vs_hosts).collect();
         let virtual_service_claims = HostIndex::build(virtual_service_hosts.iter().map(|hosts| hosts.iter().map(String::as_str)));
         let mentions: Vec<Vec<String>> = objects
@@ -131,7 +132,7 @@ impl<'a> Model<'a> {
             objects,
             selector_keys,
             routing_to,
-            registry: Registry::build(objects),
+            registry,
             virtual_services_by_ns,
             destination_rules_by_ns,
             mesh_virtual_services,

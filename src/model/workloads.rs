@@ -31,32 +31,39 @@ pub struct Workloads<'a> {
 
 impl<'a> Workloads<'a> {
     /// Indexes the pods of `objects`; `key` says which callers istiod pushes alike.
-    pub fn build(objects: &'a Objects, key: impl Fn(&Caller) -> String) -> Workloads<'a> {
-        let mut by_label: HashMap<(&str, &str, &str), Vec<_>> = HashMap::new();
-        for pod in &objects.pods {
-            for (k, v) in &pod.meta.labels {
-                by_label.entry((pod.meta.namespace.as_str(), k.as_str(), v.as_str())).or_default().push(pod);
-            }
-        }
-        let mut classes: HashMap<&str, Vec<CallerClass>> = HashMap::new();
-        let mut class_of: HashMap<String, usize> = HashMap::new();
-        let mut seen_workloads: HashSet<(&str, &str)> = HashSet::new();
-        for pod in &objects.pods {
-            let workload = pod.meta.owners.first().or_else(|| pod.meta.labels.get("app")).unwrap_or(&pod.meta.name);
-            if !seen_workloads.insert((pod.meta.namespace.as_str(), workload.as_str())) {
-                continue;
-            }
-            let caller = Caller::from_pod(pod);
-            let list = classes.entry(pod.meta.namespace.as_str()).or_default();
-            let member = (pod, caller.display());
-            match class_of.entry(key(&caller)) {
-                std::collections::hash_map::Entry::Occupied(i) => list[*i.get()].members.push(member),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(list.len());
-                    list.push(CallerClass { caller, members: vec![member] });
+    pub fn build(objects: &'a Objects, key: impl Fn(&Caller) -> String + Sync) -> Workloads<'a> {
+        // Two independent passes over every pod, side by side.
+        let index = || {
+            let mut by_label: HashMap<(&str, &str, &str), Vec<_>> = HashMap::new();
+            for pod in &objects.pods {
+                for (k, v) in &pod.meta.labels {
+                    by_label.entry((pod.meta.namespace.as_str(), k.as_str(), v.as_str())).or_default().push(pod);
                 }
             }
-        }
+            by_label
+        };
+        let (by_label, classes) = crate::parallel::join(index, || {
+            let mut classes: HashMap<&str, Vec<CallerClass>> = HashMap::new();
+            let mut class_of: HashMap<String, usize> = HashMap::new();
+            let mut seen_workloads: HashSet<(&str, &str)> = HashSet::new();
+            for pod in &objects.pods {
+                let workload = pod.meta.owners.first().or_else(|| pod.meta.labels.get("app")).unwrap_or(&pod.meta.name);
+                if !seen_workloads.insert((pod.meta.namespace.as_str(), workload.as_str())) {
+                    continue;
+                }
+                let caller = Caller::from_pod(pod);
+                let list = classes.entry(pod.meta.namespace.as_str()).or_default();
+                let member = (pod, caller.display());
+                match class_of.entry(key(&caller)) {
+                    std::collections::hash_map::Entry::Occupied(i) => list[*i.get()].members.push(member),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(list.len());
+                        list.push(CallerClass { caller, members: vec![member] });
+                    }
+                }
+            }
+            classes
+        });
         Workloads { by_label, classes }
     }
 
