@@ -84,7 +84,7 @@ pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<S
     };
     // A dump with endpoints carries each host's health as Envoy uses it (a live reading takes
     // it from there, not from the unfilterable `/clusters`).
-    if capture.clusters.is_none() && !dump.as_ref().is_some_and(|d| d.endpoints.is_some()) {
+    if capture.clusters.is_none() && dump.as_ref().is_none_or(|d| d.endpoints.is_none()) {
         actual.missing.push("clusters.json".into());
     }
     // Named in the order a capture lists its files, whichever was read first.
