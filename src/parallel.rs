@@ -17,7 +17,7 @@ thread_local! {
 }
 
 /// How many threads new work may use: one per core, or this one alone inside a worker.
-fn threads() -> usize {
+pub fn threads() -> usize {
     if WORKER.with(Cell::get) { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
 }
 

@@ -555,9 +555,10 @@ impl Objects {
         match (group, k) {
             (_, k) if k.ends_with("List") => {
                 let texts: Option<Vec<&str>> = items.iter().map(|d| if let Document::Item(text) = d { Some(*text) } else { None }).collect();
-                match texts.filter(|t| t.len() > LIST_SHARE) {
-                    // A big export's items are decoded on every core, a share at a time, and
-                    // their objects joined in list order.
+                // A big export's items are decoded on every core, a share at a time, and their
+                // objects joined in list order; inside a worker (one file of several) they are
+                // decoded in place, since joining shares would only copy them once more.
+                match texts.filter(|t| t.len() > LIST_SHARE && crate::parallel::threads() > 1) {
                     Some(texts) => {
                         let shares: Vec<(usize, &[&str])> = texts.chunks(LIST_SHARE).enumerate().map(|(n, share)| (n * LIST_SHARE, share)).collect();
                         let parts = crate::parallel::in_parallel(&shares, |(first, share)| {
