@@ -21,12 +21,17 @@ pub fn threads() -> usize {
     if WORKER.with(Cell::get) { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
 }
 
-/// Runs `work` on this thread as a worker.
+/// Runs `work` on this thread as a worker; the thread is itself again afterwards, even if
+/// `work` panics and the panic is caught.
 fn as_worker<R>(work: impl FnOnce() -> R) -> R {
-    let was = WORKER.with(|w| w.replace(true));
-    let out = work();
-    WORKER.with(|w| w.set(was));
-    out
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WORKER.with(|w| w.set(self.0));
+        }
+    }
+    let _restore = Restore(WORKER.with(|w| w.replace(true)));
+    work()
 }
 
 /// `work` applied to each of `items` on every core, the results in the order of `items`. Each
@@ -94,6 +99,13 @@ mod tests {
             left == me && right.iter().all(|t| *t == me)
         });
         assert!(nested.iter().all(|on_its_thread| *on_its_thread));
+    }
+
+    #[test]
+    fn a_caught_panic_leaves_the_thread_free_to_share_work() {
+        let caught = std::panic::catch_unwind(|| join(|| (), || panic!("in b")));
+        assert!(caught.is_err());
+        assert_eq!(super::threads(), std::thread::available_parallelism().map_or(1, |n| n.get()));
     }
 
     #[test]
