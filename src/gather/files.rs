@@ -198,13 +198,7 @@ fn read_objects_dir(base: &Path, dir: &Path, out: &mut Collected) -> Result<()> 
     find_object_files(base, dir, &mut found)?;
     let mut files = Vec::with_capacity(found.len());
     for found in found {
-        let Some(rel) = layout_name(&found) else { continue };
-        let path = base.join(&found);
-        let shown = path.display().to_string();
-        let len = fs::symlink_metadata(&path).map_err(|e| Error::new(format!("cannot read file: {e}")).at(&shown))?.len();
-        check_size(&rel, len, &shown)?;
-        out.charge(&rel, len, &shown)?;
-        files.push((rel, path, len));
+        files.extend(admit(base, &found, true, out)?);
     }
     out.assembly.take_object_files(&files)
 }
@@ -257,26 +251,39 @@ fn relative(base: &Path, path: &Path) -> String {
 /// Reads one file of the layout, mapped to its snapshot name; `required` files that cannot be
 /// read stop the run, others become gaps.
 fn read_file(base: &Path, found: &str, required: bool, out: &mut Collected) -> Result<()> {
-    let Some(rel) = layout_name(found) else { return Ok(()) };
-    let path = base.join(found);
-    let shown = path.display().to_string();
-    let cannot = |e: std::io::Error, out: &mut Collected| {
-        if required {
-            return Err(Error::new(format!("cannot read file: {e}")).at(&shown));
-        }
-        out.gaps.push(Gap { source: rel.clone(), reason: format!("cannot read: {e}; the checks that need it were skipped") });
-        Ok(())
-    };
-    let len = match fs::symlink_metadata(&path) {
-        Ok(meta) => meta.len(),
-        Err(e) => return cannot(e, out),
-    };
-    check_size(&rel, len, &shown)?;
-    out.charge(&rel, len, &shown)?;
+    let Some((rel, path, len)) = admit(base, found, required, out)? else { return Ok(()) };
     match read_capped(fs::File::open(&path), len) {
         Ok(bytes) => out.assembly.take(rel, bytes),
-        Err(e) => cannot(e, out),
+        Err(e) => cannot_read(e, rel, &path, required, out),
     }
+}
+
+/// The file `found` of the layout, size-checked and charged against the snapshot's totals
+/// before it is read: its snapshot name, path and size; `None` for a file that is not read.
+fn admit(base: &Path, found: &str, required: bool, out: &mut Collected) -> Result<Option<(String, PathBuf, u64)>> {
+    let Some(rel) = layout_name(found) else { return Ok(None) };
+    let path = base.join(found);
+    let len = match fs::symlink_metadata(&path) {
+        Ok(meta) => meta.len(),
+        Err(e) => return cannot_read(e, rel, &path, required, out).map(|()| None),
+    };
+    let shown = path.display().to_string();
+    check_size(&rel, len, &shown)?;
+    out.charge(&rel, len, &shown)?;
+    Ok(Some((rel, path, len)))
+}
+
+/// A file that cannot be read stops the run if it is `required`, and is a gap otherwise.
+fn cannot_read(e: std::io::Error, rel: String, path: &Path, required: bool, out: &mut Collected) -> Result<()> {
+    if required {
+        return Err(unreadable(&e, path));
+    }
+    out.gaps.push(Gap { source: rel, reason: format!("cannot read: {e}; the checks that need it were skipped") });
+    Ok(())
+}
+
+fn unreadable(e: &std::io::Error, path: &Path) -> Error {
+    Error::new(format!("cannot read file: {e}")).at(path.display())
 }
 
 /// Reads at most `len` bytes (a file that grew while being read is cut at the size checked).
@@ -573,7 +580,7 @@ impl Assembly {
     fn take_object_files(&mut self, files: &[(String, PathBuf, u64)]) -> Result<()> {
         let this = &*self;
         let parts = crate::parallel::in_parallel(files, |(rel, path, len)| {
-            let bytes = read_capped(fs::File::open(path), *len).map_err(|e| Error::new(format!("cannot read file: {e}")).at(path.display()))?;
+            let bytes = read_capped(fs::File::open(path), *len).map_err(|e| unreadable(&e, path))?;
             this.decode_object_file(rel, &bytes)
         });
         let (objects, gaps): (Vec<Objects>, Vec<Option<Gap>>) = parts.into_iter().collect::<Result<Vec<_>>>()?.into_iter().unzip();
