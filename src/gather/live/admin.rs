@@ -14,7 +14,7 @@ use crate::gather::files::{CONFIG_DUMP_FILE, SERVER_INFO_FILE, stats_file};
 use crate::intent::target::Target;
 use crate::istio::names::ClusterName;
 use crate::snapshot::{Blob, Gap, ProxyCapture, StatsFormat, admin_source};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -113,8 +113,8 @@ pub struct Reader<'a> {
     timeout: Duration,
     deadline: &'a Deadline,
     read: ProxyRead,
-    /// Config dump elements fetched so far, by field.
-    found: BTreeMap<&'static str, Vec<Value>>,
+    /// Config dump elements fetched so far, by field, as Envoy wrote them.
+    found: BTreeMap<&'static str, Vec<String>>,
     /// Requests answered (by the name gaps give them), whatever the status.
     answered: BTreeSet<String>,
 }
@@ -332,41 +332,81 @@ fn literal(text: &str) -> String {
 }
 
 /// `{"configs": [elements]}` (a filtered dump) → the elements, each without its `@type`.
-/// Envoy answers `{}` when nothing matches.
-fn elements(body: &[u8]) -> Result<Vec<Value>, serde_json::Error> {
+/// Envoy answers `{}` when nothing matches. The elements stay text: a big mesh's route
+/// configuration runs to megabytes, and the analysis decodes it once, later.
+fn elements(body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Filtered {
         #[serde(default)]
-        configs: Vec<Map<String, Value>>,
+        configs: Vec<Fields>,
     }
     let filtered: Filtered = serde_json::from_slice(body)?;
-    Ok(filtered
-        .configs
-        .into_iter()
-        .map(|mut element| {
-            // In a full dump the element type is implied by the section field.
-            element.remove("@type");
-            Value::Object(element)
-        })
-        .collect())
+    // In a full dump the element type is implied by the section field.
+    filtered.configs.into_iter().map(|Fields(fields)| object(fields.iter().filter(|(k, _)| k != "@type").map(|(k, v)| (k.as_str(), &**v)))).collect()
+}
+
+/// A JSON object's members in their order, each value left as text.
+struct Fields(Vec<(String, Box<RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Fields, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a config dump element (an object)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// The JSON text of the object with `members`, in order.
+fn object<'a>(members: impl Iterator<Item = (&'a str, &'a RawValue)>) -> Result<String, serde_json::Error> {
+    let mut text = String::from("{");
+    for (i, (key, value)) in members.enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&serde_json::to_string(key)?);
+        text.push(':');
+        text.push_str(value.get());
+    }
+    text.push('}');
+    Ok(text)
 }
 
 /// A whole config dump (`{"configs": [sections]}`) from the fetched fields, in Envoy's section
 /// order; a section none of whose fields was fetched is left out.
-fn assemble(found: &BTreeMap<&'static str, Vec<Value>>) -> Vec<u8> {
-    let configs: Vec<Value> = LAYOUT
-        .iter()
-        .filter(|(_, fields)| fields.iter().any(|f| found.contains_key(f)))
-        .map(|(ty, fields)| {
-            let mut section = Map::new();
-            section.insert("@type".into(), format!("type.googleapis.com/envoy.admin.v3.{ty}").into());
-            for field in fields.iter().filter(|f| found.contains_key(*f)) {
-                section.insert((*field).into(), Value::Array(found[field].clone()));
+fn assemble(found: &BTreeMap<&'static str, Vec<String>>) -> Vec<u8> {
+    let mut out = String::from("{\"configs\":[");
+    let sections = LAYOUT.iter().filter(|(_, fields)| fields.iter().any(|f| found.contains_key(f)));
+    for (i, (ty, fields)) in sections.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("{{\"@type\":\"type.googleapis.com/envoy.admin.v3.{ty}\""));
+        for field in fields.iter().filter(|f| found.contains_key(*f)) {
+            out.push_str(&format!(",\"{field}\":["));
+            for (j, element) in found[field].iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push_str(element);
             }
-            Value::Object(section)
-        })
-        .collect();
-    serde_json::to_vec_pretty(&serde_json::json!({ "configs": configs })).unwrap_or_default()
+            out.push(']');
+        }
+        out.push('}');
+    }
+    out.push_str("]}");
+    out.into_bytes()
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
@@ -385,6 +425,7 @@ fn query_escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn filtered_elements_reassemble_into_sections() {
@@ -396,6 +437,9 @@ mod tests {
         assert_eq!(v["configs"][0]["dynamic_route_configs"][0]["route_config"]["name"], "9080");
         assert!(v["configs"][0]["dynamic_route_configs"][0].get("@type").is_none());
         assert!(elements(b"{}").unwrap().is_empty());
+        // Envoy's text is kept as it is, members in their order.
+        let text = String::from_utf8(dump).unwrap();
+        assert!(text.contains(r#"{"version_info":"1","route_config":{"name":"9080"}}"#), "{text}");
     }
 
     #[test]
