@@ -6,7 +6,7 @@
 use std::fmt;
 
 /// A failure that stops the run, with the place it happened and a hint for the user.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Error {
     message: String,
     location: Option<String>,

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::snapshot::{MANIFEST_FILE, Manifest};
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::fs;
 use std::path::Path;
 
@@ -32,9 +32,16 @@ fn layout(capture: &Capture, manifest: &Manifest) -> Result<Vec<(String, Vec<u8>
     let manifest = serde_json::to_value(manifest).map_err(|e| Error::new(format!("cannot encode {MANIFEST_FILE}: {e}")))?;
     files.push((MANIFEST_FILE.to_string(), pretty(&manifest)));
     for (file, items) in &capture.lists {
-        // `kind: List`, as `kubectl get -o json` writes several objects.
-        let list = json!({ "apiVersion": "v1", "kind": "List", "items": items });
-        files.push((format!("{OBJECTS_DIR}/{file}"), pretty(&list)));
+        // `kind: List`, as `kubectl get -o json` writes several objects; one item per line.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct List<'a> {
+            api_version: &'static str,
+            kind: &'static str,
+            items: &'a [Box<serde_json::value::RawValue>],
+        }
+        let list = serde_json::to_vec_pretty(&List { api_version: "v1", kind: "List", items }).unwrap_or_default();
+        files.push((format!("{OBJECTS_DIR}/{file}"), list));
     }
     for proxy in &capture.proxies {
         for part in [&proxy.namespace, &proxy.pod] {

@@ -22,12 +22,13 @@ use crate::intent::{
     target::{Caller, Target},
 };
 use crate::question::{From, Question};
-use crate::snapshot::{FORMAT_VERSION, Gap, Manifest, NOT_SERVED, ProxyCapture, Snapshot};
+use crate::snapshot::{FORMAT_VERSION, Gap, Manifest, NOT_SERVED, Objects, ProxyCapture, Snapshot};
 use ::kube::Api;
 use ::kube::core::params::ListParams;
 use indicatif::{ProgressBar, ProgressStyle};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -100,8 +101,9 @@ pub struct LiveOptions {
 /// returned them (one list per resource), each proxy's admin output, and the gaps.
 #[derive(Debug)]
 pub struct Capture {
-    /// Objects per file name under `objects/` (`pods.json`, `virtualservices.networking.istio.io.json`).
-    pub lists: BTreeMap<String, Vec<Value>>,
+    /// Objects per file name under `objects/` (`pods.json`, `virtualservices.networking.istio.io.json`),
+    /// as JSON text: the analysis reads them decoded, from `decoded`.
+    pub lists: BTreeMap<String, Vec<Box<RawValue>>>,
     /// Admin output per proxy.
     pub proxies: Vec<ProxyCapture>,
     /// What could not be read, and why.
@@ -112,6 +114,9 @@ pub struct Capture {
     pub context: Option<String>,
     /// (file, namespace, name) of every object added, to drop repeats.
     seen: BTreeSet<(String, String, String)>,
+    /// The objects of each file of `lists`, decoded once as they are added (or the first
+    /// item's error): a question takes a snapshot several times while it reads.
+    decoded: BTreeMap<String, Result<Objects>>,
 }
 
 impl Capture {
@@ -124,6 +129,7 @@ impl Capture {
             collected: Vec::new(),
             context: cluster.context.clone(),
             seen: BTreeSet::new(),
+            decoded: BTreeMap::new(),
         }
     }
 
@@ -131,11 +137,8 @@ impl Capture {
     /// files (same documents, same order), so live and offline analyses agree.
     pub fn snapshot(&self) -> Result<Snapshot> {
         let mut snapshot = Snapshot { gaps: self.gaps.clone(), ..Default::default() };
-        for (file, items) in &self.lists {
-            for (i, item) in items.iter().enumerate() {
-                snapshot.objects.add_document(item.clone(), &format!("API server, {file} items[{i}]"))?;
-            }
-        }
+        let parts = self.decoded.values().map(|part| part.as_ref().cloned().map_err(Error::clone)).collect::<Result<Vec<Objects>>>()?;
+        snapshot.objects.absorb_all(parts);
         let repeats = snapshot.objects.sort();
         snapshot.gaps.extend(repeats);
         snapshot.objects.as_of = Some(k8s_openapi::jiff::Timestamp::now().as_second());
@@ -187,12 +190,21 @@ impl Capture {
     fn add(&mut self, kind: &Kind, items: Vec<Value>) {
         let file = format!("{}.json", kind.resource());
         let list = self.lists.entry(file.clone()).or_default();
+        let part = self.decoded.entry(file.clone()).or_insert_with(|| Ok(Objects::default()));
         for mut item in items {
             let text = |p: &str| item.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
             // Pods can be listed twice (a caller namespace and a gateway selector).
             if self.seen.insert((file.clone(), text("/metadata/namespace"), text("/metadata/name"))) {
                 scrub(&mut item);
-                list.push(item);
+                // Serializing a `Value` cannot fail: its keys are strings.
+                let Ok(text) = serde_json::value::to_raw_value(&item) else { continue };
+                // As the reader decodes the written file: same documents, same origins.
+                if let Ok(objects) = part
+                    && let Err(e) = objects.add_document(item, &format!("API server, {file} items[{}]", list.len()))
+                {
+                    *part = Err(e);
+                }
+                list.push(text);
             }
         }
     }
