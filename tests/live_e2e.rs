@@ -712,6 +712,22 @@ fn callers_are_read_at_the_same_time() {
     api.assert_read_only();
 }
 
+#[test]
+fn lists_are_read_at_the_same_time() {
+    require_tools!();
+    // No list is answered until four wait for an answer: a client that lists one kind after
+    // another runs into --request-timeout, and its lists become gaps.
+    let api = ApiServer::sample(shared_envoy(), &["--lists-together", "4"]);
+    let kc = api.kubeconfig();
+    let out = mesh_why(&["reviews", "--kubeconfig", kc.to_str().unwrap(), "--from", PRODUCTPAGE, "--request-timeout", "5s", "-o", "json"], &[]);
+    assert_ne!(out.status.code(), Some(2), "{}", text(&out));
+    let report = json(&out);
+    let unlisted: Vec<String> = gaps(&report).into_iter().filter(|g| g.contains("could not be listed")).collect();
+    assert!(unlisted.is_empty(), "{unlisted:#?}");
+    assert!(proxy_read(&report, PRODUCTPAGE), "{:#?}", gaps(&report));
+    api.assert_read_only();
+}
+
 /// `NAME: VALUE` lines of Envoy's text stats.
 fn stat_lines(text: &[u8]) -> std::collections::BTreeMap<String, String> {
     String::from_utf8_lossy(text).lines().filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect()

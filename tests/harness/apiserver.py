@@ -17,14 +17,17 @@ unchanged:
 Objects come from JSON files; nothing is ever written.  Every request is
 appended to a JSON-lines log so tests can assert that the client under test
 only read.  Fault flags simulate RBAC denial, a cluster without Istio, and
-broken or hanging port-forward streams; --portforward-together shows how many
-port-forwards a client opens at once.  Everything listens on 127.0.0.1.
+broken or hanging port-forward streams; --portforward-together and --lists-together
+show how many port-forwards and lists a client has in flight at once, and
+--latency gives every answer a remote cluster's round trip.  Everything listens
+on 127.0.0.1.
 
     apiserver.py --objects DIR [--portforward NS/POD=127.0.0.1:PORT ...]
                  [--request-log FILE] [--forbid PLURAL ...] [--no-istio-crds]
                  [--portforward-cut-after BYTES] [--portforward-hang] [--portforward-together N]
                  [--fail PLURAL=CODE ...] [--bad-json PLURAL ...] [--hang PLURAL ...]
                  [--endless-list PLURAL ...] [--max-page N] [--unauthorized MESSAGE]
+                 [--lists-together N] [--latency SECONDS]
 
 The first line on stdout is ``LISTENING 127.0.0.1:PORT``.
 """
@@ -134,6 +137,8 @@ class Faults:
     endless: frozenset = frozenset()   # plurals whose lists stream items without end
     max_page: int | None = None        # most items per list page, whatever `limit` asks
     unauthorized: str | None = None    # every REST request answers 401 with this message
+    latency: float = 0.0               # seconds before each REST answer (--latency)
+    lists_together: "portforward.Together | None" = None  # see --lists-together
 
     def list_fault(self, request: "Request") -> str | None:
         """The fault for a list request of a faulted resource: 'hang', 'endless' or None."""
@@ -808,6 +813,10 @@ class Server:
                     self.log.record(request, 200)
                     await self.endless_list(writer)
                     return
+                if self.faults.latency:
+                    await asyncio.sleep(self.faults.latency)
+                if self.faults.lists_together is not None and "limit" in request.query:
+                    await self.faults.lists_together.wait()
                 response = self.respond(request)
                 self.log.record(request, response.status)
                 writer.write(json_response_bytes(response, keep_alive))
@@ -987,6 +996,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="at most N items per list page (with a continue token)")
     parser.add_argument("--unauthorized", metavar="MESSAGE",
                         help="answer every REST request 401 with this Status message")
+    parser.add_argument("--lists-together", type=int, metavar="N",
+                        help="hold answers to lists (requests with `limit`) until N have been asked "
+                             "for, then answer all: a client listing one at a time gets no answer")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="answer each REST request, and pass on each port-forward chunk to a "
+                             "pod, this long after it arrives: a remote API server's round trip")
     return parser.parse_args(argv)
 
 
@@ -1001,9 +1016,11 @@ async def serve(args: argparse.Namespace) -> None:
     faults = Faults(forbid=frozenset(args.forbid), no_istio_crds=args.no_istio_crds,
                     fail=tuple(args.fail), bad_json=frozenset(args.bad_json),
                     hang=frozenset(args.hang), endless=frozenset(args.endless_list),
-                    max_page=args.max_page, unauthorized=args.unauthorized,
+                    max_page=args.max_page, unauthorized=args.unauthorized, latency=args.latency,
+                    lists_together=None if args.lists_together is None else portforward.Together(args.lists_together),
                     sessions=portforward.SessionFaults(cut_after=args.portforward_cut_after,
                                                        hang=args.portforward_hang,
+                                                       latency=args.latency,
                                                        together=None if args.portforward_together is None
                                                        else portforward.Together(args.portforward_together)))
     registry = Registry(faults)

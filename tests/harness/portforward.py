@@ -30,12 +30,14 @@ class SessionFaults:
     cut_after: int | None = None   # bytes from the pod before the connection drops
     hang: bool = False             # accept streams, never serve them
     together: Together | None = None  # shared by every session: see Together
+    latency: float = 0.0           # seconds before client bytes reach the pod (--latency)
 
 
 class Together:
     """--portforward-together N: dials to an Envoy admin port are held until N have been asked
     for, then all go through. A client that opens fewer port-forwards at once gets no answer
-    from the first ones, so a test sees how many it opens together (a kubelet never waits)."""
+    from the first ones, so a test sees how many it opens together (a kubelet never waits).
+    apiserver.py's --lists-together holds list requests the same way."""
 
     def __init__(self, size: int):
         self.size = size
@@ -176,6 +178,8 @@ class ChannelPortForward:
                 continue
             writer = self.pod_writers.get(payload[0] // 2)
             if writer is not None:
+                if self.faults.latency:
+                    await asyncio.sleep(self.faults.latency)
                 writer.write(payload[1:])
                 await writer.drain()
 
@@ -292,6 +296,8 @@ class SpdyPortForward:
     async def relay_to_pod(self, data: SpdyStream, writer: asyncio.StreamWriter) -> None:
         """Client bytes to the pod; FIN half-closes, RST_STREAM closes."""
         while (chunk := await data.inbound.get()):
+            if self.faults.latency:
+                await asyncio.sleep(self.faults.latency)
             writer.write(chunk)
             await writer.drain()
         if chunk is None:

@@ -13,7 +13,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::params::ListParams;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// How to reach the cluster: kubectl's `--kubeconfig` and `--context`, plus timeouts.
 #[derive(Debug, Clone)]
@@ -40,7 +42,14 @@ pub struct Cluster {
     pub request_timeout: Duration,
     /// Who the client authenticates as, to name it when credentials fail.
     user: User,
+    /// Bounds the requests in flight at once (see [`CONCURRENT_REQUESTS`]).
+    permits: Arc<Semaphore>,
 }
+
+/// API requests in flight at once. A question's lists are independent of each other, and
+/// against a remote API server their time is mostly round trips, so they are sent together;
+/// this keeps the connections they open to a handful, as kubectl's discovery does.
+const CONCURRENT_REQUESTS: usize = 8;
 
 /// Builds a client the way kubectl picks its configuration: `--kubeconfig`, else every file
 /// listed in `KUBECONFIG` that exists (kubectl skips missing ones), else `~/.kube/config`, else
@@ -84,7 +93,7 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster> {
     let default_namespace = config.default_namespace.clone();
     let server = config.cluster_url.to_string();
     let client = build_client(config, &user, &options.deadline).await.map_err(|e| e.at(&server))?;
-    Ok(Cluster { client, context, default_namespace, request_timeout: options.request_timeout, user })
+    Ok(Cluster { client, context, default_namespace, request_timeout: options.request_timeout, user, permits: Arc::new(Semaphore::new(CONCURRENT_REQUESTS)) })
 }
 
 /// Builds the client, which runs an exec credential plugin, on a blocking thread bounded by the
@@ -271,6 +280,8 @@ impl Cluster {
 
     /// The body of the answer to one GET, bounded like [`Cluster::get`].
     async fn body(&self, request: hyper::Request<Vec<u8>>, deadline: &Deadline) -> std::result::Result<hyper::body::Bytes, ApiFailure> {
+        // The semaphore is never closed; waiting for a turn is bounded by the requests ahead.
+        let _turn = self.permits.acquire().await;
         let limit = deadline.cap(self.request_timeout);
         tokio::time::timeout(limit, self.send(request)).await.unwrap_or(Err(ApiFailure::Timeout(limit)))
     }

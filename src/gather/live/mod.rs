@@ -161,23 +161,14 @@ impl Capture {
         }
     }
 
-    /// Lists `kind` in `namespace` into the capture; a failure becomes a gap.
-    async fn list_in(&mut self, cluster: &Cluster, kind: &Kind, namespace: &str, params: &ListParams, deadline: &Deadline) {
-        match cluster.list(kind, Some(namespace), params, deadline).await {
-            Ok(found) => self.add(kind, found),
-            Err(failure) => self.gaps.push(list_gap(kind, Some(namespace), &failure)),
+    /// Adds what `lists` read, in the order they were asked for, as if read one after another.
+    fn take(&mut self, lists: Vec<Listed>) {
+        for listed in lists {
+            self.gaps.extend(listed.gaps);
+            if let Some(kind) = &listed.kind {
+                self.add(kind, listed.items);
+            }
         }
-    }
-
-    /// Lists the pods `selector` picks (a Gateway's, or ztunnel's): cluster-wide, since gateway
-    /// pods may run in any namespace, else in istio-system and `gateway_ns`.
-    async fn selected_pods(&mut self, cluster: &Cluster, gateway_ns: &str, selector: &BTreeMap<String, String>, deadline: &Deadline) {
-        let pods = Kind::core("pods", "Pod", true);
-        let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let params = ListParams::default().labels(&labels.join(","));
-        let fallback: Vec<String> = BTreeSet::from([ISTIO_NAMESPACE.to_string(), gateway_ns.to_string()]).into_iter().collect();
-        let found = list_with_fallback(cluster, &pods, &fallback, &params, deadline, &mut self.gaps).await;
-        self.add(&pods, found);
     }
 
     /// Records how many objects of each file were read.
@@ -208,6 +199,84 @@ impl Capture {
             }
         }
     }
+}
+
+/// One list to read.
+struct Ask {
+    kind: Kind,
+    /// In one namespace, or cluster-wide (falling back to these namespaces one by one).
+    scope: Scope,
+    params: ListParams,
+}
+
+enum Scope {
+    In(String),
+    Wide(Vec<String>),
+}
+
+impl Ask {
+    /// `kind` cluster-wide, or in `namespaces` where that is forbidden.
+    fn wide(kind: Kind, namespaces: &[String]) -> Ask {
+        Ask { kind, scope: Scope::Wide(namespaces.to_vec()), params: ListParams::default() }
+    }
+
+    /// `kind` in `namespace`.
+    fn within(kind: Kind, namespace: &str, params: ListParams) -> Ask {
+        Ask { kind, scope: Scope::In(namespace.to_string()), params }
+    }
+
+    /// The pods `selector` picks (a Gateway's, or ztunnel's): cluster-wide, since gateway pods
+    /// may run in any namespace, else in istio-system and `gateway_ns`.
+    fn selected_pods(gateway_ns: &str, selector: &BTreeMap<String, String>) -> Ask {
+        let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let fallback: Vec<String> = BTreeSet::from([ISTIO_NAMESPACE.to_string(), gateway_ns.to_string()]).into_iter().collect();
+        Ask { kind: pods(), scope: Scope::Wide(fallback), params: ListParams::default().labels(&labels.join(",")) }
+    }
+}
+
+/// What one list (or one get) read: the kind to add its items as (none when the kind is not
+/// served), the items, and the gaps.
+struct Listed {
+    kind: Option<Kind>,
+    items: Vec<Value>,
+    gaps: Vec<Gap>,
+}
+
+impl Listed {
+    /// Only a gap.
+    fn gap(gap: Gap) -> Listed {
+        Listed { kind: None, items: Vec::new(), gaps: vec![gap] }
+    }
+}
+
+/// Reads `asks` together (the cluster bounds how many requests are in flight); the answers
+/// come back in the order asked, so the capture is the same as read one by one.
+async fn read_lists(cluster: &Cluster, asks: Vec<Ask>, deadline: &Deadline) -> Vec<Listed> {
+    futures::future::join_all(asks.into_iter().map(|ask| read_list(cluster, ask, deadline))).await
+}
+
+async fn read_list(cluster: &Cluster, ask: Ask, deadline: &Deadline) -> Listed {
+    let Ask { kind, scope, params } = ask;
+    match scope {
+        Scope::In(namespace) => match cluster.list(&kind, Some(&namespace), &params, deadline).await {
+            Ok(items) => Listed { kind: Some(kind), items, gaps: Vec::new() },
+            // As nothing was read, no (empty) file is written for it either.
+            Err(failure) => Listed::gap(list_gap(&kind, Some(&namespace), &failure)),
+        },
+        Scope::Wide(namespaces) => {
+            let mut gaps = Vec::new();
+            let items = list_with_fallback(cluster, &kind, &namespaces, &params, deadline, &mut gaps).await;
+            Listed { kind: Some(kind), items, gaps }
+        }
+    }
+}
+
+fn pods() -> Kind {
+    Kind::core("pods", "Pod", true)
+}
+
+fn endpoint_slices() -> Kind {
+    Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 }
 
 /// Removes what mesh-why never reads but a shared capture could leak: container environment
@@ -248,7 +317,8 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
     let bar = progress();
     let known: Vec<String> = BTreeSet::from([question.namespace.clone(), question.from_namespace.clone(), ISTIO_NAMESPACE.to_string()]).into_iter().collect();
     bar.set_message(format!("reading Istio and Kubernetes objects ({})", known.join(", ")));
-    let mut capture = read_configuration(cluster, &known, &deadline).await?;
+    cluster.probe(&deadline).await?;
+    let mut capture = read_configuration(cluster, &known, &deadline).await;
 
     let snapshot = capture.snapshot()?;
     let target = Target::resolve(&snapshot.objects, &question.service, &question.namespace, question.port).map_err(|e| {
@@ -259,10 +329,15 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
             None => e,
         }
     })?;
-    read_pods(cluster, question, &target, &snapshot, &deadline, &mut capture).await;
-    read_gateway_credentials(cluster, &deadline, &mut capture).await?;
-
-    let snapshot = capture.snapshot()?;
+    let listed = read_pods(cluster, question, &target, &snapshot, &deadline).await;
+    capture.take(listed);
+    let mut snapshot = capture.snapshot()?;
+    let credentials = read_gateway_credentials(cluster, &snapshot.objects, &deadline).await;
+    let read_more = !credentials.items.is_empty() || !credentials.gaps.is_empty();
+    capture.take(vec![credentials]);
+    if read_more {
+        snapshot = capture.snapshot()?;
+    }
     let choices = proxies::choose(&snapshot, &target, question, options)?;
     capture.gaps.extend(choices.gaps);
     capture.count_objects();
@@ -309,38 +384,36 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
         None => Vec::new(),
         Some(ns) => BTreeSet::from([ns.to_string(), ISTIO_NAMESPACE.to_string()]).into_iter().collect(),
     };
-    let mut capture = read_configuration(cluster, &known, &deadline).await?;
-    let pods = Kind::core("pods", "Pod", true);
-    let slices = Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice");
-    let all = ListParams::default();
-    match namespace {
-        None => {
-            for kind in [&pods, &slices] {
-                let found = list_with_fallback(cluster, kind, &[], &all, &deadline, &mut capture.gaps).await;
-                capture.add(kind, found);
-            }
-        }
+    cluster.probe(&deadline).await?;
+    let listed: Vec<Ask> = match namespace {
+        None => vec![Ask::wide(pods(), &[]), Ask::wide(endpoint_slices(), &[])],
         Some(ns) => {
-            // Read before any pod is listed, so only the configuration is decoded here.
-            // Gateways often share a selector: one list per distinct selector.
-            let selectors: BTreeSet<BTreeMap<String, String>> = capture
-                .snapshot()?
-                .objects
-                .gateways
-                .into_iter()
-                .filter(|g| g.meta.namespace == ns && !g.spec.selector.is_empty())
-                .map(|g| g.spec.selector)
-                .collect();
-            for place in &known {
-                capture.list_in(cluster, &pods, place, &all, &deadline).await;
-            }
-            capture.list_in(cluster, &slices, ns, &all, &deadline).await;
-            for selector in &selectors {
-                capture.selected_pods(cluster, ns, selector, &deadline).await;
-            }
+            let mut asks: Vec<Ask> = known.iter().map(|place| Ask::within(pods(), place, ListParams::default())).collect();
+            asks.push(Ask::within(endpoint_slices(), ns, ListParams::default()));
+            asks
         }
+    };
+    // Pods and EndpointSlices do not depend on the configuration: they are read beside it.
+    let (mut capture, listed) = tokio::join!(read_configuration(cluster, &known, &deadline), read_lists(cluster, listed, &deadline));
+    if let Some(ns) = namespace {
+        // Gateways often share a selector: one list per distinct selector. Taken before any pod
+        // is added, so the snapshot holds only the configuration.
+        let selectors: BTreeSet<BTreeMap<String, String>> = capture
+            .snapshot()?
+            .objects
+            .gateways
+            .into_iter()
+            .filter(|g| g.meta.namespace == ns && !g.spec.selector.is_empty())
+            .map(|g| g.spec.selector)
+            .collect();
+        let selected = read_lists(cluster, selectors.iter().map(|s| Ask::selected_pods(ns, s)).collect(), &deadline).await;
+        capture.take(listed);
+        capture.take(selected);
+    } else {
+        capture.take(listed);
     }
-    read_gateway_credentials(cluster, &deadline, &mut capture).await?;
+    let credentials = read_gateway_credentials(cluster, &capture.snapshot()?.objects, &deadline).await;
+    capture.take(vec![credentials]);
     capture.count_objects();
     capture.gaps.push(Gap {
         source: crate::diagnose::NO_PROXIES.into(),
@@ -353,17 +426,20 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
     Ok(capture)
 }
 
-/// Gets, by name, the Secrets running gateways take TLS certificates from, and keeps only
-/// their reduction (data key names, certificate validity dates): the Secret's data is dropped
-/// here and never reaches the capture or the output. No other Secret is requested.
-async fn read_gateway_credentials(cluster: &Cluster, deadline: &Deadline, capture: &mut Capture) -> Result<()> {
+/// Gets, by name, the Secrets the running gateways among `objects` take TLS certificates from,
+/// and keeps only their reduction (data key names, certificate validity dates): the Secret's
+/// data is dropped here and never reaches the capture or the output. No other Secret is
+/// requested.
+async fn read_gateway_credentials(cluster: &Cluster, objects: &Objects, deadline: &Deadline) -> Listed {
     let kind = Kind::core("secrets", "Secret", true);
-    let mut reduced = Vec::new();
-    for (ns, name) in crate::istio::credential_references(&capture.snapshot()?.objects) {
-        match cluster.get_object(&kind, &ns, &name, deadline).await {
+    let references: Vec<(String, String)> = crate::istio::credential_references(objects).into_iter().collect();
+    let answers = futures::future::join_all(references.iter().map(|(ns, name)| cluster.get_object(&kind, ns, name, deadline))).await;
+    let mut listed = Listed { kind: Some(kind.clone()), items: Vec::new(), gaps: Vec::new() };
+    for ((ns, name), answer) in references.iter().zip(answers) {
+        match answer {
             Ok(value) => {
                 if let Ok(secret) = serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(value) {
-                    reduced.push(crate::snapshot::Credential::reduced_secret(&secret));
+                    listed.items.push(crate::snapshot::Credential::reduced_secret(&secret));
                 }
             }
             // Absent: the missing-credential check says so.
@@ -375,28 +451,25 @@ async fn read_gateway_credentials(cluster: &Cluster, deadline: &Deadline, captur
                     }
                     other => format!("could not be read: {}", other.describe()),
                 };
-                capture.gaps.push(Gap { source: kind.resource(), reason: format!("Secret {ns}/{name} {why}") });
+                listed.gaps.push(Gap { source: kind.resource(), reason: format!("Secret {ns}/{name} {why}") });
             }
         }
     }
-    capture.add(&kind, reduced);
-    Ok(())
+    listed
 }
 
 /// A capture of the configuration: Namespaces, Services, the Istio kinds and meshConfig,
-/// cluster-wide, or in `known` namespaces where a cluster-wide list is forbidden.
-async fn read_configuration(cluster: &Cluster, known: &[String], deadline: &Deadline) -> Result<Capture> {
-    cluster.probe(deadline).await?;
+/// cluster-wide, or in `known` namespaces where a cluster-wide list is forbidden. All of it is
+/// read at once, and added in that order.
+async fn read_configuration(cluster: &Cluster, known: &[String], deadline: &Deadline) -> Capture {
     let mut capture = Capture::new(cluster);
-    let all = ListParams::default();
-    let namespaces = Kind::core("namespaces", "Namespace", false);
-    let found = list_with_fallback(cluster, &namespaces, &[], &all, deadline, &mut capture.gaps).await;
-    capture.add(&namespaces, found);
-    let found = list_with_fallback(cluster, &services(), known, &all, deadline, &mut capture.gaps).await;
-    capture.add(&services(), found);
-    read_istio_kinds(cluster, known, deadline, &mut capture).await;
-    read_mesh_config(cluster, deadline, &mut capture).await;
-    Ok(capture)
+    let core = vec![Ask::wide(Kind::core("namespaces", "Namespace", false), &[]), Ask::wide(services(), known)];
+    let (core, istio, mesh) =
+        tokio::join!(read_lists(cluster, core, deadline), read_istio_kinds(cluster, known, deadline), read_mesh_config(cluster, deadline));
+    capture.take(core);
+    capture.take(istio);
+    capture.take(vec![mesh]);
+    capture
 }
 
 /// Services: the target's lookup needs them, so their gap is named in its error.
@@ -406,75 +479,68 @@ fn services() -> Kind {
 
 /// Lists the Istio kinds at the first served version of each; a kind whose group is not served
 /// (Istio not installed) is a gap.
-async fn read_istio_kinds(cluster: &Cluster, known: &[String], deadline: &Deadline, capture: &mut Capture) {
-    let all = ListParams::default();
-    // Several kinds share a group version; ask discovery about each one once.
-    let mut served: BTreeMap<String, std::result::Result<Vec<String>, String>> = BTreeMap::new();
-    for (group, versions, plural, kind_name) in ISTIO_KINDS {
-        let mut chosen = None;
+async fn read_istio_kinds(cluster: &Cluster, known: &[String], deadline: &Deadline) -> Vec<Listed> {
+    // Discovery first, about every group version at once; several kinds share one.
+    let asked: BTreeSet<(&str, &str)> = ISTIO_KINDS.iter().flat_map(|(group, versions, ..)| versions.iter().map(move |v| (*group, *v))).collect();
+    let answers = futures::future::join_all(asked.iter().map(|(group, version)| cluster.served_resources(group, version, deadline))).await;
+    let served: BTreeMap<(&str, &str), std::result::Result<Vec<String>, String>> =
+        asked.iter().copied().zip(answers.into_iter().map(|a| a.map_err(|f| f.describe()))).collect();
+    let plans = ISTIO_KINDS.iter().map(|(group, versions, plural, kind_name)| {
         let mut failed = None;
         for version in *versions {
-            let key = format!("{group}/{version}");
-            if !served.contains_key(&key) {
-                let answer = cluster.served_resources(group, version, deadline).await.map_err(|f| f.describe());
-                served.insert(key.clone(), answer);
-            }
-            match &served[&key] {
-                Ok(names) if names.iter().any(|n| n == plural) => {
-                    chosen = Some(version.to_string());
-                    break;
-                }
+            match &served[&(*group, *version)] {
+                Ok(names) if names.iter().any(|n| n == plural) => return Ok(Ask::wide(Kind::grouped(group, version, plural, kind_name), known)),
                 Ok(_) => {}
                 Err(reason) => failed = Some(reason.clone()),
             }
         }
         let source = format!("{plural}.{group}");
-        match (chosen, failed) {
-            (Some(version), _) => {
-                let kind = Kind::grouped(group, &version, plural, kind_name);
-                let found = list_with_fallback(cluster, &kind, known, &all, deadline, &mut capture.gaps).await;
-                capture.add(&kind, found);
-            }
-            (None, Some(reason)) => capture.gaps.push(Gap { source, reason: format!("API discovery failed: {reason}") }),
-            (None, None) => {
+        Err(match failed {
+            Some(reason) => Gap { source, reason: format!("API discovery failed: {reason}") },
+            None => {
                 let hint = match *group {
                     GATEWAY_API_GROUP => "are the Gateway API CRDs (this kind's channel) installed?",
                     "networking.k8s.io" => "Kubernetes serves it from 1.19 on",
                     _ => "are Istio's CRDs installed?",
                 };
-                capture.gaps.push(Gap { source, reason: format!("{NOT_SERVED} in {}: {hint}", versions.join(", ")) })
+                Gap { source, reason: format!("{NOT_SERVED} in {}: {hint}", versions.join(", ")) }
             }
+        })
+    });
+    let lists = plans.map(|plan| async move {
+        match plan {
+            Ok(ask) => read_list(cluster, ask, deadline).await,
+            Err(gap) => Listed::gap(gap),
         }
-    }
+    });
+    futures::future::join_all(lists).await
 }
 
 /// Reads meshConfig from the `istio` ConfigMap, keeping only its `mesh` key.
-async fn read_mesh_config(cluster: &Cluster, deadline: &Deadline, capture: &mut Capture) {
+async fn read_mesh_config(cluster: &Cluster, deadline: &Deadline) -> Listed {
     let kind = Kind::core("configmaps", "ConfigMap", true);
     let source = format!("configmap {ISTIO_NAMESPACE}/istio (meshConfig)");
+    let gap = |reason: String| Listed::gap(Gap { source: source.clone(), reason });
     match cluster.get_object(&kind, ISTIO_NAMESPACE, "istio", deadline).await {
         Ok(mut object) => {
             // Other keys (meshNetworks, values) are not used; leave them out of the snapshot.
             if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
                 data.retain(|k, _| k == "mesh");
             }
-            capture.add(&kind, vec![object]);
+            Listed { kind: Some(kind), items: vec![object], gaps: Vec::new() }
         }
-        Err(ApiFailure::NotFound(_)) => capture.gaps.push(Gap { source, reason: "not found: Istio's default mesh settings were assumed".into() }),
-        Err(ApiFailure::Forbidden(message)) => capture.gaps.push(Gap {
-            source,
-            reason: format!(
-                "not readable ({message}); Istio's default mesh settings were assumed. Grant it with a Role in {ISTIO_NAMESPACE} rule `apiGroups: [\"\"], resources: [\"configmaps\"], resourceNames: [\"istio\"], verbs: [\"get\"]`"
-            ),
-        }),
-        Err(other) => capture.gaps.push(Gap { source, reason: format!("could not be read ({}); Istio's default mesh settings were assumed", other.describe()) }),
+        Err(ApiFailure::NotFound(_)) => gap("not found: Istio's default mesh settings were assumed".into()),
+        Err(ApiFailure::Forbidden(message)) => gap(format!(
+            "not readable ({message}); Istio's default mesh settings were assumed. Grant it with a Role in {ISTIO_NAMESPACE} rule `apiGroups: [\"\"], resources: [\"configmaps\"], resourceNames: [\"istio\"], verbs: [\"get\"]`"
+        )),
+        Err(other) => gap(format!("could not be read ({}); Istio's default mesh settings were assumed", other.describe())),
     }
 }
 
 /// Lists pods where callers, gateways and backends can be, the service's EndpointSlices, and
 /// the Deployment `--from deploy/NAME` names.
-async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snapshot: &Snapshot, deadline: &Deadline, capture: &mut Capture) {
-    let pods = Kind::core("pods", "Pod", true);
+async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snapshot: &Snapshot, deadline: &Deadline) -> Vec<Listed> {
+    let mut asks = Vec::new();
     for ns in proxies::caller_namespaces(snapshot, target, question) {
         // The service's namespace is listed whole (its pods are backends, callers, and what its
         // Sidecars select); another namespace only for the callers `--from` names there.
@@ -484,23 +550,22 @@ async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snap
             Some(From::Labels(labels)) => ListParams::default().labels(&labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")),
             _ => ListParams::default(),
         };
-        capture.list_in(cluster, &pods, &ns, &params, deadline).await;
+        asks.push(Ask::within(pods(), &ns, params));
     }
     for (gateway, selector) in proxies::gateway_selectors(snapshot, target) {
-        capture.selected_pods(cluster, gateway.split('/').next().unwrap_or(ISTIO_NAMESPACE), &selector, deadline).await;
+        asks.push(Ask::selected_pods(gateway.split('/').next().unwrap_or(ISTIO_NAMESPACE), &selector));
     }
     // Ambient callers' node proxies, to read the service's waypoint binding from.
     if snapshot.objects.namespaces.iter().any(|ns| crate::istio::ambient::namespace_is_ambient(&snapshot.objects, &ns.meta.name)) {
-        capture.selected_pods(cluster, ISTIO_NAMESPACE, &BTreeMap::from([("app".to_string(), crate::istio::ambient::ZTUNNEL_APP.to_string())]), deadline).await;
+        asks.push(Ask::selected_pods(ISTIO_NAMESPACE, &BTreeMap::from([("app".to_string(), crate::istio::ambient::ZTUNNEL_APP.to_string())])));
     }
-    let slices = Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice");
     let params = ListParams::default().labels(&format!("kubernetes.io/service-name={}", target.name));
-    capture.list_in(cluster, &slices, &target.namespace, &params, deadline).await;
+    asks.push(Ask::within(endpoint_slices(), &target.namespace, params));
     if let Some(From::Deployment(name)) = &question.from {
         let deployments = Kind::grouped("apps", "v1", "deployments", "Deployment");
-        let params = ListParams::default().fields(&format!("metadata.name={name}"));
-        capture.list_in(cluster, &deployments, &question.from_namespace, &params, deadline).await;
+        asks.push(Ask::within(deployments, &question.from_namespace, ListParams::default().fields(&format!("metadata.name={name}"))));
     }
+    read_lists(cluster, asks, deadline).await
 }
 
 /// Reads the chosen proxies, a few at a time, each bounded by the overall deadline.
