@@ -413,7 +413,7 @@ fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, A
 /// Lists `kind` cluster-wide, falling back to `namespaces` one by one when the cluster-wide list
 /// is forbidden. Every failure becomes a gap that says what is missing and which RBAC rule would
 /// grant it.
-pub async fn list_with_fallback(
+async fn list_with_fallback(
     cluster: &Cluster,
     kind: &Kind,
     namespaces: &[String],
@@ -456,8 +456,79 @@ pub async fn list_with_fallback(
     items
 }
 
+/// One list to read.
+pub struct Ask {
+    /// What to list.
+    pub kind: Kind,
+    /// Where.
+    pub scope: Scope,
+    /// Selectors.
+    pub params: ListParams,
+}
+
+/// Where a list is read.
+pub enum Scope {
+    /// In one namespace.
+    In(String),
+    /// Cluster-wide, falling back to these namespaces one by one where that is forbidden.
+    Wide(Vec<String>),
+}
+
+impl Ask {
+    /// `kind` cluster-wide, or in `namespaces` where that is forbidden.
+    pub fn wide(kind: Kind, namespaces: &[String]) -> Ask {
+        Ask { kind, scope: Scope::Wide(namespaces.to_vec()), params: ListParams::default() }
+    }
+
+    /// `kind` in `namespace`.
+    pub fn within(kind: Kind, namespace: &str, params: ListParams) -> Ask {
+        Ask { kind, scope: Scope::In(namespace.to_string()), params }
+    }
+}
+
+/// What one list (or one get) read: the kind to add its items as (none when the kind is not
+/// served), the items, and the gaps.
+pub struct Listed {
+    /// The kind to add the items as.
+    pub kind: Option<Kind>,
+    /// The objects.
+    pub items: Vec<Value>,
+    /// What could not be read.
+    pub gaps: Vec<Gap>,
+}
+
+impl Listed {
+    /// Only a gap.
+    pub fn gap(gap: Gap) -> Listed {
+        Listed { kind: None, items: Vec::new(), gaps: vec![gap] }
+    }
+}
+
+/// Reads `asks` together (the cluster bounds how many requests are in flight); the answers
+/// come back in the order asked, so the capture is the same as read one by one.
+pub async fn read_lists(cluster: &Cluster, asks: Vec<Ask>, deadline: &Deadline) -> Vec<Listed> {
+    futures::future::join_all(asks.into_iter().map(|ask| read_list(cluster, ask, deadline))).await
+}
+
+/// Reads one list; a failure is a gap.
+pub async fn read_list(cluster: &Cluster, ask: Ask, deadline: &Deadline) -> Listed {
+    let Ask { kind, scope, params } = ask;
+    match scope {
+        Scope::In(namespace) => match cluster.list(&kind, Some(&namespace), &params, deadline).await {
+            Ok(items) => Listed { kind: Some(kind), items, gaps: Vec::new() },
+            // As nothing was read, no (empty) file is written for it either.
+            Err(failure) => Listed::gap(list_gap(&kind, Some(&namespace), &failure)),
+        },
+        Scope::Wide(namespaces) => {
+            let mut gaps = Vec::new();
+            let items = list_with_fallback(cluster, &kind, &namespaces, &params, deadline, &mut gaps).await;
+            Listed { kind: Some(kind), items, gaps }
+        }
+    }
+}
+
 /// The gap for a failed list of `kind` (in `namespace`, or cluster-wide).
-pub fn list_gap(kind: &Kind, namespace: Option<&str>, failure: &ApiFailure) -> Gap {
+fn list_gap(kind: &Kind, namespace: Option<&str>, failure: &ApiFailure) -> Gap {
     let place = namespace.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
     let reason = match failure {
         ApiFailure::Forbidden(message) => {

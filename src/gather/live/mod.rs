@@ -12,7 +12,7 @@ pub mod portforward;
 pub mod proxies;
 
 use self::admin::{Reader, Role};
-use self::kube::{ApiFailure, Cluster, Kind, list_gap, list_with_fallback};
+use self::kube::{ApiFailure, Ask, Cluster, Kind, Listed, Scope, read_list, read_lists};
 use self::portforward::{AdminConnection, AdminFailure};
 use self::proxies::Choice;
 use crate::error::{Error, Result};
@@ -201,74 +201,12 @@ impl Capture {
     }
 }
 
-/// One list to read.
-struct Ask {
-    kind: Kind,
-    /// In one namespace, or cluster-wide (falling back to these namespaces one by one).
-    scope: Scope,
-    params: ListParams,
-}
-
-enum Scope {
-    In(String),
-    Wide(Vec<String>),
-}
-
-impl Ask {
-    /// `kind` cluster-wide, or in `namespaces` where that is forbidden.
-    fn wide(kind: Kind, namespaces: &[String]) -> Ask {
-        Ask { kind, scope: Scope::Wide(namespaces.to_vec()), params: ListParams::default() }
-    }
-
-    /// `kind` in `namespace`.
-    fn within(kind: Kind, namespace: &str, params: ListParams) -> Ask {
-        Ask { kind, scope: Scope::In(namespace.to_string()), params }
-    }
-
-    /// The pods `selector` picks (a Gateway's, or ztunnel's): cluster-wide, since gateway pods
-    /// may run in any namespace, else in istio-system and `gateway_ns`.
-    fn selected_pods(gateway_ns: &str, selector: &BTreeMap<String, String>) -> Ask {
-        let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let fallback: Vec<String> = BTreeSet::from([ISTIO_NAMESPACE.to_string(), gateway_ns.to_string()]).into_iter().collect();
-        Ask { kind: pods(), scope: Scope::Wide(fallback), params: ListParams::default().labels(&labels.join(",")) }
-    }
-}
-
-/// What one list (or one get) read: the kind to add its items as (none when the kind is not
-/// served), the items, and the gaps.
-struct Listed {
-    kind: Option<Kind>,
-    items: Vec<Value>,
-    gaps: Vec<Gap>,
-}
-
-impl Listed {
-    /// Only a gap.
-    fn gap(gap: Gap) -> Listed {
-        Listed { kind: None, items: Vec::new(), gaps: vec![gap] }
-    }
-}
-
-/// Reads `asks` together (the cluster bounds how many requests are in flight); the answers
-/// come back in the order asked, so the capture is the same as read one by one.
-async fn read_lists(cluster: &Cluster, asks: Vec<Ask>, deadline: &Deadline) -> Vec<Listed> {
-    futures::future::join_all(asks.into_iter().map(|ask| read_list(cluster, ask, deadline))).await
-}
-
-async fn read_list(cluster: &Cluster, ask: Ask, deadline: &Deadline) -> Listed {
-    let Ask { kind, scope, params } = ask;
-    match scope {
-        Scope::In(namespace) => match cluster.list(&kind, Some(&namespace), &params, deadline).await {
-            Ok(items) => Listed { kind: Some(kind), items, gaps: Vec::new() },
-            // As nothing was read, no (empty) file is written for it either.
-            Err(failure) => Listed::gap(list_gap(&kind, Some(&namespace), &failure)),
-        },
-        Scope::Wide(namespaces) => {
-            let mut gaps = Vec::new();
-            let items = list_with_fallback(cluster, &kind, &namespaces, &params, deadline, &mut gaps).await;
-            Listed { kind: Some(kind), items, gaps }
-        }
-    }
+/// The pods `selector` picks (a Gateway's, or ztunnel's): cluster-wide, since gateway pods may
+/// run in any namespace, else in istio-system and `gateway_ns`.
+fn selected_pods(gateway_ns: &str, selector: &BTreeMap<String, String>) -> Ask {
+    let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let fallback: Vec<String> = BTreeSet::from([ISTIO_NAMESPACE.to_string(), gateway_ns.to_string()]).into_iter().collect();
+    Ask { kind: pods(), scope: Scope::Wide(fallback), params: ListParams::default().labels(&labels.join(",")) }
 }
 
 fn pods() -> Kind {
@@ -406,7 +344,7 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
             .filter(|g| g.meta.namespace == ns && !g.spec.selector.is_empty())
             .map(|g| g.spec.selector)
             .collect();
-        let selected = read_lists(cluster, selectors.iter().map(|s| Ask::selected_pods(ns, s)).collect(), &deadline).await;
+        let selected = read_lists(cluster, selectors.iter().map(|s| selected_pods(ns, s)).collect(), &deadline).await;
         capture.take(listed);
         capture.take(selected);
     } else {
@@ -553,11 +491,11 @@ async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snap
         asks.push(Ask::within(pods(), &ns, params));
     }
     for (gateway, selector) in proxies::gateway_selectors(snapshot, target) {
-        asks.push(Ask::selected_pods(gateway.split('/').next().unwrap_or(ISTIO_NAMESPACE), &selector));
+        asks.push(selected_pods(gateway.split('/').next().unwrap_or(ISTIO_NAMESPACE), &selector));
     }
     // Ambient callers' node proxies, to read the service's waypoint binding from.
     if snapshot.objects.namespaces.iter().any(|ns| crate::istio::ambient::namespace_is_ambient(&snapshot.objects, &ns.meta.name)) {
-        asks.push(Ask::selected_pods(ISTIO_NAMESPACE, &BTreeMap::from([("app".to_string(), crate::istio::ambient::ZTUNNEL_APP.to_string())])));
+        asks.push(selected_pods(ISTIO_NAMESPACE, &BTreeMap::from([("app".to_string(), crate::istio::ambient::ZTUNNEL_APP.to_string())])));
     }
     let params = ListParams::default().labels(&format!("kubernetes.io/service-name={}", target.name));
     asks.push(Ask::within(endpoint_slices(), &target.namespace, params));
