@@ -79,7 +79,7 @@ fn trace(cli: &cli::Cli, args: &cli::TraceArgs) -> error::Result<ExitCode> {
                 let (connect, options) = live_options(&cli.cluster, false);
                 let cluster = gather::live::kube::connect(&connect).await?;
                 let question = cli.question_about(&service, &cluster.default_namespace)?;
-                gather::live::gather(&cluster, &question, &options).await?.snapshot()
+                gather::live::gather(&cluster, &question, &options).await?.into_snapshot()
             })?
         }
     };
@@ -135,8 +135,8 @@ async fn live(cli: &cli::Cli) -> error::Result<ExitCode> {
     };
     let Some(cli::Command::Capture { dir, .. }) = &cli.command else {
         return match read {
-            Reading::Service(question, capture) => report(cli, &capture.snapshot()?, &question),
-            Reading::Mesh(scope, capture) => Ok(print(cli, &diagnose::analyze_mesh(&capture.snapshot()?, scope.as_deref())?)),
+            Reading::Service(question, capture) => report(cli, &capture.into_snapshot()?, &question),
+            Reading::Mesh(scope, capture) => Ok(print(cli, &diagnose::analyze_mesh(&capture.into_snapshot()?, scope.as_deref())?)),
         };
     };
     let (capture, target, rerun) = match read {

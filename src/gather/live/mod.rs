@@ -136,15 +136,15 @@ impl Capture {
     /// The snapshot the analysis reads, built exactly as the reader builds it from the written
     /// files (same documents, same order), so live and offline analyses agree.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let mut snapshot = Snapshot { gaps: self.gaps.clone(), ..Default::default() };
         let parts = self.decoded.values().map(|part| part.as_ref().cloned().map_err(Error::clone)).collect::<Result<Vec<Objects>>>()?;
-        snapshot.objects.absorb_all(parts);
-        let repeats = snapshot.objects.sort();
-        snapshot.gaps.extend(repeats);
-        snapshot.objects.as_of = Some(k8s_openapi::jiff::Timestamp::now().as_second());
-        snapshot.proxies = self.proxies.clone();
-        snapshot.proxies.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
-        Ok(snapshot)
+        Ok(joined(parts, self.gaps.clone(), self.proxies.clone()))
+    }
+
+    /// The same snapshot, taking the capture's objects rather than copying them: for a reading
+    /// that is analyzed and not written.
+    pub fn into_snapshot(self) -> Result<Snapshot> {
+        let parts = self.decoded.into_values().collect::<Result<Vec<Objects>>>()?;
+        Ok(joined(parts, self.gaps, self.proxies))
     }
 
     /// `mesh-why.json` for this capture; `target` names the question.
@@ -215,6 +215,18 @@ fn pods() -> Kind {
 
 fn endpoint_slices() -> Kind {
     Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
+}
+
+/// A snapshot of objects read in `parts` (in file order), with `gaps` and `proxies`.
+fn joined(parts: Vec<Objects>, gaps: Vec<Gap>, mut proxies: Vec<ProxyCapture>) -> Snapshot {
+    let mut snapshot = Snapshot { gaps, ..Default::default() };
+    snapshot.objects.absorb_all(parts);
+    let repeats = snapshot.objects.sort();
+    snapshot.gaps.extend(repeats);
+    snapshot.objects.as_of = Some(k8s_openapi::jiff::Timestamp::now().as_second());
+    proxies.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    snapshot.proxies = proxies;
+    snapshot
 }
 
 /// Removes what mesh-why never reads but a shared capture could leak: container environment
