@@ -14,6 +14,7 @@ use crate::gather::files::{CONFIG_DUMP_FILE, SERVER_INFO_FILE, stats_file};
 use crate::intent::target::Target;
 use crate::istio::names::ClusterName;
 use crate::snapshot::{Blob, Gap, ProxyCapture, StatsFormat, admin_source};
+use indexmap::IndexMap;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -338,34 +339,18 @@ fn elements(body: &[u8]) -> Result<Vec<String>, serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Filtered {
         #[serde(default)]
-        configs: Vec<Fields>,
+        configs: Vec<IndexMap<String, Box<RawValue>>>,
     }
     let filtered: Filtered = serde_json::from_slice(body)?;
-    // In a full dump the element type is implied by the section field.
-    filtered.configs.into_iter().map(|Fields(fields)| object(fields.iter().filter(|(k, _)| k != "@type").map(|(k, v)| (k.as_str(), &**v)))).collect()
-}
-
-/// A JSON object's members in their order, each value left as text.
-struct Fields(Vec<(String, Box<RawValue>)>);
-
-impl<'de> serde::Deserialize<'de> for Fields {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Fields, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Fields;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a config dump element (an object)")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
-                let mut fields = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    fields.push(entry);
-                }
-                Ok(Fields(fields))
-            }
-        }
-        deserializer.deserialize_map(Visitor)
-    }
+    filtered
+        .configs
+        .into_iter()
+        .map(|mut element| {
+            // In a full dump the element type is implied by the section field.
+            element.shift_remove("@type");
+            object(element.iter().map(|(k, v)| (k.as_str(), &**v)))
+        })
+        .collect()
 }
 
 /// The JSON text of the object with `members`, in order.
