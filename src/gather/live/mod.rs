@@ -188,14 +188,14 @@ impl Capture {
             if self.seen.insert((file.clone(), text("/metadata/namespace"), text("/metadata/name"))) {
                 scrub(&mut item);
                 // Serializing a `Value` cannot fail: its keys are strings.
-                let Ok(text) = serde_json::value::to_raw_value(&item) else { continue };
+                let Ok(raw) = serde_json::value::to_raw_value(&item) else { continue };
                 // As the reader decodes the written file: same documents, same origins.
                 if let Ok(objects) = part
                     && let Err(e) = objects.add_document(item, &format!("API server, {file} items[{}]", list.len()))
                 {
                     *part = Err(e);
                 }
-                list.push(text);
+                list.push(raw);
             }
         }
     }
@@ -345,6 +345,7 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
     };
     // Pods and EndpointSlices do not depend on the configuration: they are read beside it.
     let (mut capture, listed) = tokio::join!(read_configuration(cluster, &known, &deadline), read_lists(cluster, listed, &deadline));
+    let mut selected = Vec::new();
     if let Some(ns) = namespace {
         // Gateways often share a selector: one list per distinct selector. Taken before any pod
         // is added, so the snapshot holds only the configuration.
@@ -356,12 +357,10 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
             .filter(|g| g.meta.namespace == ns && !g.spec.selector.is_empty())
             .map(|g| g.spec.selector)
             .collect();
-        let selected = read_lists(cluster, selectors.iter().map(|s| selected_pods(ns, s)).collect(), &deadline).await;
-        capture.take(listed);
-        capture.take(selected);
-    } else {
-        capture.take(listed);
+        selected = read_lists(cluster, selectors.iter().map(|s| selected_pods(ns, s)).collect(), &deadline).await;
     }
+    capture.take(listed);
+    capture.take(selected);
     let credentials = read_gateway_credentials(cluster, &capture.snapshot()?.objects, &deadline).await;
     capture.take(vec![credentials]);
     capture.count_objects();
