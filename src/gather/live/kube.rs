@@ -12,6 +12,7 @@ use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::params::ListParams;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -324,10 +325,24 @@ impl Cluster {
     }
 
     /// Lists `kind` in `namespace` (all namespaces when `None`) in pages of [`LIST_PAGE`],
-    /// following continue tokens, up to [`MAX_LIST_BYTES`] in all. Items come back as JSON with
-    /// `apiVersion` and `kind` filled in, ready for the snapshot. A list that cannot be read
-    /// whole is a failure: part of a list is never passed off as all of it.
-    pub async fn list(&self, kind: &Kind, namespace: Option<&str>, params: &ListParams, deadline: &Deadline) -> std::result::Result<Vec<Value>, ApiFailure> {
+    /// following continue tokens, up to [`MAX_LIST_BYTES`] in all. Items come back as the API
+    /// server's JSON text with `apiVersion` and `kind` filled in, ready for the snapshot. A list
+    /// that cannot be read whole is a failure: part of a list is never passed off as all of it.
+    pub async fn list(&self, kind: &Kind, namespace: Option<&str>, params: &ListParams, deadline: &Deadline) -> std::result::Result<Vec<Item>, ApiFailure> {
+        /// A page as the API server sends it; items stay text (a tree of every object of a big
+        /// mesh was most of a question's decoding work).
+        #[derive(serde::Deserialize)]
+        struct Page<'a> {
+            #[serde(default)]
+            metadata: PageMeta,
+            #[serde(borrow, default)]
+            items: Vec<&'a RawValue>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct PageMeta {
+            #[serde(default, rename = "continue")]
+            next: Option<String>,
+        }
         let mut items = Vec::new();
         let mut bytes = 0;
         let mut params = ListParams { limit: Some(LIST_PAGE), ..params.clone() };
@@ -335,20 +350,13 @@ impl Cluster {
             let request = kube::core::Request::new(kind.url(namespace)).list(&params).map_err(|e| ApiFailure::Other(e.to_string()))?;
             let body = self.body(request, deadline).await?;
             bytes += body.len();
-            let mut page: Value = json(&body)?;
-            let next = page.pointer("/metadata/continue").and_then(Value::as_str).filter(|c| !c.is_empty()).map(str::to_string);
+            let page: Page = json_borrowed(&body)?;
+            let next = page.metadata.next.filter(|c| !c.is_empty());
             if next.is_some() && next == params.continue_token {
                 return Err(ApiFailure::Other("the API server answered the same continue token twice; the list was not read to its end".into()));
             }
-            if let Some(Value::Array(list)) = page.get_mut("items").map(Value::take) {
-                // The API server leaves `apiVersion`/`kind` off items of built-in kinds.
-                items.extend(list.into_iter().map(|mut item| {
-                    if let Some(obj) = item.as_object_mut() {
-                        obj.entry("apiVersion").or_insert_with(|| kind.api_version().into());
-                        obj.entry("kind").or_insert_with(|| kind.kind.into());
-                    }
-                    item
-                }));
+            for item in page.items {
+                items.push(typed_item(item, kind).map_err(|e| ApiFailure::Other(format!("the answer is not valid JSON ({e})")))?);
             }
             if bytes > MAX_LIST_BYTES {
                 return Err(ApiFailure::Other(format!(
@@ -407,20 +415,47 @@ const MAX_LIST_BYTES: usize = 512 << 20;
 
 /// An answer's body as JSON.
 fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, ApiFailure> {
+    json_borrowed(body)
+}
+
+/// An answer's body as JSON that may borrow from it.
+fn json_borrowed<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> std::result::Result<T, ApiFailure> {
     serde_json::from_slice(body).map_err(|e| ApiFailure::Other(format!("the answer is not valid JSON ({e})")))
+}
+
+/// One object as JSON text.
+pub type Item = Box<RawValue>;
+
+/// A list item of `kind` with `apiVersion` and `kind` set: the API server leaves them off
+/// items of built-in kinds. They are written in front of the item's members, so the rest of
+/// its text is kept as the server sent it.
+fn typed_item(item: &RawValue, kind: &Kind) -> serde_json::Result<Item> {
+    #[derive(serde::Deserialize)]
+    struct Present {
+        #[serde(default, rename = "apiVersion")]
+        api_version: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        kind: Option<serde::de::IgnoredAny>,
+    }
+    let present: Present = serde_json::from_str(item.get())?;
+    let mut head = String::new();
+    for (missing, name, value) in [(present.api_version.is_none(), "apiVersion", kind.api_version()), (present.kind.is_none(), "kind", kind.kind.to_string())] {
+        if missing {
+            head.push_str(&format!("{}:{},", serde_json::to_string(name)?, serde_json::to_string(&value)?));
+        }
+    }
+    let text = item.get().trim_start();
+    let Some(members) = text.strip_prefix('{').filter(|_| !head.is_empty()) else { return Ok(item.to_owned()) };
+    if members.trim_start().starts_with('}') {
+        head.pop();
+    }
+    RawValue::from_string(format!("{{{head}{members}"))
 }
 
 /// Lists `kind` cluster-wide, falling back to `namespaces` one by one when the cluster-wide list
 /// is forbidden. Every failure becomes a gap that says what is missing and which RBAC rule would
 /// grant it.
-async fn list_with_fallback(
-    cluster: &Cluster,
-    kind: &Kind,
-    namespaces: &[String],
-    params: &ListParams,
-    deadline: &Deadline,
-    gaps: &mut Vec<Gap>,
-) -> Vec<Value> {
+async fn list_with_fallback(cluster: &Cluster, kind: &Kind, namespaces: &[String], params: &ListParams, deadline: &Deadline, gaps: &mut Vec<Gap>) -> Vec<Item> {
     let denied = match cluster.list(kind, None, params, deadline).await {
         Ok(items) => return items,
         Err(ApiFailure::Forbidden(message)) if kind.namespaced && !namespaces.is_empty() => ApiFailure::Forbidden(message),
@@ -492,7 +527,7 @@ pub struct Listed {
     /// The kind to add the items as.
     pub kind: Option<Kind>,
     /// The objects.
-    pub items: Vec<Value>,
+    pub items: Vec<Item>,
     /// What could not be read.
     pub gaps: Vec<Gap>,
 }
@@ -542,4 +577,26 @@ fn list_gap(kind: &Kind, namespace: Option<&str>, failure: &ApiFailure) -> Gap {
         other => format!("could not be listed{place}: {}", other.describe()),
     };
     Gap { source: kind.resource(), reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).unwrap()
+    }
+
+    #[test]
+    fn list_items_get_their_type_in_front_and_keep_their_text() {
+        let pods = Kind::core("pods", "Pod", true);
+        let typed = typed_item(&item(r#"{"metadata": {"name": "a"}, "spec": {}}"#), &pods).unwrap();
+        assert_eq!(typed.get(), r#"{"apiVersion":"v1","kind":"Pod","metadata": {"name": "a"}, "spec": {}}"#);
+        assert_eq!(typed_item(&item("{ }"), &pods).unwrap().get(), r#"{"apiVersion":"v1","kind":"Pod" }"#);
+        let istio = Kind::grouped("networking.istio.io", "v1", "virtualservices", "VirtualService");
+        let whole = r#"{"apiVersion":"networking.istio.io/v1beta1","kind":"VirtualService","metadata":{}}"#;
+        assert_eq!(typed_item(&item(whole), &istio).unwrap().get(), whole);
+        let half = typed_item(&item(r#"{"kind":"VirtualService"}"#), &istio).unwrap();
+        assert_eq!(half.get(), r#"{"apiVersion":"networking.istio.io/v1","kind":"VirtualService"}"#);
+    }
 }

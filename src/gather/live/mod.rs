@@ -12,7 +12,7 @@ pub mod portforward;
 pub mod proxies;
 
 use self::admin::{Reader, Role};
-use self::kube::{ApiFailure, Ask, Cluster, Kind, Listed, Scope, read_list, read_lists};
+use self::kube::{ApiFailure, Ask, Cluster, Item, Kind, Listed, Scope, read_list, read_lists};
 use self::portforward::{AdminConnection, AdminFailure};
 use self::proxies::Choice;
 use crate::error::{Error, Result};
@@ -22,7 +22,7 @@ use crate::intent::{
     target::{Caller, Target},
 };
 use crate::question::{From, Question};
-use crate::snapshot::{FORMAT_VERSION, Gap, Manifest, NOT_SERVED, Objects, ProxyCapture, Snapshot};
+use crate::snapshot::{Document, FORMAT_VERSION, Gap, Manifest, NOT_SERVED, Objects, ProxyCapture, Snapshot};
 use ::kube::Api;
 use ::kube::core::params::ListParams;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -178,20 +178,31 @@ impl Capture {
         }
     }
 
-    fn add(&mut self, kind: &Kind, items: Vec<Value>) {
+    fn add(&mut self, kind: &Kind, items: Vec<Item>) {
+        /// Where an item sits, to drop repeats; read leniently (the decoding reports errors).
+        #[derive(serde::Deserialize, Default)]
+        struct Placed {
+            #[serde(default)]
+            metadata: Option<Place>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Place {
+            #[serde(default)]
+            namespace: Option<String>,
+            #[serde(default)]
+            name: Option<String>,
+        }
         let file = format!("{}.json", kind.resource());
         let list = self.lists.entry(file.clone()).or_default();
         let part = self.decoded.entry(file.clone()).or_insert_with(|| Ok(Objects::default()));
-        for mut item in items {
-            let text = |p: &str| item.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+        for item in items {
+            let place = serde_json::from_str::<Placed>(item.get()).unwrap_or_default().metadata.unwrap_or_default();
             // Pods can be listed twice (a caller namespace and a gateway selector).
-            if self.seen.insert((file.clone(), text("/metadata/namespace"), text("/metadata/name"))) {
-                scrub(&mut item);
-                // Serializing a `Value` cannot fail: its keys are strings.
-                let Ok(raw) = serde_json::value::to_raw_value(&item) else { continue };
+            if self.seen.insert((file.clone(), place.namespace.unwrap_or_default(), place.name.unwrap_or_default())) {
+                let Some(raw) = scrubbed(item) else { continue };
                 // As the reader decodes the written file: same documents, same origins.
                 if let Ok(objects) = part
-                    && let Err(e) = objects.add_document(item, &format!("API server, {file} items[{}]", list.len()))
+                    && let Err(e) = objects.add(Document::Item(raw.get()), &format!("API server, {file} items[{}]", list.len()))
                 {
                     *part = Err(e);
                 }
@@ -200,6 +211,21 @@ impl Capture {
         }
     }
 }
+
+/// `item` with [`scrub`] applied; only an item holding what it removes is decoded for it.
+fn scrubbed(item: Item) -> Option<Item> {
+    let text = item.get();
+    if !text.contains(LAST_APPLIED) && !text.contains("\"env\"") {
+        return Some(item);
+    }
+    let mut value: Value = serde_json::from_str(text).ok()?;
+    scrub(&mut value);
+    // Serializing a `Value` cannot fail: its keys are strings.
+    serde_json::value::to_raw_value(&value).ok()
+}
+
+/// The annotation `kubectl apply` keeps a full copy of the object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The pods `selector` picks (a Gateway's, or ztunnel's): cluster-wide, since gateway pods may
 /// run in any namespace, else in istio-system and `gateway_ns`.
@@ -235,7 +261,7 @@ fn scrub(value: &mut Value) {
     match value {
         Value::Object(map) => {
             if let Some(Value::Object(annotations)) = map.get_mut("metadata").and_then(|m| m.get_mut("annotations")) {
-                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+                annotations.remove(LAST_APPLIED);
             }
             if let Some(Value::Array(env)) = map.get_mut("env") {
                 for var in env.iter_mut().filter_map(Value::as_object_mut) {
@@ -388,7 +414,7 @@ async fn read_gateway_credentials(cluster: &Cluster, objects: &Objects, deadline
         match answer {
             Ok(value) => {
                 if let Ok(secret) = serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(value) {
-                    listed.items.push(crate::snapshot::Credential::reduced_secret(&secret));
+                    listed.items.extend(serde_json::value::to_raw_value(&crate::snapshot::Credential::reduced_secret(&secret)).ok());
                 }
             }
             // Absent: the missing-credential check says so.
@@ -476,7 +502,7 @@ async fn read_mesh_config(cluster: &Cluster, deadline: &Deadline) -> Listed {
             if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
                 data.retain(|k, _| k == "mesh");
             }
-            Listed { kind: Some(kind), items: vec![object], gaps: Vec::new() }
+            Listed { kind: Some(kind), items: serde_json::value::to_raw_value(&object).into_iter().collect(), gaps: Vec::new() }
         }
         Err(ApiFailure::NotFound(_)) => gap("not found: Istio's default mesh settings were assumed".into()),
         Err(ApiFailure::Forbidden(message)) => gap(format!(
@@ -608,8 +634,9 @@ fn describe(failure: &AdminFailure, what: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::scrub;
+    use super::{scrub, scrubbed};
     use serde_json::json;
+    use serde_json::value::RawValue;
 
     #[test]
     fn environment_values_and_last_applied_configuration_are_removed() {
@@ -622,5 +649,16 @@ mod tests {
         assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], "(redacted by mesh-why)");
         assert!(pod["spec"]["containers"][0]["env"][1].get("value").is_none());
         assert!(!pod.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn items_are_decoded_for_scrubbing_only_when_they_hold_what_it_removes() {
+        let plain = r#"{"kind": "Service",  "metadata": {"name": "s"}}"#;
+        assert_eq!(scrubbed(RawValue::from_string(plain.into()).unwrap()).unwrap().get(), plain);
+        let secret = r#"{"kind": "Pod", "spec": {"containers": [{"env": [{"name": "T", "value": "s3cret"}]}]}}"#;
+        let pod = scrubbed(RawValue::from_string(secret.into()).unwrap()).unwrap();
+        assert!(!pod.get().contains("s3cret"), "{}", pod.get());
+        let applied = r#"{"metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"token\": 1}"}}}"#;
+        assert_eq!(scrubbed(RawValue::from_string(applied.into()).unwrap()).unwrap().get(), r#"{"metadata":{"annotations":{}}}"#);
     }
 }
