@@ -760,17 +760,26 @@ impl Objects {
         repeats.drop_from("ReferenceGrant", &mut self.reference_grants);
         repeats.drop_from("Ingress", &mut self.ingresses);
         repeats.drop_from("IngressClass", &mut self.ingress_classes);
-        fn by_age<T>(v: &mut [Resource<T>]) {
-            v.sort_by(|a, b| (&a.meta.creation_timestamp, &a.meta.name, &a.meta.namespace).cmp(&(&b.meta.creation_timestamp, &b.meta.name, &b.meta.namespace)));
+        // Oldest first, as istiod orders configuration. Two kinds share `gateways` and `routes`;
+        // their kind settles a tie, so the order does not depend on which file was read first.
+        fn by_age<T, K: Ord>(v: &mut [Resource<T>], kind: impl Fn(&Resource<T>) -> K) {
+            v.sort_by(|a, b| {
+                (&a.meta.creation_timestamp, &a.meta.name, &a.meta.namespace, kind(a)).cmp(&(
+                    &b.meta.creation_timestamp,
+                    &b.meta.name,
+                    &b.meta.namespace,
+                    kind(b),
+                ))
+            });
         }
-        by_age(&mut self.virtual_services);
-        by_age(&mut self.destination_rules);
-        by_age(&mut self.sidecars);
-        by_age(&mut self.gateways);
-        by_age(&mut self.service_entries);
-        by_age(&mut self.peer_authentications);
-        by_age(&mut self.routes);
-        by_age(&mut self.ingresses);
+        by_age(&mut self.virtual_services, |_| ());
+        by_age(&mut self.destination_rules, |_| ());
+        by_age(&mut self.sidecars, |_| ());
+        by_age(&mut self.gateways, |g| g.spec.gateway_api);
+        by_age(&mut self.service_entries, |_| ());
+        by_age(&mut self.peer_authentications, |_| ());
+        by_age(&mut self.routes, |r| r.spec.kind.as_str());
+        by_age(&mut self.ingresses, |_| ());
         self.pod_index = self.pods.iter().enumerate().map(|(i, p)| ((p.meta.namespace.clone(), p.meta.name.clone()), i)).collect();
         self.service_index = self.services.iter().enumerate().map(|(i, s)| ((s.meta.namespace.clone(), s.meta.name.clone()), i)).collect();
         self.pods_by_namespace.clear();
@@ -1000,6 +1009,34 @@ mod tests {
         let mut objects = Objects::default();
         objects.add_kept(Document::Json(&text), "pods.json", keep)?;
         Ok(objects)
+    }
+
+    #[test]
+    fn kinds_that_share_a_list_are_ordered_the_same_whichever_file_came_first() {
+        let meta = json!({"name": "web", "namespace": "shop", "creationTimestamp": "2026-01-10T09:00:00Z"});
+        let spec = json!({"parentRefs": [{"name": "gw"}]});
+        let documents = [
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": meta, "spec": spec}),
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute", "metadata": meta, "spec": spec}),
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": meta, "spec": {}}),
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": meta, "spec": {"gatewayClassName": "istio", "listeners": []}}),
+        ];
+        let order = |reversed: bool| {
+            let mut objects = Objects::default();
+            let mut documents = documents.to_vec();
+            if reversed {
+                documents.reverse();
+            }
+            for doc in documents {
+                objects.add_document(doc, "test").unwrap();
+            }
+            let _ = objects.sort();
+            let routes: Vec<&str> = objects.routes.iter().map(|r| r.spec.kind.as_str()).collect::<Vec<_>>();
+            let gateways: Vec<bool> = objects.gateways.iter().map(|g| g.spec.gateway_api).collect();
+            (routes.join(","), gateways)
+        };
+        assert_eq!(order(false), order(true));
+        assert_eq!(order(false), ("GRPCRoute,HTTPRoute".to_string(), vec![false, true]));
     }
 
     #[test]

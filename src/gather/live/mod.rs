@@ -114,9 +114,15 @@ pub struct Capture {
     pub context: Option<String>,
     /// (file, namespace, name) of every object added, to drop repeats.
     seen: BTreeSet<(String, String, String)>,
-    /// The objects of each file of `lists`, decoded once as they are added (or the first
-    /// item's error): a question takes a snapshot several times while it reads.
-    decoded: BTreeMap<String, Result<Objects>>,
+    /// The objects of `lists`, decoded once as they are added: a question looks at them several
+    /// times while it reads, and each look used to copy them all.
+    snapshot: Snapshot,
+    /// Whether objects were added since the snapshot was last settled.
+    unsettled: bool,
+    /// The first decoding error of each file, by file name.
+    errors: BTreeMap<String, Error>,
+    /// Objects read twice, found by settling.
+    repeats: Vec<Gap>,
 }
 
 impl Capture {
@@ -129,22 +135,40 @@ impl Capture {
             collected: Vec::new(),
             context: cluster.context.clone(),
             seen: BTreeSet::new(),
-            decoded: BTreeMap::new(),
+            snapshot: Snapshot::default(),
+            unsettled: false,
+            errors: BTreeMap::new(),
+            repeats: Vec::new(),
         }
     }
 
-    /// The snapshot the analysis reads, built exactly as the reader builds it from the written
-    /// files (same documents, same order), so live and offline analyses agree.
-    pub fn snapshot(&self) -> Result<Snapshot> {
-        let parts = self.decoded.values().map(|part| part.as_ref().cloned().map_err(Error::clone)).collect::<Result<Vec<Objects>>>()?;
-        Ok(joined(parts, self.gaps.clone(), self.proxies.clone()))
+    /// Readies the objects added so far for a look, as the reader does once it has read every
+    /// file; the first file (by name) whose objects could not be decoded is the error, as the
+    /// reader would report it. The objects are then in `self.snapshot.objects`, in the order
+    /// the reader gives the written files: each kind comes from one file, in the order added,
+    /// and the kinds two files share are put in a total order by [`Objects::sort`].
+    fn settle(&mut self) -> Result<()> {
+        if let Some(error) = self.errors.values().next() {
+            return Err(error.clone());
+        }
+        if std::mem::take(&mut self.unsettled) {
+            let repeats = self.snapshot.objects.sort();
+            self.repeats.extend(repeats);
+            self.snapshot.objects.as_of = Some(k8s_openapi::jiff::Timestamp::now().as_second());
+        }
+        Ok(())
     }
 
-    /// The same snapshot, taking the capture's objects rather than copying them: for a reading
-    /// that is analyzed and not written.
-    pub fn into_snapshot(self) -> Result<Snapshot> {
-        let parts = self.decoded.into_values().collect::<Result<Vec<Objects>>>()?;
-        Ok(joined(parts, self.gaps, self.proxies))
+    /// The snapshot the analysis reads, built as the reader builds it from the written files
+    /// (same documents, same order), so live and offline analyses agree.
+    pub fn into_snapshot(mut self) -> Result<Snapshot> {
+        self.settle()?;
+        let mut snapshot = self.snapshot;
+        snapshot.gaps = self.gaps;
+        snapshot.gaps.extend(self.repeats);
+        self.proxies.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+        snapshot.proxies = self.proxies;
+        Ok(snapshot)
     }
 
     /// `mesh-why.json` for this capture; `target` names the question.
@@ -194,18 +218,18 @@ impl Capture {
         }
         let file = format!("{}.json", kind.resource());
         let list = self.lists.entry(file.clone()).or_default();
-        let part = self.decoded.entry(file.clone()).or_insert_with(|| Ok(Objects::default()));
         for item in items {
             let place = serde_json::from_str::<Placed>(item.get()).unwrap_or_default().metadata.unwrap_or_default();
             // Pods can be listed twice (a caller namespace and a gateway selector).
             if self.seen.insert((file.clone(), place.namespace.unwrap_or_default(), place.name.unwrap_or_default())) {
                 let Some(raw) = scrubbed(item) else { continue };
                 // As the reader decodes the written file: same documents, same origins.
-                if let Ok(objects) = part
-                    && let Err(e) = objects.add(Document::Item(raw.get()), &format!("API server, {file} items[{}]", list.len()))
+                if !self.errors.contains_key(&file)
+                    && let Err(e) = self.snapshot.objects.add(Document::Item(raw.get()), &format!("API server, {file} items[{}]", list.len()))
                 {
-                    *part = Err(e);
+                    self.errors.insert(file.clone(), e);
                 }
+                self.unsettled = true;
                 list.push(raw);
             }
         }
@@ -241,18 +265,6 @@ fn pods() -> Kind {
 
 fn endpoint_slices() -> Kind {
     Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
-}
-
-/// A snapshot of objects read in `parts` (in file order), with `gaps` and `proxies`.
-fn joined(parts: Vec<Objects>, gaps: Vec<Gap>, mut proxies: Vec<ProxyCapture>) -> Snapshot {
-    let mut snapshot = Snapshot { gaps, ..Default::default() };
-    snapshot.objects.absorb_all(parts);
-    let repeats = snapshot.objects.sort();
-    snapshot.gaps.extend(repeats);
-    snapshot.objects.as_of = Some(k8s_openapi::jiff::Timestamp::now().as_second());
-    proxies.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
-    snapshot.proxies = proxies;
-    snapshot
 }
 
 /// Removes what mesh-why never reads but a shared capture could leak: container environment
@@ -296,8 +308,8 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
     cluster.probe(&deadline).await?;
     let mut capture = read_configuration(cluster, &known, &deadline).await;
 
-    let snapshot = capture.snapshot()?;
-    let target = Target::resolve(&snapshot.objects, &question.service, &question.namespace, question.port).map_err(|e| {
+    capture.settle()?;
+    let target = Target::resolve(&capture.snapshot.objects, &question.service, &question.namespace, question.port).map_err(|e| {
         // "Not found" would mislead when Services could not be read at all.
         match capture.gaps.iter().find(|g| g.source == services().resource()) {
             Some(gap) => Error::new(format!("cannot look up service {}.{}: services {}", question.service, question.namespace, gap.reason))
@@ -305,22 +317,19 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
             None => e,
         }
     })?;
-    let listed = read_pods(cluster, question, &target, &snapshot, &deadline).await;
+    let listed = read_pods(cluster, question, &target, &capture.snapshot, &deadline).await;
     capture.take(listed);
-    let mut snapshot = capture.snapshot()?;
-    let credentials = read_gateway_credentials(cluster, &snapshot.objects, &deadline).await;
-    let read_more = !credentials.items.is_empty() || !credentials.gaps.is_empty();
+    capture.settle()?;
+    let credentials = read_gateway_credentials(cluster, &capture.snapshot.objects, &deadline).await;
     capture.take(vec![credentials]);
-    if read_more {
-        snapshot = capture.snapshot()?;
-    }
-    let choices = proxies::choose(&snapshot, &target, question, options)?;
+    capture.settle()?;
+    let choices = proxies::choose(&capture.snapshot, &target, question, options)?;
     capture.gaps.extend(choices.gaps);
     capture.count_objects();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} {pos}/{len} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()));
     bar.set_message(format!("reading the Envoy admin of {} proxies", choices.chosen.len()));
     bar.set_length(choices.chosen.len() as u64);
-    let reads = read_proxies(cluster, &snapshot, &target, choices.chosen, &deadline, &bar).await;
+    let reads = read_proxies(cluster, &capture.snapshot, &target, choices.chosen, &deadline, &bar).await;
     for (choice, outcome) in reads {
         match outcome {
             Ok(read) => {
@@ -375,19 +384,16 @@ pub async fn gather_mesh(cluster: &Cluster, namespace: Option<&str>, options: &L
     if let Some(ns) = namespace {
         // Gateways often share a selector: one list per distinct selector. Taken before any pod
         // is added, so the snapshot holds only the configuration.
-        let selectors: BTreeSet<BTreeMap<String, String>> = capture
-            .snapshot()?
-            .objects
-            .gateways
-            .into_iter()
-            .filter(|g| g.meta.namespace == ns && !g.spec.selector.is_empty())
-            .map(|g| g.spec.selector)
-            .collect();
+        capture.settle()?;
+        let gateways = capture.snapshot.objects.gateways.iter();
+        let selectors: BTreeSet<&BTreeMap<String, String>> =
+            gateways.filter(|g| g.meta.namespace == ns && !g.spec.selector.is_empty()).map(|g| &g.spec.selector).collect();
         selected = read_lists(cluster, selectors.iter().map(|s| selected_pods(ns, s)).collect(), &deadline).await;
     }
     capture.take(listed);
     capture.take(selected);
-    let credentials = read_gateway_credentials(cluster, &capture.snapshot()?.objects, &deadline).await;
+    capture.settle()?;
+    let credentials = read_gateway_credentials(cluster, &capture.snapshot.objects, &deadline).await;
     capture.take(vec![credentials]);
     capture.count_objects();
     capture.gaps.push(Gap {
