@@ -236,10 +236,11 @@ impl Capture {
     }
 }
 
-/// `item` with [`scrub`] applied; only an item holding what it removes is decoded for it.
+/// `item` with [`scrub`] applied; only an item that may hold what it removes is decoded for it.
+/// A JSON key can be spelled with escapes (`\u0065nv`, `\/`), so text with those is decoded too.
 fn scrubbed(item: Item) -> Option<Item> {
     let text = item.get();
-    if !text.contains(LAST_APPLIED) && !text.contains("\"env\"") {
+    if ![LAST_APPLIED, "\"env\"", "\\u", "\\/"].iter().any(|needle| text.contains(needle)) {
         return Some(item);
     }
     let mut value: Value = serde_json::from_str(text).ok()?;
@@ -665,6 +666,8 @@ mod tests {
         let pod = scrubbed(RawValue::from_string(secret.into()).unwrap()).unwrap();
         assert!(!pod.get().contains("s3cret"), "{}", pod.get());
         let applied = r#"{"metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"token\": 1}"}}}"#;
+        let escaped = r#"{"spec": {"containers": [{"\u0065nv": [{"name": "T", "value": "s3cret"}]}]}}"#;
+        assert!(!scrubbed(RawValue::from_string(escaped.into()).unwrap()).unwrap().get().contains("s3cret"));
         assert_eq!(scrubbed(RawValue::from_string(applied.into()).unwrap()).unwrap().get(), r#"{"metadata":{"annotations":{}}}"#);
     }
 }
