@@ -114,8 +114,8 @@ pub struct Capture {
     pub context: Option<String>,
     /// (file, namespace, name) of every object added, to drop repeats.
     seen: BTreeSet<(String, String, String)>,
-    /// The objects of `lists`, decoded once as they are added: a question looks at them several
-    /// times while it reads, and each look used to copy them all.
+    /// The objects of `lists`, decoded once as they are added and looked at in place: a question
+    /// looks at them several times while it reads, and a copy per look was its largest cost.
     snapshot: Snapshot,
     /// Whether objects were added since the snapshot was last settled.
     unsettled: bool,
