@@ -437,15 +437,21 @@ fn typed_item(item: &RawValue, kind: &Kind) -> serde_json::Result<Item> {
         #[serde(default)]
         kind: Option<serde::de::IgnoredAny>,
     }
-    let present: Present = serde_json::from_str(item.get())?;
+    let text = item.get().trim_start();
+    let Some(members) = text.strip_prefix('{') else {
+        // Not an object: decoding it says what it is, as it would for a file.
+        return Ok(item.to_owned());
+    };
+    let present: Present = serde_json::from_str(text)?;
     let mut head = String::new();
     for (missing, name, value) in [(present.api_version.is_none(), "apiVersion", kind.api_version()), (present.kind.is_none(), "kind", kind.kind.to_string())] {
         if missing {
             head.push_str(&format!("{}:{},", serde_json::to_string(name)?, serde_json::to_string(&value)?));
         }
     }
-    let text = item.get().trim_start();
-    let Some(members) = text.strip_prefix('{').filter(|_| !head.is_empty()) else { return Ok(item.to_owned()) };
+    if head.is_empty() {
+        return Ok(item.to_owned());
+    }
     if members.trim_start().starts_with('}') {
         head.pop();
     }
@@ -596,6 +602,7 @@ mod tests {
         let istio = Kind::grouped("networking.istio.io", "v1", "virtualservices", "VirtualService");
         let whole = r#"{"apiVersion":"networking.istio.io/v1beta1","kind":"VirtualService","metadata":{}}"#;
         assert_eq!(typed_item(&item(whole), &istio).unwrap().get(), whole);
+        assert_eq!(typed_item(&item("[1]"), &pods).unwrap().get(), "[1]");
         let half = typed_item(&item(r#"{"kind":"VirtualService"}"#), &istio).unwrap();
         assert_eq!(half.get(), r#"{"apiVersion":"networking.istio.io/v1","kind":"VirtualService"}"#);
     }
