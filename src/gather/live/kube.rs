@@ -350,7 +350,7 @@ impl Cluster {
             let request = kube::core::Request::new(kind.url(namespace)).list(&params).map_err(|e| ApiFailure::Other(e.to_string()))?;
             let body = self.body(request, deadline).await?;
             bytes += body.len();
-            let page: Page = json_borrowed(&body)?;
+            let page: Page = json(&body)?;
             let next = page.metadata.next.filter(|c| !c.is_empty());
             if next.is_some() && next == params.continue_token {
                 return Err(ApiFailure::Other("the API server answered the same continue token twice; the list was not read to its end".into()));
@@ -413,13 +413,8 @@ const MAX_RESPONSE_BYTES: usize = 64 << 20;
 /// of them stays well within a laptop's memory.
 const MAX_LIST_BYTES: usize = 512 << 20;
 
-/// An answer's body as JSON.
-fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, ApiFailure> {
-    json_borrowed(body)
-}
-
-/// An answer's body as JSON that may borrow from it.
-fn json_borrowed<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> std::result::Result<T, ApiFailure> {
+/// An answer's body as JSON (which may borrow from it).
+fn json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> std::result::Result<T, ApiFailure> {
     serde_json::from_slice(body).map_err(|e| ApiFailure::Other(format!("the answer is not valid JSON ({e})")))
 }
 
