@@ -470,6 +470,16 @@ impl<'t> Document<'t> {
         }
     }
 
+    /// Where the object sits, `(namespace, name)`, read no further than its metadata; empty
+    /// where absent or unreadable (decoding the object says what is wrong with it).
+    pub fn placement(&self) -> (String, String) {
+        let identity = match self {
+            Document::Value(_) => self.identity(),
+            Document::Json(text) | Document::Item(text) => Header::read(text, true).ok().and_then(|h| h.identity).unwrap_or_default(),
+        };
+        (identity.namespace.unwrap_or_default(), identity.name.unwrap_or_default())
+    }
+
     fn into_value(self) -> serde_json::Result<Value> {
         match self {
             Document::Value(v) => Ok(v),
@@ -1009,6 +1019,15 @@ mod tests {
         let mut objects = Objects::default();
         objects.add_kept(Document::Json(&text), "pods.json", keep)?;
         Ok(objects)
+    }
+
+    #[test]
+    fn an_objects_placement_is_read_from_its_metadata_alone() {
+        let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"shop"},"spec":{"containers":[]}}"#;
+        assert_eq!(Document::Item(pod).placement(), ("shop".to_string(), "web-1".to_string()));
+        let odd = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":7}}"#;
+        assert_eq!(Document::Item(odd).placement(), (String::new(), String::new()));
+        assert_eq!(Document::Value(json!({"metadata": {"name": "a"}})).placement(), (String::new(), "a".to_string()));
     }
 
     #[test]

@@ -203,25 +203,12 @@ impl Capture {
     }
 
     fn add(&mut self, kind: &Kind, items: Vec<Item>) {
-        /// Where an item sits, to drop repeats; read leniently (the decoding reports errors).
-        #[derive(serde::Deserialize, Default)]
-        struct Placed {
-            #[serde(default)]
-            metadata: Option<Place>,
-        }
-        #[derive(serde::Deserialize, Default)]
-        struct Place {
-            #[serde(default)]
-            namespace: Option<String>,
-            #[serde(default)]
-            name: Option<String>,
-        }
         let file = format!("{}.json", kind.resource());
         let list = self.lists.entry(file.clone()).or_default();
         for item in items {
-            let place = serde_json::from_str::<Placed>(item.get()).unwrap_or_default().metadata.unwrap_or_default();
+            let (namespace, name) = Document::Item(item.get()).placement();
             // Pods can be listed twice (a caller namespace and a gateway selector).
-            if self.seen.insert((file.clone(), place.namespace.unwrap_or_default(), place.name.unwrap_or_default())) {
+            if self.seen.insert((file.clone(), namespace, name)) {
                 let Some(raw) = scrubbed(item) else { continue };
                 // As the reader decodes the written file: same documents, same origins.
                 if !self.errors.contains_key(&file)
