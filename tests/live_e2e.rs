@@ -717,7 +717,14 @@ fn lists_are_read_at_the_same_time() {
     require_tools!();
     // No list is answered until four wait for an answer: a client that lists one kind after
     // another runs into --request-timeout, and its lists become gaps.
-    let api = ApiServer::sample(shared_envoy(), &["--lists-together", "4"]);
+    let (api, _) = productpage_reads_every_list(&["--lists-together", "4"]);
+    api.assert_read_only();
+}
+
+/// Asks about reviews from productpage, with a 5 s request timeout, of the sample objects
+/// served with `flags`; asserts that every list was answered and productpage's Envoy read.
+fn productpage_reads_every_list(flags: &[&str]) -> (ApiServer, Value) {
+    let api = ApiServer::sample(shared_envoy(), flags);
     let kc = api.kubeconfig();
     let out = mesh_why(&["reviews", "--kubeconfig", kc.to_str().unwrap(), "--from", PRODUCTPAGE, "--request-timeout", "5s", "-o", "json"], &[]);
     assert_ne!(out.status.code(), Some(2), "{}", text(&out));
@@ -725,6 +732,21 @@ fn lists_are_read_at_the_same_time() {
     let unlisted: Vec<String> = gaps(&report).into_iter().filter(|g| g.contains("could not be listed")).collect();
     assert!(unlisted.is_empty(), "{unlisted:#?}");
     assert!(proxy_read(&report, PRODUCTPAGE), "{:#?}", gaps(&report));
+    (api, report)
+}
+
+/// A caller named by `--from` is read while the cluster's objects are listed: a server that
+/// answers no list before a port-forward is opened still gets the whole analysis, with that
+/// caller port-forwarded once.
+#[test]
+fn a_named_caller_is_read_while_the_lists_are() {
+    require_tools!();
+    let (api, report) = productpage_reads_every_list(&["--lists-after-portforward"]);
+    let pod = PRODUCTPAGE.split('/').nth(1).unwrap();
+    assert_eq!(api.port_forwards().iter().filter(|p| p.contains(pod)).count(), 1, "{:?}", api.port_forwards());
+    let plain = ApiServer::sample(shared_envoy(), &[]);
+    let expected = json(&mesh_why(&["reviews", "--kubeconfig", plain.kubeconfig().to_str().unwrap(), "--from", PRODUCTPAGE, "-o", "json"], &[]));
+    assert_eq!(report, expected, "the head start changed the analysis");
     api.assert_read_only();
 }
 

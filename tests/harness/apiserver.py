@@ -139,6 +139,7 @@ class Faults:
     unauthorized: str | None = None    # every REST request answers 401 with this message
     latency: float = 0.0               # seconds before each REST answer (--latency)
     lists_together: "portforward.Together | None" = None  # see --lists-together
+    lists_after_portforward: "asyncio.Event | None" = None  # see --lists-after-portforward
 
     def list_fault(self, request: "Request") -> str | None:
         """The fault for a list request of a faulted resource: 'hang', 'endless' or None."""
@@ -817,6 +818,8 @@ class Server:
                     await asyncio.sleep(self.faults.latency)
                 if self.faults.lists_together is not None and "limit" in request.query:
                     await self.faults.lists_together.wait()
+                if self.faults.lists_after_portforward is not None and "limit" in request.query:
+                    await self.faults.lists_after_portforward.wait()
                 response = self.respond(request)
                 self.log.record(request, response.status)
                 writer.write(json_response_bytes(response, keep_alive))
@@ -881,6 +884,8 @@ class Server:
             await writer.drain()
             return
         self.log.record(request, 101)
+        if self.faults.lists_after_portforward is not None:
+            self.faults.lists_after_portforward.set()
         await handler(reader, writer)
 
     def choose_protocol(self, request: Request, pod: portforward.PodPorts):
@@ -999,6 +1004,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--lists-together", type=int, metavar="N",
                         help="hold answers to lists (requests with `limit`) until N have been asked "
                              "for, then answer all: a client listing one at a time gets no answer")
+    parser.add_argument("--lists-after-portforward", action="store_true",
+                        help="hold answers to lists until a port-forward is opened: a client that "
+                             "reads no proxy before its lists are answered gets no answer")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                         help="answer each REST request, and pass on each port-forward chunk to a "
                              "pod, this long after it arrives: a remote API server's round trip")
@@ -1018,6 +1026,7 @@ async def serve(args: argparse.Namespace) -> None:
                     hang=frozenset(args.hang), endless=frozenset(args.endless_list),
                     max_page=args.max_page, unauthorized=args.unauthorized, latency=args.latency,
                     lists_together=None if args.lists_together is None else portforward.Together(args.lists_together),
+                    lists_after_portforward=asyncio.Event() if args.lists_after_portforward else None,
                     sessions=portforward.SessionFaults(cut_after=args.portforward_cut_after,
                                                        hang=args.portforward_hang,
                                                        latency=args.latency,

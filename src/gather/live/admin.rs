@@ -9,6 +9,7 @@
 
 use super::Deadline;
 use super::portforward::{AdminConnection, AdminFailure};
+use super::proxies::Choice;
 use crate::actual;
 use crate::gather::files::{CONFIG_DUMP_FILE, SERVER_INFO_FILE, stats_file};
 use crate::intent::target::Target;
@@ -83,11 +84,11 @@ fn requests(role: Role) -> &'static [&'static str] {
             "/server_info",
             "/config_dump (dynamic_route_configs)",
             "/config_dump (dynamic_listeners)",
+            "/stats/prometheus",
             "/config_dump (dynamic_active_clusters)",
             "/config_dump (dynamic_warming_clusters)",
             "/config_dump (dynamic_endpoint_configs)",
             "/stats",
-            "/stats/prometheus",
         ],
     }
 }
@@ -106,60 +107,106 @@ pub struct ProxyRead {
     pub elapsed: Duration,
 }
 
-/// Reads one proxy's admin API for the question.
-pub struct Reader<'a> {
+/// Reads one proxy's admin API for the question, in two parts: [`Reader::start`] needs only the
+/// target's ports, so for a caller named by `--from` it runs while the cluster's objects are
+/// still being listed; [`Reader::finish`] needs the clusters the intent expects.
+pub struct Reader {
     conn: AdminConnection,
     origin: String,
-    target: &'a Target,
+    target: Target,
+    role: Role,
     timeout: Duration,
-    deadline: &'a Deadline,
+    deadline: Deadline,
     read: ProxyRead,
     /// Config dump elements fetched so far, by field, as Envoy wrote them.
     found: BTreeMap<&'static str, Vec<String>>,
     /// Requests answered (by the name gaps give them), whatever the status.
     answered: BTreeSet<String>,
+    /// The request a broken stream or a timeout stopped the reading at, and why.
+    stopped: Option<(String, AdminFailure)>,
+    /// The `name_regex` patterns of the clusters fetched so far.
+    clusters_read: BTreeSet<String>,
+    /// Per-cluster counters fetched so far; `None` once a request for them broke.
+    stats_text: Option<Vec<u8>>,
 }
 
-impl<'a> Reader<'a> {
-    /// A reader for pod `namespace/pod` over `conn`.
-    pub fn new(conn: AdminConnection, namespace: &str, pod: &str, target: &'a Target, timeout: Duration, deadline: &'a Deadline) -> Reader<'a> {
-        let capture = ProxyCapture { namespace: namespace.into(), pod: pod.into(), ..Default::default() };
+impl Reader {
+    /// A reader of pod `namespace/pod`, read as `role`, over `conn`.
+    pub fn new(conn: AdminConnection, choice: &Choice, target: &Target, timeout: Duration, deadline: &Deadline) -> Reader {
+        let capture = ProxyCapture { namespace: choice.namespace.clone(), pod: choice.pod.clone(), ..Default::default() };
         let read = ProxyRead { capture, gaps: Vec::new(), requests: 0, bytes: 0, elapsed: Duration::ZERO };
-        let (found, answered) = (BTreeMap::new(), BTreeSet::new());
-        Reader { conn, origin: format!("pod {namespace}/{pod} admin"), target, timeout, deadline, read, found, answered }
+        Reader {
+            conn,
+            origin: format!("pod {}/{} admin", choice.namespace, choice.pod),
+            target: target.clone(),
+            role: choice.role,
+            timeout,
+            deadline: *deadline,
+            read,
+            found: BTreeMap::new(),
+            answered: BTreeSet::new(),
+            stopped: None,
+            clusters_read: BTreeSet::new(),
+            stats_text: None,
+        }
     }
 
-    /// Sends the requests `role` needs and returns the files. `expected` are the cluster names
-    /// the intent expects this caller to hold (they may belong to other hosts, e.g. a mirror).
-    /// An HTTP error on one request only leaves a gap. A broken stream or a timeout ends the
-    /// reading: what was read before is kept, and each request not answered is a gap; when
-    /// nothing was answered, the failure (and the path that failed) is returned.
-    pub async fn run(mut self, role: Role, expected: &BTreeSet<String>) -> Result<ProxyRead, (String, AdminFailure)> {
+    /// The target this reader reads for.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Sends the requests that need only the target: for a caller or a gateway, its server
+    /// info, route configurations, listeners and request counters.
+    pub async fn start(mut self) -> Reader {
         let started = Instant::now();
-        let outcome = match role {
+        let outcome = match self.role {
             // The inbound side of a backend: the clusters it accepts the service's traffic on.
             Role::Destination => match self.server_info().await {
                 Ok(()) => self.dump("dynamic_active_clusters", &["inbound\\|.*".to_string()], false).await,
                 Err(e) => Err(e),
             },
-            Role::Caller | Role::Gateway => self.read_outbound(role, expected).await,
-            Role::Waypoint => self.read_waypoint(expected).await,
+            Role::Caller | Role::Gateway => self.read_routes().await,
+            Role::Waypoint => self.read_waypoint_routes().await,
             Role::Ztunnel => self.read_ztunnel().await,
         };
-        if let Err((path, failure)) = outcome {
+        self.stopped = outcome.err();
+        self.read.elapsed += started.elapsed();
+        self
+    }
+
+    /// Sends the rest of the requests and returns the files. `expected` are the cluster names
+    /// the intent expects this caller to hold (they may belong to other hosts, e.g. a mirror).
+    /// An HTTP error on one request only leaves a gap. A broken stream or a timeout ends the
+    /// reading: what was read before is kept, and each request not answered is a gap; when
+    /// nothing was answered, the failure (and the path that failed) is returned.
+    pub async fn finish(mut self, expected: &BTreeSet<String>) -> Result<ProxyRead, (String, AdminFailure)> {
+        let started = Instant::now();
+        if self.stopped.is_none() {
+            self.stopped = match self.role {
+                Role::Caller | Role::Gateway => self.read_clusters(expected).await,
+                Role::Waypoint => self.read_waypoint_clusters(expected).await,
+                Role::Destination | Role::Ztunnel => Ok(()),
+            }
+            .err();
+        }
+        if let Some((path, failure)) = self.stopped.take() {
             if self.answered.is_empty() {
                 return Err((path, failure));
             }
             let why = format!("the reading stopped at GET {path}: {}", super::describe(&failure, &format!("GET {path}")));
-            for what in requests(role).iter().filter(|w| !self.answered.contains(**w)) {
+            for what in requests(self.role).iter().filter(|w| !self.answered.contains(**w)) {
                 let (namespace, pod) = (&self.read.capture.namespace, &self.read.capture.pod);
                 self.read.gaps.push(Gap { source: admin_source(namespace, pod, what), reason: format!("not read ({why}); what was read before is kept") });
             }
         }
+        if let Some(text) = self.stats_text.take() {
+            self.read.capture.stats.push((StatsFormat::Text, self.blob(stats_file(StatsFormat::Text), text)));
+        }
         if !self.found.is_empty() {
             self.read.capture.config_dump = Some(self.blob(CONFIG_DUMP_FILE, assemble(&self.found)));
         }
-        self.read.elapsed = started.elapsed();
+        self.read.elapsed += started.elapsed();
         Ok(self.read)
     }
 
@@ -171,25 +218,40 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// A caller's or gateway's view of the target: routes, listeners, clusters, endpoints
-    /// with their hosts' health, and counters.
-    async fn read_outbound(&mut self, role: Role, expected: &BTreeSet<String>) -> Result<(), (String, AdminFailure)> {
+    /// A caller's or gateway's view of the target as its routes have it: the route
+    /// configurations and listeners of the target's ports, Istio's request counters, and the
+    /// clusters the routes name.
+    async fn read_routes(&mut self) -> Result<(), (String, AdminFailure)> {
         self.server_info().await?;
         let ports: Vec<String> = self.target.ports.iter().map(|p| p.port.to_string()).collect();
         let mut route_patterns: Vec<String> = ports.chunks(PORTS_PER_PATTERN).map(|c| c.join("|")).collect();
         // Sniffed (protocol auto) ports get a route configuration per host: `host:PORT`.
         route_patterns.push(format!("{}:[0-9]+", literal(&self.target.fqdn)));
-        if role == Role::Gateway {
+        if self.role == Role::Gateway {
             // Gateways name route configurations after their servers: `http.8080`, `https.443.NAME.NS`.
             route_patterns.push("https?\\.[0-9]+(\\..*)?".into());
         }
         let listener_patterns: Vec<String> = ports.chunks(PORTS_PER_PATTERN).map(|c| format!(".*_(?:{})", c.join("|"))).collect();
         self.dump("dynamic_route_configs", &route_patterns, false).await?;
         self.dump("dynamic_listeners", &listener_patterns, false).await?;
+        if let Some(body) = self.fetch(PROMETHEUS_REQUESTS, "/stats/prometheus").await? {
+            self.read.capture.stats.push((StatsFormat::Prometheus, self.blob(stats_file(StatsFormat::Prometheus), body)));
+        }
+        self.read_clusters(&BTreeSet::new()).await
+    }
+
+    /// The clusters, with endpoints, their hosts' health and their counters, of the hosts the
+    /// fetched routes and `expected` name that were not read yet.
+    async fn read_clusters(&mut self, expected: &BTreeSet<String>) -> Result<(), (String, AdminFailure)> {
         let names = self.routed_clusters(expected);
         let (hosts, others) = cluster_hosts(&self.target.fqdn, &names);
-        let mut cluster_patterns: Vec<String> = hosts.iter().map(|h| format!("{OUTBOUND_PREFIX}{}", literal(h))).collect();
-        cluster_patterns.extend(others.iter().map(|n| literal(n)));
+        let patterns = hosts.iter().map(|h| (Some(h), format!("{OUTBOUND_PREFIX}{}", literal(h)))).chain(others.iter().map(|n| (None, literal(n))));
+        let unread: Vec<(Option<&String>, String)> = patterns.filter(|(_, p)| self.clusters_read.insert(p.clone())).collect();
+        let hosts: Vec<&String> = unread.iter().filter_map(|(h, _)| *h).collect();
+        let cluster_patterns: Vec<String> = unread.iter().map(|(_, p)| p.clone()).collect();
+        if cluster_patterns.is_empty() {
+            return Ok(());
+        }
         self.dump("dynamic_active_clusters", &cluster_patterns, false).await?;
         self.dump("dynamic_warming_clusters", &cluster_patterns, false).await?;
         self.dump("dynamic_endpoint_configs", &cluster_patterns, true).await?;
@@ -202,35 +264,35 @@ impl<'a> Reader<'a> {
         // thousands), but matches and prints only those ever written, which cuts its work several
         // times over. What is left out was never written, so is zero, and the analysis only acts
         // on counts above zero.
-        let mut text: Option<Vec<u8>> = None;
         let stats = hosts.iter().map(|host| format!("{STATS_USED}&filter={}", query_escape(&format!("^cluster\\.[^;]*{};", literal(host)))));
         for path in stats.collect::<Vec<_>>() {
             let body = self.fetch(&path, "/stats").await;
             // Counters of some hosts would be taken for all of them: keep them only when whole.
-            if let Ok(Some(body)) = &body {
-                text.get_or_insert_with(Vec::new).extend(body);
+            match &body {
+                Ok(Some(body)) => self.stats_text.get_or_insert_with(Vec::new).extend(body),
+                Err(_) => self.stats_text = None,
+                Ok(None) => {}
             }
-            body.inspect_err(|_| text = None)?;
-        }
-        if let Some(text) = text {
-            self.read.capture.stats.push((StatsFormat::Text, self.blob(stats_file(StatsFormat::Text), text)));
-        }
-        if let Some(body) = self.fetch(PROMETHEUS_REQUESTS, "/stats/prometheus").await? {
-            self.read.capture.stats.push((StatsFormat::Prometheus, self.blob(stats_file(StatsFormat::Prometheus), body)));
+            body?;
         }
         Ok(())
     }
 
-    /// A waypoint's share of the target: the inline route configurations its HBONE listener
-    /// holds for the service's ports (`inbound-vip|PORT|http|HOST`, listed as static), and its
-    /// `inbound-vip` clusters for the service plus those its routes name. Its endpoints are
-    /// HBONE addresses the analysis does not compare, so neither EDS nor `/clusters` is read.
-    async fn read_waypoint(&mut self, expected: &BTreeSet<String>) -> Result<(), (String, AdminFailure)> {
+    /// A waypoint's share of the target, first part: the inline route configurations its HBONE
+    /// listener holds for the service's ports (`inbound-vip|PORT|http|HOST`, listed as static).
+    async fn read_waypoint_routes(&mut self) -> Result<(), (String, AdminFailure)> {
         self.server_info().await?;
         let host = literal(&self.target.fqdn);
         let ports: Vec<String> = self.target.ports.iter().map(|p| p.port.to_string()).collect();
         let routes: Vec<String> = ports.chunks(PORTS_PER_PATTERN).map(|c| format!("inbound-vip\\|(?:{})\\|http\\|{host}", c.join("|"))).collect();
-        self.dump("static_route_configs", &routes, false).await?;
+        self.dump("static_route_configs", &routes, false).await
+    }
+
+    /// The rest of a waypoint's share: its `inbound-vip` clusters for the service plus those its
+    /// routes name. Its endpoints are HBONE addresses the analysis does not compare, so neither
+    /// EDS nor `/clusters` is read.
+    async fn read_waypoint_clusters(&mut self, expected: &BTreeSet<String>) -> Result<(), (String, AdminFailure)> {
+        let host = literal(&self.target.fqdn);
         let names = self.routed_clusters(expected);
         let mut clusters = vec![format!("inbound-vip\\|[0-9]+\\|[^|]*\\|{host}")];
         clusters.extend(names.iter().filter(|n| !n.starts_with("inbound-vip|")).map(|n| literal(n)));
@@ -253,7 +315,7 @@ impl<'a> Reader<'a> {
     /// query) on another status.
     async fn fetch(&mut self, path: &str, what: &str) -> Result<Option<Vec<u8>>, (String, AdminFailure)> {
         self.read.requests += 1;
-        let response = self.conn.get(path, self.timeout, self.deadline).await.map_err(|f| (what.to_string(), f))?;
+        let response = self.conn.get(path, self.timeout, &self.deadline).await.map_err(|f| (what.to_string(), f))?;
         self.answered.insert(what.to_string());
         self.read.bytes += response.body.len();
         if response.status == 200 {
@@ -298,7 +360,7 @@ impl<'a> Reader<'a> {
         // its own shapes (a gateway's server routes, a waypoint's inbound-vip ones).
         let config_dump = Some(Blob { origin: self.origin.clone(), bytes: assemble(&self.found) });
         let partial = ProxyCapture { config_dump, server_info: self.read.capture.server_info.clone(), ..Default::default() };
-        let read = actual::read(&partial, self.target, expected);
+        let read = actual::read(&partial, &self.target, expected);
         for port in read.view.iter().flat_map(|v| &v.ports) {
             names.extend(port.tcp_destinations.iter().map(|c| c.name.clone()));
             for route in port.virtual_host.iter().flat_map(|vh| &vh.routes) {

@@ -7,11 +7,13 @@
 
 pub mod admin;
 pub mod credentials;
+mod head_start;
 pub mod kube;
 pub mod portforward;
 pub mod proxies;
 
 use self::admin::{Reader, Role};
+use self::head_start::HeadStart;
 use self::kube::{ApiFailure, Ask, Cluster, Item, Kind, Listed, Scope, read_list, read_lists};
 use self::portforward::{AdminConnection, AdminFailure};
 use self::proxies::Choice;
@@ -294,30 +296,35 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
     let known: Vec<String> = BTreeSet::from([question.namespace.clone(), question.from_namespace.clone(), ISTIO_NAMESPACE.to_string()]).into_iter().collect();
     bar.set_message(format!("reading Istio and Kubernetes objects ({})", known.join(", ")));
     cluster.probe(&deadline).await?;
-    let mut capture = read_configuration(cluster, &known, &deadline).await;
-
-    capture.settle()?;
-    let target = Target::resolve(&capture.snapshot.objects, &question.service, &question.namespace, question.port).map_err(|e| {
-        // "Not found" would mislead when Services could not be read at all.
-        match capture.gaps.iter().find(|g| g.source == services().resource()) {
-            Some(gap) => Error::new(format!("cannot look up service {}.{}: services {}", question.service, question.namespace, gap.reason))
-                .help("mesh-why needs to list Services; have the RBAC rule above granted, or analyze saved state with --snapshot DIR"),
-            None => e,
-        }
-    })?;
-    let listed = read_pods(cluster, question, &target, &capture.snapshot, &deadline).await;
-    capture.take(listed);
-    capture.settle()?;
-    let credentials = read_gateway_credentials(cluster, &capture.snapshot.objects, &deadline).await;
-    capture.take(vec![credentials]);
-    capture.settle()?;
-    let choices = proxies::choose(&capture.snapshot, &target, question, options)?;
+    let lists = async {
+        let mut capture = read_configuration(cluster, &known, &deadline).await;
+        capture.settle()?;
+        let target = Target::resolve(&capture.snapshot.objects, &question.service, &question.namespace, question.port).map_err(|e| {
+            // "Not found" would mislead when Services could not be read at all.
+            match capture.gaps.iter().find(|g| g.source == services().resource()) {
+                Some(gap) => Error::new(format!("cannot look up service {}.{}: services {}", question.service, question.namespace, gap.reason))
+                    .help("mesh-why needs to list Services; have the RBAC rule above granted, or analyze saved state with --snapshot DIR"),
+                None => e,
+            }
+        })?;
+        let listed = read_pods(cluster, question, &target, &capture.snapshot, &deadline).await;
+        capture.take(listed);
+        capture.settle()?;
+        let credentials = read_gateway_credentials(cluster, &capture.snapshot.objects, &deadline).await;
+        capture.take(vec![credentials]);
+        capture.settle()?;
+        let choices = proxies::choose(&capture.snapshot, &target, question, options)?;
+        Ok((capture, target, choices))
+    };
+    // A failed list ends the question at once, without waiting for the head start.
+    let head_start = async { Ok(HeadStart::begin(cluster, question, &deadline).await) };
+    let (head_start, (mut capture, target, choices)) = futures::future::try_join(head_start, lists).await?;
     capture.gaps.extend(choices.gaps);
     capture.count_objects();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} {pos}/{len} [{elapsed}]").unwrap_or_else(|_| ProgressStyle::default_spinner()));
     bar.set_message(format!("reading the Envoy admin of {} proxies", choices.chosen.len()));
     bar.set_length(choices.chosen.len() as u64);
-    let reads = read_proxies(cluster, &capture.snapshot, &target, choices.chosen, &deadline, &bar).await;
+    let reads = read_proxies(cluster, &capture.snapshot, &target, choices.chosen, head_start, &deadline, &bar).await;
     for (choice, outcome) in reads {
         match outcome {
             Ok(read) => {
@@ -537,12 +544,14 @@ async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snap
     read_lists(cluster, asks, deadline).await
 }
 
-/// Reads the chosen proxies, a few at a time, each bounded by the overall deadline.
+/// Reads the chosen proxies, a few at a time, each bounded by the overall deadline; a reading
+/// begun ahead of the choice is finished instead of started again.
 async fn read_proxies(
     cluster: &Cluster,
     snapshot: &Snapshot,
     target: &Target,
     chosen: Vec<Choice>,
+    mut head_start: Option<HeadStart>,
     deadline: &Deadline,
     bar: &ProgressBar,
 ) -> Vec<(Choice, std::result::Result<admin::ProxyRead, Gap>)> {
@@ -557,21 +566,24 @@ async fn read_proxies(
             Some(pod) if choice.role != Role::Destination => intent::derive(&model, &Caller::from_pod(pod), target).view.clusters.into_keys().collect(),
             _ => BTreeSet::new(),
         };
+        let begun = HeadStart::take_for(&mut head_start, choice, target);
         let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &choice.namespace);
         let (choice, target, deadline, permits) = (choice.clone(), target.clone(), *deadline, permits.clone());
         let timeout = cluster.request_timeout;
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let outcome = match tokio::time::timeout_at(deadline.at, read_proxy(&pods, &choice, &target, &expected, timeout, &deadline)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(Gap {
-                    source: format!("pod {}/{}", choice.namespace, choice.pod),
-                    reason: format!(
-                        "not read: the overall --timeout ({}s) ran out first; raise it, or narrow the question with --from",
-                        deadline.total.as_secs()
-                    ),
-                }),
+            let reading = async {
+                let reader = match begun {
+                    Some(begun) => begun?,
+                    None => start_reading(&pods, &choice, &target, timeout, &deadline).await?,
+                };
+                let source = proxy_source(&choice);
+                reader
+                    .finish(&expected)
+                    .await
+                    .map_err(|(path, failure)| Gap { source, reason: format!("not read: {}", describe(&failure, &format!("GET {path}"))) })
             };
+            let outcome = tokio::time::timeout_at(deadline.at, reading).await.unwrap_or_else(|_| Err(out_of_time(&choice, &deadline)));
             (index, outcome)
         });
     }
@@ -587,31 +599,36 @@ async fn read_proxies(
         .into_iter()
         .zip(results)
         .map(|(choice, outcome)| {
-            let outcome = outcome
-                .unwrap_or_else(|| Err(Gap { source: format!("pod {}/{}", choice.namespace, choice.pod), reason: "not read: the reading task failed".into() }));
+            let outcome = outcome.unwrap_or_else(|| Err(Gap { source: proxy_source(&choice), reason: "not read: the reading task failed".into() }));
             (choice, outcome)
         })
         .collect()
 }
 
-/// Opens the port-forward and reads one proxy; any failure is a gap that says what to check.
-async fn read_proxy(
-    pods: &Api<Pod>,
-    choice: &Choice,
-    target: &Target,
-    expected: &BTreeSet<String>,
-    timeout: Duration,
-    deadline: &Deadline,
-) -> std::result::Result<admin::ProxyRead, Gap> {
-    let source = format!("pod {}/{}", choice.namespace, choice.pod);
-    let gap = |reason: String| Gap { source: source.clone(), reason };
-    let conn = AdminConnection::open(pods, &choice.pod, MAX_FILE_BYTES as usize, deadline.cap(timeout))
-        .await
-        .map_err(|failure| gap(format!("not read: {}", describe(&failure, "opening the port-forward to 15000"))))?;
-    Reader::new(conn, &choice.namespace, &choice.pod, target, timeout, deadline)
-        .run(choice.role, expected)
-        .await
-        .map_err(|(path, failure)| gap(format!("not read: {}", describe(&failure, &format!("GET {path}")))))
+/// Opens the port-forward to `choice` and sends the requests that need only `target`
+/// ([`Reader::start`]), within the overall deadline; a failure is a gap that says what to check.
+async fn start_reading(pods: &Api<Pod>, choice: &Choice, target: &Target, timeout: Duration, deadline: &Deadline) -> std::result::Result<Reader, Gap> {
+    let start = async {
+        let conn = AdminConnection::open(pods, &choice.pod, MAX_FILE_BYTES as usize, deadline.cap(timeout)).await.map_err(|failure| Gap {
+            source: proxy_source(choice),
+            reason: format!("not read: {}", describe(&failure, "opening the port-forward to 15000")),
+        })?;
+        Ok(Reader::new(conn, choice, target, timeout, deadline).start().await)
+    };
+    tokio::time::timeout_at(deadline.at, start).await.unwrap_or_else(|_| Err(out_of_time(choice, deadline)))
+}
+
+/// How a proxy's gaps name it.
+fn proxy_source(choice: &Choice) -> String {
+    format!("pod {}/{}", choice.namespace, choice.pod)
+}
+
+/// The gap of a proxy the overall `--timeout` left unread.
+fn out_of_time(choice: &Choice, deadline: &Deadline) -> Gap {
+    Gap {
+        source: proxy_source(choice),
+        reason: format!("not read: the overall --timeout ({}s) ran out first; raise it, or narrow the question with --from", deadline.total.as_secs()),
+    }
 }
 
 /// Plain words for an admin failure during `what`.

@@ -32,6 +32,18 @@ pub struct Choice {
     pub why: String,
 }
 
+impl Choice {
+    /// The reading of `caller`, a pod `--from` names, as the kind of proxy it runs.
+    pub fn named(caller: &Caller) -> Choice {
+        let role = match caller.kind {
+            CallerKind::Gateway => Role::Gateway,
+            CallerKind::Waypoint => Role::Waypoint,
+            CallerKind::Sidecar => Role::Caller,
+        };
+        Choice { namespace: caller.namespace.clone(), pod: caller.name.clone(), role, why: "named by --from".into() }
+    }
+}
+
 /// The proxies picked, and what was left out and why.
 #[derive(Debug, Default)]
 pub struct Choices {
@@ -142,16 +154,7 @@ pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, options
                     source: format!("pod {}/{}", caller.namespace, caller.name),
                     reason: format!("not read: {reason}, so there is no Envoy to port-forward to"),
                 }),
-                _ => wanted.push(Choice {
-                    role: match caller.kind {
-                        CallerKind::Gateway => Role::Gateway,
-                        CallerKind::Waypoint => Role::Waypoint,
-                        CallerKind::Sidecar => Role::Caller,
-                    },
-                    why: "named by --from".into(),
-                    namespace: caller.namespace,
-                    pod: caller.name,
-                }),
+                _ => wanted.push(Choice::named(&caller)),
             }
         }
     } else {
