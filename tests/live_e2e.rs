@@ -717,16 +717,17 @@ fn lists_are_read_at_the_same_time() {
     require_tools!();
     // No list is answered until four wait for an answer: a client that lists one kind after
     // another runs into --request-timeout, and its lists become gaps.
-    let (api, _) = productpage_reads_every_list(&["--lists-together", "4"]);
+    let (api, _) = productpage_reads_every_list(PRODUCTPAGE, &["--lists-together", "4"]);
     api.assert_read_only();
 }
 
-/// Asks about reviews from productpage, with a 5 s request timeout, of the sample objects
-/// served with `flags`; asserts that every list was answered and productpage's Envoy read.
-fn productpage_reads_every_list(flags: &[&str]) -> (ApiServer, Value) {
+/// Asks about reviews `--from` productpage (as `from` names it), with a 5 s request timeout, of
+/// the sample objects served with `flags`; asserts that every list was answered and
+/// productpage's Envoy read.
+fn productpage_reads_every_list(from: &str, flags: &[&str]) -> (ApiServer, Value) {
     let api = ApiServer::sample(shared_envoy(), flags);
     let kc = api.kubeconfig();
-    let out = mesh_why(&["reviews", "--kubeconfig", kc.to_str().unwrap(), "--from", PRODUCTPAGE, "--request-timeout", "5s", "-o", "json"], &[]);
+    let out = mesh_why(&["reviews", "--kubeconfig", kc.to_str().unwrap(), "--from", from, "--request-timeout", "5s", "-o", "json"], &[]);
     assert_ne!(out.status.code(), Some(2), "{}", text(&out));
     let report = json(&out);
     let unlisted: Vec<String> = gaps(&report).into_iter().filter(|g| g.contains("could not be listed")).collect();
@@ -735,19 +736,21 @@ fn productpage_reads_every_list(flags: &[&str]) -> (ApiServer, Value) {
     (api, report)
 }
 
-/// A caller named by `--from` is read while the cluster's objects are listed: a server that
-/// answers no list before a port-forward is opened still gets the whole analysis, with that
-/// caller port-forwarded once.
+/// The callers `--from` names (a pod, labels or a Deployment) are read while the cluster's
+/// objects are listed: a server that answers no cluster-wide list before a port-forward is
+/// opened still gets the whole analysis, with the caller port-forwarded once.
 #[test]
-fn a_named_caller_is_read_while_the_lists_are() {
+fn named_callers_are_read_while_the_lists_are() {
     require_tools!();
-    let (api, report) = productpage_reads_every_list(&["--lists-after-portforward"]);
-    let pod = PRODUCTPAGE.split('/').nth(1).unwrap();
-    assert_eq!(api.port_forwards().iter().filter(|p| p.contains(pod)).count(), 1, "{:?}", api.port_forwards());
     let plain = ApiServer::sample(shared_envoy(), &[]);
-    let expected = json(&mesh_why(&["reviews", "--kubeconfig", plain.kubeconfig().to_str().unwrap(), "--from", PRODUCTPAGE, "-o", "json"], &[]));
-    assert_eq!(report, expected, "the head start changed the analysis");
-    api.assert_read_only();
+    let pod = PRODUCTPAGE.split('/').nth(1).unwrap();
+    for from in [PRODUCTPAGE, "app=productpage", "deploy/productpage-v1"] {
+        let (api, report) = productpage_reads_every_list(from, &["--lists-after-portforward"]);
+        assert_eq!(api.port_forwards().iter().filter(|p| p.contains(pod)).count(), 1, "--from {from}: {:?}", api.port_forwards());
+        let expected = json(&mesh_why(&["reviews", "--kubeconfig", plain.kubeconfig().to_str().unwrap(), "--from", from, "-o", "json"], &[]));
+        assert_eq!(report, expected, "--from {from}: the head start changed the analysis");
+        api.assert_read_only();
+    }
 }
 
 /// `NAME: VALUE` lines of Envoy's text stats.

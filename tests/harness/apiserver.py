@@ -818,7 +818,8 @@ class Server:
                     await asyncio.sleep(self.faults.latency)
                 if self.faults.lists_together is not None and "limit" in request.query:
                     await self.faults.lists_together.wait()
-                if self.faults.lists_after_portforward is not None and "limit" in request.query:
+                if self.faults.lists_after_portforward is not None and "limit" in request.query \
+                        and "/namespaces/" not in request.path:
                     await self.faults.lists_after_portforward.wait()
                 response = self.respond(request)
                 self.log.record(request, response.status)
@@ -1005,8 +1006,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="hold answers to lists (requests with `limit`) until N have been asked "
                              "for, then answer all: a client listing one at a time gets no answer")
     parser.add_argument("--lists-after-portforward", action="store_true",
-                        help="hold answers to lists until a port-forward is opened: a client that "
-                             "reads no proxy before its lists are answered gets no answer")
+                        help="hold answers to cluster-wide lists until a port-forward is opened: a "
+                             "client that reads no proxy before they are answered gets no answer")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                         help="answer each REST request, and pass on each port-forward chunk to a "
                              "pod, this long after it arrives: a remote API server's round trip")

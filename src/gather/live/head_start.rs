@@ -1,20 +1,24 @@
-//! The reading of a caller named by `--from POD`, begun while the cluster's objects are still
+//! The reading of the callers `--from` names, begun while the cluster's objects are still
 //! being listed.
 //!
-//! Half of a live question's time goes to listing the configuration and half to the caller's
-//! Envoy, and the Envoy's route configurations, listeners and request counters need only the
-//! Service's ports. Two GETs (the Service and the pod) are enough to start on them. The rest of
-//! the reading waits for the intent, and the head start is used only when the full analysis
-//! chooses the same proxy, read the same way, for the same Service.
+//! Half of a live question's time goes to listing the configuration and half to the callers'
+//! Envoys, and an Envoy's route configurations, listeners, request counters and the clusters its
+//! routes name need only the Service's ports. The Service and the named pods (a GET, or a list
+//! by the labels or Deployment named) are enough to start on them. The rest of each reading
+//! waits for the intent, and a head start is used only when the full analysis chooses the same
+//! proxy, read the same way, for the same Service.
 
 use super::admin::Reader;
-use super::kube::Cluster;
+use super::kube::{Ask, Cluster, Kind, Listed, read_list};
 use super::proxies::Choice;
-use super::{Deadline, pods, services, start_reading};
-use crate::intent::target::{Caller, CallerKind, SidecarState, Target};
-use crate::question::{From, Question};
-use crate::snapshot::{Document, Gap, Objects};
+use super::{CONCURRENT_PROXIES, Capture, Deadline, LiveOptions, deployments, pods, services, start_reading};
+use crate::intent::target::{SidecarState, Target};
+use crate::question::{self, From, Question};
+use crate::snapshot::Gap;
 use ::kube::Api;
+use ::kube::core::params::ListParams;
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// A proxy reading begun before the proxies were chosen.
 pub struct HeadStart {
@@ -24,37 +28,71 @@ pub struct HeadStart {
 }
 
 impl HeadStart {
-    /// Begins reading the pod `question` names with `--from`, when the Service and the pod can
-    /// be read on their own and the pod runs an Envoy; `None` otherwise (the proxy is then read
-    /// after the lists, as any other).
-    pub async fn begin(cluster: &Cluster, question: &Question, deadline: &Deadline) -> Option<HeadStart> {
-        let Some(From::Pod(name)) = &question.from else { return None };
-        let ns = &question.from_namespace;
-        let (service_kind, pod_kind) = (services(), pods());
-        let (service, pod) = tokio::join!(
-            cluster.get_object(&service_kind, &question.namespace, &question.service, deadline),
-            cluster.get_object(&pod_kind, ns, name, deadline)
-        );
-        let mut objects = Objects::default();
-        for object in [service.ok()?, pod.ok()?] {
-            objects.add(Document::Value(object), "a head start's GET").ok()?;
+    /// Begins reading the callers `question` names with `--from` (as many as `options` lets the
+    /// analysis read), when the Service and those pods can be read on their own; none otherwise
+    /// (they are then read after the lists, as any other proxy).
+    pub async fn begin(cluster: &Cluster, question: &Question, options: &LiveOptions, deadline: &Deadline) -> Vec<HeadStart> {
+        let Some(from) = &question.from else { return Vec::new() };
+        let kind = services();
+        let (service, named) =
+            tokio::join!(cluster.get_object(&kind, &question.namespace, &question.service, deadline), named_pods(cluster, from, question, deadline));
+        let (Ok(service), Some(mut lists)) = (service, named) else { return Vec::new() };
+        lists.push(one(kind, service));
+        let mut early = Capture::new(cluster);
+        early.take(lists);
+        if early.settle().is_err() {
+            return Vec::new();
         }
-        let target = Target::resolve(&objects, &question.service, &question.namespace, question.port).ok()?;
-        let caller = Caller::from_pod(objects.pod(ns, name)?);
-        if caller.kind == CallerKind::Sidecar && caller.sidecar != SidecarState::Injected {
-            return None;
-        }
-        let choice = Choice::named(&caller);
-        let api = Api::namespaced(cluster.client.clone(), ns);
-        let reading = start_reading(&api, &choice, &target, cluster.request_timeout, deadline).await;
-        Some(HeadStart { choice, target, reading })
+        let Ok(target) = Target::resolve(&early.snapshot.objects, &question.service, &question.namespace, question.port) else { return Vec::new() };
+        let Ok(callers) = question::named(&early.snapshot, from, &question.from_namespace) else { return Vec::new() };
+        // As the choice picks them: the named callers with a proxy, in order, up to the limit.
+        let choices = callers.iter().filter(|e| !matches!(e.caller.sidecar, SidecarState::Missing(_))).map(|e| Choice::named(&e.caller));
+        let begun = choices.take(options.max_proxies.min(CONCURRENT_PROXIES)).map(|choice| {
+            let target = target.clone();
+            async move {
+                let api = Api::namespaced(cluster.client.clone(), &choice.namespace);
+                let reading = start_reading(&api, &choice, &target, cluster.request_timeout, deadline).await;
+                HeadStart { choice, target, reading }
+            }
+        });
+        futures::future::join_all(begun).await
     }
 
-    /// The reading begun, if it is the one `choice` asks for `target`.
-    pub fn take_for(this: &mut Option<HeadStart>, choice: &Choice, target: &Target) -> Option<Result<Reader, Gap>> {
+    /// The reading begun for `choice` of `target`, if there is one.
+    pub fn take_for(begun: &mut Vec<HeadStart>, choice: &Choice, target: &Target) -> Option<Result<Reader, Gap>> {
         let fits = |h: &HeadStart| h.choice.namespace == choice.namespace && h.choice.pod == choice.pod && h.choice.role == choice.role && h.target == *target;
-        this.take_if(|h| fits(h)).map(|h| h.reading)
+        let index = begun.iter().position(fits)?;
+        Some(begun.swap_remove(index).reading)
     }
+}
+
+/// The pods `from` names in the question's caller namespace, with the Deployment it names: what
+/// [`question::named`] looks at. `None` when they cannot be read that narrowly.
+async fn named_pods(cluster: &Cluster, from: &From, question: &Question, deadline: &Deadline) -> Option<Vec<Listed>> {
+    let ns = &question.from_namespace;
+    let by_labels = |labels: &BTreeMap<String, String>| {
+        let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        read_list(cluster, Ask::within(pods(), ns, ListParams::default().labels(&selector.join(","))), deadline)
+    };
+    match from {
+        From::Pod(name) => Some(vec![one(pods(), cluster.get_object(&pods(), ns, name, deadline).await.ok()?)]),
+        From::Labels(labels) => Some(vec![by_labels(labels).await]),
+        From::Deployment(name) => {
+            let kind = deployments();
+            let deployment = cluster.get_object(&kind, ns, name, deadline).await.ok()?;
+            // Without match labels the callers are found by their owners, among all the pods.
+            let labels: BTreeMap<String, String> = serde_json::from_value(deployment.pointer("/spec/selector/matchLabels")?.clone()).ok()?;
+            if labels.is_empty() {
+                return None;
+            }
+            Some(vec![one(kind, deployment), by_labels(&labels).await])
+        }
+    }
+}
+
+/// One object read with a GET, as a list of it.
+fn one(kind: Kind, object: Value) -> Listed {
+    Listed { kind: Some(kind), items: serde_json::value::to_raw_value(&object).into_iter().collect(), gaps: Vec::new() }
 }
 
 #[cfg(test)]
@@ -81,9 +119,9 @@ mod tests {
         Choice { namespace: "front".into(), pod: pod.into(), role, why: "named by --from".into() }
     }
 
-    fn begun() -> Option<HeadStart> {
+    fn begun() -> Vec<HeadStart> {
         let reading = Err(Gap { source: "pod front/web-1".into(), reason: "not read: refused".into() });
-        Some(HeadStart { choice: choice("web-1", Role::Caller), target: target(9080), reading })
+        vec![HeadStart { choice: choice("web-1", Role::Caller), target: target(9080), reading }]
     }
 
     #[test]
@@ -95,6 +133,6 @@ mod tests {
         assert!(HeadStart::take_for(&mut head, &choice("web-1", Role::Caller), &target(9081)).is_none());
         let taken = HeadStart::take_for(&mut head, &choice("web-1", Role::Caller), &target(9080));
         assert_eq!(taken.and_then(|r| r.err()).map(|g| g.reason), Some("not read: refused".into()));
-        assert!(head.is_none(), "a head start is used once");
+        assert!(head.is_empty(), "a head start is used once");
     }
 }

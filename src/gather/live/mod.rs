@@ -253,6 +253,11 @@ fn pods() -> Kind {
     Kind::core("pods", "Pod", true)
 }
 
+/// Deployments, which `--from deploy/NAME` names.
+fn deployments() -> Kind {
+    Kind::grouped("apps", "v1", "deployments", "Deployment")
+}
+
 fn endpoint_slices() -> Kind {
     Kind::grouped("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 }
@@ -317,7 +322,7 @@ pub async fn gather(cluster: &Cluster, question: &Question, options: &LiveOption
         Ok((capture, target, choices))
     };
     // A failed list ends the question at once, without waiting for the head start.
-    let head_start = async { Ok(HeadStart::begin(cluster, question, &deadline).await) };
+    let head_start = async { Ok(HeadStart::begin(cluster, question, options, &deadline).await) };
     let (head_start, (mut capture, target, choices)) = futures::future::try_join(head_start, lists).await?;
     capture.gaps.extend(choices.gaps);
     capture.count_objects();
@@ -538,8 +543,7 @@ async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snap
     let params = ListParams::default().labels(&format!("kubernetes.io/service-name={}", target.name));
     asks.push(Ask::within(endpoint_slices(), &target.namespace, params));
     if let Some(From::Deployment(name)) = &question.from {
-        let deployments = Kind::grouped("apps", "v1", "deployments", "Deployment");
-        asks.push(Ask::within(deployments, &question.from_namespace, ListParams::default().fields(&format!("metadata.name={name}"))));
+        asks.push(Ask::within(deployments(), &question.from_namespace, ListParams::default().fields(&format!("metadata.name={name}"))));
     }
     read_lists(cluster, asks, deadline).await
 }
@@ -551,7 +555,7 @@ async fn read_proxies(
     snapshot: &Snapshot,
     target: &Target,
     chosen: Vec<Choice>,
-    mut head_start: Option<HeadStart>,
+    mut head_start: Vec<HeadStart>,
     deadline: &Deadline,
     bar: &ProgressBar,
 ) -> Vec<(Choice, std::result::Result<admin::ProxyRead, Gap>)> {
