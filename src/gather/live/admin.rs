@@ -151,11 +151,6 @@ impl Reader {
         }
     }
 
-    /// The target this reader reads for.
-    pub fn target(&self) -> &Target {
-        &self.target
-    }
-
     /// Sends the requests that need only the target: for a caller or a gateway, its server
     /// info, route configurations, listeners and request counters.
     pub async fn start(mut self) -> Reader {

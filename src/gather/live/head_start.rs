@@ -9,7 +9,7 @@
 //! proxy, read the same way, for the same Service.
 
 use super::admin::Reader;
-use super::kube::{Ask, Cluster, Kind, Listed, read_list};
+use super::kube::{Ask, Cluster, Listed, read_list};
 use super::proxies::Choice;
 use super::{CONCURRENT_PROXIES, Capture, Deadline, LiveOptions, deployments, pods, services, start_reading};
 use crate::intent::target::{SidecarState, Target};
@@ -17,7 +17,6 @@ use crate::question::{self, From, Question};
 use crate::snapshot::Gap;
 use ::kube::Api;
 use ::kube::core::params::ListParams;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// A proxy reading begun before the proxies were chosen.
@@ -37,7 +36,7 @@ impl HeadStart {
         let (service, named) =
             tokio::join!(cluster.get_object(&kind, &question.namespace, &question.service, deadline), named_pods(cluster, from, question, deadline));
         let (Ok(service), Some(mut lists)) = (service, named) else { return Vec::new() };
-        lists.push(one(kind, service));
+        lists.push(Listed::one(kind, &service));
         let mut early = Capture::new(cluster);
         early.take(lists);
         if early.settle().is_err() {
@@ -75,7 +74,7 @@ async fn named_pods(cluster: &Cluster, from: &From, question: &Question, deadlin
         read_list(cluster, Ask::within(pods(), ns, ListParams::default().labels(&selector.join(","))), deadline)
     };
     match from {
-        From::Pod(name) => Some(vec![one(pods(), cluster.get_object(&pods(), ns, name, deadline).await.ok()?)]),
+        From::Pod(name) => Some(vec![Listed::one(pods(), &cluster.get_object(&pods(), ns, name, deadline).await.ok()?)]),
         From::Labels(labels) => Some(vec![by_labels(labels).await]),
         From::Deployment(name) => {
             let kind = deployments();
@@ -85,14 +84,9 @@ async fn named_pods(cluster: &Cluster, from: &From, question: &Question, deadlin
             if labels.is_empty() {
                 return None;
             }
-            Some(vec![one(kind, deployment), by_labels(&labels).await])
+            Some(vec![Listed::one(kind, &deployment), by_labels(&labels).await])
         }
     }
-}
-
-/// One object read with a GET, as a list of it.
-fn one(kind: Kind, object: Value) -> Listed {
-    Listed { kind: Some(kind), items: serde_json::value::to_raw_value(&object).into_iter().collect(), gaps: Vec::new() }
 }
 
 #[cfg(test)]

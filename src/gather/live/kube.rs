@@ -538,6 +538,11 @@ impl Listed {
     pub fn gap(gap: Gap) -> Listed {
         Listed { kind: None, items: Vec::new(), gaps: vec![gap] }
     }
+
+    /// One object of `kind` read with a GET, as a list of it.
+    pub fn one(kind: Kind, object: &Value) -> Listed {
+        Listed { kind: Some(kind), items: serde_json::value::to_raw_value(object).into_iter().collect(), gaps: Vec::new() }
+    }
 }
 
 /// Reads `asks` together (the cluster bounds how many requests are in flight); the answers

@@ -508,7 +508,7 @@ async fn read_mesh_config(cluster: &Cluster, deadline: &Deadline) -> Listed {
             if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
                 data.retain(|k, _| k == "mesh");
             }
-            Listed { kind: Some(kind), items: serde_json::value::to_raw_value(&object).into_iter().collect(), gaps: Vec::new() }
+            Listed::one(kind, &object)
         }
         Err(ApiFailure::NotFound(_)) => gap("not found: Istio's default mesh settings were assumed".into()),
         Err(ApiFailure::Forbidden(message)) => gap(format!(
