@@ -131,7 +131,7 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// A reader of pod `namespace/pod`, read as `role`, over `conn`.
+    /// A reader of the proxy `choice` names, for `target`, over `conn`.
     pub fn new(conn: AdminConnection, choice: &Choice, target: &Target, timeout: Duration, deadline: &Deadline) -> Reader {
         let capture = ProxyCapture { namespace: choice.namespace.clone(), pod: choice.pod.clone(), ..Default::default() };
         let read = ProxyRead { capture, gaps: Vec::new(), requests: 0, bytes: 0, elapsed: Duration::ZERO };
@@ -152,7 +152,8 @@ impl Reader {
     }
 
     /// Sends the requests that need only the target: for a caller or a gateway, its server
-    /// info, route configurations, listeners and request counters.
+    /// info, route configurations, listeners and request counters, and the clusters its routes
+    /// name.
     pub async fn start(mut self) -> Reader {
         let started = Instant::now();
         let outcome = match self.role {
