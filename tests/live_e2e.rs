@@ -753,6 +753,42 @@ fn named_callers_are_read_while_the_lists_are() {
     }
 }
 
+/// A head start is kept only where it agrees with the objects listed after it: a caller whose
+/// Envoy differs from them (a weight changed while the question ran, or a stale proxy) is read
+/// again after them, so the difference reported was still there once they were read.
+#[test]
+fn a_head_start_that_differs_from_the_objects_is_read_again() {
+    require_tools!();
+    let requests = |objects: &Path| -> (usize, Value) {
+        let api = ApiServer::start(objects, &[(PRODUCTPAGE, shared_envoy())], &[]);
+        let kc = api.kubeconfig();
+        let dir = api.dir.path().join("capture");
+        let out = mesh_why(&["capture", "reviews", "--kubeconfig", kc.to_str().unwrap(), "--from", PRODUCTPAGE, "-d", dir.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("mesh-why.json")).unwrap()).unwrap();
+        let line = manifest["collected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|l| l.starts_with(&format!("proxy {PRODUCTPAGE} ")))
+            .unwrap()
+            .to_string();
+        let count = line.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+        let report = json(&mesh_why(&["reviews", "--snapshot", dir.to_str().unwrap(), "--from", PRODUCTPAGE, "-o", "json"], &[]));
+        (count, report)
+    };
+    let (agreeing, report) = requests(&harness().join("sample-objects"));
+    // The sample's Envoy holds loopback endpoints, so only its configuration agrees.
+    assert!(!report["findings"].to_string().contains("proxy-stale"), "the sample is meant to agree with its Envoy: {report:#}");
+    let vs = std::fs::read_to_string(harness().join("sample-objects").join("istio-reviews.json")).unwrap();
+    let changed = vs.replace("\"weight\": 90", "\"weight\": 50").replace("\"weight\": 10", "\"weight\": 50");
+    assert_ne!(changed, vs);
+    let (differing, report) = requests(sample_objects_with(&[("istio-reviews.json", &changed)]).path());
+    assert!(report["findings"].to_string().contains("proxy-stale"), "{report:#}");
+    assert!(differing > agreeing, "read once more when it differs: {differing} admin requests against {agreeing}");
+}
+
 /// `NAME: VALUE` lines of Envoy's text stats.
 fn stat_lines(text: &[u8]) -> std::collections::BTreeMap<String, String> {
     String::from_utf8_lossy(text).lines().filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -128,6 +128,8 @@ pub struct Reader {
     clusters_read: BTreeSet<String>,
     /// Per-cluster counters fetched so far; `None` once a request for them broke.
     stats_text: Option<Vec<u8>>,
+    /// Whether what was read is to be read again (see [`Reader::read_again`]).
+    again: bool,
 }
 
 impl Reader {
@@ -148,6 +150,7 @@ impl Reader {
             stopped: None,
             clusters_read: BTreeSet::new(),
             stats_text: None,
+            again: false,
         }
     }
 
@@ -177,6 +180,16 @@ impl Reader {
     /// reading: what was read before is kept, and each request not answered is a gap; when
     /// nothing was answered, the failure (and the path that failed) is returned.
     pub async fn finish(mut self, expected: &BTreeSet<String>) -> Result<ProxyRead, (String, AdminFailure)> {
+        if std::mem::take(&mut self.again) {
+            let ProxyCapture { namespace, pod, .. } = std::mem::take(&mut self.read.capture);
+            self.read.capture = ProxyCapture { namespace, pod, ..Default::default() };
+            self.read.gaps.clear();
+            self.found.clear();
+            self.answered.clear();
+            self.clusters_read.clear();
+            (self.stopped, self.stats_text) = (None, None);
+            self = self.start().await;
+        }
         let started = Instant::now();
         if self.stopped.is_none() {
             self.stopped = match self.role {
@@ -345,6 +358,21 @@ impl Reader {
         Ok(())
     }
 
+    /// What the reading so far shows of the target, read with the code the analysis uses
+    /// (`extra` as there). With /server_info the node says what kind of proxy this is, so routes
+    /// are read on its own shapes (a gateway's server routes, a waypoint's inbound-vip ones).
+    pub fn so_far(&self, extra: &BTreeSet<String>) -> actual::Actual {
+        let config_dump = Some(Blob { origin: self.origin.clone(), bytes: assemble(&self.found) });
+        let partial = ProxyCapture { config_dump, server_info: self.read.capture.server_info.clone(), ..Default::default() };
+        actual::read(&partial, &self.target, extra)
+    }
+
+    /// Has [`Reader::finish`] read everything again first, as if nothing had been read. A
+    /// reading that broke is not repeated: its failure stands, as any other reading's.
+    pub fn read_again(&mut self) {
+        self.again = self.stopped.is_none();
+    }
+
     /// Cluster names the fetched routes and listeners send the target's traffic to, plus the
     /// expected ones. Read with the code the analysis uses, so the capture holds every cluster
     /// the analysis will look up.
@@ -352,11 +380,7 @@ impl Reader {
         let mut names = expected.clone();
         // A dump that does not parse here is a gap of the analysis later, with a precise
         // reason; until then the expected names are still worth fetching.
-        // With /server_info the node says what kind of proxy this is, so routes are read on
-        // its own shapes (a gateway's server routes, a waypoint's inbound-vip ones).
-        let config_dump = Some(Blob { origin: self.origin.clone(), bytes: assemble(&self.found) });
-        let partial = ProxyCapture { config_dump, server_info: self.read.capture.server_info.clone(), ..Default::default() };
-        let read = actual::read(&partial, &self.target, expected);
+        let read = self.so_far(expected);
         for port in read.view.iter().flat_map(|v| &v.ports) {
             names.extend(port.tcp_destinations.iter().map(|c| c.name.clone()));
             for route in port.virtual_host.iter().flat_map(|vh| &vh.routes) {

@@ -17,6 +17,7 @@ use self::head_start::HeadStart;
 use self::kube::{ApiFailure, Ask, Cluster, Item, Kind, Listed, Scope, read_list, read_lists};
 use self::portforward::{AdminConnection, AdminFailure};
 use self::proxies::Choice;
+use crate::diff::{self, Difference};
 use crate::error::{Error, Result};
 use crate::gather::files::MAX_FILE_BYTES;
 use crate::intent::{
@@ -566,11 +567,22 @@ async fn read_proxies(
     for (index, choice) in chosen.iter().enumerate() {
         // The clusters the intent expects this caller to hold, so the capture includes them
         // even when they belong to other hosts.
-        let expected: BTreeSet<String> = match snapshot.objects.pod(&choice.namespace, &choice.pod) {
-            Some(pod) if choice.role != Role::Destination => intent::derive(&model, &Caller::from_pod(pod), target).view.clusters.into_keys().collect(),
-            _ => BTreeSet::new(),
+        let intended = match snapshot.objects.pod(&choice.namespace, &choice.pod) {
+            Some(pod) if choice.role != Role::Destination => Some(intent::derive(&model, &Caller::from_pod(pod), target).view),
+            _ => None,
         };
-        let begun = HeadStart::take_for(&mut head_start, choice, target);
+        let expected: BTreeSet<String> = intended.iter().flat_map(|v| v.clusters.keys().cloned()).collect();
+        let mut begun = HeadStart::take_for(&mut head_start, choice, target);
+        // A reading begun before the objects were listed may predate a change they show (a fix
+        // applied just before the question, not yet pushed): where its configuration differs
+        // from them, the proxy is read again, after them, as without the head start. Endpoints
+        // change all the time, and either order races with them.
+        if let (Some(Ok(reader)), Some(intended)) = (&mut begun, &intended) {
+            let agrees = reader.so_far(&expected).view.is_some_and(|v| diff::compare(intended, &v).differences.iter().all(Difference::is_endpoints));
+            if !agrees {
+                reader.read_again();
+            }
+        }
         let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &choice.namespace);
         let (choice, target, deadline, permits) = (choice.clone(), target.clone(), *deadline, permits.clone());
         let timeout = cluster.request_timeout;
