@@ -130,6 +130,8 @@ pub struct Reader {
     stats_text: Option<Vec<u8>>,
     /// Whether what was read is to be read again (see [`Reader::read_again`]).
     again: bool,
+    /// The clusters the fetched routes and listeners name (see `note_routed_clusters`).
+    routed: BTreeSet<String>,
 }
 
 impl Reader {
@@ -151,6 +153,7 @@ impl Reader {
             clusters_read: BTreeSet::new(),
             stats_text: None,
             again: false,
+            routed: BTreeSet::new(),
         }
     }
 
@@ -187,6 +190,7 @@ impl Reader {
             self.found.clear();
             self.answered.clear();
             self.clusters_read.clear();
+            self.routed.clear();
             (self.stopped, self.stats_text) = (None, None);
             self = self.start().await;
         }
@@ -243,6 +247,7 @@ impl Reader {
         let listener_patterns: Vec<String> = ports.chunks(PORTS_PER_PATTERN).map(|c| format!(".*_(?:{})", c.join("|"))).collect();
         self.dump("dynamic_route_configs", &route_patterns, false).await?;
         self.dump("dynamic_listeners", &listener_patterns, false).await?;
+        self.note_routed_clusters();
         if let Some(body) = self.fetch(PROMETHEUS_REQUESTS, "/stats/prometheus").await? {
             self.read.capture.stats.push((StatsFormat::Prometheus, self.blob(stats_file(StatsFormat::Prometheus), body)));
         }
@@ -294,7 +299,9 @@ impl Reader {
         let host = literal(&self.target.fqdn);
         let ports: Vec<String> = self.target.ports.iter().map(|p| p.port.to_string()).collect();
         let routes: Vec<String> = ports.chunks(PORTS_PER_PATTERN).map(|c| format!("inbound-vip\\|(?:{})\\|http\\|{host}", c.join("|"))).collect();
-        self.dump("static_route_configs", &routes, false).await
+        self.dump("static_route_configs", &routes, false).await?;
+        self.note_routed_clusters();
+        Ok(())
     }
 
     /// The rest of a waypoint's share: its `inbound-vip` clusters for the service plus those its
@@ -373,21 +380,26 @@ impl Reader {
         self.again = self.stopped.is_none();
     }
 
-    /// Cluster names the fetched routes and listeners send the target's traffic to, plus the
-    /// expected ones. Read with the code the analysis uses, so the capture holds every cluster
-    /// the analysis will look up.
-    fn routed_clusters(&self, expected: &BTreeSet<String>) -> BTreeSet<String> {
-        let mut names = expected.clone();
+    /// Records the cluster names the fetched routes and listeners send the target's traffic
+    /// to, read with the code the analysis uses, so the capture holds every cluster the analysis
+    /// will look up. Read once, as the routes are: a big mesh's route configuration is megabytes.
+    fn note_routed_clusters(&mut self) {
         // A dump that does not parse here is a gap of the analysis later, with a precise
         // reason; until then the expected names are still worth fetching.
-        let read = self.so_far(expected);
+        let read = self.so_far(&BTreeSet::new());
+        let mut names = BTreeSet::new();
         for port in read.view.iter().flat_map(|v| &v.ports) {
             names.extend(port.tcp_destinations.iter().map(|c| c.name.clone()));
             for route in port.virtual_host.iter().flat_map(|vh| &vh.routes) {
                 names.extend(route.action.clusters().map(|c| c.name.clone()));
             }
         }
-        names
+        self.routed = names;
+    }
+
+    /// The clusters the fetched routes name, plus `expected`.
+    fn routed_clusters(&self, expected: &BTreeSet<String>) -> BTreeSet<String> {
+        self.routed.union(expected).cloned().collect()
     }
 }
 
