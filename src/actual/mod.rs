@@ -43,32 +43,78 @@ pub struct Actual {
     pub route_versions: Vec<(String, Option<String>, Option<String>)>,
 }
 
+/// What a question reads of one proxy's capture: the target's listeners, route configurations
+/// and virtual hosts, and the clusters of its host plus `extra` (with their endpoints and
+/// counters). Reading a capture and cutting one down to a question ([`crate::gather`]) ask the
+/// same of it.
+pub struct Wanted<'a> {
+    target: &'a Target,
+    extra: &'a BTreeSet<String>,
+    /// The target's ports, as the route configurations and listeners of a sidecar name them.
+    port_names: Vec<String>,
+    /// `HOST:PORT`, the route configurations of sniffed ports.
+    sniffed_names: Vec<String>,
+}
+
+impl<'a> Wanted<'a> {
+    /// What is read for `target`, and of the clusters of other hosts, `extra`.
+    pub fn new(target: &'a Target, extra: &'a BTreeSet<String>) -> Wanted<'a> {
+        let port_names = target.ports.iter().map(|p| p.port.to_string()).collect();
+        let sniffed_names = target.ports.iter().map(|p| format!("{}:{}", target.fqdn, p.port)).collect();
+        Wanted { target, extra, port_names, sniffed_names }
+    }
+
+    /// Whether the cluster `name` (its config, endpoints, hosts and counters) is read.
+    pub fn cluster(&self, name: &str) -> bool {
+        self.extra.contains(name) || cluster_host(name).is_some_and(|h| h == self.target.fqdn)
+    }
+
+    fn is_waypoint_route_config(&self, name: &str) -> bool {
+        InboundVipCluster::parse(name).is_some_and(|c| c.host == self.target.fqdn)
+    }
+
+    fn route_config(&self, name: &str) -> bool {
+        self.port_names.iter().any(|p| p == name)
+            || self.sniffed_names.iter().any(|p| p == name)
+            || is_gateway_route_config(name)
+            || self.is_waypoint_route_config(name)
+    }
+
+    fn virtual_host(&self, rc: &str, name: &str, domains: &[String]) -> bool {
+        let fqdn = &self.target.fqdn;
+        is_gateway_route_config(rc)
+            || self.is_waypoint_route_config(rc)
+            || name.strip_prefix(fqdn.as_str()).is_some_and(|rest| rest.starts_with(':'))
+            || domains.iter().any(|d| d == fqdn || d.trim_end_matches('.') == fqdn)
+    }
+
+    fn listener(&self, name: &str) -> bool {
+        self.port_names.iter().any(|p| name.strip_suffix(p.as_str()).is_some_and(|rest| rest.ends_with('_')))
+    }
+
+    /// Runs `read` with the config dump [`Selection`] of what is wanted.
+    pub fn with_selection<R>(&self, read: impl FnOnce(&Selection<'_>) -> R) -> R {
+        let (route_config, virtual_host) = (|n: &str| self.route_config(n), |rc: &str, n: &str, d: &[String]| self.virtual_host(rc, n, d));
+        let (cluster, listener) = (|n: &str| self.cluster(n), |n: &str| self.listener(n));
+        read(&Selection { route_config: &route_config, virtual_host: &virtual_host, cluster: &cluster, listener: &listener })
+    }
+}
+
 /// Reads `capture` for `target`, decoding only what concerns it (plus `extra_clusters`); a
 /// file that cannot be read is listed in `missing` and `unreadable`.
 pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<String>) -> Actual {
-    let mut actual = Actual::default();
-    let wants_cluster = |name: &str| extra_clusters.contains(name) || cluster_host(name).is_some_and(|h| h == target.fqdn);
-    let port_names: Vec<String> = target.ports.iter().map(|p| p.port.to_string()).collect();
-    let sniffed_names: Vec<String> = target.ports.iter().map(|p| format!("{}:{}", target.fqdn, p.port)).collect();
-    let is_waypoint_route_config = |name: &str| InboundVipCluster::parse(name).is_some_and(|c| c.host == target.fqdn);
-    let route_config = |name: &str| {
-        port_names.iter().any(|p| p == name) || sniffed_names.iter().any(|p| p == name) || is_gateway_route_config(name) || is_waypoint_route_config(name)
-    };
-    let fqdn = target.fqdn.clone();
-    let virtual_host = |rc: &str, name: &str, domains: &[String]| {
-        is_gateway_route_config(rc)
-            || is_waypoint_route_config(rc)
-            || name.starts_with(&format!("{fqdn}:"))
-            || domains.iter().any(|d| d == &fqdn || d.trim_end_matches('.') == fqdn)
-    };
-    let listener = |name: &str| port_names.iter().any(|p| name.ends_with(&format!("_{p}")));
-    let selection = Selection { route_config: &route_config, virtual_host: &virtual_host, cluster: &wants_cluster, listener: &listener };
+    let wanted = Wanted::new(target, extra_clusters);
+    wanted.with_selection(|selection| read_selected(capture, target, extra_clusters, &wanted, selection))
+}
 
+fn read_selected(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<String>, wanted: &Wanted<'_>, selection: &Selection<'_>) -> Actual {
+    let mut actual = Actual::default();
+    let wants_cluster = |name: &str| wanted.cluster(name);
     // A file that cannot be read is that proxy's gap, as if it had not been captured: the rest
     // of its capture, and every other proxy, is still analysed. The dump is read beside the
     // other files: it is the largest, and each is read on its own.
     let (dump, ()) = crate::parallel::join(
-        || capture.config_dump.as_ref().map(|blob| text(blob).and_then(|t| ConfigDump::parse(t, &blob.origin, &selection))),
+        || capture.config_dump.as_ref().map(|blob| text(blob).and_then(|t| ConfigDump::parse(t, &blob.origin, selection))),
         || actual.read_beside_dump(capture, &wants_cluster),
     );
     let dump = match dump {
