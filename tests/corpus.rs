@@ -73,6 +73,37 @@ fn every_corpus_dump_loads_or_is_refused_with_a_reason() {
     assert!(loaded >= 25, "only {loaded} dumps loaded");
 }
 
+#[test]
+#[ignore = "needs the shared Envoy dump corpus at ../shared/corpus/envoy-dumps"]
+fn every_corpus_dump_cut_down_reads_as_the_whole_dump_does() {
+    let dir = corpus();
+    // Selections unrelated to what the dumps hold, the narrow one within the broad one.
+    let (some, fewer) = (|n: &str| n.len().is_multiple_of(2) || n.contains("reviews"), |n: &str| n.len().is_multiple_of(4));
+    let broad = Selection { route_config: &|_| true, virtual_host: &|_, _, _| true, cluster: &some, listener: &some };
+    let narrow = Selection { route_config: &some, virtual_host: &|_, n, _| n.contains('a'), cluster: &fewer, listener: &fewer };
+    let mut cut_down = 0;
+    for path in json_files(&dir).into_iter().filter(|p| !p.ends_with("clusters.json")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.strip_prefix(&dir).unwrap().display().to_string();
+        let Ok(whole) = ConfigDump::parse(&text, &name, &broad) else { continue };
+        let cut = match ConfigDump::cut(&text, &name, &broad) {
+            Ok(cut) => cut,
+            Err(e) if whole.admin_api == "map form" => {
+                assert!(e.to_string().contains("map form"), "{name}: {e}");
+                continue;
+            }
+            Err(e) => panic!("{name}: {e}"),
+        };
+        for sel in [&broad, &narrow] {
+            let (read, expected) = (ConfigDump::parse(&cut, &name, sel).unwrap(), ConfigDump::parse(&text, &name, sel).unwrap());
+            assert_eq!(format!("{read:?}"), format!("{expected:?}"), "{name}");
+        }
+        println!("{name}: {} of {} bytes kept", cut.len(), text.len());
+        cut_down += 1;
+    }
+    assert!(cut_down >= 20, "only {cut_down} dumps cut down");
+}
+
 /// Builds a snapshot from corpus YAML and one dump, runs the binary, returns the findings.
 fn analyze(yaml: &[PathBuf], dump: &Path, pod: (&str, &str), args: &[&str]) -> Vec<serde_json::Value> {
     report(yaml, dump, pod, args)["findings"].as_array().unwrap().clone()

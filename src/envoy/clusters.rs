@@ -43,7 +43,21 @@ impl HostStatus {
 /// Parses either form of `/clusters`: JSON (`?format=json`), or the plain-text form that
 /// `istioctl bug-report` saves, keeping only clusters `want` selects.
 pub fn parse(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Vec<ClusterStatus>> {
-    if text.trim_start().starts_with('{') { parse_json(text, origin, want) } else { parse_text(text, origin, want) }
+    if text.trim_start().starts_with('{') { parse_json(text, origin, want, None) } else { parse_text(text, origin, want) }
+}
+
+/// `text` cut down to the clusters `want` selects, in the same form: parsing the cut with
+/// `want`, or with any selection within it, gives what parsing `text` gives. An error is the
+/// one [`parse`] would give.
+pub fn cut(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<String> {
+    if text.trim_start().starts_with('{') {
+        let mut kept = Vec::new();
+        parse_json(text, origin, want, Some(&mut kept))?;
+        return Ok(format!(r#"{{"cluster_statuses":[{}]}}"#, kept.join(",")));
+    }
+    parse_text(text, origin, want)?;
+    let wanted = |line: &&str| line.split("::").next().is_some_and(want);
+    Ok(text.lines().filter(wanted).map(|line| format!("{line}\n")).collect())
 }
 
 /// The text form: `CLUSTER::IP:PORT::FIELD::VALUE` per host field, plus cluster-level lines.
@@ -89,7 +103,7 @@ fn parse_text(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<V
 
 /// The JSON form. Each cluster is kept as text until its name is known, so only the selected
 /// ones are decoded: a caller of a big mesh lists tens of thousands.
-fn parse_json(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Vec<ClusterStatus>> {
+fn parse_json<'t>(text: &'t str, origin: &str, want: &dyn Fn(&str) -> bool, mut kept: Option<&mut Vec<&'t str>>) -> Result<Vec<ClusterStatus>> {
     #[derive(Deserialize)]
     struct Top<'a> {
         #[serde(borrow, default, alias = "clusterStatuses")]
@@ -124,6 +138,9 @@ fn parse_json(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<V
         let c: RawCluster = serde_json::from_str(raw.get()).map_err(invalid)?;
         let hosts = c.host_statuses.into_iter().map(|h| host_status(&c.name, h, origin)).collect::<Result<_>>()?;
         out.push(ClusterStatus { name: c.name, hosts });
+        if let Some(kept) = kept.as_deref_mut() {
+            kept.push(raw.get());
+        }
     }
     Ok(out)
 }
@@ -186,5 +203,28 @@ mod tests {
     #[test]
     fn other_text_is_refused() {
         assert!(parse("hello world", "t", &|_| true).is_err());
+        assert!(cut("hello world", "t", &|_| true).is_err());
+    }
+
+    #[test]
+    fn a_cut_keeps_the_selected_clusters_in_either_form() {
+        let host = |ip: &str, total: u64| {
+            format!(r#"{{"address":{{"socket_address":{{"address":"{ip}","port_value":9080}}}},"stats":[{{"name":"rq_total","value":"{total}"}}]}}"#)
+        };
+        let cluster = |name: &str, ip: &str| format!(r#"{{"name":"{name}","host_statuses":[{}]}}"#, host(ip, 5));
+        let json = format!(
+            r#"{{"cluster_statuses":[{},{}]}}"#,
+            cluster("outbound|9080|v1|r.d.svc.cluster.local", "10.1.0.11"),
+            cluster("outbound|9080||p.d.svc.cluster.local", "10.1.0.12")
+        );
+        let text = "outbound|9080|v1|r.d.svc.cluster.local::10.1.0.11:9080::rq_total::5\noutbound|9080||p.d.svc.cluster.local::10.1.0.12:9080::rq_total::5\n";
+        let want = |c: &str| c.contains("|r.d");
+        for whole in [json.as_str(), text] {
+            let cut = cut(whole, "c", &want).unwrap();
+            assert!(!cut.contains("p.d.svc") && cut.len() < whole.len(), "{cut}");
+            let (read, expected) = (parse(&cut, "c", &want).unwrap(), parse(whole, "c", &want).unwrap());
+            assert_eq!(format!("{read:?}"), format!("{expected:?}"));
+            assert_eq!(read[0].hosts[0].rq_total, 5);
+        }
     }
 }

@@ -173,7 +173,22 @@ impl ConfigDump {
     /// resource only its name is read (Envoy writes it first) unless `sel` wants it. On a big
     /// mesh the dump holds tens of thousands of clusters; a question needs a handful.
     pub fn parse(text: &str, origin: &str, sel: &Selection<'_>) -> Result<ConfigDump> {
-        let mut reader = Reader { dump: ConfigDump::default(), origin, sel, failure: None, configs: false };
+        ConfigDump::read(text, origin, sel, None).map(|(dump, _)| dump)
+    }
+
+    /// `text` cut down to what `sel` selects, in the dump's own shape: the selected resources
+    /// whole, each other cluster as its name alone, every section's `@type`. Parsing the cut
+    /// with `sel`, or with any selection within it, gives what parsing `text` gives; so a
+    /// snapshot can hold, for one question, a few MB of a proxy's dump instead of all of it.
+    /// An error is the one [`ConfigDump::parse`] would give; the oldest (map form) dumps are
+    /// refused.
+    pub fn cut(text: &str, origin: &str, sel: &Selection<'_>) -> Result<String> {
+        let (_, cut) = ConfigDump::read(text, origin, sel, Some(Cut::default()))?;
+        Ok(cut.map(|c| c.text).unwrap_or_default())
+    }
+
+    fn read(text: &str, origin: &str, sel: &Selection<'_>, cut: Option<Cut>) -> Result<(ConfigDump, Option<Cut>)> {
+        let mut reader = Reader { dump: ConfigDump::default(), origin, sel, failure: None, configs: false, cut };
         let mut de = serde_json::Deserializer::from_str(text);
         let read = serde::de::DeserializeSeed::deserialize(&mut reader, &mut de).and_then(|()| de.end());
         if let Some(failure) = reader.failure {
@@ -188,24 +203,30 @@ impl ConfigDump {
         if reader.dump.sections.is_empty() {
             return Err(Error::new("the config dump has no sections").at(origin));
         }
-        Ok(reader.dump)
+        Ok((reader.dump, reader.cut))
     }
 
-    fn add_clusters(&mut self, entries: Vec<ClusterEntry<'_>>, state: ClusterState, place: &str, sel: &Selection<'_>) -> Result<()> {
+    fn add_clusters(&mut self, entries: Vec<ClusterEntry<'_>>, state: ClusterState, place: &str, sel: &Selection<'_>, mut kept: Kept<'_>) -> Result<()> {
         for (i, entry) in entries.into_iter().enumerate() {
             let Some(raw) = entry.cluster else { continue };
             let here = format!("{place}[{i}]");
             let name = peek_name(raw.get(), &here, "name")?;
-            if (sel.cluster)(&name) {
+            let selected = (sel.cluster)(&name);
+            if selected {
                 let cluster: Cluster = decode(raw.get(), &here, "cluster")?;
                 self.clusters.push(DumpedCluster { cluster, state });
+            }
+            if let Some(kept) = kept.as_deref_mut() {
+                // A cluster not selected is still there: its name says so.
+                let body = if selected { raw.get().to_string() } else { format!(r#"{{"name":{}}}"#, json_string(&name)) };
+                kept.push(format!(r#"{{"cluster":{body}}}"#));
             }
             self.cluster_names.push(name);
         }
         Ok(())
     }
 
-    fn add_route_configs(&mut self, entries: Vec<&RawValue>, place: &str, sel: &Selection<'_>) -> Result<()> {
+    fn add_route_configs(&mut self, entries: Vec<&RawValue>, place: &str, sel: &Selection<'_>, mut kept: Kept<'_>) -> Result<()> {
         /// Admin wrapper around a route configuration; the oldest dumps list bare configurations.
         #[derive(Deserialize)]
         struct Entry<'a> {
@@ -242,15 +263,27 @@ impl ConfigDump {
                 rc.all_vhost_domains.push((name, domains));
             }
             self.route_configs.push(rc);
+            if let Some(kept) = kept.as_deref_mut() {
+                kept.push(element.get().to_string());
+            }
         }
         Ok(())
     }
 
-    /// Adds the selected listeners of `found`: (listener, Envoy's rejection of it, where).
-    fn add_listeners(&mut self, found: Vec<(&RawValue, Option<Value>, String)>, sel: &Selection<'_>) -> Result<()> {
+    /// Adds the selected listeners of `found`: (listener, Envoy's rejection of it, where); each
+    /// kept as `dynamic_listeners` (with its rejection) or `static_listeners` list it.
+    fn add_listeners(&mut self, found: Vec<(&RawValue, Option<Value>, String)>, sel: &Selection<'_>, dynamic: bool, mut kept: Kept<'_>) -> Result<()> {
         for (raw, error, here) in found {
             let name = peek_name(raw.get(), &here, "name")?;
             if (sel.listener)(&name) {
+                if let Some(kept) = kept.as_deref_mut() {
+                    let listener = format!(r#"{{"listener":{}}}"#, raw.get());
+                    kept.push(match (dynamic, &error) {
+                        (false, _) => listener,
+                        (true, None) => format!(r#"{{"active_state":{listener}}}"#),
+                        (true, Some(error)) => format!(r#"{{"active_state":{listener},"error_state":{error}}}"#),
+                    });
+                }
                 let mut listener = parse_listener(raw.get(), &here)?;
                 listener.error = error.map(|e| e.get("details").and_then(Value::as_str).unwrap_or("rejected").to_string());
                 self.listeners.push(listener);
@@ -259,7 +292,7 @@ impl ConfigDump {
         Ok(())
     }
 
-    fn add_endpoints(&mut self, entries: Vec<EndpointEntry<'_>>, place: &str, sel: &Selection<'_>) -> Result<()> {
+    fn add_endpoints(&mut self, entries: Vec<EndpointEntry<'_>>, place: &str, sel: &Selection<'_>, mut kept: Kept<'_>) -> Result<()> {
         let endpoints = self.endpoints.get_or_insert_with(Vec::new);
         for (i, entry) in entries.into_iter().enumerate() {
             let Some(raw) = entry.endpoint_config else { continue };
@@ -267,6 +300,9 @@ impl ConfigDump {
             let name = peek_name(raw.get(), &here, "cluster_name")?;
             if (sel.cluster)(&name) {
                 endpoints.push(decode(raw.get(), &here, "endpoint config")?);
+                if let Some(kept) = kept.as_deref_mut() {
+                    kept.push(format!(r#"{{"endpoint_config":{}}}"#, raw.get()));
+                }
             }
         }
         Ok(())
@@ -341,6 +377,38 @@ struct Reader<'s> {
     failure: Option<Error>,
     /// Whether the top-level `configs` was there.
     configs: bool,
+    /// The dump cut down to the selection, when one is being written.
+    cut: Option<Cut>,
+}
+
+/// Where a field's selected elements go when the dump is being cut down.
+type Kept<'k> = Option<&'k mut Vec<String>>;
+
+/// A config dump cut down to a selection, written as it is read: `{"configs": [...]}`, each
+/// section's `@type`, then the fields that were read, each with the elements kept.
+#[derive(Default)]
+struct Cut {
+    text: String,
+    sections: usize,
+}
+
+impl Cut {
+    fn begin_section(&mut self, ty: &str) {
+        if self.sections > 0 {
+            self.text.push(',');
+        }
+        self.sections += 1;
+        self.text.push_str(&format!(r#"{{"@type":{}"#, json_string(ty)));
+    }
+
+    fn field(&mut self, key: &str, value: &str) {
+        self.text.push_str(&format!(",{}:{value}", json_string(key)));
+    }
+}
+
+/// `s` as a JSON string.
+fn json_string(s: &str) -> String {
+    Value::from(s).to_string()
 }
 
 /// A section's field value: still in the stream, or set aside as text because the section's
@@ -406,38 +474,55 @@ impl Reader<'_> {
     ) -> std::result::Result<(), A::Error> {
         let here = format!("{} {place} {key}", self.origin);
         let (sel, dump) = (self.sel, &mut self.dump);
+        // When cutting the dump down: the field's elements that are kept, or its whole value.
+        let mut kept = self.cut.is_some().then(Vec::new);
+        let mut whole = None;
         let added = match (kind, key) {
+            (SectionKind::Bootstrap, "bootstrap") if kept.is_some() => {
+                let raw: &RawValue = value.take()?;
+                whole = Some(raw.get().to_string());
+                decode::<Option<Bootstrap>>(raw.get(), &here, "bootstrap").map(|b| dump.node = b.and_then(|b| b.node))
+            }
             (SectionKind::Bootstrap, "bootstrap") => {
                 dump.node = value.take::<Option<Bootstrap>>()?.and_then(|b| b.node);
                 Ok(())
             }
-            (SectionKind::Clusters, "static_clusters" | "staticClusters") => dump.add_clusters(value.take()?, ClusterState::Static, &here, sel),
-            (SectionKind::Clusters, "dynamic_active_clusters" | "dynamicActiveClusters") => dump.add_clusters(value.take()?, ClusterState::Active, &here, sel),
+            (SectionKind::Clusters, "static_clusters" | "staticClusters") => dump.add_clusters(value.take()?, ClusterState::Static, &here, sel, kept.as_mut()),
+            (SectionKind::Clusters, "dynamic_active_clusters" | "dynamicActiveClusters") => {
+                dump.add_clusters(value.take()?, ClusterState::Active, &here, sel, kept.as_mut())
+            }
             (SectionKind::Clusters, "dynamic_warming_clusters" | "dynamicWarmingClusters") => {
-                dump.add_clusters(value.take()?, ClusterState::Warming, &here, sel)
+                dump.add_clusters(value.take()?, ClusterState::Warming, &here, sel, kept.as_mut())
             }
             (SectionKind::Routes, "static_route_configs" | "staticRouteConfigs" | "dynamic_route_configs" | "dynamicRouteConfigs") => {
-                dump.add_route_configs(value.take()?, &here, sel)
+                dump.add_route_configs(value.take()?, &here, sel, kept.as_mut())
             }
             (SectionKind::Listeners, "static_listeners" | "staticListeners" | "dynamic_active_listeners" | "dynamicActiveListeners") => {
                 let found: Vec<WrappedListener> = value.take()?;
                 let found = found.into_iter().enumerate().filter_map(|(i, w)| Some((w.listener?, None, format!("{here}[{i}]"))));
-                dump.add_listeners(found.collect(), sel)
+                dump.add_listeners(found.collect(), sel, false, kept.as_mut())
             }
             (SectionKind::Listeners, "dynamic_listeners" | "dynamicListeners") => {
                 let found: Vec<DynamicListener> = value.take()?;
                 let found = found.into_iter().enumerate().filter_map(|(i, d)| Some((d.active_state?.listener?, d.error_state, format!("{here}[{i}]"))));
-                dump.add_listeners(found.collect(), sel)
+                dump.add_listeners(found.collect(), sel, true, kept.as_mut())
             }
             (SectionKind::Endpoints, "static_endpoint_configs" | "staticEndpointConfigs" | "dynamic_endpoint_configs" | "dynamicEndpointConfigs") => {
-                dump.add_endpoints(value.take()?, &here, sel)
+                dump.add_endpoints(value.take()?, &here, sel, kept.as_mut())
             }
             _ => {
                 value.take::<serde::de::IgnoredAny>()?;
+                kept = None;
                 Ok(())
             }
         };
-        added.map_err(|failure| self.stop(failure))
+        if let Err(failure) = added {
+            return Err(self.stop(failure));
+        }
+        if let (Some(cut), Some(kept)) = (&mut self.cut, kept) {
+            cut.field(key, &whole.unwrap_or_else(|| format!("[{}]", kept.join(","))));
+        }
+        Ok(())
     }
 }
 
@@ -460,8 +545,17 @@ impl<'de> serde::de::Visitor<'de> for &mut Reader<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
             if key == "configs" {
+                if self.configs && self.cut.is_some() {
+                    return Err(self.stop(Error::new("the config dump has `configs` twice").at(self.origin)));
+                }
                 self.configs = true;
+                if let Some(cut) = &mut self.cut {
+                    cut.text.push_str(r#"{"configs":["#);
+                }
                 map.next_value_seed(Sections(&mut *self))?;
+                if let Some(cut) = &mut self.cut {
+                    cut.text.push_str("]}");
+                }
             } else {
                 map.next_value::<serde::de::IgnoredAny>()?;
             }
@@ -498,6 +592,9 @@ impl<'de> serde::de::Visitor<'de> for Sections<'_, '_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
         // The old map form is small; its sections are read in name order, as they always were.
+        if self.0.cut.is_some() {
+            return Err(self.0.stop(Error::new("a config dump of the map form is not cut down").at(self.0.origin)));
+        }
         self.0.dump.admin_api = "map form".into();
         let mut sections: BTreeMap<String, &'de RawValue> = BTreeMap::new();
         while let Some((name, section)) = map.next_entry()? {
@@ -543,6 +640,9 @@ impl<'de> serde::de::Visitor<'de> for Section<'_, '_> {
                 None if key == "@type" => {
                     let ty: String = map.next_value()?;
                     let known = reader.section(&ty, &place)?;
+                    if let Some(cut) = &mut reader.cut {
+                        cut.begin_section(&ty);
+                    }
                     for (key, raw) in aside.drain(..) {
                         reader.field::<A>(known, &key, FieldValue::Aside(raw), &place)?;
                     }
@@ -553,6 +653,9 @@ impl<'de> serde::de::Visitor<'de> for Section<'_, '_> {
         }
         if kind.is_none() {
             return Err(reader.stop(Error::new("config dump section has no `@type`").at(format!("{} {place}", reader.origin))));
+        }
+        if let Some(cut) = &mut reader.cut {
+            cut.text.push('}');
         }
         Ok(())
     }
@@ -790,5 +893,65 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("truncated"), "{err}");
+    }
+
+    /// A sidecar's dump with a resource of every kind read, each for two services, and a secret.
+    fn two_services() -> String {
+        let admin = |kind: &str| format!("type.googleapis.com/envoy.admin.v3.{kind}");
+        let cluster = |name: &str| json!({"cluster": {"name": name, "type": "EDS", "connect_timeout": "10s"}});
+        let listener = |port: u16| json!({"name": format!("0.0.0.0_{port}"), "address": {"socket_address": {"address": "0.0.0.0", "port_value": port}}});
+        let vhost = |host: &str| json!({"name": format!("{host}:9080"), "domains": [host], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": format!("outbound|9080||{host}")}}]});
+        json!({"configs": [
+            {"@type": admin("BootstrapConfigDump"), "bootstrap": {"node": {"id": "sidecar~10.0.0.1~web-1.shop~shop.svc.cluster.local"}}},
+            {"@type": admin("ClustersConfigDump"),
+             "static_clusters": [cluster("BlackHoleCluster")],
+             "dynamic_active_clusters": [cluster("outbound|9080|v1|reviews.shop.svc.cluster.local"), cluster("outbound|9080||ratings.shop.svc.cluster.local")],
+             "dynamic_warming_clusters": [cluster("outbound|9080|v2|reviews.shop.svc.cluster.local")]},
+            {"@type": admin("ListenersConfigDump"),
+             "static_listeners": [{"listener": listener(15001)}],
+             "dynamic_listeners": [{"name": "0.0.0.0_9080", "active_state": {"listener": listener(9080)}, "error_state": {"details": "port in use"}},
+                                   {"name": "0.0.0.0_8080", "active_state": {"listener": listener(8080)}}]},
+            {"@type": admin("RoutesConfigDump"), "dynamic_route_configs": [
+                {"route_config": {"name": "9080", "virtual_hosts": [vhost("reviews.shop.svc.cluster.local"), vhost("ratings.shop.svc.cluster.local")]}, "version_info": "7"},
+                {"route_config": {"name": "8080", "virtual_hosts": [vhost("web.shop.svc.cluster.local")]}}]},
+            {"@type": admin("SecretsConfigDump"), "dynamic_active_secrets": [{"name": "default", "secret": {"tls_certificate": {"private_key": {"inline_bytes": "c2VjcmV0"}}}}]},
+            {"@type": admin("EndpointsConfigDump"), "dynamic_endpoint_configs": [
+                {"endpoint_config": {"cluster_name": "outbound|9080|v1|reviews.shop.svc.cluster.local", "endpoints": [{"lb_endpoints": []}]}},
+                {"endpoint_config": {"cluster_name": "outbound|9080||ratings.shop.svc.cluster.local", "endpoints": []}}]}
+        ]})
+        .to_string()
+    }
+
+    #[test]
+    fn a_cut_dump_reads_as_the_whole_one_does_for_any_selection_within_the_cut() {
+        let text = two_services();
+        let (reviews, v1) = (|n: &str| n.contains("reviews"), |n: &str| n.contains("|v1|reviews"));
+        let (port_9080, none) = (|n: &str| n == "9080" || n.ends_with("_9080"), |_: &str| false);
+        let broad = Selection { route_config: &port_9080, virtual_host: &|_, _, _| true, cluster: &reviews, listener: &port_9080 };
+        let cut = ConfigDump::cut(&text, "config_dump.json", &broad).unwrap();
+        assert!(cut.len() < text.len());
+        // The secret's section is there, its contents are not; a cluster not selected is there by name.
+        assert!(cut.contains("SecretsConfigDump") && !cut.contains("c2VjcmV0") && !cut.contains("web.shop"), "{cut}");
+        assert!(cut.contains(r#"{"cluster":{"name":"outbound|9080||ratings.shop.svc.cluster.local"}}"#), "{cut}");
+        let narrow = Selection { route_config: &port_9080, virtual_host: &|_, _, h| h.iter().any(|h| reviews(h)), cluster: &v1, listener: &none };
+        for sel in [&broad, &narrow] {
+            let whole = ConfigDump::parse(&text, "config_dump.json", sel).unwrap();
+            let read = ConfigDump::parse(&cut, "config_dump.json", sel).unwrap();
+            assert_eq!(format!("{read:?}"), format!("{whole:?}"));
+        }
+        let listener = &ConfigDump::parse(&cut, "config_dump.json", &broad).unwrap().listeners[0];
+        assert_eq!((listener.name.as_str(), listener.error.as_deref()), ("0.0.0.0_9080", Some("port in use")));
+    }
+
+    #[test]
+    fn a_dump_that_cannot_be_read_cannot_be_cut_either() {
+        let everything = Selection::everything();
+        let text = two_services();
+        let truncated = &text[..text.len() / 2];
+        let (parse, cut) = (ConfigDump::parse(truncated, "d", &everything).unwrap_err(), ConfigDump::cut(truncated, "d", &everything).unwrap_err());
+        assert_eq!(cut.to_string(), parse.to_string());
+        let map_form = r#"{"configs": {"clusters": {"@type": "type.googleapis.com/envoy.admin.v2alpha.ClustersConfigDump"}}}"#;
+        assert!(ConfigDump::parse(map_form, "d", &everything).is_ok());
+        assert!(ConfigDump::cut(map_form, "d", &everything).unwrap_err().to_string().contains("map form"));
     }
 }

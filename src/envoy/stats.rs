@@ -73,10 +73,26 @@ impl Stats {
         Ok(())
     }
 
+    /// `text` cut down to the lines [`Stats::add`] reads with `want` (or with any selection
+    /// within it), in the same form; `None` for the JSON form, which is kept whole. An error is
+    /// the one [`Stats::add`] would give.
+    pub fn cut(format: StatsFormat, text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Option<String>> {
+        let kept: Vec<&str> = match format {
+            StatsFormat::Json => return Ok(None),
+            StatsFormat::Text => {
+                text.lines().filter(|line| line.rsplit_once(": ").is_some_and(|(name, _)| cluster_stat(name.trim(), want).is_some())).collect()
+            }
+            StatsFormat::Prometheus => {
+                Stats::default().add_prometheus(text, origin)?;
+                text.lines().filter(|l| l.starts_with(ISTIO_REQUESTS)).collect()
+            }
+        };
+        Ok(Some(kept.iter().map(|line| format!("{line}\n")).collect()))
+    }
+
     /// Keeps one `cluster.<name>.<stat>` integer of a wanted cluster (histograms are skipped).
     fn add_stat(&mut self, name: &str, value: &str, want: &dyn Fn(&str) -> bool) {
-        let Some(rest) = name.strip_prefix("cluster.").filter(|r| r.len() <= MAX_STAT_NAME) else { return };
-        let Some((cluster, stat)) = split_cluster_stat(rest, want) else { return };
+        let Some((cluster, stat)) = cluster_stat(name, want) else { return };
         // Gauges such as `version` (a hash) use the whole u64 range: kept as read, not judged.
         if let Ok(v) = value.parse::<u64>() {
             self.cluster.insert((cluster, stat.to_string()), v);
@@ -84,14 +100,23 @@ impl Stats {
     }
 
     fn add_prometheus(&mut self, text: &str, origin: &str) -> Result<()> {
-        for line in text.lines().filter(|l| l.starts_with("istio_requests_total{")) {
+        for line in text.lines().filter(|l| l.starts_with(ISTIO_REQUESTS)) {
             let Some((labels, value)) = line.rsplit_once("} ") else { continue };
-            let labels = parse_labels(&labels["istio_requests_total{".len()..]);
+            let labels = parse_labels(&labels[ISTIO_REQUESTS.len()..]);
             let v = counter(value, "istio_requests_total", origin)?;
             self.istio_requests.push((labels, v));
         }
         Ok(())
     }
+}
+
+/// How a line of Istio's request counters starts in the Prometheus form.
+const ISTIO_REQUESTS: &str = "istio_requests_total{";
+
+/// The wanted cluster and the stat of the stat name `name`, when it is a `cluster.` stat.
+fn cluster_stat<'a>(name: &'a str, want: &dyn Fn(&str) -> bool) -> Option<(String, &'a str)> {
+    let rest = name.strip_prefix("cluster.").filter(|r| r.len() <= MAX_STAT_NAME)?;
+    split_cluster_stat(rest, want)
 }
 
 /// Splits `<cluster>.<stat>` into a wanted cluster name and the stat. Istio's alt_stat_name ends
@@ -165,5 +190,23 @@ mod tests {
         s.add(StatsFormat::Prometheus, prom, "p", &|_| true).unwrap();
         assert_eq!(s.istio_requests[0].0["destination_version"], "v2");
         assert_eq!(s.istio_requests[0].1, 17);
+    }
+
+    #[test]
+    fn a_cut_keeps_the_lines_read_and_refuses_what_reading_refuses() {
+        let want = |c: &str| c.contains("reviews");
+        let text =
+            "cluster.outbound|9080|v1|reviews.default.svc.cluster.local;.upstream_rq_total: 42\ncluster.xds-grpc.upstream_rq_total: 7\nserver.uptime: 9\n";
+        let prom = "# TYPE istio_requests_total counter\nistio_requests_total{reporter=\"source\"} 17\nenvoy_server_uptime 9\n";
+        for (format, whole) in [(StatsFormat::Text, text), (StatsFormat::Prometheus, prom)] {
+            let cut = Stats::cut(format, whole, "s", &want).unwrap().unwrap();
+            assert_eq!(cut.lines().count(), 1, "{cut}");
+            let (mut read, mut expected) = (Stats::default(), Stats::default());
+            read.add(format, &cut, "s", &want).unwrap();
+            expected.add(format, whole, "s", &want).unwrap();
+            assert_eq!(format!("{read:?}"), format!("{expected:?}"));
+        }
+        assert!(Stats::cut(StatsFormat::Prometheus, "istio_requests_total{} -1\n", "s", &want).is_err());
+        assert!(Stats::cut(StatsFormat::Json, "{}", "s", &want).unwrap().is_none());
     }
 }
