@@ -5,6 +5,7 @@
 //! `mesh-why.json`. Every file is size-checked before it is read, and archives are bounded in
 //! total, so a huge file or a decompression bomb gets a clear error instead of exhausting memory.
 
+use super::cut::Plan;
 use super::focus::Focus;
 use crate::error::{Error, Result};
 use crate::question::Question;
@@ -60,27 +61,67 @@ const MAX_DIR_ENTRIES: usize = 100_000;
 
 /// Reads the snapshot at `path` (directory, `.tar.gz` or `.tgz`).
 pub fn read_snapshot(path: &Path) -> Result<Snapshot> {
-    read(path, None)
+    read(path, None, false).map(|(snapshot, _)| snapshot)
 }
 
 /// Reads the snapshot at `path` for `question`: Pods and Deployments are decoded only where the
-/// question looks ([`Focus`]), unless the objects read show it may look further; then it is
-/// read whole.
+/// question looks ([`Focus`]), unless the objects read show it may look further (then they are
+/// read whole); proxy files are read after the objects, one at a time, and only what the
+/// question reads of them is kept ([`Plan`]).
 pub fn read_snapshot_for(path: &Path, question: &Question) -> Result<Snapshot> {
     let focus = Focus::of(question);
-    let snapshot = read(path, Some(focus.clone()))?;
-    if focus.stands(&snapshot, question) {
-        return Ok(snapshot);
+    let (mut snapshot, mut deferred) = read(path, Some(focus.clone()), true)?;
+    if !focus.stands(&snapshot, question) {
+        drop(snapshot);
+        (snapshot, deferred) = read(path, None, true)?;
     }
-    drop(snapshot);
-    read_snapshot(path)
+    let plan = Plan::for_question(&snapshot, question);
+    plan.cut_held(&mut snapshot);
+    for Deferred { rel, path, len, origin } in deferred {
+        let Some([ns, pod, file]) = proxy_file(&rel) else { continue };
+        if !plan.reads(ns, pod) {
+            continue;
+        }
+        let bytes = match read_capped(fs::File::open(&path), len) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                snapshot.gaps.push(read_gap(&e, rel.clone()));
+                continue;
+            }
+        };
+        let blob = Blob { origin, bytes };
+        let Some(blob) = plan.cut(ns, pod, file, blob) else { continue };
+        if let Some(capture) = snapshot.proxies.iter_mut().find(|c| c.namespace == ns && c.pod == pod) {
+            attach(capture, file, blob, &mut snapshot.gaps);
+        }
+    }
+    Ok(snapshot)
 }
 
-fn read(path: &Path, focus: Option<Focus>) -> Result<Snapshot> {
+/// A proxy file of a directory snapshot, admitted but left unread until the question says what
+/// it needs of it: its snapshot name, path, size and the origin its blob will name.
+struct Deferred {
+    rel: String,
+    path: PathBuf,
+    len: u64,
+    origin: String,
+}
+
+/// `proxies/NAMESPACE/POD/FILE`, split.
+fn proxy_file(rel: &str) -> Option<[&str; 3]> {
+    let mut parts = under(rel, PROXIES_DIR)?.split('/');
+    let found = [parts.next()?, parts.next()?, parts.next()?];
+    parts.next().is_none().then_some(found)
+}
+
+/// Reads the snapshot at `path`; with `defer`, the proxy files of a directory are admitted but
+/// not read, and returned to be read once the question's needs are known.
+fn read(path: &Path, focus: Option<Focus>, defer: bool) -> Result<(Snapshot, Vec<Deferred>)> {
     let meta = fs::metadata(path).map_err(|e| {
         Error::new(format!("cannot read snapshot: {e}")).at(path.display()).help("pass a directory written by `kubectl mesh-why capture`, or a .tar.gz of one")
     })?;
     let mut files = Collected::new(path.display().to_string(), focus);
+    files.deferred = defer.then(Vec::new);
     if meta.is_dir() {
         read_directory(path, &mut files)?;
     } else {
@@ -88,7 +129,7 @@ fn read(path: &Path, focus: Option<Focus>) -> Result<Snapshot> {
     }
     let mut snapshot = files.assembly.finish()?;
     snapshot.gaps.extend(files.gaps);
-    Ok(snapshot)
+    Ok((snapshot, files.deferred.unwrap_or_default()))
 }
 
 /// What a reader collected: the snapshot so far, what it could not read, and the bytes spent.
@@ -102,12 +143,14 @@ struct Collected {
     /// What an archive may still unpack: object entries are moved from this budget to
     /// `objects` before they are read.
     unpack_budget: Rc<Cell<u64>>,
+    /// The proxy files of a directory left unread for now, when reading for a question.
+    deferred: Option<Vec<Deferred>>,
 }
 
 impl Collected {
     fn new(root: String, focus: Option<Focus>) -> Collected {
         let assembly = Assembly { root, focus, snap: Snapshot::default(), proxies: BTreeMap::new() };
-        Collected { assembly, gaps: Vec::new(), total: 0, objects: 0, unpack_budget: Rc::new(Cell::new(MAX_SNAPSHOT_BYTES)) }
+        Collected { assembly, gaps: Vec::new(), total: 0, objects: 0, unpack_budget: Rc::new(Cell::new(MAX_SNAPSHOT_BYTES)), deferred: None }
     }
 
     /// Charges `len` bytes of the file `rel` against the snapshot's totals, before they are read.
@@ -252,6 +295,14 @@ fn relative(base: &Path, path: &Path) -> String {
 /// read stop the run, others become gaps.
 fn read_file(base: &Path, found: &str, required: bool, out: &mut Collected) -> Result<()> {
     let Some((rel, path, len)) = admit(base, found, required, out)? else { return Ok(()) };
+    if let Some(deferred) = out.deferred.as_mut().filter(|_| len > 0)
+        && let Some([ns, pod, _]) = proxy_file(&rel).filter(|[_, _, file]| is_capture_file(file))
+    {
+        out.assembly.capture(ns, pod);
+        let origin = format!("{}/{rel}", out.assembly.root);
+        deferred.push(Deferred { rel, path, len, origin });
+        return Ok(());
+    }
     match read_capped(fs::File::open(&path), len) {
         Ok(bytes) => out.assembly.take(rel, bytes),
         Err(e) => cannot_read(e, rel, &path, required, out),
@@ -278,8 +329,13 @@ fn cannot_read(e: std::io::Error, rel: String, path: &Path, required: bool, out:
     if required {
         return Err(unreadable(&e, path));
     }
-    out.gaps.push(Gap { source: rel, reason: format!("cannot read: {e}; the checks that need it were skipped") });
+    out.gaps.push(read_gap(&e, rel));
     Ok(())
+}
+
+/// The gap of the file `rel` that could not be read.
+fn read_gap(e: &std::io::Error, rel: String) -> Gap {
+    Gap { source: rel, reason: format!("cannot read: {e}; the checks that need it were skipped") }
 }
 
 fn unreadable(e: &std::io::Error, path: &Path) -> Error {
@@ -548,31 +604,22 @@ impl Assembly {
             let (objects, gap) = self.decode_object_file(&rel, &bytes)?;
             self.snap.objects.absorb_all(vec![objects]);
             self.snap.gaps.extend(gap);
-        } else if let Some(proxy_path) = under(&rel, PROXIES_DIR) {
-            let parts: Vec<&str> = proxy_path.split('/').collect();
-            let [ns, pod, file] = parts.as_slice() else { return Ok(()) };
-            let capture = proxies.entry((ns.to_string(), pod.to_string())).or_insert_with(|| ProxyCapture {
-                namespace: ns.to_string(),
-                pod: pod.to_string(),
-                ..Default::default()
-            });
+        } else if let Some([ns, pod, file]) = proxy_file(&rel) {
+            let capture = proxies.entry((ns.to_string(), pod.to_string())).or_insert_with(|| new_capture(ns, pod));
             // An empty config dump, /clusters or server_info is no capture: the checks that need
             // it must not run on it. (Empty stats are data: no counter matched the filter.)
-            if bytes.is_empty() && [CONFIG_DUMP_FILE, CLUSTERS_FILE, SERVER_INFO_FILE].contains(file) {
+            if bytes.is_empty() && [CONFIG_DUMP_FILE, CLUSTERS_FILE, SERVER_INFO_FILE].contains(&file) {
                 snap.gaps.push(empty_file(rel.clone()));
                 return Ok(());
             }
-            let blob = Blob { origin: origin.clone(), bytes };
-            let stats = [StatsFormat::Text, StatsFormat::Json, StatsFormat::Prometheus].into_iter().find(|f| stats_file(*f) == *file);
-            match (*file, stats) {
-                (_, Some(format)) => capture.stats.push((format, blob)),
-                (CONFIG_DUMP_FILE, _) => capture.config_dump = Some(blob),
-                (CLUSTERS_FILE, _) => capture.clusters = Some(blob),
-                (SERVER_INFO_FILE, _) => capture.server_info = Some(blob),
-                _ => snap.gaps.push(Gap { source: origin, reason: "unknown file in a proxy directory; ignored".into() }),
-            }
+            attach(capture, file, Blob { origin, bytes }, &mut snap.gaps);
         }
         Ok(())
+    }
+
+    /// The capture of proxy `ns/pod`, whose files are read later.
+    fn capture(&mut self, ns: &str, pod: &str) {
+        self.proxies.entry((ns.to_string(), pod.to_string())).or_insert_with(|| new_capture(ns, pod));
     }
 
     /// Reads and decodes the object files `(rel, path, len)` on every core, and takes their
@@ -619,6 +666,28 @@ impl Assembly {
         let captured = snap.manifest.as_ref().and_then(|m| m.captured_at.parse::<k8s_openapi::jiff::Timestamp>().ok());
         snap.objects.as_of = Some(captured.unwrap_or_else(k8s_openapi::jiff::Timestamp::now).as_second());
         Ok(snap)
+    }
+}
+
+fn new_capture(ns: &str, pod: &str) -> ProxyCapture {
+    ProxyCapture { namespace: ns.to_string(), pod: pod.to_string(), ..Default::default() }
+}
+
+/// The files of a proxy capture, by their names in the layout.
+fn is_capture_file(file: &str) -> bool {
+    [CONFIG_DUMP_FILE, CLUSTERS_FILE, SERVER_INFO_FILE].contains(&file)
+        || [StatsFormat::Text, StatsFormat::Json, StatsFormat::Prometheus].iter().any(|f| stats_file(*f) == file)
+}
+
+/// Puts `blob`, the proxy file `file`, in `capture`; a file of another name is a gap.
+fn attach(capture: &mut ProxyCapture, file: &str, blob: Blob, gaps: &mut Vec<Gap>) {
+    let stats = [StatsFormat::Text, StatsFormat::Json, StatsFormat::Prometheus].into_iter().find(|f| stats_file(*f) == file);
+    match (file, stats) {
+        (_, Some(format)) => capture.stats.push((format, blob)),
+        (CONFIG_DUMP_FILE, _) => capture.config_dump = Some(blob),
+        (CLUSTERS_FILE, _) => capture.clusters = Some(blob),
+        (SERVER_INFO_FILE, _) => capture.server_info = Some(blob),
+        _ => gaps.push(Gap { source: blob.origin, reason: "unknown file in a proxy directory; ignored".into() }),
     }
 }
 

@@ -1,0 +1,143 @@
+//! A snapshot's proxy captures cut down to what one question reads of them.
+//!
+//! On a big mesh a caller's config dump holds every service's clusters, and its `/clusters`
+//! and stats every cluster's hosts and counters: a hundred MB and more per proxy, where a
+//! question about one service reads its listeners and routes and a handful of clusters. So a
+//! snapshot read for a question reads each proxy file after the objects, one at a time, and
+//! keeps only what the analysis will read of it: what [`Wanted`] selects for the clusters the
+//! model expects that caller to hold, as the analysis asks. The proxies are then held at the
+//! size of the question, not of the mesh, however many were captured; a capture the question
+//! does not read (a backend's, another caller's than `--from`'s) is not read at all.
+//!
+//! A cut keeps its file's own form, and the analysis reads it as it would the whole file, with
+//! the same result. A file that cannot be cut (not text, not valid, an old form) is kept whole,
+//! and the analysis says what is wrong with it as before.
+
+use crate::actual::Wanted;
+use crate::envoy::clusters;
+use crate::envoy::config_dump::ConfigDump;
+use crate::envoy::stats::Stats;
+use crate::gather::files::{CLUSTERS_FILE, CONFIG_DUMP_FILE, stats_file};
+use crate::intent::target::Target;
+use crate::model::Model;
+use crate::question::{self, Question};
+use crate::snapshot::{Blob, ProxyCapture, Snapshot, StatsFormat};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How much of each proxy's capture one question reads.
+pub struct Plan {
+    /// The asked service; `None` when it cannot be resolved (the analysis then stops before
+    /// any proxy is read, with the error that says why), and every file is kept whole.
+    target: Option<Target>,
+    /// Per captured proxy `(namespace, pod)`: the clusters of other hosts its reading selects,
+    /// or `None` for a capture read whole (a ztunnel's). Captures not listed are not read.
+    readings: BTreeMap<(String, String), Option<BTreeSet<String>>>,
+}
+
+impl Plan {
+    /// What the analysis of `question` reads of `snapshot`'s captures: it examines the same
+    /// callers ([`question::callers`]), and selects for each the clusters the intent expects.
+    pub fn for_question(snapshot: &Snapshot, question: &Question) -> Plan {
+        let objects = &snapshot.objects;
+        let whole = Plan { target: None, readings: BTreeMap::new() };
+        let Ok(target) = Target::resolve(objects, &question.service, &question.namespace, question.port) else { return whole };
+        let model = Model::build(objects);
+        let Ok(examined) = question::callers(snapshot, &model, &target, question) else { return whole };
+        let mut readings: BTreeMap<(String, String), Option<BTreeSet<String>>> = BTreeMap::new();
+        for examined in examined {
+            let Some(capture) = examined.capture else { continue };
+            let names = crate::intent::derive(&model, &examined.caller, &target).view.clusters.into_keys();
+            readings.entry(key(capture)).or_insert_with(|| Some(BTreeSet::new())).get_or_insert_default().extend(names);
+        }
+        let ztunnel = |c: &&ProxyCapture| crate::actual::ztunnel::is_ztunnel(c, objects.pod(&c.namespace, &c.pod).map(|p| &p.meta));
+        for capture in snapshot.proxies.iter().filter(ztunnel) {
+            readings.insert(key(capture), None);
+        }
+        Plan { target: Some(target), readings }
+    }
+
+    /// Whether any file of the proxy `namespace/pod` is read.
+    pub fn reads(&self, namespace: &str, pod: &str) -> bool {
+        self.target.is_none() || self.readings.contains_key(&(namespace.to_string(), pod.to_string()))
+    }
+
+    /// `blob`, the file `file` of the proxy `namespace/pod`, cut down to what the question
+    /// reads of it; `None` when the question does not read that proxy.
+    pub fn cut(&self, namespace: &str, pod: &str, file: &str, blob: Blob) -> Option<Blob> {
+        let Some(target) = &self.target else { return Some(blob) };
+        let reading = self.readings.get(&(namespace.to_string(), pod.to_string()))?;
+        let (Some(extra), Ok(text)) = (reading, std::str::from_utf8(&blob.bytes)) else { return Some(blob) };
+        let wanted = Wanted::new(target, extra);
+        let want = |name: &str| wanted.cluster(name);
+        let origin = &blob.origin;
+        let stats = [StatsFormat::Text, StatsFormat::Json, StatsFormat::Prometheus].into_iter().find(|f| stats_file(*f) == file);
+        let cut = match (file, stats) {
+            (_, Some(format)) => Stats::cut(format, text, origin, &want),
+            (CONFIG_DUMP_FILE, _) => wanted.with_selection(|selection| ConfigDump::cut(text, origin, selection)).map(Some),
+            (CLUSTERS_FILE, _) => clusters::cut(text, origin, &want).map(Some),
+            _ => Ok(None),
+        };
+        match cut {
+            Ok(Some(text)) => Some(Blob { origin: blob.origin, bytes: text.into_bytes() }),
+            Ok(None) | Err(_) => Some(blob),
+        }
+    }
+
+    /// Cuts down the files of `snapshot`'s captures that were read before the plan was made
+    /// (an archive's, which come in whatever order it was packed).
+    pub fn cut_held(&self, snapshot: &mut Snapshot) {
+        for capture in &mut snapshot.proxies {
+            let (ns, pod) = (capture.namespace.clone(), capture.pod.clone());
+            let cut = |file: &str, blob: Option<Blob>| blob.and_then(|b| self.cut(&ns, &pod, file, b));
+            capture.config_dump = cut(CONFIG_DUMP_FILE, capture.config_dump.take());
+            capture.clusters = cut(CLUSTERS_FILE, capture.clusters.take());
+            let stats = std::mem::take(&mut capture.stats).into_iter().filter_map(|(format, blob)| Some((format, cut(stats_file(format), Some(blob))?)));
+            capture.stats = stats.collect();
+            capture.server_info = cut(crate::gather::files::SERVER_INFO_FILE, capture.server_info.take());
+        }
+    }
+}
+
+fn key(capture: &ProxyCapture) -> (String, String) {
+    (capture.namespace.clone(), capture.pod.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gather::files::{read_snapshot, read_snapshot_for};
+    use crate::question::Question;
+    use crate::render::{Format, render};
+    use std::path::Path;
+
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() { copy(&entry.path(), &target) } else { std::fs::copy(entry.path(), &target).map(drop).unwrap() }
+        }
+    }
+
+    #[test]
+    fn a_question_holds_what_it_reads_of_its_proxies_and_reports_as_on_them_whole() {
+        let question = Question { service: "reviews".into(), namespace: "default".into(), port: None, from: None, from_namespace: "default".into() };
+        for scenario in ["healthy-canary", "proxy-stale", "endpoints-unhealthy", "split-skew"] {
+            let dir = tempfile::tempdir().unwrap();
+            copy(&Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios").join(scenario), dir.path());
+            // A backend's capture: the question does not read it, so not even a broken one matters.
+            let backend = dir.path().join("proxies/default/reviews-v1-7d8f9c6b5-aaaaa");
+            std::fs::create_dir_all(&backend).unwrap();
+            std::fs::write(backend.join("config_dump.json"), "{ broken").unwrap();
+            let (whole, cut) = (read_snapshot(dir.path()).unwrap(), read_snapshot_for(dir.path(), &question).unwrap());
+            let caller = |s: &'_ crate::snapshot::Snapshot| s.proxies.iter().find(|p| p.pod.starts_with("productpage")).unwrap().clone();
+            let (all, held) = (caller(&whole), caller(&cut));
+            let size = |c: &crate::snapshot::ProxyCapture| {
+                c.config_dump.iter().chain(&c.clusters).chain(c.stats.iter().map(|(_, b)| b)).map(|b| b.bytes.len()).sum::<usize>()
+            };
+            assert!(size(&held) < size(&all), "{scenario}: {} of {} bytes held", size(&held), size(&all));
+            let unread = cut.proxies.iter().find(|p| p.pod.starts_with("reviews")).unwrap();
+            assert!(unread.config_dump.is_none(), "{scenario}");
+            let report = |s| render(&crate::diagnose::analyze(s, &question).unwrap(), Format::Json, false);
+            assert_eq!(report(&cut), report(&whole), "{scenario}");
+        }
+    }
+}
