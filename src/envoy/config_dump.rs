@@ -177,14 +177,18 @@ impl ConfigDump {
     }
 
     /// `text` cut down to what `sel` selects, in the dump's own shape: the selected resources
-    /// whole, each other cluster as its name alone, every section's `@type`. Parsing the cut
+    /// whole, each other cluster as its name alone and each other virtual host of a selected
+    /// route configuration as its name and domains, every section's `@type`. Parsing the cut
     /// with `sel`, or with any selection within it, gives what parsing `text` gives; so a
     /// snapshot can hold, for one question, a few MB of a proxy's dump instead of all of it.
     /// An error is the one [`ConfigDump::parse`] would give; the oldest (map form) dumps are
     /// refused.
     pub fn cut(text: &str, origin: &str, sel: &Selection<'_>) -> Result<String> {
         let (_, cut) = ConfigDump::read(text, origin, sel, Some(Cut::default()))?;
-        Ok(cut.map(|c| c.text).unwrap_or_default())
+        let mut text = cut.map(|c| c.text).unwrap_or_default();
+        // Held until the analysis: not at the capacity it grew to.
+        text.shrink_to_fit();
+        Ok(text)
     }
 
     fn read(text: &str, origin: &str, sel: &Selection<'_>, cut: Option<Cut>) -> Result<(ConfigDump, Option<Cut>)> {
@@ -254,18 +258,32 @@ impl ConfigDump {
             }
             let config: Config = decode(raw.get(), &here, "route_config")?;
             let mut rc = RouteConfig { name: config.name, version_info: entry.version_info, last_updated: entry.last_updated, ..Default::default() };
+            let mut hosts_kept = kept.is_some().then(Vec::new);
             for (j, vh) in config.virtual_hosts.into_iter().enumerate() {
                 let at = format!("{here} virtual_hosts[{j}]");
                 let (name, domains) = peek_virtual_host(vh.get(), &at)?;
-                if (sel.virtual_host)(&rc.name, &name, &domains) {
+                let selected = (sel.virtual_host)(&rc.name, &name, &domains);
+                if selected {
                     rc.virtual_hosts.push(decode(vh.get(), &at, "virtual host")?);
+                }
+                if let Some(hosts) = hosts_kept.as_mut() {
+                    // A virtual host not selected still claims its domains.
+                    let stub = || format!(r#"{{"name":{},"domains":{}}}"#, json_string(&name), Value::from(domains.clone()));
+                    hosts.push(if selected { vh.get().to_string() } else { stub() });
                 }
                 rc.all_vhost_domains.push((name, domains));
             }
-            self.route_configs.push(rc);
-            if let Some(kept) = kept.as_deref_mut() {
-                kept.push(element.get().to_string());
+            if let (Some(kept), Some(hosts)) = (kept.as_deref_mut(), hosts_kept) {
+                let mut entry = format!(r#"{{"route_config":{{"name":{},"virtual_hosts":[{}]}}"#, json_string(&rc.name), hosts.join(","));
+                for (key, value) in [("version_info", &rc.version_info), ("last_updated", &rc.last_updated)] {
+                    if let Some(value) = value {
+                        entry.push_str(&format!(",{}:{}", json_string(key), json_string(value)));
+                    }
+                }
+                entry.push('}');
+                kept.push(entry);
             }
+            self.route_configs.push(rc);
         }
         Ok(())
     }
@@ -927,12 +945,16 @@ mod tests {
         let text = two_services();
         let (reviews, v1) = (|n: &str| n.contains("reviews"), |n: &str| n.contains("|v1|reviews"));
         let (port_9080, none) = (|n: &str| n == "9080" || n.ends_with("_9080"), |_: &str| false);
-        let broad = Selection { route_config: &port_9080, virtual_host: &|_, _, _| true, cluster: &reviews, listener: &port_9080 };
+        let reviews_host = |_: &str, _: &str, domains: &[String]| domains.iter().any(|d| reviews(d));
+        let broad = Selection { route_config: &port_9080, virtual_host: &reviews_host, cluster: &reviews, listener: &port_9080 };
         let cut = ConfigDump::cut(&text, "config_dump.json", &broad).unwrap();
         assert!(cut.len() < text.len());
-        // The secret's section is there, its contents are not; a cluster not selected is there by name.
+        // The secret's section is there, its contents are not; a cluster or virtual host not
+        // selected is there by name (and domains), a route configuration not at all.
         assert!(cut.contains("SecretsConfigDump") && !cut.contains("c2VjcmV0") && !cut.contains("web.shop"), "{cut}");
         assert!(cut.contains(r#"{"cluster":{"name":"outbound|9080||ratings.shop.svc.cluster.local"}}"#), "{cut}");
+        assert!(cut.contains(r#"{"name":"ratings.shop.svc.cluster.local:9080","domains":["ratings.shop.svc.cluster.local"]}"#), "{cut}");
+        assert_eq!(cut.matches(r#""routes""#).count(), 1, "{cut}");
         let narrow = Selection { route_config: &port_9080, virtual_host: &|_, _, h| h.iter().any(|h| reviews(h)), cluster: &v1, listener: &none };
         for sel in [&broad, &narrow] {
             let whole = ConfigDump::parse(&text, "config_dump.json", sel).unwrap();

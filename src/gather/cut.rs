@@ -3,11 +3,11 @@
 //! On a big mesh a caller's config dump holds every service's clusters, and its `/clusters`
 //! and stats every cluster's hosts and counters: a hundred MB and more per proxy, where a
 //! question about one service reads its listeners and routes and a handful of clusters. So a
-//! snapshot read for a question reads each proxy file after the objects, one at a time, and
-//! keeps only what the analysis will read of it: what [`Wanted`] selects for the clusters the
-//! model expects that caller to hold, as the analysis asks. The proxies are then held at the
-//! size of the question, not of the mesh, however many were captured; a capture the question
-//! does not read (a backend's, another caller's than `--from`'s) is not read at all.
+//! snapshot read for a question reads each proxy file after the objects (one per core at a
+//! time), and keeps only what the analysis will read of it: what [`Wanted`] selects for the
+//! clusters the model expects that caller to hold, as the analysis asks. The proxies are then
+//! held at the size of the question, not of the mesh, however many were captured; a capture
+//! the question does not read (a backend's, another caller's than `--from`'s) is not read.
 //!
 //! A cut keeps its file's own form, and the analysis reads it as it would the whole file, with
 //! the same result. A file that cannot be cut (not text, not valid, an old form) is kept whole,

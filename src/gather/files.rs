@@ -19,6 +19,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Directory of Kubernetes and Istio objects.
 pub const OBJECTS_DIR: &str = "objects";
@@ -66,36 +67,54 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot> {
 
 /// Reads the snapshot at `path` for `question`: Pods and Deployments are decoded only where the
 /// question looks ([`Focus`]), unless the objects read show it may look further (then they are
-/// read whole); proxy files are read after the objects, one at a time, and only what the
-/// question reads of them is kept ([`Plan`]).
+/// read whole); proxy files are read after the objects, one per core at a time, and only what
+/// the question reads of them is kept ([`Plan`]).
 pub fn read_snapshot_for(path: &Path, question: &Question) -> Result<Snapshot> {
     let focus = Focus::of(question);
-    let (mut snapshot, mut deferred) = read(path, Some(focus.clone()), true)?;
+    let (mut snapshot, mut unread) = read(path, Some(focus.clone()), true)?;
     if !focus.stands(&snapshot, question) {
         drop(snapshot);
-        (snapshot, deferred) = read(path, None, true)?;
+        (snapshot, unread) = read(path, None, true)?;
     }
     let plan = Plan::for_question(&snapshot, question);
     plan.cut_held(&mut snapshot);
-    for Deferred { rel, path, len, origin } in deferred {
-        let Some([ns, pod, file]) = proxy_file(&rel) else { continue };
-        if !plan.reads(ns, pod) {
-            continue;
-        }
-        let bytes = match read_capped(fs::File::open(&path), len) {
+    read_deferred(&mut snapshot, unread, &plan)?;
+    Ok(snapshot)
+}
+
+/// Reads the proxy files `unread` left for later that `plan` reads, on every core, each held
+/// whole only while it is cut down, and puts them in `snapshot`'s captures. What is kept is
+/// charged as a whole file would be, so a file that cannot be cut (and is kept whole) counts.
+fn read_deferred(snapshot: &mut Snapshot, unread: Unread, plan: &Plan) -> Result<()> {
+    let read: Vec<(&Deferred, [&str; 3])> =
+        unread.files.iter().filter_map(|d| Some((d, proxy_file(&d.rel)?))).filter(|(_, [ns, pod, _])| plan.reads(ns, pod)).collect();
+    // Per file: the blob kept, if any, or the gap of a file that could not be read; an error
+    // stops the reading.
+    let held = AtomicU64::new(unread.charged);
+    let kept = crate::parallel::in_parallel(&read, |(deferred, [ns, pod, file])| {
+        let bytes = match read_capped(fs::File::open(&deferred.path), deferred.len) {
             Ok(bytes) => bytes,
-            Err(e) => {
-                snapshot.gaps.push(read_gap(&e, rel.clone()));
-                continue;
-            }
+            Err(e) => return Ok(Err(read_gap(&e, deferred.rel.clone()))),
         };
-        let blob = Blob { origin, bytes };
-        let Some(blob) = plan.cut(ns, pod, file, blob) else { continue };
-        if let Some(capture) = snapshot.proxies.iter_mut().find(|c| c.namespace == ns && c.pod == pod) {
-            attach(capture, file, blob, &mut snapshot.gaps);
+        let Some(blob) = plan.cut(ns, pod, file, Blob { origin: deferred.origin.clone(), bytes }) else { return Ok(Ok(None)) };
+        let size = (blob.bytes.len() as u64).max(FILE_OVERHEAD);
+        if held.fetch_add(size, Ordering::Relaxed).saturating_add(size) > MAX_SNAPSHOT_BYTES {
+            return Err(too_large(&blob.origin));
+        }
+        Ok(Ok(Some(blob)))
+    });
+    for ((_, [ns, pod, file]), kept) in read.iter().zip(kept) {
+        match kept? {
+            Ok(Some(blob)) => {
+                if let Some(capture) = snapshot.proxies.iter_mut().find(|c| c.namespace == *ns && c.pod == *pod) {
+                    attach(capture, file, blob, &mut snapshot.gaps);
+                }
+            }
+            Ok(None) => {}
+            Err(gap) => snapshot.gaps.push(gap),
         }
     }
-    Ok(snapshot)
+    Ok(())
 }
 
 /// A proxy file of a directory snapshot, admitted but left unread until the question says what
@@ -116,7 +135,7 @@ fn proxy_file(rel: &str) -> Option<[&str; 3]> {
 
 /// Reads the snapshot at `path`; with `defer`, the proxy files of a directory are admitted but
 /// not read, and returned to be read once the question's needs are known.
-fn read(path: &Path, focus: Option<Focus>, defer: bool) -> Result<(Snapshot, Vec<Deferred>)> {
+fn read(path: &Path, focus: Option<Focus>, defer: bool) -> Result<(Snapshot, Unread)> {
     let meta = fs::metadata(path).map_err(|e| {
         Error::new(format!("cannot read snapshot: {e}")).at(path.display()).help("pass a directory written by `kubectl mesh-why capture`, or a .tar.gz of one")
     })?;
@@ -129,7 +148,14 @@ fn read(path: &Path, focus: Option<Focus>, defer: bool) -> Result<(Snapshot, Vec
     }
     let mut snapshot = files.assembly.finish()?;
     snapshot.gaps.extend(files.gaps);
-    Ok((snapshot, files.deferred.unwrap_or_default()))
+    Ok((snapshot, Unread { files: files.deferred.unwrap_or_default(), charged: files.total }))
+}
+
+/// The proxy files left unread by a reading for a question, and what the files read were
+/// charged against [`MAX_SNAPSHOT_BYTES`].
+struct Unread {
+    files: Vec<Deferred>,
+    charged: u64,
 }
 
 /// What a reader collected: the snapshot so far, what it could not read, and the bytes spent.
@@ -151,6 +177,12 @@ impl Collected {
     fn new(root: String, focus: Option<Focus>) -> Collected {
         let assembly = Assembly { root, focus, snap: Snapshot::default(), proxies: BTreeMap::new() };
         Collected { assembly, gaps: Vec::new(), total: 0, objects: 0, unpack_budget: Rc::new(Cell::new(MAX_SNAPSHOT_BYTES)), deferred: None }
+    }
+
+    /// Whether the file `rel` of `len` bytes is left unread until the question says what it
+    /// needs of it: a proxy capture's file, in a directory read for a question.
+    fn defers(&self, rel: &str, len: u64) -> bool {
+        self.deferred.is_some() && len > 0 && proxy_file(rel).is_some_and(|[_, _, file]| is_capture_file(file))
     }
 
     /// Charges `len` bytes of the file `rel` against the snapshot's totals, before they are read.
@@ -295,8 +327,8 @@ fn relative(base: &Path, path: &Path) -> String {
 /// read stop the run, others become gaps.
 fn read_file(base: &Path, found: &str, required: bool, out: &mut Collected) -> Result<()> {
     let Some((rel, path, len)) = admit(base, found, required, out)? else { return Ok(()) };
-    if let Some(deferred) = out.deferred.as_mut().filter(|_| len > 0)
-        && let Some([ns, pod, _]) = proxy_file(&rel).filter(|[_, _, file]| is_capture_file(file))
+    if out.defers(&rel, len)
+        && let (Some([ns, pod, _]), Some(deferred)) = (proxy_file(&rel), out.deferred.as_mut())
     {
         out.assembly.capture(ns, pod);
         let origin = format!("{}/{rel}", out.assembly.root);
@@ -310,7 +342,8 @@ fn read_file(base: &Path, found: &str, required: bool, out: &mut Collected) -> R
 }
 
 /// The file `found` of the layout, size-checked and charged against the snapshot's totals
-/// before it is read: its snapshot name, path and size; `None` for a file that is not read.
+/// before it is read (a deferred file, for what is kept of it once read): its snapshot name,
+/// path and size; `None` for a file that is not read.
 fn admit(base: &Path, found: &str, required: bool, out: &mut Collected) -> Result<Option<(String, PathBuf, u64)>> {
     let Some(rel) = layout_name(found) else { return Ok(None) };
     let path = base.join(found);
@@ -320,7 +353,9 @@ fn admit(base: &Path, found: &str, required: bool, out: &mut Collected) -> Resul
     };
     let shown = path.display().to_string();
     check_size(&rel, len, &shown)?;
-    out.charge(&rel, len, &shown)?;
+    if !out.defers(&rel, len) {
+        out.charge(&rel, len, &shown)?;
+    }
     Ok(Some((rel, path, len)))
 }
 
@@ -801,5 +836,18 @@ mod tests {
         }
         let err = files.charge("objects/more.json", 250 << 20, "snap").unwrap_err().to_string();
         assert!(err.contains("objects add up to more than"), "{err}");
+    }
+
+    #[test]
+    fn proxy_files_left_for_the_question_are_charged_for_what_is_kept_of_them() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios/healthy-canary");
+        let proxy = dir.join("proxies/default/productpage-v1-6b7f9d8c7-ccccc");
+        let files: u64 = fs::read_dir(&proxy).unwrap().flatten().map(|f| f.metadata().unwrap().len()).sum();
+        let (whole, all) = read(&dir, None, false).unwrap();
+        let (later, unread) = read(&dir, None, true).unwrap();
+        assert!(all.files.is_empty() && whole.proxies[0].config_dump.is_some());
+        assert_eq!(unread.files.len(), 5);
+        assert!(later.proxies[0].config_dump.is_none() && later.proxies[0].stats.is_empty());
+        assert_eq!(all.charged - unread.charged, files);
     }
 }
