@@ -384,7 +384,15 @@ fn directory_past_the_total_is_refused() {
         fs::create_dir_all(&dir).unwrap();
         fs::File::create(dir.join("config_dump.json")).unwrap().set_len(250 << 20).unwrap(); // sparse
     }
-    assert_refused(&run(tmp.path(), "reviews"), &["the snapshot holds more than 1024 MiB", "help:"]);
+    // `--all` holds every capture whole.
+    assert_refused(&run_args(&["--all", "--snapshot", tmp.path().to_str().unwrap()]), &["the snapshot holds more than 1024 MiB", "help:"]);
+    // A question holds what it reads of the captures it examines, and reads no other: with
+    // `--from`, these five are not read at all (under the memory limit, they could not be).
+    let asked = ["reviews", "--from", "productpage-v1-6b7f9d8c7-ccccc", "--snapshot", tmp.path().to_str().unwrap(), "-o", "json"];
+    let report: serde_json::Value = serde_json::from_str(&assert_ran(&run_args(&asked))).unwrap();
+    let read: Vec<&str> = report["proxies"].as_array().unwrap().iter().filter(|p| p["proxy_read"] == true).map(|p| p["caller"].as_str().unwrap()).collect();
+    assert_eq!(read, ["default/productpage-v1-6b7f9d8c7-ccccc"]);
+    assert!(!report["gaps"].to_string().contains("/p0/"), "{}", report["gaps"]);
 }
 
 // YAML (item 5): real exports are read; bombs are refused, naming the limit.
