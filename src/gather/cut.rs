@@ -17,11 +17,11 @@ use crate::actual::Wanted;
 use crate::envoy::clusters;
 use crate::envoy::config_dump::ConfigDump;
 use crate::envoy::stats::Stats;
-use crate::gather::files::{CLUSTERS_FILE, CONFIG_DUMP_FILE, stats_file};
+use crate::gather::files::{CLUSTERS_FILE, CONFIG_DUMP_FILE, SERVER_INFO_FILE, stats_file, stats_format};
 use crate::intent::target::Target;
 use crate::model::Model;
 use crate::question::{self, Question};
-use crate::snapshot::{Blob, ProxyCapture, Snapshot, StatsFormat};
+use crate::snapshot::{Blob, ProxyCapture, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How much of each proxy's capture one question reads.
@@ -70,8 +70,7 @@ impl Plan {
         let wanted = Wanted::new(target, extra);
         let want = |name: &str| wanted.cluster(name);
         let origin = &blob.origin;
-        let stats = [StatsFormat::Text, StatsFormat::Json, StatsFormat::Prometheus].into_iter().find(|f| stats_file(*f) == file);
-        let cut = match (file, stats) {
+        let cut = match (file, stats_format(file)) {
             (_, Some(format)) => Stats::cut(format, text, origin, &want),
             (CONFIG_DUMP_FILE, _) => wanted.with_selection(|selection| ConfigDump::cut(text, origin, selection)).map(Some),
             (CLUSTERS_FILE, _) => clusters::cut(text, origin, &want).map(Some),
@@ -93,7 +92,7 @@ impl Plan {
             capture.clusters = cut(CLUSTERS_FILE, capture.clusters.take());
             let stats = std::mem::take(&mut capture.stats).into_iter().filter_map(|(format, blob)| Some((format, cut(stats_file(format), Some(blob))?)));
             capture.stats = stats.collect();
-            capture.server_info = cut(crate::gather::files::SERVER_INFO_FILE, capture.server_info.take());
+            capture.server_info = cut(SERVER_INFO_FILE, capture.server_info.take());
         }
     }
 }

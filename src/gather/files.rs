@@ -41,6 +41,11 @@ pub fn stats_file(format: StatsFormat) -> &'static str {
     }
 }
 
+/// The encoding of the stats capture named `file`, if it is one.
+pub fn stats_format(file: &str) -> Option<StatsFormat> {
+    [StatsFormat::Text, StatsFormat::Json, StatsFormat::Prometheus].into_iter().find(|f| stats_file(*f) == file)
+}
+
 /// Largest single file accepted; real config dumps of big meshes stay well below this.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 /// Largest total a snapshot may hold besides its objects: the proxies' files (held whole until
@@ -91,7 +96,7 @@ fn read_deferred(snapshot: &mut Snapshot, unread: Unread, plan: &Plan) -> Result
     // Per file: the blob kept, if any, or the gap of a file that could not be read; an error
     // stops the reading.
     let held = AtomicU64::new(unread.charged);
-    let kept = crate::parallel::in_parallel(&read, |(deferred, [ns, pod, file])| {
+    let cut = |(deferred, [ns, pod, file]): &(&Deferred, [&str; 3])| {
         let bytes = match read_capped(fs::File::open(&deferred.path), deferred.len) {
             Ok(bytes) => bytes,
             Err(e) => return Ok(Err(read_gap(&e, deferred.rel.clone()))),
@@ -102,7 +107,13 @@ fn read_deferred(snapshot: &mut Snapshot, unread: Unread, plan: &Plan) -> Result
             return Err(too_large(&blob.origin));
         }
         Ok(Ok(Some(blob)))
-    });
+    };
+    // Big files are cut on every core; a small capture is not worth a thread.
+    let kept: Vec<_> = if read.iter().map(|(d, _)| d.len).sum::<u64>() > PARALLEL_CUT_BYTES {
+        crate::parallel::in_parallel(&read, cut)
+    } else {
+        read.iter().map(cut).collect()
+    };
     for ((_, [ns, pod, file]), kept) in read.iter().zip(kept) {
         match kept? {
             Ok(Some(blob)) => {
@@ -116,6 +127,9 @@ fn read_deferred(snapshot: &mut Snapshot, unread: Unread, plan: &Plan) -> Result
     }
     Ok(())
 }
+
+/// Proxy files adding up to more than this are read and cut on every core.
+const PARALLEL_CUT_BYTES: u64 = 16 << 20;
 
 /// A proxy file of a directory snapshot, admitted but left unread until the question says what
 /// it needs of it: its snapshot name, path, size and the origin its blob will name.
@@ -710,14 +724,12 @@ fn new_capture(ns: &str, pod: &str) -> ProxyCapture {
 
 /// The files of a proxy capture, by their names in the layout.
 fn is_capture_file(file: &str) -> bool {
-    [CONFIG_DUMP_FILE, CLUSTERS_FILE, SERVER_INFO_FILE].contains(&file)
-        || [StatsFormat::Text, StatsFormat::Json, StatsFormat::Prometheus].iter().any(|f| stats_file(*f) == file)
+    [CONFIG_DUMP_FILE, CLUSTERS_FILE, SERVER_INFO_FILE].contains(&file) || stats_format(file).is_some()
 }
 
 /// Puts `blob`, the proxy file `file`, in `capture`; a file of another name is a gap.
 fn attach(capture: &mut ProxyCapture, file: &str, blob: Blob, gaps: &mut Vec<Gap>) {
-    let stats = [StatsFormat::Text, StatsFormat::Json, StatsFormat::Prometheus].into_iter().find(|f| stats_file(*f) == file);
-    match (file, stats) {
+    match (file, stats_format(file)) {
         (_, Some(format)) => capture.stats.push((format, blob)),
         (CONFIG_DUMP_FILE, _) => capture.config_dump = Some(blob),
         (CLUSTERS_FILE, _) => capture.clusters = Some(blob),
