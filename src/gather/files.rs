@@ -269,12 +269,21 @@ fn read_layout(base: &Path, out: &mut Collected) -> Result<()> {
             read_file(base, name, true, out)?;
         }
     }
-    let objects = base.join(OBJECTS_DIR);
+    let (objects, proxies) = (base.join(OBJECTS_DIR), base.join(PROXIES_DIR));
+    let has_proxies = file_type(&proxies).is_some_and(|t| t.is_dir());
+    // Read for a question, the proxy files are only listed; the pods of the proxies captured
+    // are then decoded with the objects, as the question examines them.
+    if has_proxies && out.deferred.is_some() {
+        read_proxies_dir(base, &proxies, out)?;
+        let assembly = &mut out.assembly;
+        if let Some(focus) = assembly.focus.as_mut() {
+            assembly.proxies.keys().for_each(|(namespace, _)| focus.keep(namespace));
+        }
+    }
     if file_type(&objects).is_some_and(|t| t.is_dir()) {
         read_objects_dir(base, &objects, out)?;
     }
-    let proxies = base.join(PROXIES_DIR);
-    if file_type(&proxies).is_some_and(|t| t.is_dir()) {
+    if has_proxies && out.deferred.is_none() {
         read_proxies_dir(base, &proxies, out)?;
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! A focused reading of a snapshot for a one-service question: Pods and Deployments are decoded
-//! only in the namespaces the question names, and the reading stands only when none of the
-//! others could matter to the analysis.
+//! only in the namespaces the question names (and, in a directory, those of its captured
+//! proxies), and the reading stands only when none of the others could matter to the analysis.
 //!
 //! Pods are most of a big cluster's export (an injected pod's spec runs to kilobytes), and a
 //! question about one service looks at the pods of its own namespace and of its callers'. The
@@ -30,6 +30,11 @@ impl Focus {
     /// The namespaces `question` names: the service's and its callers' (`--from`, `-n`).
     pub fn of(question: &Question) -> Focus {
         Focus { namespaces: BTreeSet::from([question.namespace.clone(), question.from_namespace.clone()]) }
+    }
+
+    /// Decodes the Pods and Deployments of `namespace` too.
+    pub fn keep(&mut self, namespace: &str) {
+        self.namespaces.insert(namespace.to_string());
     }
 
     /// Whether the Pods and Deployments of `namespace` are decoded.
@@ -118,6 +123,16 @@ mod tests {
         let read = read_snapshot_for(dir.path(), &question()).unwrap();
         assert_eq!(pods(&read), ["reviews-1", "web-1"]);
         assert_eq!(read.objects.skipped.iter().map(|s| (s.namespace.as_str(), s.name.as_str())).collect::<Vec<_>>(), [("batch", "job-1")]);
+    }
+
+    #[test]
+    fn the_pods_of_captured_proxies_are_decoded_without_reading_the_snapshot_whole() {
+        let dir = snapshot(vec![pod("other", "x-1", "x")]);
+        std::fs::create_dir_all(dir.path().join("proxies/batch/job-1")).unwrap();
+        std::fs::write(dir.path().join("proxies/batch/job-1/server_info.json"), "{}").unwrap();
+        let read = read_snapshot_for(dir.path(), &question()).unwrap();
+        assert_eq!(pods(&read), ["reviews-1", "web-1", "job-1"]);
+        assert_eq!(read.objects.skipped.iter().map(|s| (s.namespace.as_str(), s.name.as_str())).collect::<Vec<_>>(), [("other", "x-1")]);
     }
 
     #[test]
