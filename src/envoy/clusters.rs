@@ -1,6 +1,6 @@
 //! `GET /clusters?format=json`: live hosts per cluster with health and request counters.
 
-use super::de::value_u64;
+use super::de::{leading, value_u64};
 use super::types::Address;
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -132,7 +132,13 @@ fn parse_json<'t>(text: &'t str, origin: &str, want: &dyn Fn(&str) -> bool, mut 
         .ok_or_else(|| Error::new("clusters.json has no `cluster_statuses`").at(origin).help("capture it with `GET /clusters?format=json`"))?;
     let mut out = Vec::new();
     for raw in clusters {
-        if !want(&serde_json::from_str::<Name>(raw.get()).map_err(invalid)?.name) {
+        // Envoy writes a cluster's name first: the hosts of one not wanted are not scanned again.
+        let name = match leading(raw.get(), [&["name"]]) {
+            Some([Some(name)]) => serde_json::from_str(name.get()).map_err(invalid)?,
+            Some([None]) => String::new(),
+            None => serde_json::from_str::<Name>(raw.get()).map_err(invalid)?.name,
+        };
+        if !want(&name) {
             continue;
         }
         let c: RawCluster = serde_json::from_str(raw.get()).map_err(invalid)?;

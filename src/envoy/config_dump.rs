@@ -5,6 +5,7 @@
 //! configurations and their virtual hosts, clusters, endpoints, listeners). Secrets are never
 //! decoded. Memory stays close to the size of the input text.
 
+use super::de::leading;
 use super::listener::ListenerDetail;
 use super::types::{Address, Cluster, ClusterLoadAssignment, VirtualHost, WeightedClusters};
 use crate::error::{Error, Result};
@@ -775,47 +776,6 @@ fn peek_virtual_host(raw: &str, origin: &str) -> Result<(String, Vec<String>)> {
     let name = name.map_or(Ok(String::new()), |n| decode(n.get(), &format!("{origin} field `name`"), "virtual host"))?;
     let domains = domains.map_or(Ok(Vec::new()), |d| decode(d.get(), &format!("{origin} field `domains`"), "virtual host"))?;
     Ok((name, domains))
-}
-
-/// The values of `N` fields (each under any of its spellings) of the JSON object `raw`, read
-/// only as far as the last of them: Envoy writes a resource's name first, so a resource that
-/// is not selected costs a few bytes, not a scan of its body. `None` when `raw` is not an
-/// object this reading understands.
-fn leading<'a, const N: usize>(raw: &'a str, fields: [&[&str]; N]) -> Option<[Option<&'a RawValue>; N]> {
-    struct Leading<'f, 'a, const N: usize> {
-        fields: [&'f [&'f str]; N],
-        found: [Option<&'a RawValue>; N],
-        complete: bool,
-    }
-    impl<'de, const N: usize> serde::de::Visitor<'de> for &mut Leading<'_, 'de, N> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
-            while let Some(key) = map.next_key::<&'de str>()? {
-                match self.fields.iter().position(|spellings| spellings.contains(&key)) {
-                    // The first spelling found counts.
-                    Some(i) if self.found[i].is_none() => self.found[i] = Some(map.next_value()?),
-                    _ => {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    }
-                }
-                if self.found.iter().all(Option::is_some) {
-                    self.complete = true;
-                    return Err(serde::de::Error::custom("complete"));
-                }
-            }
-            Ok(())
-        }
-    }
-    let mut reading = Leading { fields, found: [None; N], complete: false };
-    let mut de = serde_json::Deserializer::from_str(raw);
-    match serde::Deserializer::deserialize_map(&mut de, &mut reading) {
-        Ok(()) => Some(reading.found),
-        Err(_) if reading.complete => Some(reading.found),
-        Err(_) => None,
-    }
 }
 
 /// Decodes `raw` as `T`, naming the JSON path of a wrong field in the error.

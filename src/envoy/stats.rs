@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::snapshot::StatsFormat;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The largest count believed: 2^53 (exact in a float, as Prometheus carries it). Envoy's
@@ -124,14 +125,16 @@ fn cluster_stat<'a>(name: &'a str, want: &dyn Fn(&str) -> bool) -> Option<(Strin
 /// name or in its SNI form (`outbound_.9080_.v1_.host;`); without the `;`, the dotted host and
 /// dotted stat are told apart by trying each `.` from the left until `want` accepts the name.
 fn split_cluster_stat<'a>(rest: &'a str, want: &dyn Fn(&str) -> bool) -> Option<(String, &'a str)> {
-    let candidates: Vec<(&str, &str)> = match rest.split_once(";.") {
-        Some(pair) => vec![pair],
-        None => rest.match_indices('.').map(|(i, _)| (&rest[..i], &rest[i + 1..])).collect(),
+    // A big mesh's stats run to hundreds of thousands of lines, a handful wanted: a name is
+    // copied only once it is.
+    let wanted = |cluster: &str, stat: &'a str| {
+        let name = sni_to_cluster_name(cluster).map_or(Cow::Borrowed(cluster), Cow::Owned);
+        want(&name).then(|| (name.into_owned(), stat))
     };
-    candidates.into_iter().find_map(|(cluster, stat)| {
-        let name = sni_to_cluster_name(cluster).unwrap_or_else(|| cluster.to_string());
-        want(&name).then_some((name, stat))
-    })
+    match rest.split_once(";.") {
+        Some((cluster, stat)) => wanted(cluster, stat),
+        None => rest.match_indices('.').find_map(|(i, _)| wanted(&rest[..i], &rest[i + 1..])),
+    }
 }
 
 /// `outbound_.9080_.v1_.reviews.default.svc.cluster.local` → `outbound|9080|v1|reviews...`.
