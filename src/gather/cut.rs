@@ -40,6 +40,10 @@ impl Plan {
     pub fn for_question(snapshot: &Snapshot, question: &Question) -> Plan {
         let objects = &snapshot.objects;
         let whole = Plan { target: None, readings: BTreeMap::new() };
+        // Without a capture there is nothing to cut, and the model is not built for nothing.
+        if snapshot.proxies.is_empty() {
+            return whole;
+        }
         let Ok(target) = Target::resolve(objects, &question.service, &question.namespace, question.port) else { return whole };
         let model = Model::build(objects);
         let Ok(examined) = question::callers(snapshot, &model, &target, question) else { return whole };
