@@ -104,10 +104,11 @@ impl<'a> Wanted<'a> {
 /// file that cannot be read is listed in `missing` and `unreadable`.
 pub fn read(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<String>) -> Actual {
     let wanted = Wanted::new(target, extra_clusters);
-    wanted.with_selection(|selection| read_selected(capture, target, extra_clusters, &wanted, selection))
+    wanted.with_selection(|selection| read_selected(capture, &wanted, selection))
 }
 
-fn read_selected(capture: &ProxyCapture, target: &Target, extra_clusters: &BTreeSet<String>, wanted: &Wanted<'_>, selection: &Selection<'_>) -> Actual {
+fn read_selected(capture: &ProxyCapture, wanted: &Wanted<'_>, selection: &Selection<'_>) -> Actual {
+    let (target, extra_clusters) = (wanted.target, wanted.extra);
     let mut actual = Actual::default();
     let wants_cluster = |name: &str| wanted.cluster(name);
     // A file that cannot be read is that proxy's gap, as if it had not been captured: the rest
