@@ -50,22 +50,23 @@ pub struct Meta {
 }
 
 impl Meta {
-    fn from_object_meta(m: &ObjectMeta, origin: &str) -> Meta {
-        let mut owners: Vec<String> = m.owner_references.iter().flatten().map(|o| format!("{}/{}", o.kind, o.name)).collect();
-        owners.extend(m.managed_fields.iter().flatten().filter_map(|f| f.manager.clone()).map(|m| format!("manager:{m}")));
+    /// The identity of a decoded object, its maps moved out of `m`: a big mesh holds tens of
+    /// thousands of objects, and a second copy of each map was a sizeable part of the memory.
+    fn take(m: &mut ObjectMeta, origin: &str) -> Meta {
+        let mut owners: Vec<String> = m.owner_references.take().into_iter().flatten().map(|o| format!("{}/{}", o.kind, o.name)).collect();
+        let managed = m.managed_fields.take().unwrap_or_default();
+        owners.extend(managed.iter().filter_map(|f| f.manager.as_ref()).map(|m| format!("manager:{m}")));
         Meta {
             name: m.name.clone().unwrap_or_default(),
             namespace: m.namespace.clone().unwrap_or_else(|| "default".to_string()),
-            labels: m.labels.clone().unwrap_or_default(),
-            annotations: m.annotations.clone().unwrap_or_default(),
+            labels: m.labels.take().unwrap_or_default(),
+            annotations: m.annotations.take().unwrap_or_default(),
             creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
             owners,
             origin: origin.to_string(),
             generation: m.generation,
-            last_changed: m
-                .managed_fields
+            last_changed: managed
                 .iter()
-                .flatten()
                 .filter_map(|f| f.time.as_ref())
                 .map(|t| t.0)
                 .max()
@@ -587,12 +588,12 @@ impl Objects {
                     }
                 }
             }
-            ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, k, |n: &Namespace| &n.metadata)?),
-            ("", "Service") => self.services.push(kube_object(doc, origin, k, |s: &Service| &s.metadata)?),
-            ("", "Pod") => self.pods.push(workload_object::<Pod>(doc, origin, k, |p| &mut p.metadata)?),
-            ("", "Node") => self.nodes.push(kube_object(doc, origin, k, |n: &Node| &n.metadata)?),
-            ("discovery.k8s.io", "EndpointSlice") => self.endpoint_slices.push(kube_object(doc, origin, k, |e: &EndpointSlice| &e.metadata)?),
-            ("apps", "Deployment") => self.deployments.push(workload_object::<Deployment>(doc, origin, k, |d| &mut d.metadata)?),
+            ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, k, |n: &mut Namespace| &mut n.metadata)?),
+            ("", "Service") => self.services.push(kube_object(doc, origin, k, |s: &mut Service| &mut s.metadata)?),
+            ("", "Pod") => self.pods.push(kube_object(doc, origin, k, |p: &mut Pod| &mut p.metadata)?),
+            ("", "Node") => self.nodes.push(kube_object(doc, origin, k, |n: &mut Node| &mut n.metadata)?),
+            ("discovery.k8s.io", "EndpointSlice") => self.endpoint_slices.push(kube_object(doc, origin, k, |e: &mut EndpointSlice| &mut e.metadata)?),
+            ("apps", "Deployment") => self.deployments.push(kube_object(doc, origin, k, |d: &mut Deployment| &mut d.metadata)?),
             ("", "Secret") => {
                 let doc = doc.into_value().map_err(|e| Error::new(format!("Secret is not valid JSON: {e}")).at(origin))?;
                 let field = |f: &str| doc.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).map(str::to_string);
@@ -635,8 +636,8 @@ impl Objects {
                 let grant: Resource<gateway_api::apis::experimental::referencegrants::ReferenceGrantSpec> = istio_object(doc, origin, k)?;
                 self.reference_grants.push(Resource { meta: grant.meta, spec: grant.spec.into() });
             }
-            ("networking.k8s.io", "Ingress") => self.ingresses.push(kube_object(doc, origin, k, |i: &Ingress| &i.metadata)?),
-            ("networking.k8s.io", "IngressClass") => self.ingress_classes.push(kube_object(doc, origin, k, |c: &IngressClass| &c.metadata)?),
+            ("networking.k8s.io", "Ingress") => self.ingresses.push(kube_object(doc, origin, k, |i: &mut Ingress| &mut i.metadata)?),
+            ("networking.k8s.io", "IngressClass") => self.ingress_classes.push(kube_object(doc, origin, k, |c: &mut IngressClass| &mut c.metadata)?),
             _ => *self.skipped_kinds.entry(kind.clone()).or_default() += 1,
         }
         Ok(())
@@ -921,26 +922,16 @@ impl Repeats {
     }
 }
 
-/// A Pod or Deployment, decoded as `T` (only the fields the analysis reads: `workloads`). Its
-/// labels, annotations and owners live on in [`Resource::meta`] only: a big mesh has tens of
-/// thousands of pods, and a second copy of each map was a sizeable part of the memory held.
-fn workload_object<T: DeserializeOwned>(doc: Document<'_>, origin: &str, kind: &str, metadata: impl Fn(&mut T) -> &mut ObjectMeta) -> Result<Resource<T>> {
+/// A Kubernetes object decoded as `T` (a Pod or Deployment only in the fields the analysis
+/// reads: `workloads`). Its labels, annotations and owners live on in [`Resource::meta`] only.
+fn kube_object<T: DeserializeOwned>(doc: Document<'_>, origin: &str, kind: &str, metadata: impl Fn(&mut T) -> &mut ObjectMeta) -> Result<Resource<T>> {
     let mut obj: T = doc.typed(origin, kind)?;
-    let m = metadata(&mut obj);
-    let meta = Meta::from_object_meta(m, origin);
-    (m.labels, m.annotations, m.managed_fields, m.owner_references) = (None, None, None, None);
-    Ok(Resource { meta, spec: obj })
-}
-
-/// Deserializes with the JSON path of the failing field in the error.
-fn kube_object<T: DeserializeOwned>(doc: Document<'_>, origin: &str, kind: &str, meta: impl Fn(&T) -> &ObjectMeta) -> Result<Resource<T>> {
-    let obj: T = doc.typed(origin, kind)?;
-    Ok(Resource { meta: Meta::from_object_meta(meta(&obj), origin), spec: obj })
+    Ok(Resource { meta: Meta::take(metadata(&mut obj), origin), spec: obj })
 }
 
 fn istio_object<S: DeserializeOwned + Default>(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<S>> {
-    let obj: IstioObject<S> = doc.typed(origin, kind)?;
-    Ok(Resource { meta: Meta::from_object_meta(&obj.metadata, origin), spec: obj.spec.unwrap_or_default() })
+    let mut obj: IstioObject<S> = doc.typed(origin, kind)?;
+    Ok(Resource { meta: Meta::take(&mut obj.metadata, origin), spec: obj.spec.unwrap_or_default() })
 }
 
 /// A ServiceEntry, with the addresses istiod allocated to it (`status.addresses`).
@@ -964,10 +955,10 @@ fn service_entry_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<R
         #[serde(default)]
         status: Option<Status>,
     }
-    let obj: ServiceEntryObject = doc.typed(origin, kind)?;
+    let mut obj: ServiceEntryObject = doc.typed(origin, kind)?;
     let mut spec = obj.spec.unwrap_or_default();
     spec.allocated_addresses = obj.status.into_iter().flat_map(|s| s.addresses).map(|a| a.value).filter(|v| !v.is_empty()).collect();
-    Ok(Resource { meta: Meta::from_object_meta(&obj.metadata, origin), spec })
+    Ok(Resource { meta: Meta::take(&mut obj.metadata, origin), spec })
 }
 
 /// A Gateway API route: metadata, `spec` and the `status` istiod writes back.
@@ -987,7 +978,7 @@ fn route_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<
         Ok((o.metadata, o.spec, o.status))
     }
     use gateway_api::apis::experimental::{grpcroutes as grpc, httproutes as http, tcproutes as tcp, tlsroutes as tls};
-    let (metadata, decoded) = match kind {
+    let (mut metadata, decoded) = match kind {
         "GRPCRoute" => read::<grpc::GrpcRouteSpec, grpc::GrpcRouteStatus>(doc, origin, kind).map(|(m, s, t)| (m, Decoded::Grpc(s, t)))?,
         "TCPRoute" => read::<tcp::TcpRouteSpec, tcp::TcpRouteStatus>(doc, origin, kind).map(|(m, s, t)| (m, Decoded::Tcp(s, t)))?,
         "TLSRoute" => {
@@ -1002,7 +993,7 @@ fn route_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<
     };
     let (kind, spec, status) = decoded.reduce();
     let route = Route { kind, generation: metadata.generation, spec, status };
-    Ok(Resource { meta: Meta::from_object_meta(&metadata, origin), spec: route })
+    Ok(Resource { meta: Meta::take(&mut metadata, origin), spec: route })
 }
 
 #[cfg(test)]
