@@ -12,7 +12,7 @@
 use super::live::proxies::caller_namespaces;
 use crate::intent::target::Target;
 use crate::istio::ambient::{GATEWAY_NAME_LABEL, is_ztunnel};
-use crate::istio::labels_match;
+use crate::istio::{Labels, labels_match};
 use crate::question::{From, Question};
 use crate::snapshot::{Skipped, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -73,7 +73,7 @@ impl Focus {
         selectors.extend(workloads.map(|w| &w.labels));
         selectors.retain(|s| !s.is_empty());
         // Gateways, waypoints and ztunnels serve other namespaces' pods.
-        let serving = |p: &Skipped| GATEWAY_LABELS.iter().any(|l| p.labels.contains_key(*l)) || is_ztunnel(&p.labels);
+        let serving = |p: &Skipped| GATEWAY_LABELS.iter().any(|l| p.labels.label(l).is_some()) || is_ztunnel(&p.labels);
         let picked = |p: &Skipped| serving(p) || selectors.iter().any(|s| labels_match(s, &p.labels));
         if pods.iter().any(|p| picked(p)) {
             return false;

@@ -24,8 +24,8 @@ pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 pub const ZTUNNEL_APP: &str = "ztunnel";
 
 /// True for a ztunnel pod, by its labels.
-pub fn is_ztunnel(labels: &std::collections::BTreeMap<String, String>) -> bool {
-    labels.get("app").is_some_and(|a| a == ZTUNNEL_APP)
+pub fn is_ztunnel(labels: &impl super::Labels) -> bool {
+    labels.label("app") == Some(ZTUNNEL_APP)
 }
 
 /// True when the namespace is labelled for ambient mode and not for sidecar injection (which

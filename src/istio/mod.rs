@@ -47,7 +47,19 @@ pub struct PortSelector {
     pub number: u32,
 }
 
+/// A workload's labels, however they are held.
+pub trait Labels {
+    /// The value of the label `key`.
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl Labels for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
 /// True when every `selector` label is present with the same value in `labels`.
-pub fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+pub fn labels_match(selector: &BTreeMap<String, String>, labels: &impl Labels) -> bool {
+    selector.iter().all(|(k, v)| labels.label(k) == Some(v.as_str()))
 }

@@ -288,7 +288,51 @@ pub struct Skipped {
     /// `metadata.name`.
     pub name: String,
     /// `metadata.labels`.
-    pub labels: BTreeMap<String, String>,
+    pub labels: PackedLabels,
+}
+
+/// An object's labels in one buffer, sorted by key: a big mesh's reading skips tens of thousands
+/// of pods, and a map per pod was most of the memory skipping them held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedLabels {
+    /// Each key followed by its value.
+    text: Box<str>,
+    /// Where each key, then its value, ends in `text`.
+    ends: Box<[u32]>,
+}
+
+impl PackedLabels {
+    /// The labels of a `metadata.labels` value: its string entries (a value of another type is
+    /// for the typed reading to report).
+    fn of(labels: &Value) -> PackedLabels {
+        let mut pairs: Vec<(&str, &str)> = labels.as_object().into_iter().flatten().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?))).collect();
+        pairs.sort_unstable_by_key(|(k, _)| *k);
+        let mut text = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len()).sum());
+        let mut ends = Vec::with_capacity(pairs.len() * 2);
+        for part in pairs.iter().flat_map(|(k, v)| [k, v]) {
+            text.push_str(part);
+            // Offsets fit: a snapshot file is far smaller than 4 GiB.
+            ends.push(text.len() as u32);
+        }
+        PackedLabels { text: text.into(), ends: ends.into() }
+    }
+
+    /// The labels, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        (0..self.ends.len() / 2).map(|i| self.pair(i))
+    }
+
+    fn pair(&self, i: usize) -> (&str, &str) {
+        let start = if i == 0 { 0 } else { self.ends[2 * i - 1] as usize };
+        let (key_end, end) = (self.ends[2 * i] as usize, self.ends[2 * i + 1] as usize);
+        (&self.text[start..key_end], &self.text[key_end..end])
+    }
+}
+
+impl crate::istio::Labels for PackedLabels {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
 }
 
 /// Which namespaces' Pods and Deployments a focused reading decodes.
@@ -303,7 +347,7 @@ const LIST_SHARE: usize = 256;
 struct Identity {
     name: Option<String>,
     namespace: Option<String>,
-    labels: BTreeMap<String, String>,
+    labels: PackedLabels,
 }
 
 impl<'de> Deserialize<'de> for Identity {
@@ -323,11 +367,7 @@ impl<'de> Deserialize<'de> for Identity {
                     match key.as_ref() {
                         "name" => identity.name = map.next_value::<Value>()?.as_str().map(str::to_string),
                         "namespace" => identity.namespace = map.next_value::<Value>()?.as_str().map(str::to_string),
-                        "labels" => {
-                            let labels = map.next_value::<Value>()?;
-                            let strings = labels.as_object().into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())));
-                            identity.labels = strings.collect();
-                        }
+                        "labels" => identity.labels = PackedLabels::of(&map.next_value::<Value>()?),
                         _ => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                         }
@@ -1058,6 +1098,21 @@ mod tests {
         assert_eq!(kept, expected);
         assert_eq!(objects.skipped.len(), items.len() - expected.len());
         assert_eq!(objects.pods[4].meta.origin, "pods.json items[6]");
+    }
+
+    #[test]
+    fn a_skipped_pods_labels_read_as_a_decoded_pods_do() {
+        let labels = json!({"version": "v2", "app": "reviews", "istio.io/rev": "", "replicas": 3});
+        let items = [json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop", "labels": labels}})];
+        let skipped = read(&items, Some(&|_: &str| false)).unwrap().skipped.remove(0).labels;
+        let pairs: Vec<(&str, &str)> = skipped.iter().collect();
+        assert_eq!(pairs, [("app", "reviews"), ("istio.io/rev", ""), ("version", "v2")]);
+        use crate::istio::{Labels, labels_match};
+        assert_eq!((skipped.label("version"), skipped.label("replicas"), skipped.label("ap")), (Some("v2"), None, None));
+        let selector = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        assert!(labels_match(&selector(&[("app", "reviews"), ("istio.io/rev", "")]), &skipped));
+        assert!(!labels_match(&selector(&[("app", "reviews"), ("version", "v1")]), &skipped));
+        assert_eq!(PackedLabels::of(&json!(null)).iter().count(), 0);
     }
 
     #[test]
