@@ -110,7 +110,7 @@ fn cluster_name(port: u32, subset: &str, host: &str) -> String {
 /// What istiod adds to a rule's route besides clusters: `rewrite`, `fault` (abort status, fixed
 /// delay), mirrors (`mirror` and `mirrors`), and retry attempts.
 fn features_for(model: &Model<'_>, rule: &HttpRoute, caller: &Caller, vs_ns: &str, port: u32) -> RouteFeatures {
-    let text = |v: &Option<serde_json::Value>, path: &str| v.as_ref().and_then(|v| v.pointer(path)).and_then(|x| x.as_str()).map(str::to_string);
+    let text = |v: &Option<Box<serde_json::Value>>, path: &str| v.as_ref().and_then(|v| v.pointer(path)).and_then(|x| x.as_str()).map(str::to_string);
     let mut rewrite = Vec::new();
     rewrite.extend(text(&rule.rewrite, "/uri").map(|u| format!("uri {u}")));
     rewrite.extend(text(&rule.rewrite, "/authority").map(|a| format!("authority {a}")));
@@ -120,7 +120,7 @@ fn features_for(model: &Model<'_>, rule: &HttpRoute, caller: &Caller, vs_ns: &st
     fault.extend(text(&rule.fault, "/delay/fixedDelay").map(|d| format!("delay {d}")));
     let mirrors = rule.mirror.iter().chain(rule.mirrors.iter().map(|m| &m.destination));
     let mirror = mirrors.map(|d| destination_cluster(model, d, vs_ns, port)).collect();
-    RouteFeatures { rewrite, fault, mirror, retries: retry_attempts(model, caller, rule.retries.as_ref()) }
+    RouteFeatures { rewrite, fault, mirror, retries: retry_attempts(model, caller, rule.retries.as_deref()) }
 }
 
 /// Retries istiod gives a route without a policy of its own (and no mesh default).

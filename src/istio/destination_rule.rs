@@ -14,7 +14,7 @@ pub struct DestinationRule {
     pub host: String,
     /// Host-wide traffic policy.
     #[serde(default)]
-    pub traffic_policy: Option<TrafficPolicy>,
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
     /// Named subsets: label sets that pick a version of the service.
     #[serde(default)]
     pub subsets: Vec<Subset>,
@@ -38,7 +38,7 @@ pub struct Subset {
     pub labels: BTreeMap<String, String>,
     /// Subset-level policy, overriding the host-wide one field by field.
     #[serde(default)]
-    pub traffic_policy: Option<TrafficPolicy>,
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
 }
 
 /// `trafficPolicy`: the policy blocks, and per-port overrides of them.

@@ -33,9 +33,10 @@ pub fn mesh_virtual_services(objects: &Objects) -> Vec<Resource<VirtualService>>
                     rule.matches.iter_mut().for_each(|m| m.port = Some(port));
                 }
             }
-            let entry = merged.entry((ns.clone(), parent.port, host.clone())).or_insert_with(|| Resource {
-                meta: route.meta.clone(),
-                spec: VirtualService { hosts: vec![host], gateways: vec!["mesh".into()], gateway_route: Some(route.spec.kind), ..VirtualService::default() },
+            let entry = merged.entry((ns.clone(), parent.port, host.clone())).or_insert_with(|| {
+                let spec =
+                    VirtualService { hosts: vec![host], gateways: vec!["mesh".into()], gateway_route: Some(route.spec.kind), ..VirtualService::default() };
+                Resource::new(route.meta.clone(), spec)
             });
             entry.spec.http.extend(rules);
         }
@@ -92,8 +93,8 @@ fn convert_rule(objects: &Objects, route: &Resource<Route>, rule: &RouteRule, in
     let mut out = HttpRoute { name: Some(name), ..HttpRoute::default() };
     for filter in &rule.filters {
         match filter.kind.as_str() {
-            "RequestRedirect" => out.redirect = Some(json!({})),
-            "URLRewrite" => out.rewrite = filter.url_rewrite.as_ref().and_then(rewrite),
+            "RequestRedirect" => out.redirect = Some(Box::new(json!({}))),
+            "URLRewrite" => out.rewrite = filter.url_rewrite.as_ref().and_then(rewrite).map(Box::new),
             "RequestMirror" => {
                 let backend = filter.request_mirror.as_ref().map(|m| &m.backend_ref);
                 out.mirrors.extend(backend.map(|b| MirrorPolicy { destination: destination(objects, b, ns) }));
@@ -103,7 +104,7 @@ fn convert_rule(objects: &Objects, route: &Resource<Route>, rule: &RouteRule, in
     }
     let weighted: Vec<&BackendRef> = rule.backend_refs.iter().filter(|b| b.weight() > 0).collect();
     if weighted.is_empty() && out.redirect.is_none() {
-        out.direct_response = Some(json!({"status": 500}));
+        out.direct_response = Some(Box::new(json!({"status": 500})));
     } else {
         // A lone backend is a plain cluster; several keep their relative weights.
         let lone = weighted.len() == 1;
@@ -116,7 +117,7 @@ fn convert_rule(objects: &Objects, route: &Resource<Route>, rule: &RouteRule, in
             .collect();
     }
     if let Some(retry) = &rule.retry {
-        out.retries = Some(json!({"attempts": retry.attempts.unwrap_or(2)}));
+        out.retries = Some(Box::new(json!({"attempts": retry.attempts.unwrap_or(2)})));
     }
     let timeouts = rule.timeouts.as_ref();
     if let Some(request) = timeouts.and_then(|t| t.request.as_deref()).and_then(duration).filter(|d| d != "0s") {
@@ -331,6 +332,6 @@ spec:
         let v = &mesh_virtual_services(&o)[0].spec;
         assert_eq!(v.http[0].name.as_deref(), Some("get"));
         assert_eq!(v.http[0].matches[0].uri.as_ref().unwrap().exact.as_deref(), Some("/shop.Cart/Get"));
-        assert_eq!(v.http[0].direct_response, Some(json!({"status": 500})));
+        assert_eq!(v.http[0].direct_response.as_deref(), Some(&json!({"status": 500})));
     }
 }

@@ -84,7 +84,7 @@ fn gateway(ingress: &Resource<Ingress>, mesh: &MeshConfig) -> Resource<Gateway> 
     });
     let selector = BTreeMap::from([("istio".to_string(), selector_value(mesh))]);
     let meta = derived_meta(&ingress.meta, gateway_name(name, ns), INGRESS_NAMESPACE.into());
-    Resource { meta, spec: Gateway { selector, servers, ..Gateway::default() } }
+    Resource::new(meta, Gateway { selector, servers, ..Gateway::default() })
 }
 
 /// The `istio` label of the gateway pods: meshConfig's `ingressSelector`, else its
@@ -119,7 +119,7 @@ fn virtual_service(host: &str, rules: &[(&Resource<Ingress>, &IngressRule)], ser
     let gateway = format!("{INGRESS_NAMESPACE}/{}", gateway_name(&first.meta.name, &first.meta.namespace));
     let name = format!("{}-{}-{GATEWAY_NAME}", host.replace('.', "-"), first.meta.name);
     let spec = VirtualService { hosts: vec![host.to_string()], gateways: vec![gateway], http, ingress: true, ..VirtualService::default() };
-    Resource { meta: derived_meta(&first.meta, name, first.meta.namespace.clone()), spec }
+    Resource::new(derived_meta(&first.meta, name, first.meta.namespace.clone()), spec)
 }
 
 fn uri_length(m: &HttpMatch) -> (i64, bool) {

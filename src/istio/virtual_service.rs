@@ -60,25 +60,25 @@ pub struct HttpRoute {
     pub route: Vec<RouteDestination>,
     /// A redirect instead of a route.
     #[serde(default)]
-    pub redirect: Option<Value>,
+    pub redirect: Option<Box<Value>>,
     /// A direct response instead of a route.
     #[serde(default)]
-    pub direct_response: Option<Value>,
+    pub direct_response: Option<Box<Value>>,
     /// Delegation to another VirtualService (root VirtualServices only).
     #[serde(default)]
     pub delegate: Option<Delegate>,
     /// URI / authority rewrite.
     #[serde(default)]
-    pub rewrite: Option<Value>,
+    pub rewrite: Option<Box<Value>>,
     /// Request timeout, e.g. `"2s"`; unset means no timeout.
     #[serde(default)]
     pub timeout: Option<String>,
     /// Retry policy (`attempts`, `perTryTimeout`, `retryOn`).
     #[serde(default)]
-    pub retries: Option<Value>,
+    pub retries: Option<Box<Value>>,
     /// Fault injection.
     #[serde(default)]
-    pub fault: Option<Value>,
+    pub fault: Option<Box<Value>>,
     /// Mirror destination (single form).
     #[serde(default)]
     pub mirror: Option<Destination>,

@@ -93,8 +93,9 @@ impl Meta {
 pub struct Resource<T> {
     /// Identity.
     pub meta: Meta,
-    /// Typed body.
-    pub spec: T,
+    /// Typed body, boxed: the lists of a big mesh's objects then grow and join at the size of
+    /// their identities, not of their bodies (a Service's is a kilobyte).
+    pub spec: Box<T>,
 }
 
 /// A reference to an object, used as the subject and evidence of findings.
@@ -122,6 +123,11 @@ impl fmt::Display for ObjectRef {
 }
 
 impl<T> Resource<T> {
+    /// An object with identity `meta` and body `spec`.
+    pub fn new(meta: Meta, spec: T) -> Resource<T> {
+        Resource { meta, spec: Box::new(spec) }
+    }
+
     /// A reference to this object as `kind`.
     pub fn reference(&self, kind: &str) -> ObjectRef {
         ObjectRef::new(kind, &self.meta.namespace, &self.meta.name)
@@ -665,7 +671,7 @@ impl Objects {
             ("networking.istio.io", "Gateway") => self.gateways.push(istio_object(doc, origin, k)?),
             ("gateway.networking.k8s.io", "Gateway") => {
                 let gw: Resource<gateway_api::apis::experimental::gateways::GatewaySpec> = istio_object(doc, origin, k)?;
-                self.gateways.push(Resource { meta: gw.meta, spec: gw.spec.into() });
+                self.gateways.push(Resource::new(gw.meta, (*gw.spec).into()));
             }
             ("networking.istio.io", "ServiceEntry") => self.service_entries.push(service_entry_object(doc, origin, k)?),
             ("networking.istio.io", "Sidecar") => self.sidecars.push(istio_object(doc, origin, k)?),
@@ -674,7 +680,7 @@ impl Objects {
             ("gateway.networking.k8s.io", k) if RouteKind::from_kind(k).is_some() => self.routes.push(route_object(doc, origin, k)?),
             ("gateway.networking.k8s.io", "ReferenceGrant") => {
                 let grant: Resource<gateway_api::apis::experimental::referencegrants::ReferenceGrantSpec> = istio_object(doc, origin, k)?;
-                self.reference_grants.push(Resource { meta: grant.meta, spec: grant.spec.into() });
+                self.reference_grants.push(Resource::new(grant.meta, (*grant.spec).into()));
             }
             ("networking.k8s.io", "Ingress") => self.ingresses.push(kube_object(doc, origin, k, |i: &mut Ingress| &mut i.metadata)?),
             ("networking.k8s.io", "IngressClass") => self.ingress_classes.push(kube_object(doc, origin, k, |c: &mut IngressClass| &mut c.metadata)?),
@@ -966,12 +972,12 @@ impl Repeats {
 /// reads: `workloads`). Its labels, annotations and owners live on in [`Resource::meta`] only.
 fn kube_object<T: DeserializeOwned>(doc: Document<'_>, origin: &str, kind: &str, metadata: impl Fn(&mut T) -> &mut ObjectMeta) -> Result<Resource<T>> {
     let mut obj: T = doc.typed(origin, kind)?;
-    Ok(Resource { meta: Meta::take(metadata(&mut obj), origin), spec: obj })
+    Ok(Resource::new(Meta::take(metadata(&mut obj), origin), obj))
 }
 
 fn istio_object<S: DeserializeOwned + Default>(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<S>> {
     let mut obj: IstioObject<S> = doc.typed(origin, kind)?;
-    Ok(Resource { meta: Meta::take(&mut obj.metadata, origin), spec: obj.spec.unwrap_or_default() })
+    Ok(Resource::new(Meta::take(&mut obj.metadata, origin), obj.spec.unwrap_or_default()))
 }
 
 /// A ServiceEntry, with the addresses istiod allocated to it (`status.addresses`).
@@ -998,7 +1004,7 @@ fn service_entry_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<R
     let mut obj: ServiceEntryObject = doc.typed(origin, kind)?;
     let mut spec = obj.spec.unwrap_or_default();
     spec.allocated_addresses = obj.status.into_iter().flat_map(|s| s.addresses).map(|a| a.value).filter(|v| !v.is_empty()).collect();
-    Ok(Resource { meta: Meta::take(&mut obj.metadata, origin), spec })
+    Ok(Resource::new(Meta::take(&mut obj.metadata, origin), spec))
 }
 
 /// A Gateway API route: metadata, `spec` and the `status` istiod writes back.
@@ -1033,7 +1039,7 @@ fn route_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<
     };
     let (kind, spec, status) = decoded.reduce();
     let route = Route { kind, generation: metadata.generation, spec, status };
-    Ok(Resource { meta: Meta::take(&mut metadata, origin), spec: route })
+    Ok(Resource::new(Meta::take(&mut metadata, origin), route))
 }
 
 #[cfg(test)]
