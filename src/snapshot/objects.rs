@@ -50,29 +50,27 @@ pub struct Meta {
 }
 
 impl Meta {
-    /// The identity of a decoded object, its maps moved out of `m`: a big mesh holds tens of
-    /// thousands of objects, and a second copy of each map was a sizeable part of the memory.
+    /// The identity of a decoded object, moved out of its metadata `m`, which keeps only its
+    /// deletion time (read of pods): a big mesh holds tens of thousands of objects, and a second
+    /// copy of their metadata was a sizeable part of the memory.
     fn take(m: &mut ObjectMeta, origin: &str) -> Meta {
-        let mut owners: Vec<String> = m.owner_references.take().into_iter().flatten().map(|o| format!("{}/{}", o.kind, o.name)).collect();
-        let managed = m.managed_fields.take().unwrap_or_default();
+        let kept = ObjectMeta { deletion_timestamp: m.deletion_timestamp.take(), ..ObjectMeta::default() };
+        let m = std::mem::replace(m, kept);
+        let managed = m.managed_fields.unwrap_or_default();
+        let mut owners: Vec<String> = m.owner_references.into_iter().flatten().map(|o| format!("{}/{}", o.kind, o.name)).collect();
         owners.extend(managed.iter().filter_map(|f| f.manager.as_ref()).map(|m| format!("manager:{m}")));
+        let last_change = managed.iter().filter_map(|f| f.time.as_ref()).map(|t| t.0).max();
         Meta {
-            name: m.name.clone().unwrap_or_default(),
-            namespace: m.namespace.clone().unwrap_or_else(|| "default".to_string()),
-            labels: m.labels.take().unwrap_or_default(),
-            annotations: m.annotations.take().unwrap_or_default(),
+            name: m.name.unwrap_or_default(),
+            namespace: m.namespace.unwrap_or_else(|| "default".to_string()),
+            labels: m.labels.unwrap_or_default(),
+            annotations: m.annotations.unwrap_or_default(),
             creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
             owners,
             origin: origin.to_string(),
             generation: m.generation,
-            last_changed: managed
-                .iter()
-                .filter_map(|f| f.time.as_ref())
-                .map(|t| t.0)
-                .max()
-                .or(m.creation_timestamp.as_ref().map(|t| t.0))
-                .map(|t| t.to_string()),
-            resource_version: m.resource_version.clone(),
+            last_changed: last_change.or(m.creation_timestamp.map(|t| t.0)).map(|t| t.to_string()),
+            resource_version: m.resource_version,
         }
     }
 
