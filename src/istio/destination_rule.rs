@@ -36,7 +36,8 @@ pub struct Subset {
     /// Pod labels the subset selects (added to the service selector).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Subset-level policy, overriding the host-wide one field by field.
+    /// Subset-level policy, overriding the host-wide one field by field. Boxed, as the policies
+    /// are: usually absent, and a big mesh holds tens of thousands of subsets.
     #[serde(default)]
     pub traffic_policy: Option<Box<TrafficPolicy>>,
 }

@@ -45,7 +45,8 @@ impl VirtualService {
     }
 }
 
-/// One `http[]` rule.
+/// One `http[]` rule. Its rarely set blocks are boxed: a big mesh holds tens of thousands of
+/// rules, and an absent block then costs a pointer.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRoute {
