@@ -297,7 +297,7 @@ pub struct Skipped {
 
 /// An object's labels in one buffer, sorted by key: a big mesh's reading skips tens of thousands
 /// of pods, and a map per pod was most of the memory skipping them held.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct PackedLabels {
     /// Each key followed by its value.
     text: Box<str>,
@@ -330,6 +330,12 @@ impl PackedLabels {
         let start = if i == 0 { 0 } else { self.ends[2 * i - 1] as usize };
         let (key_end, end) = (self.ends[2 * i] as usize, self.ends[2 * i + 1] as usize);
         (&self.text[start..key_end], &self.text[key_end..end])
+    }
+}
+
+impl fmt::Debug for PackedLabels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -1116,6 +1122,7 @@ mod tests {
         let selector = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
         assert!(labels_match(&selector(&[("app", "reviews"), ("istio.io/rev", "")]), &skipped));
         assert!(!labels_match(&selector(&[("app", "reviews"), ("version", "v1")]), &skipped));
+        assert_eq!(format!("{skipped:?}"), r#"{"app": "reviews", "istio.io/rev": "", "version": "v2"}"#);
         assert_eq!(PackedLabels::of(&json!(null)).iter().count(), 0);
     }
 
