@@ -55,10 +55,8 @@ impl Stats {
     pub fn add(&mut self, format: StatsFormat, text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<()> {
         match format {
             StatsFormat::Text => {
-                for line in text.lines() {
-                    if let Some((name, value)) = line.rsplit_once(": ") {
-                        self.add_stat(name.trim(), value.trim(), want);
-                    }
+                for (name, value) in text.lines().filter_map(text_stat) {
+                    self.add_stat(name, value, want);
                 }
             }
             StatsFormat::Json => {
@@ -80,9 +78,7 @@ impl Stats {
     pub fn cut(format: StatsFormat, text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Option<String>> {
         let kept: Vec<&str> = match format {
             StatsFormat::Json => return Ok(None),
-            StatsFormat::Text => {
-                text.lines().filter(|line| line.rsplit_once(": ").is_some_and(|(name, _)| cluster_stat(name.trim(), want).is_some())).collect()
-            }
+            StatsFormat::Text => text.lines().filter(|line| text_stat(line).is_some_and(|(name, _)| cluster_stat(name, want).is_some())).collect(),
             StatsFormat::Prometheus => {
                 Stats::default().add_prometheus(text, origin)?;
                 text.lines().filter(|l| l.starts_with(ISTIO_REQUESTS)).collect()
@@ -109,6 +105,12 @@ impl Stats {
         }
         Ok(())
     }
+}
+
+/// The name and value of a line of the text form (`NAME: VALUE`), as reading and cutting it
+/// both take them.
+fn text_stat(line: &str) -> Option<(&str, &str)> {
+    line.rsplit_once(": ").map(|(name, value)| (name.trim(), value.trim()))
 }
 
 /// How a line of Istio's request counters starts in the Prometheus form.
