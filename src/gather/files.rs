@@ -353,7 +353,7 @@ fn read_file(base: &Path, found: &str, required: bool, out: &mut Collected) -> R
     if out.defers(&rel, len)
         && let (Some([ns, pod, _]), Some(deferred)) = (proxy_file(&rel), out.deferred.as_mut())
     {
-        out.assembly.capture(ns, pod);
+        capture(&mut out.assembly.proxies, ns, pod);
         let origin = format!("{}/{rel}", out.assembly.root);
         deferred.push(Deferred { rel, path, len, origin });
         return Ok(());
@@ -663,7 +663,7 @@ impl Assembly {
             self.snap.objects.absorb_all(vec![objects]);
             self.snap.gaps.extend(gap);
         } else if let Some([ns, pod, file]) = proxy_file(&rel) {
-            let capture = proxies.entry((ns.to_string(), pod.to_string())).or_insert_with(|| new_capture(ns, pod));
+            let capture = capture(proxies, ns, pod);
             // An empty config dump, /clusters or server_info is no capture: the checks that need
             // it must not run on it. (Empty stats are data: no counter matched the filter.)
             if bytes.is_empty() && [CONFIG_DUMP_FILE, CLUSTERS_FILE, SERVER_INFO_FILE].contains(&file) {
@@ -673,11 +673,6 @@ impl Assembly {
             attach(capture, file, Blob { origin, bytes }, &mut snap.gaps);
         }
         Ok(())
-    }
-
-    /// The capture of proxy `ns/pod`, whose files are read later.
-    fn capture(&mut self, ns: &str, pod: &str) {
-        self.proxies.entry((ns.to_string(), pod.to_string())).or_insert_with(|| new_capture(ns, pod));
     }
 
     /// Reads and decodes the object files `(rel, path, len)` on every core, and takes their
@@ -727,8 +722,9 @@ impl Assembly {
     }
 }
 
-fn new_capture(ns: &str, pod: &str) -> ProxyCapture {
-    ProxyCapture { namespace: ns.to_string(), pod: pod.to_string(), ..Default::default() }
+/// The capture of proxy `ns/pod` in `proxies`, begun empty if it is not there yet.
+fn capture<'p>(proxies: &'p mut BTreeMap<(String, String), ProxyCapture>, ns: &str, pod: &str) -> &'p mut ProxyCapture {
+    proxies.entry((ns.to_string(), pod.to_string())).or_insert_with(|| ProxyCapture { namespace: ns.to_string(), pod: pod.to_string(), ..Default::default() })
 }
 
 /// The files of a proxy capture, by their names in the layout.
