@@ -41,6 +41,8 @@ fn every_corpus_dump_loads_or_is_refused_with_a_reason() {
         if name.ends_with("clusters.json") {
             let parsed = clusters::parse(&text, &name, &|_| true).unwrap();
             let reviews = parsed.iter().find(|c| c.name == "outbound|9080||reviews.default.svc.cluster.local").unwrap();
+            let want = |n: &str| n.contains("reviews");
+            assert_eq!(clusters::cut_from(text.as_bytes(), &name, &want), Some(clusters::cut(&text, &name, &want).unwrap()), "{name}");
             assert_eq!(reviews.hosts.len(), 3, "{name}: camelCase host_statuses must be read");
             println!("{name}: /clusters with {} clusters", parsed.len());
             continue;
@@ -90,10 +92,14 @@ fn every_corpus_dump_cut_down_reads_as_the_whole_dump_does() {
             Ok(cut) => cut,
             Err(e) if whole.admin_api == "map form" => {
                 assert!(e.to_string().contains("map form"), "{name}: {e}");
+                assert_eq!(ConfigDump::cut_from(text.as_bytes(), &name, &broad), None, "{name}");
                 continue;
             }
             Err(e) => panic!("{name}: {e}"),
         };
+        // Read a piece at a time, it is cut just the same.
+        assert_eq!(ConfigDump::cut_from(text.as_bytes(), &name, &broad).as_deref(), Some(cut.as_str()), "{name}");
+        assert_eq!(ConfigDump::cut_from(text.as_bytes(), &name, &narrow).as_deref(), ConfigDump::cut(&text, &name, &narrow).ok().as_deref(), "{name}");
         for sel in [&broad, &narrow] {
             let (read, expected) = (ConfigDump::parse(&cut, &name, sel).unwrap(), ConfigDump::parse(&text, &name, sel).unwrap());
             assert_eq!(format!("{read:?}"), format!("{expected:?}"), "{name}");

@@ -1,11 +1,13 @@
 //! `GET /clusters?format=json`: live hosts per cluster with health and request counters.
 
 use super::de::{leading, value_u64};
+use super::stream::{self, Route, Verdict};
 use super::types::Address;
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::io::{BufRead, BufReader, Read};
 
 /// The hosts Envoy currently holds for one cluster.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +62,34 @@ pub fn cut(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Stri
     Ok(text.lines().filter(wanted).map(|line| format!("{line}\n")).collect())
 }
 
+/// `input` cut down as [`cut`] cuts it, a piece at a time: the clusters not selected are left
+/// behind as they are read, so the file is never held whole. `None` when it cannot be cut
+/// (then it is read whole).
+pub fn cut_from(input: impl Read, origin: &str, want: &dyn Fn(&str) -> bool) -> Option<String> {
+    let mut input = BufReader::new(input);
+    if input.fill_buf().ok()?.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return stream::lines(input, stream::PIECE, |text| cut(text, origin, want).ok());
+    }
+    let route = |path: &[&str]| match path {
+        [] => Route::Descend,
+        ["cluster_statuses" | "clusterStatuses"] => Route::Elements,
+        _ => Route::Copy,
+    };
+    let mut judge = |_: &str, _: Option<&str>, held: &[u8]| {
+        let (took, status) = stream::value_at::<Name>(held)?;
+        Ok((took, if want(&status.name) { Verdict::Keep } else { Verdict::Drop }))
+    };
+    let rest = stream::filter(input, stream::PIECE, &route, &mut judge)?;
+    cut(&rest, origin, want).ok()
+}
+
+/// A cluster status's name; the rest of it is skipped.
+#[derive(Deserialize)]
+struct Name {
+    #[serde(default)]
+    name: String,
+}
+
 /// The text form: `CLUSTER::IP:PORT::FIELD::VALUE` per host field, plus cluster-level lines.
 fn parse_text(text: &str, origin: &str, want: &dyn Fn(&str) -> bool) -> Result<Vec<ClusterStatus>> {
     let mut out: Vec<ClusterStatus> = Vec::new();
@@ -108,11 +138,6 @@ fn parse_json<'t>(text: &'t str, origin: &str, want: &dyn Fn(&str) -> bool, mut 
     struct Top<'a> {
         #[serde(borrow, default, alias = "clusterStatuses")]
         cluster_statuses: Option<Vec<&'a RawValue>>,
-    }
-    #[derive(Deserialize)]
-    struct Name {
-        #[serde(default)]
-        name: String,
     }
     #[derive(Deserialize)]
     struct RawCluster {
@@ -231,6 +256,16 @@ mod tests {
             let (read, expected) = (parse(&cut, "c", &want).unwrap(), parse(whole, "c", &want).unwrap());
             assert_eq!(format!("{read:?}"), format!("{expected:?}"));
             assert_eq!(read[0].hosts[0].rq_total, 5);
+            // Read a piece at a time, it is cut just the same.
+            assert_eq!(cut_from(whole.as_bytes(), "c", &want), Some(cut));
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_cut_whole_cannot_be_cut_as_it_is_read() {
+        for broken in [r#"{"cluster_statuses":[{"name":"a"},"#, r#"{"cluster_statuses":[{"name":7}]}"#, "{}", "hello world"] {
+            assert!(cut(broken, "c", &|_| true).is_err(), "{broken}");
+            assert_eq!(cut_from(broken.as_bytes(), "c", &|_| true), None, "{broken}");
         }
     }
 }

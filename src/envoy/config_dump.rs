@@ -7,6 +7,7 @@
 
 use super::de::leading;
 use super::listener::ListenerDetail;
+use super::stream::{self, Route, Verdict};
 use super::types::{Address, Cluster, ClusterLoadAssignment, VirtualHost, WeightedClusters};
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
 
 /// Which resources to decode. Anything not selected is skipped unparsed. (`Sync`: a dump is
 /// read beside the capture's other files.)
@@ -192,6 +194,52 @@ impl ConfigDump {
         Ok(text)
     }
 
+    /// The dump read from `input` cut down as [`ConfigDump::cut`] cuts it, a piece at a time:
+    /// the clusters and endpoints not selected are left behind as they are read, so the dump
+    /// is never held whole. `None` when it cannot be cut (then it is read whole).
+    pub fn cut_from(input: impl Read, origin: &str, sel: &Selection<'_>) -> Option<String> {
+        let route = |path: &[&str]| match path {
+            [] | ["configs"] | ["configs", "[]"] => Route::Descend,
+            ["configs", "[]", list] if cluster_list(list).is_some() || is_endpoint_list(list) => Route::Elements,
+            ["configs", "[]", list, rest @ ..] if is_route_config_list(list) => match rest {
+                [] | ["[]"] | ["[]", "route_config" | "routeConfig"] => Route::Descend,
+                ["[]", "virtual_hosts" | "virtualHosts"] | ["[]", "route_config" | "routeConfig", "virtual_hosts" | "virtualHosts"] => Route::Elements,
+                _ => Route::Copy,
+            },
+            _ => Route::Copy,
+        };
+        // What the cut would make of each element, so that cutting the rest gives what cutting
+        // the whole would.
+        let mut judge = |list: &str, owner: Option<&str>, held: &[u8]| {
+            if is_endpoint_list(list) {
+                let (took, entry) = stream::value_at::<EndpointEntry>(held)?;
+                let verdict = match entry.endpoint_config.map(|raw| peek_name(raw.get(), origin, "cluster_name")) {
+                    Some(Ok(name)) if !(sel.cluster)(&name) => Verdict::Drop,
+                    _ => Verdict::Keep,
+                };
+                return Ok((took, verdict));
+            }
+            if cluster_list(list).is_some() {
+                let (took, entry) = stream::value_at::<ClusterEntry>(held)?;
+                let verdict = match entry.cluster.map(|raw| peek_name(raw.get(), origin, "name")) {
+                    Some(Ok(name)) if !(sel.cluster)(&name) => Verdict::Stub(cluster_stub(&name)),
+                    _ => Verdict::Keep,
+                };
+                return Ok((took, verdict));
+            }
+            // A virtual host, judged by the route configuration it is in when its name came first.
+            let (took, raw) = stream::value_at::<&RawValue>(held)?;
+            let verdict = match (owner, peek_virtual_host(raw.get(), origin)) {
+                (Some(rc), _) if !(sel.route_config)(rc) => Verdict::Drop,
+                (Some(rc), Ok((name, domains))) if !(sel.virtual_host)(rc, &name, &domains) => Verdict::Stub(virtual_host_stub(&name, &domains)),
+                _ => Verdict::Keep,
+            };
+            Ok((took, verdict))
+        };
+        let rest = stream::filter(input, stream::PIECE, &route, &mut judge)?;
+        ConfigDump::cut(&rest, origin, sel).ok()
+    }
+
     fn read(text: &str, origin: &str, sel: &Selection<'_>, cut: Option<Cut>) -> Result<(ConfigDump, Option<Cut>)> {
         let mut reader = Reader { dump: ConfigDump::default(), origin, sel, failure: None, configs: false, cut };
         let mut de = serde_json::Deserializer::from_str(text);
@@ -223,8 +271,7 @@ impl ConfigDump {
             }
             if let Some(kept) = kept.as_deref_mut() {
                 // A cluster not selected is still there: its name says so.
-                let body = if selected { raw.get().to_string() } else { format!(r#"{{"name":{}}}"#, json_string(&name)) };
-                kept.push(format!(r#"{{"cluster":{body}}}"#));
+                kept.push(if selected { format!(r#"{{"cluster":{}}}"#, raw.get()) } else { cluster_stub(&name) });
             }
             self.cluster_names.push(name);
         }
@@ -268,9 +315,7 @@ impl ConfigDump {
                     rc.virtual_hosts.push(decode(vh.get(), &at, "virtual host")?);
                 }
                 if let Some(hosts) = hosts_kept.as_mut() {
-                    // A virtual host not selected still claims its domains.
-                    let stub = || format!(r#"{{"name":{},"domains":{}}}"#, json_string(&name), Value::from(domains.clone()));
-                    hosts.push(if selected { vh.get().to_string() } else { stub() });
+                    hosts.push(if selected { vh.get().to_string() } else { virtual_host_stub(&name, &domains) });
                 }
                 rc.all_vhost_domains.push((name, domains));
             }
@@ -430,6 +475,37 @@ fn json_string(s: &str) -> String {
     Value::from(s).to_string()
 }
 
+/// The state of the clusters a ClustersConfigDump lists under `key`, when it is such a list.
+fn cluster_list(key: &str) -> Option<ClusterState> {
+    match key {
+        "static_clusters" | "staticClusters" => Some(ClusterState::Static),
+        "dynamic_active_clusters" | "dynamicActiveClusters" => Some(ClusterState::Active),
+        "dynamic_warming_clusters" | "dynamicWarmingClusters" => Some(ClusterState::Warming),
+        _ => None,
+    }
+}
+
+/// Whether an EndpointsConfigDump lists endpoint configurations under `key`.
+fn is_endpoint_list(key: &str) -> bool {
+    matches!(key, "static_endpoint_configs" | "staticEndpointConfigs" | "dynamic_endpoint_configs" | "dynamicEndpointConfigs")
+}
+
+/// Whether a RoutesConfigDump lists route configurations under `key`.
+fn is_route_config_list(key: &str) -> bool {
+    matches!(key, "static_route_configs" | "staticRouteConfigs" | "dynamic_route_configs" | "dynamicRouteConfigs")
+}
+
+/// What a cut keeps of a virtual host that is not selected: its name and the domains it still
+/// claims.
+fn virtual_host_stub(name: &str, domains: &[String]) -> String {
+    format!(r#"{{"name":{},"domains":{}}}"#, json_string(name), Value::from(domains.to_vec()))
+}
+
+/// What a cut keeps of a cluster that is not selected: its name, which says it is there.
+fn cluster_stub(name: &str) -> String {
+    format!(r#"{{"cluster":{{"name":{}}}}}"#, json_string(name))
+}
+
 /// A section's field value: still in the stream, or set aside as text because the section's
 /// `@type` came after it.
 enum FieldValue<'m, 'de, A> {
@@ -506,16 +582,8 @@ impl Reader<'_> {
                 dump.node = value.take::<Option<Bootstrap>>()?.and_then(|b| b.node);
                 Ok(())
             }
-            (SectionKind::Clusters, "static_clusters" | "staticClusters") => dump.add_clusters(value.take()?, ClusterState::Static, &here, sel, kept.as_mut()),
-            (SectionKind::Clusters, "dynamic_active_clusters" | "dynamicActiveClusters") => {
-                dump.add_clusters(value.take()?, ClusterState::Active, &here, sel, kept.as_mut())
-            }
-            (SectionKind::Clusters, "dynamic_warming_clusters" | "dynamicWarmingClusters") => {
-                dump.add_clusters(value.take()?, ClusterState::Warming, &here, sel, kept.as_mut())
-            }
-            (SectionKind::Routes, "static_route_configs" | "staticRouteConfigs" | "dynamic_route_configs" | "dynamicRouteConfigs") => {
-                dump.add_route_configs(value.take()?, &here, sel, kept.as_mut())
-            }
+            (SectionKind::Clusters, _) if let Some(state) = cluster_list(key) => dump.add_clusters(value.take()?, state, &here, sel, kept.as_mut()),
+            (SectionKind::Routes, _) if is_route_config_list(key) => dump.add_route_configs(value.take()?, &here, sel, kept.as_mut()),
             (SectionKind::Listeners, "static_listeners" | "staticListeners" | "dynamic_active_listeners" | "dynamicActiveListeners") => {
                 let found: Vec<WrappedListener> = value.take()?;
                 let found = found.into_iter().enumerate().filter_map(|(i, w)| Some((w.listener?, None, format!("{here}[{i}]"))));
@@ -526,9 +594,7 @@ impl Reader<'_> {
                 let found = found.into_iter().enumerate().filter_map(|(i, d)| Some((d.active_state?.listener?, d.error_state, format!("{here}[{i}]"))));
                 dump.add_listeners(found.collect(), sel, true, kept.as_mut())
             }
-            (SectionKind::Endpoints, "static_endpoint_configs" | "staticEndpointConfigs" | "dynamic_endpoint_configs" | "dynamicEndpointConfigs") => {
-                dump.add_endpoints(value.take()?, &here, sel, kept.as_mut())
-            }
+            (SectionKind::Endpoints, _) if is_endpoint_list(key) => dump.add_endpoints(value.take()?, &here, sel, kept.as_mut()),
             _ => {
                 value.take::<serde::de::IgnoredAny>()?;
                 kept = None;
@@ -917,6 +983,9 @@ mod tests {
         assert_eq!(cut.matches(r#""routes""#).count(), 1, "{cut}");
         let narrow = Selection { route_config: &port_9080, virtual_host: &|_, _, h| h.iter().any(|h| reviews(h)), cluster: &v1, listener: &none };
         for sel in [&broad, &narrow] {
+            // Read a piece at a time, it is cut just the same.
+            let cut_whole = ConfigDump::cut(&text, "config_dump.json", sel).unwrap();
+            assert_eq!(ConfigDump::cut_from(text.as_bytes(), "config_dump.json", sel), Some(cut_whole));
             let whole = ConfigDump::parse(&text, "config_dump.json", sel).unwrap();
             let read = ConfigDump::parse(&cut, "config_dump.json", sel).unwrap();
             assert_eq!(format!("{read:?}"), format!("{whole:?}"));
@@ -932,8 +1001,10 @@ mod tests {
         let truncated = &text[..text.len() / 2];
         let (parse, cut) = (ConfigDump::parse(truncated, "d", &everything).unwrap_err(), ConfigDump::cut(truncated, "d", &everything).unwrap_err());
         assert_eq!(cut.to_string(), parse.to_string());
+        assert_eq!(ConfigDump::cut_from(truncated.as_bytes(), "d", &everything), None);
         let map_form = r#"{"configs": {"clusters": {"@type": "type.googleapis.com/envoy.admin.v2alpha.ClustersConfigDump"}}}"#;
         assert!(ConfigDump::parse(map_form, "d", &everything).is_ok());
         assert!(ConfigDump::cut(map_form, "d", &everything).unwrap_err().to_string().contains("map form"));
+        assert_eq!(ConfigDump::cut_from(map_form.as_bytes(), "d", &everything), None);
     }
 }

@@ -11,6 +11,7 @@ mod de;
 pub mod listener;
 pub mod server_info;
 pub mod stats;
+pub mod stream;
 pub mod types;
 
 pub use config_dump::{ConfigDump, ProxyKind, Selection};

@@ -87,6 +87,16 @@ impl Stats {
         Ok(Some(kept.iter().map(|line| format!("{line}\n")).collect()))
     }
 
+    /// `input` cut down as [`Stats::cut`] cuts it, a piece of lines at a time, so it is never
+    /// held whole; `None` when it is kept whole (the JSON form) or cannot be cut (then it is
+    /// read whole).
+    pub fn cut_from(format: StatsFormat, input: impl std::io::Read, origin: &str, want: &dyn Fn(&str) -> bool) -> Option<String> {
+        if matches!(format, StatsFormat::Json) {
+            return None;
+        }
+        super::stream::lines(input, super::stream::PIECE, |text| Stats::cut(format, text, origin, want).ok().flatten())
+    }
+
     /// Keeps one `cluster.<name>.<stat>` integer of a wanted cluster (histograms are skipped).
     fn add_stat(&mut self, name: &str, value: &str, want: &dyn Fn(&str) -> bool) {
         let Some((cluster, stat)) = cluster_stat(name, want) else { return };
@@ -210,8 +220,11 @@ mod tests {
             read.add(format, &cut, "s", &want).unwrap();
             expected.add(format, whole, "s", &want).unwrap();
             assert_eq!(format!("{read:?}"), format!("{expected:?}"));
+            assert_eq!(Stats::cut_from(format, whole.as_bytes(), "s", &want), Some(cut));
         }
         assert!(Stats::cut(StatsFormat::Prometheus, "istio_requests_total{} -1\n", "s", &want).is_err());
+        assert_eq!(Stats::cut_from(StatsFormat::Prometheus, &b"istio_requests_total{} -1\n"[..], "s", &want), None);
         assert!(Stats::cut(StatsFormat::Json, "{}", "s", &want).unwrap().is_none());
+        assert_eq!(Stats::cut_from(StatsFormat::Json, &b"{}"[..], "s", &want), None);
     }
 }

@@ -4,10 +4,11 @@
 //! and stats every cluster's hosts and counters: a hundred MB and more per proxy, where a
 //! question about one service reads its listeners and routes and a handful of clusters. So a
 //! snapshot read for a question reads each proxy file after the objects (one per core at a
-//! time), and keeps only what the analysis will read of it: what [`Wanted`] selects for the
-//! clusters the model expects that caller to hold, as the analysis asks. The proxies are then
-//! held at the size of the question, not of the mesh, however many were captured; a capture
-//! the question does not read (a backend's, another caller's than `--from`'s) is not read.
+//! time, a piece at a time), and keeps only what the analysis will read of it: what [`Wanted`]
+//! selects for the clusters the model expects that caller to hold, as the analysis asks. The
+//! proxies are then held at the size of the question, not of the mesh, however many were
+//! captured, and no file is held whole while it is read; a capture the question does not read
+//! (a backend's, another caller's than `--from`'s) is not read.
 //!
 //! A cut keeps its file's own form, and the analysis reads it as it would the whole file, with
 //! the same result. A file that cannot be cut (not text, not valid, an old form) is kept whole,
@@ -23,6 +24,7 @@ use crate::model::Model;
 use crate::question::{self, Question};
 use crate::snapshot::{Blob, ProxyCapture, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 
 /// How much of each proxy's capture one question reads.
 pub struct Plan {
@@ -68,21 +70,28 @@ impl Plan {
     /// `blob`, the file `file` of the proxy `namespace/pod`, cut down to what the question
     /// reads of it; `None` when the question does not read that proxy.
     pub fn cut(&self, namespace: &str, pod: &str, file: &str, blob: Blob) -> Option<Blob> {
-        let Some(target) = &self.target else { return Some(blob) };
-        let reading = self.readings.get(&(namespace.to_string(), pod.to_string()))?;
-        let (Some(extra), Ok(text)) = (reading, std::str::from_utf8(&blob.bytes)) else { return Some(blob) };
+        if !self.reads(namespace, pod) {
+            return None;
+        }
+        match self.cut_from(namespace, pod, file, &blob.bytes[..], &blob.origin) {
+            Some(text) => Some(Blob { origin: blob.origin, bytes: text.into_bytes() }),
+            None => Some(blob),
+        }
+    }
+
+    /// The file `file` of the proxy `namespace/pod`, which the question reads, read from
+    /// `input` and cut down as it is read, so that it is never held whole; `None` when it is
+    /// not cut (a form kept whole, or one that cannot be cut), and is to be read whole.
+    pub fn cut_from(&self, namespace: &str, pod: &str, file: &str, input: impl Read, origin: &str) -> Option<String> {
+        let target = self.target.as_ref()?;
+        let extra = self.readings.get(&(namespace.to_string(), pod.to_string()))?.as_ref()?;
         let wanted = Wanted::new(target, extra);
         let want = |name: &str| wanted.cluster(name);
-        let origin = &blob.origin;
-        let cut = match (file, stats_format(file)) {
-            (_, Some(format)) => Stats::cut(format, text, origin, &want),
-            (CONFIG_DUMP_FILE, _) => wanted.with_selection(|selection| ConfigDump::cut(text, origin, selection)).map(Some),
-            (CLUSTERS_FILE, _) => clusters::cut(text, origin, &want).map(Some),
-            _ => Ok(None),
-        };
-        match cut {
-            Ok(Some(text)) => Some(Blob { origin: blob.origin, bytes: text.into_bytes() }),
-            Ok(None) | Err(_) => Some(blob),
+        match (file, stats_format(file)) {
+            (_, Some(format)) => Stats::cut_from(format, input, origin, &want),
+            (CONFIG_DUMP_FILE, _) => wanted.with_selection(|selection| ConfigDump::cut_from(input, origin, selection)),
+            (CLUSTERS_FILE, _) => clusters::cut_from(input, origin, &want),
+            _ => None,
         }
     }
 

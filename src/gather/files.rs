@@ -87,8 +87,9 @@ pub fn read_snapshot_for(path: &Path, question: &Question) -> Result<Snapshot> {
     Ok(snapshot)
 }
 
-/// Reads the proxy files `unread` left for later that `plan` reads, on every core, each held
-/// whole only while it is cut down, and puts them in `snapshot`'s captures. What is kept is
+/// Reads the proxy files `unread` left for later that `plan` reads, on every core, each cut
+/// down as it is read (or, when it cannot be, held whole only while it is cut down), and puts
+/// them in `snapshot`'s captures. What is kept is
 /// charged as a whole file would be, so a file that cannot be cut (and is kept whole) counts.
 fn read_deferred(snapshot: &mut Snapshot, unread: Unread, plan: &Plan) -> Result<()> {
     let read: Vec<(&Deferred, [&str; 3])> =
@@ -97,11 +98,19 @@ fn read_deferred(snapshot: &mut Snapshot, unread: Unread, plan: &Plan) -> Result
     // stops the reading.
     let held = AtomicU64::new(unread.charged);
     let cut = |(deferred, [ns, pod, file]): &(&Deferred, [&str; 3])| {
-        let bytes = match read_capped(fs::File::open(&deferred.path), deferred.len) {
-            Ok(bytes) => bytes,
-            Err(e) => return Ok(Err(read_gap(&e, deferred.rel.clone()))),
+        let origin = deferred.origin.clone();
+        let streamed = fs::File::open(&deferred.path).ok().and_then(|f| plan.cut_from(ns, pod, file, f.take(deferred.len), &origin));
+        let blob = match streamed {
+            Some(text) => Blob { origin, bytes: text.into_bytes() },
+            None => {
+                let bytes = match read_capped(fs::File::open(&deferred.path), deferred.len) {
+                    Ok(bytes) => bytes,
+                    Err(e) => return Ok(Err(read_gap(&e, deferred.rel.clone()))),
+                };
+                let Some(blob) = plan.cut(ns, pod, file, Blob { origin, bytes }) else { return Ok(Ok(None)) };
+                blob
+            }
         };
-        let Some(blob) = plan.cut(ns, pod, file, Blob { origin: deferred.origin.clone(), bytes }) else { return Ok(Ok(None)) };
         let size = (blob.bytes.len() as u64).max(FILE_OVERHEAD);
         if held.fetch_add(size, Ordering::Relaxed).saturating_add(size) > MAX_SNAPSHOT_BYTES {
             return Err(too_large(&blob.origin));
