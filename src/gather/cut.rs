@@ -18,7 +18,7 @@ use crate::actual::Wanted;
 use crate::envoy::clusters;
 use crate::envoy::config_dump::ConfigDump;
 use crate::envoy::stats::Stats;
-use crate::gather::files::{CLUSTERS_FILE, CONFIG_DUMP_FILE, SERVER_INFO_FILE, stats_file, stats_format};
+use crate::gather::files::{CLUSTERS_FILE, CONFIG_DUMP_FILE, stats_format};
 use crate::intent::target::Target;
 use crate::model::Model;
 use crate::question::{self, Question};
@@ -94,20 +94,6 @@ impl Plan {
             _ => None,
         }
     }
-
-    /// Cuts down the files of `snapshot`'s captures that were read before the plan was made
-    /// (an archive's, which come in whatever order it was packed).
-    pub fn cut_held(&self, snapshot: &mut Snapshot) {
-        for capture in &mut snapshot.proxies {
-            let (ns, pod) = (capture.namespace.clone(), capture.pod.clone());
-            let cut = |file: &str, blob: Option<Blob>| blob.and_then(|b| self.cut(&ns, &pod, file, b));
-            capture.config_dump = cut(CONFIG_DUMP_FILE, capture.config_dump.take());
-            capture.clusters = cut(CLUSTERS_FILE, capture.clusters.take());
-            let stats = std::mem::take(&mut capture.stats).into_iter().filter_map(|(format, blob)| Some((format, cut(stats_file(format), Some(blob))?)));
-            capture.stats = stats.collect();
-            capture.server_info = cut(SERVER_INFO_FILE, capture.server_info.take());
-        }
-    }
 }
 
 fn key(capture: &ProxyCapture) -> (String, String) {
@@ -129,8 +115,42 @@ mod tests {
         }
     }
 
+    /// `dir` packed as a `.tar.gz` in a new temporary directory.
+    fn pack(dir: &Path) -> (tempfile::TempDir, std::path::PathBuf) {
+        let archive = tempfile::tempdir().unwrap();
+        let packed = archive.path().join("snapshot.tar.gz");
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(std::fs::File::create(&packed).unwrap(), flate2::Compression::fast()));
+        tar.append_dir_all(".", dir).unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+        (archive, packed)
+    }
+
     #[test]
-    fn a_question_holds_what_it_reads_of_its_proxies_and_reports_as_on_them_whole() {
+    fn a_file_that_cannot_be_cut_is_read_whole_from_a_directory_or_an_archive() {
+        let question = Question { service: "reviews".into(), namespace: "default".into(), port: None, from: None, from_namespace: "default".into() };
+        let dir = tempfile::tempdir().unwrap();
+        copy(&Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/scenarios/healthy-canary"), dir.path());
+        let caller = std::fs::read_dir(dir.path().join("proxies/default"))
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("productpage"))
+            .unwrap();
+        std::fs::write(caller.path().join("clusters.json"), "<html>502 Bad Gateway</html>\n").unwrap();
+        let (_archive, packed) = pack(dir.path());
+        let report = |source: &Path| {
+            let snapshot = read_snapshot_for(source, &question).unwrap();
+            let held = snapshot.proxies.iter().find(|p| p.pod.starts_with("productpage")).and_then(|p| p.clusters.clone()).unwrap();
+            assert_eq!(held.bytes, b"<html>502 Bad Gateway</html>\n", "{}", source.display());
+            render(&crate::diagnose::analyze(&snapshot, &question).unwrap(), Format::Json, false)
+        };
+        let (from_dir, from_archive) = (report(dir.path()), report(&packed));
+        assert!(from_dir.contains("not /clusters output"), "{from_dir}");
+        // The same, but for where the file is.
+        assert_eq!(from_archive.replace(&packed.display().to_string(), &dir.path().display().to_string()), from_dir);
+    }
+
+    #[test]
+    fn a_question_holds_what_it_reads_of_its_proxies_and_reports_as_on_them_whole_from_a_directory_or_an_archive() {
         let question = Question { service: "reviews".into(), namespace: "default".into(), port: None, from: None, from_namespace: "default".into() };
         for scenario in ["healthy-canary", "proxy-stale", "endpoints-unhealthy", "split-skew"] {
             let dir = tempfile::tempdir().unwrap();
@@ -139,17 +159,22 @@ mod tests {
             let backend = dir.path().join("proxies/default/reviews-v1-7d8f9c6b5-aaaaa");
             std::fs::create_dir_all(&backend).unwrap();
             std::fs::write(backend.join("config_dump.json"), "{ broken").unwrap();
-            let (whole, cut) = (read_snapshot(dir.path()).unwrap(), read_snapshot_for(dir.path(), &question).unwrap());
-            let caller = |s: &'_ crate::snapshot::Snapshot| s.proxies.iter().find(|p| p.pod.starts_with("productpage")).unwrap().clone();
-            let (all, held) = (caller(&whole), caller(&cut));
-            let size = |c: &crate::snapshot::ProxyCapture| {
-                c.config_dump.iter().chain(&c.clusters).chain(c.stats.iter().map(|(_, b)| b)).map(|b| b.bytes.len()).sum::<usize>()
-            };
-            assert!(size(&held) < size(&all), "{scenario}: {} of {} bytes held", size(&held), size(&all));
-            let unread = cut.proxies.iter().find(|p| p.pod.starts_with("reviews")).unwrap();
-            assert!(unread.config_dump.is_none(), "{scenario}");
-            let report = |s| render(&crate::diagnose::analyze(s, &question).unwrap(), Format::Json, false);
-            assert_eq!(report(&cut), report(&whole), "{scenario}");
+            // The same snapshot as an archive, whose entries are cut as they are unpacked.
+            let (_archive, packed) = pack(dir.path());
+            let whole = read_snapshot(dir.path()).unwrap();
+            for source in [dir.path(), packed.as_path()] {
+                let cut = read_snapshot_for(source, &question).unwrap();
+                let caller = |s: &'_ crate::snapshot::Snapshot| s.proxies.iter().find(|p| p.pod.starts_with("productpage")).unwrap().clone();
+                let (all, held) = (caller(&whole), caller(&cut));
+                let size = |c: &crate::snapshot::ProxyCapture| {
+                    c.config_dump.iter().chain(&c.clusters).chain(c.stats.iter().map(|(_, b)| b)).map(|b| b.bytes.len()).sum::<usize>()
+                };
+                assert!(size(&held) < size(&all), "{scenario} {}: {} of {} bytes held", source.display(), size(&held), size(&all));
+                let unread = cut.proxies.iter().find(|p| p.pod.starts_with("reviews")).unwrap();
+                assert!(unread.config_dump.is_none(), "{scenario}");
+                let report = |s| render(&crate::diagnose::analyze(s, &question).unwrap(), Format::Json, false);
+                assert_eq!(report(&cut), report(&whole), "{scenario} {}", source.display());
+            }
         }
     }
 }

@@ -13,13 +13,12 @@ use crate::snapshot::{Blob, Document, Gap, Keep, MANIFEST_FILE, Manifest, Object
 use flate2::read::GzDecoder;
 use serde_json::Value;
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Directory of Kubernetes and Istio objects.
 pub const OBJECTS_DIR: &str = "objects";
@@ -82,50 +81,40 @@ pub fn read_snapshot_for(path: &Path, question: &Question) -> Result<Snapshot> {
         (snapshot, unread) = read(path, None, true)?;
     }
     let plan = Plan::for_question(&snapshot, question);
-    plan.cut_held(&mut snapshot);
     read_deferred(&mut snapshot, unread, &plan)?;
     Ok(snapshot)
 }
 
-/// Reads the proxy files `unread` left for later that `plan` reads, on every core, each cut
-/// down as it is read (or, when it cannot be, held whole only while it is cut down), and puts
-/// them in `snapshot`'s captures. What is kept is
-/// charged as a whole file would be, so a file that cannot be cut (and is kept whole) counts.
+/// Reads the proxy files `unread` left for later that `plan` reads, each cut down as it is read
+/// (or, when it cannot be, held whole only while it is cut down), and puts them in `snapshot`'s
+/// captures: a directory's on every core, an archive's in one more pass over it. What is kept
+/// is charged as a whole file would be, so a file that cannot be cut (and is kept whole) counts.
 fn read_deferred(snapshot: &mut Snapshot, unread: Unread, plan: &Plan) -> Result<()> {
     let read: Vec<(&Deferred, [&str; 3])> =
         unread.files.iter().filter_map(|d| Some((d, proxy_file(&d.rel)?))).filter(|(_, [ns, pod, _])| plan.reads(ns, pod)).collect();
-    // Per file: the blob kept, if any, or the gap of a file that could not be read; an error
-    // stops the reading.
-    let held = AtomicU64::new(unread.charged);
+    // Per file: the blob kept, if any, or the gap of a file that could not be read.
     let cut = |(deferred, [ns, pod, file]): &(&Deferred, [&str; 3])| {
         let origin = deferred.origin.clone();
-        let streamed = fs::File::open(&deferred.path).ok().and_then(|f| plan.cut_from(ns, pod, file, f.take(deferred.len), &origin));
-        let blob = match streamed {
-            Some(text) => Blob { origin, bytes: text.into_bytes() },
-            None => {
-                let bytes = match read_capped(fs::File::open(&deferred.path), deferred.len) {
-                    Ok(bytes) => bytes,
-                    Err(e) => return Ok(Err(read_gap(&e, deferred.rel.clone()))),
-                };
-                let Some(blob) = plan.cut(ns, pod, file, Blob { origin, bytes }) else { return Ok(Ok(None)) };
-                blob
-            }
-        };
-        let size = (blob.bytes.len() as u64).max(FILE_OVERHEAD);
-        if held.fetch_add(size, Ordering::Relaxed).saturating_add(size) > MAX_SNAPSHOT_BYTES {
-            return Err(too_large(&blob.origin));
+        if let Some(text) = fs::File::open(&deferred.path).ok().and_then(|f| plan.cut_from(ns, pod, file, f.take(deferred.len), &origin)) {
+            return Ok(Some(Blob { origin, bytes: text.into_bytes() }));
         }
-        Ok(Ok(Some(blob)))
+        let bytes = read_capped(fs::File::open(&deferred.path), deferred.len).map_err(|e| read_gap(&e, deferred.rel.clone()))?;
+        Ok(plan.cut(ns, pod, file, Blob { origin, bytes }))
     };
-    // Big files are cut on every core; a small capture is not worth a thread.
-    let kept: Vec<_> = if read.iter().map(|(d, _)| d.len).sum::<u64>() > PARALLEL_CUT_BYTES {
-        crate::parallel::in_parallel(&read, cut)
-    } else {
-        read.iter().map(cut).collect()
+    let kept: Vec<std::result::Result<Option<Blob>, Gap>> = match &unread.archive {
+        Some((archive, budget)) => cut_archived(archive, *budget, &read, plan)?,
+        // Big files are cut on every core; a small capture is not worth a thread.
+        None if read.iter().map(|(d, _)| d.len).sum::<u64>() > PARALLEL_CUT_BYTES => crate::parallel::in_parallel(&read, cut),
+        None => read.iter().map(cut).collect(),
     };
+    let mut held = unread.charged;
     for ((_, [ns, pod, file]), kept) in read.iter().zip(kept) {
-        match kept? {
+        match kept {
             Ok(Some(blob)) => {
+                held = held.saturating_add((blob.bytes.len() as u64).max(FILE_OVERHEAD));
+                if held > MAX_SNAPSHOT_BYTES {
+                    return Err(too_large(&blob.origin));
+                }
                 if let Some(capture) = snapshot.proxies.iter_mut().find(|c| c.namespace == *ns && c.pod == *pod) {
                     attach(capture, file, blob, &mut snapshot.gaps);
                 }
@@ -137,11 +126,41 @@ fn read_deferred(snapshot: &mut Snapshot, unread: Unread, plan: &Plan) -> Result
     Ok(())
 }
 
+/// The entries `read` of the archive at `path` (unpacking at most `budget`), unpacked again
+/// now that the question is known and each cut down as it is unpacked; one that cannot be cut
+/// so is unpacked once more and cut whole. An entry no longer there is a gap.
+fn cut_archived(path: &Path, budget: u64, read: &[(&Deferred, [&str; 3])], plan: &Plan) -> Result<Vec<std::result::Result<Option<Blob>, Gap>>> {
+    let at: HashMap<&str, usize> = read.iter().enumerate().map(|(i, (d, _))| (d.rel.as_str(), i)).collect();
+    let mut kept: Vec<Option<Option<Blob>>> = read.iter().map(|_| None).collect();
+    for whole in [false, true] {
+        if kept.iter().all(Option::is_some) {
+            break;
+        }
+        walk_archive(path, Rc::new(Cell::new(budget)), &mut |entry, rel, len, _| {
+            let Some(&i) = at.get(rel.as_str()).filter(|i| kept[**i].is_none()) else { return Ok(()) };
+            let (deferred, [ns, pod, file]) = &read[i];
+            let origin = deferred.origin.clone();
+            if !whole {
+                kept[i] = plan.cut_from(ns, pod, file, entry.take(len), &origin).map(|text| Some(Blob { origin, bytes: text.into_bytes() }));
+            } else {
+                kept[i] = Some(plan.cut(ns, pod, file, Blob { origin, bytes: read_capped(Ok(entry), len)? }));
+            }
+            Ok(())
+        })?;
+    }
+    let gap = |d: &Deferred| Gap {
+        source: d.rel.clone(),
+        reason: "not in the archive when it was read again (was it changed?); the checks that need it were skipped".into(),
+    };
+    Ok(kept.into_iter().zip(read).map(|(kept, (d, _))| kept.ok_or_else(|| gap(d))).collect())
+}
+
 /// Proxy files adding up to more than this are read and cut on every core.
 const PARALLEL_CUT_BYTES: u64 = 16 << 20;
 
-/// A proxy file of a directory snapshot, admitted but left unread until the question says what
-/// it needs of it: its snapshot name, path, size and the origin its blob will name.
+/// A proxy file of a snapshot (a directory's file, or an archive's entry), admitted but left
+/// unread until the question says what it needs of it: its snapshot name, path (the archive's,
+/// for an entry), size and the origin its blob will name.
 struct Deferred {
     rel: String,
     path: PathBuf,
@@ -156,8 +175,8 @@ fn proxy_file(rel: &str) -> Option<[&str; 3]> {
     parts.next().is_none().then_some(found)
 }
 
-/// Reads the snapshot at `path`; with `defer`, the proxy files of a directory are admitted but
-/// not read, and returned to be read once the question's needs are known.
+/// Reads the snapshot at `path`; with `defer`, its proxy files are admitted but not read, and
+/// returned to be read once the question's needs are known.
 fn read(path: &Path, focus: Option<Focus>, defer: bool) -> Result<(Snapshot, Unread)> {
     let meta = fs::metadata(path).map_err(|e| {
         Error::new(format!("cannot read snapshot: {e}")).at(path.display()).help("pass a directory written by `kubectl mesh-why capture`, or a .tar.gz of one")
@@ -169,9 +188,11 @@ fn read(path: &Path, focus: Option<Focus>, defer: bool) -> Result<(Snapshot, Unr
     } else {
         read_archive(path, &mut files)?;
     }
+    // An archive is unpacked again for its deferred entries, within what this pass could unpack.
+    let archive = (!meta.is_dir()).then(|| (path.to_path_buf(), MAX_SNAPSHOT_BYTES.saturating_add(files.objects)));
     let mut snapshot = files.assembly.finish()?;
     snapshot.gaps.extend(files.gaps);
-    Ok((snapshot, Unread { files: files.deferred.unwrap_or_default(), charged: files.total }))
+    Ok((snapshot, Unread { files: files.deferred.unwrap_or_default(), charged: files.total, archive }))
 }
 
 /// The proxy files left unread by a reading for a question, and what the files read were
@@ -179,6 +200,8 @@ fn read(path: &Path, focus: Option<Focus>, defer: bool) -> Result<(Snapshot, Unr
 struct Unread {
     files: Vec<Deferred>,
     charged: u64,
+    /// The archive the files are entries of, and what it may unpack; `None` for a directory.
+    archive: Option<(PathBuf, u64)>,
 }
 
 /// What a reader collected: the snapshot so far, what it could not read, and the bytes spent.
@@ -192,7 +215,7 @@ struct Collected {
     /// What an archive may still unpack: object entries are moved from this budget to
     /// `objects` before they are read.
     unpack_budget: Rc<Cell<u64>>,
-    /// The proxy files of a directory left unread for now, when reading for a question.
+    /// The proxy files left unread for now, when reading for a question.
     deferred: Option<Vec<Deferred>>,
 }
 
@@ -410,7 +433,7 @@ fn unreadable(e: &std::io::Error, path: &Path) -> Error {
 }
 
 /// Reads at most `len` bytes (a file that grew while being read is cut at the size checked).
-fn read_capped(file: std::io::Result<fs::File>, len: u64) -> std::io::Result<Vec<u8>> {
+fn read_capped(file: std::io::Result<impl Read>, len: u64) -> std::io::Result<Vec<u8>> {
     // Sized once (`len` is within MAX_FILE_BYTES): growing by doubling copied a big dump
     // several times over. Memory that cannot be had is an error to report, not an abort.
     let mut bytes = Vec::new();
@@ -523,10 +546,39 @@ impl Extensions {
     }
 }
 
-/// Reads a `.tar.gz`. Entries are iterated raw and their GNU long-name and PAX headers read
-/// here, each capped at [`MAX_EXTENSION_BYTES`], since the tar crate would hold them whole
-/// however large they claim to be.
+/// Reads a `.tar.gz`: each entry the layout names is taken, or, a proxy file read for a
+/// question, left for later.
 fn read_archive(path: &Path, out: &mut Collected) -> Result<()> {
+    let budget = out.unpack_budget.clone();
+    walk_archive(path, budget, &mut |entry, rel, len, shown| {
+        if out.defers(&rel, len)
+            && let (Some([ns, pod, _]), Some(deferred)) = (proxy_file(&rel), out.deferred.as_mut())
+        {
+            capture(&mut out.assembly.proxies, ns, pod);
+            let origin = format!("{}/{rel}", out.assembly.root);
+            deferred.push(Deferred { rel, path: path.to_path_buf(), len, origin });
+            return Ok(());
+        }
+        if under(&rel, OBJECTS_DIR).is_some() {
+            out.charge(&rel, len, &format!("{shown}:{rel}")).map_err(EntryError::Refused)?;
+            out.unpack_budget.set(out.unpack_budget.get().saturating_add(len));
+        }
+        // Grown as it arrives, not sized up front: the size is only what the entry's header claims.
+        let mut bytes = Vec::with_capacity(len.min(1 << 20) as usize);
+        entry.take(len).read_to_end(&mut bytes)?;
+        out.assembly.take(rel, bytes).map_err(EntryError::Refused)
+    })
+}
+
+/// What is done with an archive entry the layout names: given the entry, its snapshot name,
+/// its size and how the archive is shown.
+type Visit<'v> = dyn FnMut(&mut dyn Read, String, u64, &str) -> std::result::Result<(), EntryError> + 'v;
+
+/// Walks a `.tar.gz`, unpacking at most what `budget` allows, and visits each entry the layout
+/// names. Entries are iterated raw and their GNU long-name and PAX headers read here, each
+/// capped at [`MAX_EXTENSION_BYTES`], since the tar crate would hold them whole however large
+/// they claim to be.
+fn walk_archive(path: &Path, budget: Rc<Cell<u64>>, visit: &mut Visit<'_>) -> Result<()> {
     let shown = path.display().to_string();
     let file = fs::File::open(path).map_err(|e| Error::new(format!("cannot open archive: {e}")).at(&shown))?;
     let bad = |e: std::io::Error| {
@@ -537,7 +589,7 @@ fn read_archive(path: &Path, out: &mut Collected) -> Result<()> {
         }
         Error::new(format!("not a readable .tar.gz snapshot: {e}")).at(&shown).help("pass a directory, or an archive made with `tar czf snap.tar.gz -C DIR .`")
     };
-    let mut archive = tar::Archive::new(Budgeted { inner: GzDecoder::new(std::io::BufReader::new(file)), left: out.unpack_budget.clone() });
+    let mut archive = tar::Archive::new(Budgeted { inner: GzDecoder::new(std::io::BufReader::new(file)), left: budget });
     let mut extensions = Extensions::default();
     for entry in archive.entries().map_err(bad)?.raw(true) {
         let mut entry = entry.map_err(bad)?;
@@ -548,7 +600,11 @@ fn read_archive(path: &Path, out: &mut Collected) -> Result<()> {
             k if k.is_gnu_longlink() || k.is_pax_global_extensions() => None,
             _ => {
                 let ext = std::mem::take(&mut extensions);
-                read_entry(&mut entry, &ext, &shown, out).map_err(|e| e.into_error(&bad))?;
+                let named = entry_name(&entry, &ext, &shown).and_then(|named| match named {
+                    Some((rel, len)) => visit(&mut entry, rel, len, &shown),
+                    None => Ok(()),
+                });
+                named.map_err(|e| e.into_error(&bad))?;
                 continue;
             }
         };
@@ -591,8 +647,9 @@ impl From<std::io::Error> for EntryError {
     }
 }
 
-/// Reads one (non-extension) entry, when the layout names it.
-fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>, ext: &Extensions, shown: &str, out: &mut Collected) -> std::result::Result<(), EntryError> {
+/// The snapshot name and size of a (non-extension) entry, size-checked, when the layout names
+/// it.
+fn entry_name<R: Read>(entry: &tar::Entry<'_, R>, ext: &Extensions, shown: &str) -> std::result::Result<Option<(String, u64)>, EntryError> {
     let refuse = |e: Error| EntryError::Refused(e.at(shown));
     // A PAX size that differs from the header's makes tar readers disagree on where the next
     // entry starts (and on what a file holds): such an archive is refused, not guessed at.
@@ -606,7 +663,7 @@ fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>, ext: &Extensions, shown: &
         ))));
     }
     if !entry.header().entry_type().is_file() {
-        return Ok(());
+        return Ok(None);
     }
     let name: Vec<u8> = match (ext.pax("path")?, &ext.gnu_long_name) {
         (Some(path), _) => path.into_bytes(),
@@ -626,17 +683,10 @@ fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>, ext: &Extensions, shown: &
         })
         .collect::<Vec<_>>()
         .join("/");
-    let Some(rel) = layout_name(&strip_top_dir(&rel)) else { return Ok(()) };
+    let Some(rel) = layout_name(&strip_top_dir(&rel)) else { return Ok(None) };
     let len = entry.size();
     check_size(&rel, len, &format!("{shown}:{rel}")).map_err(EntryError::Refused)?;
-    if under(&rel, OBJECTS_DIR).is_some() {
-        out.charge(&rel, len, &format!("{shown}:{rel}")).map_err(EntryError::Refused)?;
-        out.unpack_budget.set(out.unpack_budget.get().saturating_add(len));
-    }
-    // Grown as it arrives, not sized up front: the size is only what the entry's header claims.
-    let mut bytes = Vec::with_capacity(len.min(1 << 20) as usize);
-    entry.take(len).read_to_end(&mut bytes)?;
-    out.assembly.take(rel, bytes).map_err(EntryError::Refused)
+    Ok(Some((rel, len)))
 }
 
 /// Archives made with `tar czf x.tgz snapshot/` (and bug-report archives, under `bug-report/`)
