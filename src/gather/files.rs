@@ -231,6 +231,16 @@ impl Collected {
         self.deferred.is_some() && len > 0 && proxy_file(rel).is_some_and(|[_, _, file]| is_capture_file(file))
     }
 
+    /// Leaves the file `rel` (at `path`, or an entry of the archive there) of `len` bytes unread
+    /// for now, when it [`defers`](Collected::defers) it; whether it did.
+    fn defer(&mut self, rel: &str, path: &Path, len: u64) -> bool {
+        let (true, Some([ns, pod, _]), Some(deferred)) = (self.defers(rel, len), proxy_file(rel), self.deferred.as_mut()) else { return false };
+        capture(&mut self.assembly.proxies, ns, pod);
+        let origin = format!("{}/{rel}", self.assembly.root);
+        deferred.push(Deferred { rel: rel.to_string(), path: path.to_path_buf(), len, origin });
+        true
+    }
+
     /// Charges `len` bytes of the file `rel` against the snapshot's totals, before they are read.
     fn charge(&mut self, rel: &str, len: u64, shown: &str) -> Result<()> {
         if under(rel, OBJECTS_DIR).is_some() {
@@ -382,12 +392,7 @@ fn relative(base: &Path, path: &Path) -> String {
 /// read stop the run, others become gaps.
 fn read_file(base: &Path, found: &str, required: bool, out: &mut Collected) -> Result<()> {
     let Some((rel, path, len)) = admit(base, found, required, out)? else { return Ok(()) };
-    if out.defers(&rel, len)
-        && let (Some([ns, pod, _]), Some(deferred)) = (proxy_file(&rel), out.deferred.as_mut())
-    {
-        capture(&mut out.assembly.proxies, ns, pod);
-        let origin = format!("{}/{rel}", out.assembly.root);
-        deferred.push(Deferred { rel, path, len, origin });
+    if out.defer(&rel, &path, len) {
         return Ok(());
     }
     match read_capped(fs::File::open(&path), len) {
@@ -551,12 +556,7 @@ impl Extensions {
 fn read_archive(path: &Path, out: &mut Collected) -> Result<()> {
     let budget = out.unpack_budget.clone();
     walk_archive(path, budget, &mut |entry, rel, len, shown| {
-        if out.defers(&rel, len)
-            && let (Some([ns, pod, _]), Some(deferred)) = (proxy_file(&rel), out.deferred.as_mut())
-        {
-            capture(&mut out.assembly.proxies, ns, pod);
-            let origin = format!("{}/{rel}", out.assembly.root);
-            deferred.push(Deferred { rel, path: path.to_path_buf(), len, origin });
+        if out.defer(&rel, path, len) {
             return Ok(());
         }
         if under(&rel, OBJECTS_DIR).is_some() {
