@@ -22,7 +22,7 @@ use crate::gather::files::{CLUSTERS_FILE, CONFIG_DUMP_FILE, stats_format};
 use crate::intent::target::Target;
 use crate::model::Model;
 use crate::question::{self, Question};
-use crate::snapshot::{Blob, ProxyCapture, Snapshot};
+use crate::snapshot::{ProxyCapture, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
@@ -65,18 +65,6 @@ impl Plan {
     /// Whether any file of the proxy `namespace/pod` is read.
     pub fn reads(&self, namespace: &str, pod: &str) -> bool {
         self.target.is_none() || self.readings.contains_key(&(namespace.to_string(), pod.to_string()))
-    }
-
-    /// `blob`, the file `file` of the proxy `namespace/pod`, cut down to what the question
-    /// reads of it; `None` when the question does not read that proxy.
-    pub fn cut(&self, namespace: &str, pod: &str, file: &str, blob: Blob) -> Option<Blob> {
-        if !self.reads(namespace, pod) {
-            return None;
-        }
-        match self.cut_from(namespace, pod, file, &blob.bytes[..], &blob.origin) {
-            Some(text) => Some(Blob { origin: blob.origin, bytes: text.into_bytes() }),
-            None => Some(blob),
-        }
     }
 
     /// The file `file` of the proxy `namespace/pod`, which the question reads, read from

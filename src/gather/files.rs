@@ -86,8 +86,7 @@ pub fn read_snapshot_for(path: &Path, question: &Question) -> Result<Snapshot> {
 }
 
 /// Reads the proxy files `unread` left for later that `plan` reads, each cut down as it is read
-/// (or, when it cannot be, held whole only while it is cut down), and puts them in `snapshot`'s
-/// captures: a directory's on every core, an archive's in one more pass over it. What is kept
+/// (or, when it cannot be, read again and kept whole), and puts them in `snapshot`'s captures: a directory's on every core, an archive's in one more pass over it. What is kept
 /// is charged as a whole file would be, so a file that cannot be cut (and is kept whole) counts.
 fn read_deferred(snapshot: &mut Snapshot, unread: Unread, plan: &Plan) -> Result<()> {
     let read: Vec<(&Deferred, [&str; 3])> =
@@ -98,8 +97,9 @@ fn read_deferred(snapshot: &mut Snapshot, unread: Unread, plan: &Plan) -> Result
         if let Some(text) = fs::File::open(&deferred.path).ok().and_then(|f| plan.cut_from(ns, pod, file, f.take(deferred.len), &origin)) {
             return Ok(Some(Blob { origin, bytes: text.into_bytes() }));
         }
+        // The same cut of the same bytes in memory would fail the same way: kept whole.
         let bytes = read_capped(fs::File::open(&deferred.path), deferred.len).map_err(|e| read_gap(&e, deferred.rel.clone()))?;
-        Ok(plan.cut(ns, pod, file, Blob { origin, bytes }))
+        Ok(Some(Blob { origin, bytes }))
     };
     let kept: Vec<std::result::Result<Option<Blob>, Gap>> = match &unread.archive {
         Some((archive, budget)) => cut_archived(archive, *budget, &read, plan)?,
@@ -128,10 +128,10 @@ fn read_deferred(snapshot: &mut Snapshot, unread: Unread, plan: &Plan) -> Result
 
 /// The entries `read` of the archive at `path` (unpacking at most `budget`), unpacked again
 /// now that the question is known and each cut down as it is unpacked; one that cannot be cut
-/// so is unpacked once more and cut whole. An entry no longer there is a gap.
+/// so is unpacked once more and kept whole. An entry no longer there is a gap.
 fn cut_archived(path: &Path, budget: u64, read: &[(&Deferred, [&str; 3])], plan: &Plan) -> Result<Vec<std::result::Result<Option<Blob>, Gap>>> {
     let at: HashMap<&str, usize> = read.iter().enumerate().map(|(i, (d, _))| (d.rel.as_str(), i)).collect();
-    let mut kept: Vec<Option<Option<Blob>>> = read.iter().map(|_| None).collect();
+    let mut kept: Vec<Option<Blob>> = read.iter().map(|_| None).collect();
     for whole in [false, true] {
         if kept.iter().all(Option::is_some) {
             break;
@@ -140,11 +140,11 @@ fn cut_archived(path: &Path, budget: u64, read: &[(&Deferred, [&str; 3])], plan:
             let Some(&i) = at.get(rel.as_str()).filter(|i| kept[**i].is_none()) else { return Ok(()) };
             let (deferred, [ns, pod, file]) = &read[i];
             let origin = deferred.origin.clone();
-            if !whole {
-                kept[i] = plan.cut_from(ns, pod, file, entry.take(len), &origin).map(|text| Some(Blob { origin, bytes: text.into_bytes() }));
+            kept[i] = if whole {
+                Some(Blob { origin, bytes: read_capped(Ok(entry), len)? })
             } else {
-                kept[i] = Some(plan.cut(ns, pod, file, Blob { origin, bytes: read_capped(Ok(entry), len)? }));
-            }
+                plan.cut_from(ns, pod, file, entry.take(len), &origin).map(|text| Blob { origin, bytes: text.into_bytes() })
+            };
             Ok(())
         })?;
     }
@@ -152,7 +152,7 @@ fn cut_archived(path: &Path, budget: u64, read: &[(&Deferred, [&str; 3])], plan:
         source: d.rel.clone(),
         reason: "not in the archive when it was read again (was it changed?); the checks that need it were skipped".into(),
     };
-    Ok(kept.into_iter().zip(read).map(|(kept, (d, _))| kept.ok_or_else(|| gap(d))).collect())
+    Ok(kept.into_iter().zip(read).map(|(kept, (d, _))| kept.map(Some).ok_or_else(|| gap(d))).collect())
 }
 
 /// Proxy files adding up to more than this are read and cut on every core.
