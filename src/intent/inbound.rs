@@ -21,7 +21,8 @@ enum Mtls {
 
 /// The ports the pod serves: (target port, protocol), from Services selecting it, ServiceEntries
 /// with its IP or labels, and EndpointSlices listing its IP.
-fn inbound_ports(objects: &Objects, caller: &Caller, pod_ip: Option<&str>) -> Vec<(u32, Protocol)> {
+fn inbound_ports(model: &Model<'_>, caller: &Caller, pod_ip: Option<&str>) -> Vec<(u32, Protocol)> {
+    let objects = model.objects;
     let mut out: Vec<(u32, Protocol)> = Vec::new();
     let mut add = |port: u32, protocol: Protocol| {
         if protocol != Protocol::Udp && !out.iter().any(|(p, _)| *p == port) {
@@ -29,12 +30,11 @@ fn inbound_ports(objects: &Objects, caller: &Caller, pod_ip: Option<&str>) -> Ve
         }
     };
     for svc in &objects.services {
-        let spec = svc.spec.spec.clone().unwrap_or_default();
+        let Some(spec) = svc.spec.spec.as_ref() else { continue };
         let selected = spec.selector.as_ref().is_some_and(|s| selects(s, &caller.labels)) && svc.meta.namespace == caller.namespace;
-        let sliced: Vec<Option<String>> = objects
-            .endpoint_slices
+        let sliced: Vec<Option<String>> = model
+            .endpoint_slices_of(&svc.meta.namespace, &svc.meta.name)
             .iter()
-            .filter(|es| es.meta.namespace == svc.meta.namespace && es.meta.labels.get("kubernetes.io/service-name") == Some(&svc.meta.name))
             .filter(|es| pod_ip.is_some_and(|ip| es.spec.endpoints.iter().any(|e| e.addresses.iter().any(|a| a == ip))))
             .flat_map(|es| es.spec.ports.iter().flatten().map(|p| p.name.clone()).collect::<Vec<_>>())
             .collect();
@@ -174,7 +174,7 @@ pub fn virtual_inbound(model: &Model<'_>, caller: &Caller) -> ListenerDetail {
         .into_iter()
         .flat_map(|sc| sc.spec.ingress.iter().filter_map(|i| i.port.as_ref()).map(|p| (p.number, Protocol::from_name(&p.protocol))))
         .collect();
-    let mut ports = if ingress.is_empty() { inbound_ports(objects, caller, pod_ip.as_deref()) } else { ingress };
+    let mut ports = if ingress.is_empty() { inbound_ports(model, caller, pod_ip.as_deref()) } else { ingress };
     // Ports with a port-level mode of their own get chains even when no service declares them;
     // they pass through to the application.
     let port_level: Vec<u32> =

@@ -19,9 +19,10 @@ use crate::istio::labels_match;
 use crate::istio::names::{DEFAULT_DOMAIN, Protocol, host_matches, specificity};
 use crate::model::Model;
 use crate::model::virtual_services::vs_hosts;
-use crate::snapshot::{Objects, Resource};
+use crate::snapshot::Resource;
 use crate::trace::ProxyConfig;
 use crate::view::{self, MatchView, PathMatch, RouteView};
+use k8s_openapi::api::core::v1::ServiceSpec;
 use std::collections::BTreeMap;
 
 /// What istiod would push, and what of it is not modelled.
@@ -57,13 +58,12 @@ enum Outbound {
 
 /// Derives the Envoy-shaped configuration istiod pushes to `caller`.
 pub fn derive(model: &Model<'_>, caller: &Caller) -> Derived {
-    let objects = model.objects;
     let mode = match model.sidecar_scope(caller).outbound_mode.as_str() {
         "REGISTRY_ONLY" => Outbound::RegistryOnly,
         "ALLOW_ANY_DYNAMIC_DNS" => Outbound::DynamicDns,
         _ => Outbound::AllowAny,
     };
-    let services = registry(objects);
+    let services = registry(model);
     let mut d = Derived::default();
     if caller.kind == CallerKind::Gateway {
         super::gateway_listeners::derive(model, caller, &mut d);
@@ -81,16 +81,24 @@ pub fn derive(model: &Model<'_>, caller: &Caller) -> Derived {
     d
 }
 
+/// The address a Service's listeners bind: its ClusterIP, when it has one. A Service without one
+/// (headless) gets listeners per endpoint, from its EndpointSlices.
+pub fn cluster_vip(spec: &ServiceSpec) -> Option<&str> {
+    spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None")
+}
+
 /// Kubernetes Services and ServiceEntry hosts with their ports.
-fn registry(objects: &Objects) -> Vec<Service> {
+fn registry(model: &Model<'_>) -> Vec<Service> {
+    let objects = model.objects;
     let mut out = Vec::new();
+    let no_spec = ServiceSpec::default();
     for svc in &objects.services {
-        let spec = svc.spec.spec.clone().unwrap_or_default();
-        let vip = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None");
+        let spec = svc.spec.spec.as_ref().unwrap_or(&no_spec);
+        let vip = cluster_vip(spec).map(str::to_string);
         let ports = spec
             .ports
-            .unwrap_or_default()
             .iter()
+            .flatten()
             .map(|p| {
                 let protocol = Protocol::of_service_port(p.name.as_deref(), p.app_protocol.as_deref(), p.protocol.as_deref(), p.port as u32);
                 let target = match &p.target_port {
@@ -101,12 +109,8 @@ fn registry(objects: &Objects) -> Vec<Service> {
             })
             .collect();
         let endpoints = if vip.is_none() {
-            objects
-                .endpoint_slices
-                .iter()
-                .filter(|es| es.meta.namespace == svc.meta.namespace && es.meta.labels.get("kubernetes.io/service-name") == Some(&svc.meta.name))
-                .flat_map(|es| es.spec.endpoints.iter().flat_map(|e| e.addresses.clone()))
-                .collect()
+            let slices = model.endpoint_slices_of(&svc.meta.namespace, &svc.meta.name);
+            slices.iter().flat_map(|es| es.spec.endpoints.iter().flat_map(|e| e.addresses.clone())).collect()
         } else {
             Vec::new()
         };
@@ -125,7 +129,7 @@ fn registry(objects: &Objects) -> Vec<Service> {
     // An ExternalName Service naming a mesh service is an alias of it: its names reach the
     // concrete service's virtual host.
     for svc in &objects.services {
-        let spec = svc.spec.spec.clone().unwrap_or_default();
+        let spec = svc.spec.spec.as_ref().unwrap_or(&no_spec);
         if let (Some("ExternalName"), Some(target)) = (spec.type_.as_deref(), spec.external_name.as_deref())
             && let Some(concrete) = out.iter_mut().find(|s| s.host == target)
         {

@@ -38,6 +38,9 @@ use crate::snapshot::{Objects, Pod, Resource};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
 /// istiod's view of the mesh, indexed once per question.
 #[derive(Debug)]
 pub struct Model<'a> {
@@ -91,7 +94,7 @@ impl<'a> Model<'a> {
         }
         let mut endpoint_slices: BTreeMap<&str, BTreeMap<&str, Vec<_>>> = BTreeMap::new();
         for slice in &objects.endpoint_slices {
-            if let Some(service) = slice.meta.labels.get("kubernetes.io/service-name") {
+            if let Some(service) = slice.meta.labels.get(SERVICE_NAME_LABEL) {
                 endpoint_slices.entry(slice.meta.namespace.as_str()).or_default().entry(service.as_str()).or_default().push(slice);
             }
         }

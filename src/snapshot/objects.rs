@@ -269,7 +269,8 @@ pub struct Objects {
     pub injection_enabled_by_default: bool,
     /// Kinds seen but not used, with counts (reported so users know they were read).
     pub skipped_kinds: BTreeMap<String, usize>,
-    /// Pods and Deployments a focused reading ([`Objects::add_kept`]) left undecoded.
+    /// Pods, Deployments and EndpointSlices a focused reading ([`Objects::add_kept`]) left
+    /// undecoded.
     pub skipped: Vec<Skipped>,
     /// Index of `pods` by (namespace, name), built by [`Objects::sort`]: every caller's
     /// endpoint lookups go through it, and a scan per lookup made large meshes quadratic.
@@ -281,11 +282,11 @@ pub struct Objects {
     service_index: HashMap<(String, String), usize>,
 }
 
-/// What a focused reading keeps of a Pod or Deployment it did not decode: enough to tell
-/// afterwards whether the question could have needed it.
+/// What a focused reading keeps of a Pod, Deployment or EndpointSlice it did not decode: enough
+/// to tell afterwards whether the question could have needed it.
 #[derive(Debug, Clone)]
 pub struct Skipped {
-    /// `Pod` or `Deployment`.
+    /// `Pod`, `Deployment` or `EndpointSlice`.
     pub kind: &'static str,
     /// `metadata.namespace` (`default` when absent).
     pub namespace: String,
@@ -345,7 +346,7 @@ impl crate::istio::Labels for PackedLabels {
     }
 }
 
-/// Which namespaces' Pods and Deployments a focused reading decodes.
+/// Which namespaces' Pods, Deployments and EndpointSlices a focused reading decodes.
 pub type Keep<'k> = &'k (dyn Fn(&str) -> bool + Sync);
 
 /// Items of a list decoded together, on one core, before their objects join the others.
@@ -581,8 +582,9 @@ impl Objects {
         self.add_kept(doc, origin, None)
     }
 
-    /// Adds one document, decoding Pods and Deployments only in the namespaces `keep` accepts
-    /// (all with `None`); of the others only their identity is kept, in [`Objects::skipped`].
+    /// Adds one document, decoding Pods, Deployments and EndpointSlices only in the namespaces
+    /// `keep` accepts (all with `None`); of the others only their identity is kept, in
+    /// [`Objects::skipped`].
     pub fn add_kept(&mut self, mut doc: Document<'_>, origin: &str, keep: Option<Keep<'_>>) -> Result<()> {
         if doc.is_null() {
             return Ok(());
@@ -603,6 +605,7 @@ impl Objects {
         let bulk = match (group, k) {
             ("", "Pod") => Some("Pod"),
             ("apps", "Deployment") => Some("Deployment"),
+            ("discovery.k8s.io", "EndpointSlice") => Some("EndpointSlice"),
             _ => None,
         };
         if let (Some(keep), Some(bulk)) = (keep, bulk) {
