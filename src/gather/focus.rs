@@ -92,7 +92,7 @@ impl Focus {
         selectors.retain(|s| !s.is_empty());
         // Gateways, waypoints and ztunnels serve other namespaces' pods.
         let serving = |p: &Skipped| GATEWAY_LABELS.iter().any(|l| p.labels.label(l).is_some()) || is_ztunnel(&p.labels);
-        let picked = |p: &Skipped| serving(p) || selectors.iter().any(|s| labels_match(s, &p.labels));
+        let picked = |p: &Skipped| serving(p) || selectors.iter().any(|s| labels_match(*s, &p.labels));
         if pods.iter().any(|p| picked(p)) {
             return false;
         }

@@ -2,7 +2,7 @@
 //! labels carry the subset's labels.
 
 use super::target::{Target, TargetPort};
-use crate::istio::labels_match;
+use crate::istio::{PackedLabels, labels_match};
 use crate::model::Model;
 use crate::snapshot::{Pod, Resource};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -84,7 +84,7 @@ pub fn backends(model: &Model<'_>, target: &Target, port: &TargetPort) -> Option
 
 /// The endpoints istiod sends for a cluster, each with its health: the ready ones, plus (when
 /// `send_unhealthy`) the unready ones it may send, marked unhealthy.
-pub fn sent(backends: &[Backend], subset_labels: &BTreeMap<String, String>, send_unhealthy: bool) -> BTreeMap<String, bool> {
+pub fn sent(backends: &[Backend], subset_labels: &PackedLabels, send_unhealthy: bool) -> BTreeMap<String, bool> {
     backends
         .iter()
         .filter(|b| (b.ready || (send_unhealthy && b.unhealthy_sendable)) && labels_match(subset_labels, &b.labels))
@@ -97,12 +97,12 @@ const TOPOLOGY_LABELS: &[&str] = &["topology.kubernetes.io/region", "topology.ku
 
 /// A pod's labels as its endpoints carry them: its own, plus its node's non-empty topology labels.
 pub fn workload_labels(model: &Model<'_>, pod: &Resource<Pod>) -> BTreeMap<String, String> {
-    let mut labels = pod.meta.labels.clone();
+    let mut labels = pod.meta.labels.to_map();
     let node_name = pod.spec.spec.as_ref().and_then(|s| s.node_name.as_deref());
     if let Some(node) = node_name.and_then(|n| model.objects.nodes.iter().find(|node| node.meta.name == n)) {
         for key in TOPOLOGY_LABELS {
             if let Some(v) = node.meta.labels.get(*key).filter(|v| !v.is_empty()) {
-                labels.entry(key.to_string()).or_insert_with(|| v.clone());
+                labels.entry(key.to_string()).or_insert_with(|| v.to_string());
             }
         }
     }
@@ -122,7 +122,7 @@ pub struct SubsetPods {
 
 /// Selects the target's pods by the subset's labels, by labels alone as istiod does (readiness
 /// is reported apart). `None` when the service has no selector or the snapshot holds no pods.
-pub fn subset_pods(model: &Model<'_>, target: &Target, subset_labels: &BTreeMap<String, String>) -> Option<SubsetPods> {
+pub fn subset_pods(model: &Model<'_>, target: &Target, subset_labels: &PackedLabels) -> Option<SubsetPods> {
     if target.selector.is_empty() || model.objects.pods.is_empty() {
         return None;
     }

@@ -168,7 +168,7 @@ impl Caller {
             SidecarState::Missing(sidecar_exemption(pod).unwrap_or("The pod has no istio-proxy container (it was not injected)").into())
         };
         let runs = |kind: &str| containers.iter().any(|c| c.name == "istio-proxy" && c.args.iter().flatten().any(|a| a == kind));
-        let gateway = runs("router") || matches!(pod.meta.labels.get("istio").map(String::as_str), Some("ingressgateway" | "egressgateway"));
+        let gateway = runs("router") || matches!(pod.meta.labels.get("istio"), Some("ingressgateway" | "egressgateway"));
         let waypoint = runs("waypoint") || pod.meta.labels.get("gateway.networking.k8s.io/gateway-class-name").is_some_and(|c| c == WAYPOINT_CLASS);
         let kind = match (waypoint, gateway) {
             (true, _) => CallerKind::Waypoint,
@@ -178,7 +178,7 @@ impl Caller {
         Caller {
             namespace: pod.meta.namespace.clone(),
             name: pod.meta.name.clone(),
-            labels: pod.meta.labels.clone(),
+            labels: pod.meta.labels.to_map(),
             sidecar: if kind == CallerKind::Sidecar { sidecar } else { SidecarState::Injected },
             kind,
             istio_version: None,
@@ -252,11 +252,11 @@ pub fn sidecar_exemption(pod: &Resource<Pod>) -> Option<&'static str> {
     if pod.spec.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
         return Some("The pod uses hostNetwork, so it is never injected");
     }
-    let inject = pod.meta.labels.get(INJECT).or_else(|| pod.meta.annotations.get(INJECT));
+    let inject = pod.meta.labels.get(INJECT).or_else(|| pod.meta.annotations.get(INJECT).map(String::as_str));
     if inject.is_some_and(|v| v.eq_ignore_ascii_case("false")) {
         return Some("The pod opts out with sidecar.istio.io/inject: \"false\"");
     }
-    if pod.meta.labels.get("istio.io/dataplane-mode").map(String::as_str) == Some("ambient") {
+    if pod.meta.labels.get("istio.io/dataplane-mode") == Some("ambient") {
         return Some("The pod is in ambient mode (no sidecar)");
     }
     None

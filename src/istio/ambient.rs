@@ -35,7 +35,7 @@ pub fn namespace_is_ambient(objects: &Objects, namespace: &str) -> bool {
         let labels = &ns.meta.labels;
         labels.get(DATAPLANE_MODE).is_some_and(|m| m == "ambient")
             && labels.get("istio-injection").is_none_or(|v| v != "enabled")
-            && labels.get("istio.io/rev").is_none_or(String::is_empty)
+            && labels.get("istio.io/rev").is_none_or(str::is_empty)
     })
 }
 
@@ -73,8 +73,8 @@ pub fn service_waypoint(objects: &Objects, service: &Meta) -> WaypointBinding {
         if name == "none" {
             return Some(WaypointBinding::OptedOut);
         }
-        let namespace = meta.labels.get(USE_WAYPOINT_NAMESPACE).cloned().unwrap_or_else(|| default_ns.to_string());
-        Some(WaypointBinding::Bound { namespace, name: name.clone(), via })
+        let namespace = meta.labels.get(USE_WAYPOINT_NAMESPACE).map(str::to_string).unwrap_or_else(|| default_ns.to_string());
+        Some(WaypointBinding::Bound { namespace, name: name.to_string(), via })
     }
     if let Some(b) = from(service, &service.namespace, "Service") {
         return b;
@@ -88,7 +88,7 @@ pub fn workload_is_ambient(objects: &Objects, pod: &Meta, has_sidecar: bool) -> 
     if has_sidecar {
         return false;
     }
-    match pod.labels.get(DATAPLANE_MODE).map(String::as_str) {
+    match pod.labels.get(DATAPLANE_MODE) {
         Some("ambient") => true,
         Some(_) => false,
         None => namespace_is_ambient(objects, &pod.namespace),

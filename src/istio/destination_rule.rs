@@ -1,9 +1,8 @@
 //! `networking.istio.io` DestinationRule: subsets and traffic policy for one host.
 
-use super::{PortSelector, WorkloadSelector};
+use super::{PackedLabels, PortSelector, WorkloadSelector};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// DestinationRule `spec`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -35,7 +34,7 @@ pub struct Subset {
     pub name: String,
     /// Pod labels the subset selects (added to the service selector).
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: PackedLabels,
     /// Subset-level policy, overriding the host-wide one field by field. Boxed, as the policies
     /// are: usually absent, and a big mesh holds tens of thousands of subsets.
     #[serde(default)]

@@ -10,6 +10,7 @@ pub mod gateway_api;
 pub mod gateway_api_decode;
 pub mod gateway_translation;
 pub mod ingress;
+mod labels;
 pub mod names;
 mod peer_authentication;
 mod request_authentication;
@@ -19,6 +20,7 @@ mod virtual_service;
 
 pub use destination_rule::{DestinationRule, Subset, TlsSettings, TrafficPolicy};
 pub use gateway::{Gateway, Server, ServerPort, ServerTls, credential_references};
+pub use labels::PackedLabels;
 pub use peer_authentication::PeerAuthentication;
 pub use request_authentication::RequestAuthentication;
 pub use service_entry::ServiceEntry;
@@ -60,6 +62,6 @@ impl Labels for BTreeMap<String, String> {
 }
 
 /// True when every `selector` label is present with the same value in `labels`.
-pub fn labels_match(selector: &BTreeMap<String, String>, labels: &impl Labels) -> bool {
-    selector.iter().all(|(k, v)| labels.label(k) == Some(v.as_str()))
+pub fn labels_match<K: AsRef<str>, V: AsRef<str>>(selector: impl IntoIterator<Item = (K, V)>, labels: &impl Labels) -> bool {
+    selector.into_iter().all(|(k, v)| labels.label(k.as_ref()) == Some(v.as_ref()))
 }

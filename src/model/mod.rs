@@ -95,7 +95,7 @@ impl<'a> Model<'a> {
         let mut endpoint_slices: BTreeMap<&str, BTreeMap<&str, Vec<_>>> = BTreeMap::new();
         for slice in &objects.endpoint_slices {
             if let Some(service) = slice.meta.labels.get(SERVICE_NAME_LABEL) {
-                endpoint_slices.entry(slice.meta.namespace.as_str()).or_default().entry(service.as_str()).or_default().push(slice);
+                endpoint_slices.entry(slice.meta.namespace.as_str()).or_default().entry(service).or_default().push(slice);
             }
         }
         // The users' VirtualServices, then those istiod builds from mesh routes.

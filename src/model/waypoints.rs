@@ -21,7 +21,7 @@ pub struct ServiceWaypoint<'a> {
 impl ServiceWaypoint<'_> {
     /// The waypoint's `istio.io/waypoint-for` (`service` when unset).
     pub fn waypoint_for(&self) -> &str {
-        self.gateway.and_then(|g| g.meta.labels.get(WAYPOINT_FOR)).map(String::as_str).unwrap_or("service")
+        self.gateway.and_then(|g| g.meta.labels.get(WAYPOINT_FOR)).unwrap_or("service")
     }
 
     /// True when service traffic goes through the waypoint: it exists and takes traffic

@@ -36,8 +36,8 @@ impl<'a> Workloads<'a> {
         let index = || {
             let mut by_label: HashMap<(&str, &str, &str), Vec<_>> = HashMap::new();
             for pod in &objects.pods {
-                for (k, v) in &pod.meta.labels {
-                    by_label.entry((pod.meta.namespace.as_str(), k.as_str(), v.as_str())).or_default().push(pod);
+                for (k, v) in pod.meta.labels.iter() {
+                    by_label.entry((pod.meta.namespace.as_str(), k, v)).or_default().push(pod);
                 }
             }
             by_label
@@ -47,8 +47,8 @@ impl<'a> Workloads<'a> {
             let mut class_of: HashMap<String, usize> = HashMap::new();
             let mut seen_workloads: HashSet<(&str, &str)> = HashSet::new();
             for pod in &objects.pods {
-                let workload = pod.meta.owners.first().or_else(|| pod.meta.labels.get("app")).unwrap_or(&pod.meta.name);
-                if !seen_workloads.insert((pod.meta.namespace.as_str(), workload.as_str())) {
+                let workload = pod.meta.owners.first().map(String::as_str).or_else(|| pod.meta.labels.get("app")).unwrap_or(&pod.meta.name);
+                if !seen_workloads.insert((pod.meta.namespace.as_str(), workload)) {
                     continue;
                 }
                 let caller = Caller::from_pod(pod);

@@ -12,7 +12,7 @@ use super::workloads::{Deployment, Pod};
 use crate::error::{Error, Result};
 use crate::istio::gateway_api::{ReferenceGrant, Route, RouteKind};
 use crate::istio::gateway_api_decode::Decoded;
-use crate::istio::{DestinationRule, Gateway, PeerAuthentication, RequestAuthentication, ServiceEntry, Sidecar, VirtualService};
+use crate::istio::{DestinationRule, Gateway, PackedLabels, PeerAuthentication, RequestAuthentication, ServiceEntry, Sidecar, VirtualService};
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -32,7 +32,7 @@ pub struct Meta {
     /// `metadata.namespace`; `default` when the document has none, as `kubectl apply` would.
     pub namespace: String,
     /// `metadata.labels`.
-    pub labels: BTreeMap<String, String>,
+    pub labels: PackedLabels,
     /// `metadata.annotations`.
     pub annotations: BTreeMap<String, String>,
     /// `metadata.creationTimestamp` (RFC 3339), used for istiod's oldest-first ordering.
@@ -63,7 +63,7 @@ impl Meta {
         Meta {
             name: m.name.unwrap_or_default(),
             namespace: m.namespace.unwrap_or_else(|| "default".to_string()),
-            labels: m.labels.unwrap_or_default(),
+            labels: m.labels.map(PackedLabels::from).unwrap_or_default(),
             annotations: m.annotations.unwrap_or_default(),
             creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
             owners,
@@ -294,56 +294,6 @@ pub struct Skipped {
     pub name: String,
     /// `metadata.labels`.
     pub labels: PackedLabels,
-}
-
-/// An object's labels in one buffer, sorted by key: a big mesh's reading skips tens of thousands
-/// of pods, and a map per pod was most of the memory skipping them held.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct PackedLabels {
-    /// Each key followed by its value.
-    text: Box<str>,
-    /// Where each key, then its value, ends in `text`.
-    ends: Box<[u32]>,
-}
-
-impl PackedLabels {
-    /// The labels of a `metadata.labels` value: its string entries (a value of another type is
-    /// for the typed reading to report).
-    fn of(labels: &Value) -> PackedLabels {
-        let mut pairs: Vec<(&str, &str)> = labels.as_object().into_iter().flatten().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?))).collect();
-        pairs.sort_unstable_by_key(|(k, _)| *k);
-        let mut text = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len()).sum());
-        let mut ends = Vec::with_capacity(pairs.len() * 2);
-        for part in pairs.iter().flat_map(|(k, v)| [k, v]) {
-            text.push_str(part);
-            // Offsets fit: a snapshot file is far smaller than 4 GiB.
-            ends.push(text.len() as u32);
-        }
-        PackedLabels { text: text.into(), ends: ends.into() }
-    }
-
-    /// The labels, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        (0..self.ends.len() / 2).map(|i| self.pair(i))
-    }
-
-    fn pair(&self, i: usize) -> (&str, &str) {
-        let start = if i == 0 { 0 } else { self.ends[2 * i - 1] as usize };
-        let (key_end, end) = (self.ends[2 * i] as usize, self.ends[2 * i + 1] as usize);
-        (&self.text[start..key_end], &self.text[key_end..end])
-    }
-}
-
-impl fmt::Debug for PackedLabels {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
-    }
-}
-
-impl crate::istio::Labels for PackedLabels {
-    fn label(&self, key: &str) -> Option<&str> {
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
-    }
 }
 
 /// Which namespaces' Pods, Deployments and EndpointSlices a focused reading decodes.

@@ -375,7 +375,7 @@ fn observed_counts(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>, 
         .iter()
         .map(|c| {
             let subset = ClusterName::parse(c)?.subset;
-            rule.subset_owner(&subset)?.spec.subset(&subset)?.labels.get("version").cloned()
+            rule.subset_owner(&subset)?.spec.subset(&subset)?.labels.get("version").map(str::to_string)
         })
         .collect::<Option<_>>()?;
     let samples = actual.stats.istio_requests.iter().filter(|(l, _)| l.get("reporter").is_none_or(|r| r == "source") && names_target(l, target));

@@ -374,7 +374,7 @@ fn empty_subset(
     dr: &Resource<DestinationRule>,
     target: &Target,
     subset: &str,
-    labels: &std::collections::BTreeMap<String, String>,
+    labels: &crate::istio::PackedLabels,
     pods: &endpoints::SubsetPods,
 ) -> Finding {
     let routed =

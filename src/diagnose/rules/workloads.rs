@@ -28,11 +28,11 @@ enum Injection {
 /// The namespace's injection setting; `None` when the Namespace object was not captured.
 fn injection(model: &Model<'_>, namespace: &str) -> Option<Injection> {
     let labels = &model.objects.namespace(namespace)?.meta.labels;
-    Some(match labels.get("istio-injection").map(String::as_str) {
+    Some(match labels.get("istio-injection") {
         Some("enabled") => Injection::Enabled,
         Some(_) => Injection::OptedOut,
         None if labels.contains_key("istio.io/rev") || model.objects.injection_enabled_by_default => Injection::Enabled,
-        None if labels.get("istio.io/dataplane-mode").map(String::as_str) == Some("ambient") => Injection::OptedOut,
+        None if labels.get("istio.io/dataplane-mode") == Some("ambient") => Injection::OptedOut,
         None => Injection::Unlabelled,
     })
 }

@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::intent::target::{Caller, CallerKind, SidecarState, Target, has_proxy};
 use crate::istio::VirtualService;
 use crate::istio::ambient::{GATEWAY_NAME_LABEL, WaypointBinding, is_ztunnel, service_waypoint, workload_is_ambient};
-use crate::istio::labels_match;
 use crate::istio::names::{DEFAULT_DOMAIN, host_matches, resolve_short_name};
+use crate::istio::{PackedLabels, labels_match};
 use crate::model::destination_rules::all_for;
 use crate::model::virtual_services::{vs_gateways, vs_hosts};
 use crate::question::{self, Question};
@@ -236,7 +236,7 @@ pub fn choose(snapshot: &Snapshot, target: &Target, question: &Question, options
     let mut backends: Vec<&Resource<Pod>> =
         objects.pods.iter().filter(|p| options.destinations && is_backend(p) && ready(p) && has_sidecar(&Caller::from_pod(p))).collect();
     backends.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
-    let mut subsets: Vec<(&str, &BTreeMap<String, String>)> = Vec::new();
+    let mut subsets: Vec<(&str, &PackedLabels)> = Vec::new();
     for rule in all_for(objects, &target.fqdn) {
         for s in &rule.spec.subsets {
             if !subsets.iter().any(|(name, _)| *name == s.name) {
