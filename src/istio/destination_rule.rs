@@ -15,7 +15,7 @@ pub struct DestinationRule {
     #[serde(default)]
     pub traffic_policy: Option<Box<TrafficPolicy>>,
     /// Named subsets: label sets that pick a version of the service.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact")]
     pub subsets: Vec<Subset>,
     /// Namespaces this rule is visible to.
     #[serde(default)]

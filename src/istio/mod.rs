@@ -49,6 +49,14 @@ pub struct PortSelector {
     pub number: u32,
 }
 
+/// A list read to its length, for the lists of specs a big mesh holds by the thousand: serde
+/// grows a vector by doubling, and a one-route VirtualService kept room for three more routes.
+fn exact<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    let mut list = Vec::<T>::deserialize(deserializer)?;
+    list.shrink_to_fit();
+    Ok(list)
+}
+
 /// A workload's labels, however they are held.
 pub trait Labels {
     /// The value of the label `key`.

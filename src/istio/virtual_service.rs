@@ -10,19 +10,19 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "camelCase")]
 pub struct VirtualService {
     /// Hosts this VirtualService claims (short names resolve in the VirtualService's namespace).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact")]
     pub hosts: Vec<String>,
     /// Gateways the rules apply to; empty means `mesh` (every sidecar).
     #[serde(default)]
     pub gateways: Vec<String>,
     /// Ordered HTTP rules; the first that matches a request wins.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact")]
     pub http: Vec<HttpRoute>,
     /// TCP rules, used for ports Istio treats as TCP.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact")]
     pub tcp: Vec<TcpRoute>,
     /// TLS (SNI) rules, used for TLS/HTTPS ports.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact")]
     pub tls: Vec<TcpRoute>,
     /// Namespaces this VirtualService is visible to (`*`, `.`, or names).
     #[serde(default)]
@@ -57,7 +57,7 @@ pub struct HttpRoute {
     #[serde(default, rename = "match")]
     pub matches: Vec<HttpMatch>,
     /// Weighted destinations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact")]
     pub route: Vec<RouteDestination>,
     /// A redirect instead of a route.
     #[serde(default)]
@@ -214,7 +214,7 @@ pub struct TcpRoute {
     #[serde(default, rename = "match")]
     pub matches: Vec<Value>,
     /// Weighted destinations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::exact")]
     pub route: Vec<RouteDestination>,
 }
 

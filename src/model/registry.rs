@@ -85,7 +85,9 @@ impl<'a> Registry<'a> {
                 })
                 .collect();
             let hostname = format!("{}.{}.svc.{DEFAULT_DOMAIN}", s.meta.name, s.meta.namespace);
-            by_host.entry(hostname.clone()).or_default().push(ServiceInfo {
+            // Room for one: a hostname is almost always defined once, and room for four was
+            // most of the registry of a big mesh.
+            by_host.entry(hostname.clone()).or_insert_with(|| Vec::with_capacity(1)).push(ServiceInfo {
                 hostname,
                 namespace: s.meta.namespace.clone(),
                 source: Source::Kubernetes,

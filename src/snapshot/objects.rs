@@ -592,7 +592,12 @@ impl Objects {
                 }
             }
             ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, k, |n: &mut Namespace| &mut n.metadata)?),
-            ("", "Service") => self.services.push(kube_object(doc, origin, k, |s: &mut Service| &mut s.metadata)?),
+            ("", "Service") => {
+                let mut service = kube_object(doc, origin, k, |s: &mut Service| &mut s.metadata)?;
+                // Most Services have a port or two; read by doubling, each kept room for four.
+                service.spec.spec.iter_mut().flat_map(|s| s.ports.as_mut()).for_each(Vec::shrink_to_fit);
+                self.services.push(service);
+            }
             ("", "Pod") => self.pods.push(kube_object(doc, origin, k, |p: &mut Pod| &mut p.metadata)?),
             ("", "Node") => self.nodes.push(kube_object(doc, origin, k, |n: &mut Node| &mut n.metadata)?),
             ("discovery.k8s.io", "EndpointSlice") => self.endpoint_slices.push(kube_object(doc, origin, k, |e: &mut EndpointSlice| &mut e.metadata)?),
