@@ -9,7 +9,7 @@ use super::cut::Plan;
 use super::focus::Focus;
 use crate::error::{Error, Result};
 use crate::question::Question;
-use crate::snapshot::{Blob, Document, Gap, Keep, MANIFEST_FILE, Manifest, Objects, ProxyCapture, Snapshot, StatsFormat};
+use crate::snapshot::{Blob, Document, Gap, Keep, MANIFEST_FILE, Manifest, Objects, Origin, ProxyCapture, Snapshot, StatsFormat};
 use flate2::read::GzDecoder;
 use serde_json::Value;
 use std::cell::Cell;
@@ -757,7 +757,7 @@ impl Assembly {
         let origin = format!("{}/{rel}", self.root);
         let focus = self.focus.as_ref().map(|f| move |ns: &str| f.keeps(ns));
         for (i, doc) in parse_documents(bytes, &origin, rel.to_ascii_lowercase().ends_with(".json"))?.into_iter().enumerate() {
-            objects.add_kept(doc, &format!("{origin} (document {})", i + 1), focus.as_ref().map(|f| f as Keep))?;
+            objects.add_kept(doc, &Origin::from(format!("{origin} (document {})", i + 1).as_str()), focus.as_ref().map(|f| f as Keep))?;
         }
         Ok((objects, None))
     }

@@ -17,9 +17,8 @@ use crate::intent::listeners::cluster_vip;
 use crate::intent::target::Target;
 use crate::istio::ambient::{GATEWAY_NAME_LABEL, is_ztunnel};
 use crate::istio::{Labels, labels_match};
-use crate::model::SERVICE_NAME_LABEL;
 use crate::question::{From, Question};
-use crate::snapshot::{Skipped, Snapshot};
+use crate::snapshot::{SERVICE_NAME_LABEL, Skipped, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Labels that mark a gateway's or waypoint's pods, which the analysis looks up in any namespace.

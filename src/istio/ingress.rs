@@ -105,7 +105,12 @@ fn gateway_name(ingress: &str, namespace: &str) -> String {
 
 /// Metadata of a derived object: no creation time (as istiod's), and where it came from.
 fn derived_meta(source: &Meta, name: String, namespace: String) -> Meta {
-    Meta { name, namespace, origin: format!("{} (derived from Ingress {}/{})", source.origin, source.namespace, source.name), ..Meta::default() }
+    Meta {
+        name,
+        namespace,
+        origin: format!("{} (derived from Ingress {}/{})", source.origin, source.namespace, source.name).as_str().into(),
+        ..Meta::default()
+    }
 }
 
 fn virtual_service(host: &str, rules: &[(&Resource<Ingress>, &IngressRule)], services: &[Resource<Service>]) -> Resource<VirtualService> {

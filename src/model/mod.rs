@@ -34,12 +34,9 @@ pub use workloads::{CallerClass, Workloads};
 use crate::intent::target::{Caller, Target};
 use crate::istio::names::{DEFAULT_DOMAIN, resolve_short_name};
 use crate::istio::{DestinationRule, Gateway, VirtualService};
-use crate::snapshot::{Objects, Pod, Resource};
+use crate::snapshot::{Objects, Pod, Resource, SERVICE_NAME_LABEL};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// The label that ties an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// istiod's view of the mesh, indexed once per question.
 #[derive(Debug)]

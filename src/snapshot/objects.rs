@@ -23,6 +23,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 /// The identity and bookkeeping fields of any object.
 #[derive(Debug, Clone, Default)]
@@ -40,7 +41,7 @@ pub struct Meta {
     /// `kind/name` of each owner reference, plus field managers (who rewrites this object).
     pub owners: Vec<String>,
     /// Where the object was read from (file and document number).
-    pub origin: String,
+    pub origin: Origin,
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// When the object last changed: the latest `managedFields[].time`, else its creation.
@@ -53,7 +54,7 @@ impl Meta {
     /// The identity of a decoded object, moved out of its metadata `m`, which keeps only its
     /// deletion time (read of pods): a big mesh holds tens of thousands of objects, and a second
     /// copy of their metadata was a sizeable part of the memory.
-    fn take(m: &mut ObjectMeta, origin: &str) -> Meta {
+    fn take(m: &mut ObjectMeta, origin: &Origin) -> Meta {
         let kept = ObjectMeta { deletion_timestamp: m.deletion_timestamp.take(), ..ObjectMeta::default() };
         let m = std::mem::replace(m, kept);
         let managed = m.managed_fields.unwrap_or_default();
@@ -67,7 +68,7 @@ impl Meta {
             annotations: m.annotations.unwrap_or_default(),
             creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
             owners,
-            origin: origin.to_string(),
+            origin: origin.clone(),
             generation: m.generation,
             last_changed: last_change.or(m.creation_timestamp.map(|t| t.0)).map(|t| t.to_string()),
             resource_version: m.resource_version,
@@ -81,6 +82,41 @@ impl Meta {
         match (version(self), version(other)) {
             (Some(a), Some(b)) => a > b,
             _ => self.last_changed > other.last_changed,
+        }
+    }
+}
+
+/// Where an object was read from: a file and document, and its place in a list there. The
+/// document's name is shared by its objects: written out for each, it was a sizeable part of a
+/// big mesh's memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    document: Arc<str>,
+    item: Option<usize>,
+}
+
+impl Origin {
+    /// Item `i` of the list this origin names.
+    fn item(&self, i: usize) -> Origin {
+        match self.item {
+            None => Origin { document: self.document.clone(), item: Some(i) },
+            // A list in a list.
+            Some(_) => Origin { document: self.to_string().into(), item: Some(i) },
+        }
+    }
+}
+
+impl From<&str> for Origin {
+    fn from(document: &str) -> Origin {
+        Origin { document: document.into(), item: None }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.item {
+            None => f.write_str(&self.document),
+            Some(i) => write!(f, "{} items[{i}]", self.document),
         }
     }
 }
@@ -292,9 +328,12 @@ pub struct Skipped {
     pub namespace: String,
     /// `metadata.name`.
     pub name: String,
-    /// `metadata.labels`.
+    /// `metadata.labels` (of an EndpointSlice, only the one that names its Service).
     pub labels: PackedLabels,
 }
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Which namespaces' Pods, Deployments and EndpointSlices a focused reading decodes.
 pub type Keep<'k> = &'k (dyn Fn(&str) -> bool + Sync);
@@ -490,7 +529,7 @@ impl<'t> Document<'t> {
     }
 
     /// The document as `T`; a field of the wrong type is named by its path.
-    fn typed<T: DeserializeOwned>(self, origin: &str, kind: &str) -> Result<T> {
+    fn typed<T: DeserializeOwned>(self, origin: &Origin, kind: &str) -> Result<T> {
         // Tracking the path costs on every field, so it is done only to explain a failure.
         let fast = match &self {
             Document::Value(v) => T::deserialize(v).ok(),
@@ -529,13 +568,13 @@ impl Objects {
 
     /// Adds one document in either form; `kind: List` is flattened.
     pub fn add(&mut self, doc: Document<'_>, origin: &str) -> Result<()> {
-        self.add_kept(doc, origin, None)
+        self.add_kept(doc, &Origin::from(origin), None)
     }
 
     /// Adds one document, decoding Pods, Deployments and EndpointSlices only in the namespaces
     /// `keep` accepts (all with `None`); of the others only their identity is kept, in
     /// [`Objects::skipped`].
-    pub fn add_kept(&mut self, mut doc: Document<'_>, origin: &str, keep: Option<Keep<'_>>) -> Result<()> {
+    pub fn add_kept(&mut self, mut doc: Document<'_>, origin: &Origin, keep: Option<Keep<'_>>) -> Result<()> {
         if doc.is_null() {
             return Ok(());
         }
@@ -562,7 +601,12 @@ impl Objects {
             let identity = identity.unwrap_or_else(|| doc.identity());
             let namespace = identity.namespace.unwrap_or_else(|| "default".into());
             if !keep(&namespace) {
-                self.skipped.push(Skipped { kind: bulk, namespace, name: identity.name.unwrap_or_default(), labels: identity.labels });
+                // Of a slice only its Service matters afterwards.
+                let labels = match bulk {
+                    "EndpointSlice" => identity.labels.iter().filter(|(k, _)| *k == SERVICE_NAME_LABEL).collect(),
+                    _ => identity.labels,
+                };
+                self.skipped.push(Skipped { kind: bulk, namespace, name: identity.name.unwrap_or_default(), labels });
                 return Ok(());
             }
         }
@@ -578,7 +622,7 @@ impl Objects {
                         let parts = crate::parallel::in_parallel(&shares, |(first, share)| {
                             let mut part = Objects::default();
                             for (i, text) in share.iter().enumerate() {
-                                part.add_kept(Document::Item(text), &format!("{origin} items[{}]", first + i), keep)?;
+                                part.add_kept(Document::Item(text), &origin.item(first + i), keep)?;
                             }
                             Ok(part)
                         });
@@ -586,7 +630,7 @@ impl Objects {
                     }
                     None => {
                         for (i, item) in items.into_iter().enumerate() {
-                            self.add_kept(item, &format!("{origin} items[{i}]"), keep)?;
+                            self.add_kept(item, &origin.item(i), keep)?;
                         }
                     }
                 }
@@ -736,7 +780,7 @@ impl Objects {
 
     /// Reads meshConfig from the `istio` ConfigMap (key `mesh`, itself YAML), and the injector's
     /// `enableNamespacesByDefault` from `istio-sidecar-injector` (key `values`, JSON).
-    fn add_config_map(&mut self, doc: &Value, origin: &str) -> Result<()> {
+    fn add_config_map(&mut self, doc: &Value, origin: &Origin) -> Result<()> {
         let name = doc.pointer("/metadata/name").and_then(Value::as_str);
         if name.is_some_and(|n| n.starts_with("istio-sidecar-injector")) {
             let values: Option<Value> = doc.pointer("/data/values").and_then(Value::as_str).and_then(|v| serde_json::from_str(v).ok());
@@ -899,9 +943,9 @@ impl Repeats {
             for &i in copies.iter().filter(|i| **i != kept) {
                 keep[i] = false;
             }
-            let origins = copies.iter().map(|i| objects[*i].meta.origin.clone()).collect();
+            let origins = copies.iter().map(|i| objects[*i].meta.origin.to_string()).collect();
             let name = if ["Namespace", "Node"].contains(&kind) { name.to_string() } else { format!("{namespace}/{name}") };
-            self.found.push((kind.to_string(), name, origins, objects[kept].meta.origin.clone()));
+            self.found.push((kind.to_string(), name, origins, objects[kept].meta.origin.to_string()));
         }
         let mut keep = keep.into_iter();
         objects.retain(|_| keep.next().unwrap_or(true));
@@ -932,18 +976,18 @@ impl Repeats {
 
 /// A Kubernetes object decoded as `T` (a Pod or Deployment only in the fields the analysis
 /// reads: `workloads`). Its labels, annotations and owners live on in [`Resource::meta`] only.
-fn kube_object<T: DeserializeOwned>(doc: Document<'_>, origin: &str, kind: &str, metadata: impl Fn(&mut T) -> &mut ObjectMeta) -> Result<Resource<T>> {
+fn kube_object<T: DeserializeOwned>(doc: Document<'_>, origin: &Origin, kind: &str, metadata: impl Fn(&mut T) -> &mut ObjectMeta) -> Result<Resource<T>> {
     let mut obj: T = doc.typed(origin, kind)?;
     Ok(Resource::new(Meta::take(metadata(&mut obj), origin), obj))
 }
 
-fn istio_object<S: DeserializeOwned + Default>(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<S>> {
+fn istio_object<S: DeserializeOwned + Default>(doc: Document<'_>, origin: &Origin, kind: &str) -> Result<Resource<S>> {
     let mut obj: IstioObject<S> = doc.typed(origin, kind)?;
     Ok(Resource::new(Meta::take(&mut obj.metadata, origin), obj.spec.unwrap_or_default()))
 }
 
 /// A ServiceEntry, with the addresses istiod allocated to it (`status.addresses`).
-fn service_entry_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<ServiceEntry>> {
+fn service_entry_object(doc: Document<'_>, origin: &Origin, kind: &str) -> Result<Resource<ServiceEntry>> {
     #[derive(Deserialize)]
     struct Address {
         #[serde(default)]
@@ -970,7 +1014,7 @@ fn service_entry_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<R
 }
 
 /// A Gateway API route: metadata, `spec` and the `status` istiod writes back.
-fn route_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<Route>> {
+fn route_object(doc: Document<'_>, origin: &Origin, kind: &str) -> Result<Resource<Route>> {
     #[derive(Deserialize)]
     #[serde(bound(deserialize = "S: DeserializeOwned + Default, T: DeserializeOwned"))]
     struct RouteObject<S, T> {
@@ -981,7 +1025,7 @@ fn route_object(doc: Document<'_>, origin: &str, kind: &str) -> Result<Resource<
         #[serde(default)]
         status: Option<T>,
     }
-    fn read<S: DeserializeOwned + Default, T: DeserializeOwned>(doc: Document<'_>, origin: &str, kind: &str) -> Result<(ObjectMeta, S, Option<T>)> {
+    fn read<S: DeserializeOwned + Default, T: DeserializeOwned>(doc: Document<'_>, origin: &Origin, kind: &str) -> Result<(ObjectMeta, S, Option<T>)> {
         let o: RouteObject<S, T> = doc.typed(origin, kind)?;
         Ok((o.metadata, o.spec, o.status))
     }
@@ -1016,7 +1060,7 @@ mod tests {
     fn read(items: &[Value], keep: Option<Keep<'_>>) -> Result<Objects> {
         let text = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
         let mut objects = Objects::default();
-        objects.add_kept(Document::Json(&text), "pods.json", keep)?;
+        objects.add_kept(Document::Json(&text), &Origin::from("pods.json"), keep)?;
         Ok(objects)
     }
 
@@ -1065,7 +1109,7 @@ mod tests {
         let expected: Vec<String> = (0..items.len()).filter(|i| i % 3 != 1).map(|i| format!("p{i}")).collect();
         assert_eq!(kept, expected);
         assert_eq!(objects.skipped.len(), items.len() - expected.len());
-        assert_eq!(objects.pods[4].meta.origin, "pods.json items[6]");
+        assert_eq!(objects.pods[4].meta.origin.to_string(), "pods.json items[6]");
     }
 
     #[test]

@@ -541,7 +541,7 @@ async fn read_pods(cluster: &Cluster, question: &Question, target: &Target, snap
     if snapshot.objects.namespaces.iter().any(|ns| crate::istio::ambient::namespace_is_ambient(&snapshot.objects, &ns.meta.name)) {
         asks.push(selected_pods(ISTIO_NAMESPACE, &BTreeMap::from([("app".to_string(), crate::istio::ambient::ZTUNNEL_APP.to_string())])));
     }
-    let params = ListParams::default().labels(&format!("{}={}", crate::model::SERVICE_NAME_LABEL, target.name));
+    let params = ListParams::default().labels(&format!("{}={}", crate::snapshot::SERVICE_NAME_LABEL, target.name));
     asks.push(Ask::within(endpoint_slices(), &target.namespace, params));
     if let Some(From::Deployment(name)) = &question.from {
         asks.push(Ask::within(deployments(), &question.from_namespace, ListParams::default().fields(&format!("metadata.name={name}"))));
