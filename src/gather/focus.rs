@@ -13,12 +13,11 @@
 //! instead.
 
 use super::live::proxies::caller_namespaces;
-use crate::intent::listeners::cluster_vip;
 use crate::intent::target::Target;
 use crate::istio::ambient::{GATEWAY_NAME_LABEL, is_ztunnel};
 use crate::istio::{Labels, labels_match};
 use crate::question::{From, Question};
-use crate::snapshot::{SERVICE_NAME_LABEL, Skipped, Snapshot};
+use crate::snapshot::{PackedLabels, SERVICE_NAME_LABEL, Skipped, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Labels that mark a gateway's or waypoint's pods, which the analysis looks up in any namespace.
@@ -68,7 +67,7 @@ impl Focus {
         // a caller's pod, whatever its namespace). A slice of no Service is read by nothing.
         let read_beyond = |s: &Skipped| {
             let Some(service) = s.labels.label(SERVICE_NAME_LABEL).and_then(|name| objects.service(&s.namespace, name)) else { return false };
-            service.spec.spec.as_ref().is_none_or(|spec| cluster_vip(spec).is_none() || spec.selector.as_ref().is_none_or(BTreeMap::is_empty))
+            service.spec.spec.as_ref().is_none_or(|spec| spec.cluster_vip().is_none() || spec.selector.as_ref().is_none_or(PackedLabels::is_empty))
         };
         if slices.iter().any(|s| read_beyond(s)) {
             return false;

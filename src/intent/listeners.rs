@@ -20,9 +20,9 @@ use crate::istio::names::{DEFAULT_DOMAIN, Protocol, host_matches, specificity};
 use crate::model::Model;
 use crate::model::virtual_services::vs_hosts;
 use crate::snapshot::Resource;
+use crate::snapshot::ServiceSpec;
 use crate::trace::ProxyConfig;
 use crate::view::{self, MatchView, PathMatch, RouteView};
-use k8s_openapi::api::core::v1::ServiceSpec;
 use std::collections::BTreeMap;
 
 /// What istiod would push, and what of it is not modelled.
@@ -81,12 +81,6 @@ pub fn derive(model: &Model<'_>, caller: &Caller) -> Derived {
     d
 }
 
-/// The address a Service's listeners bind: its ClusterIP, when it has one. A Service without one
-/// (headless) gets listeners per endpoint, from its EndpointSlices.
-pub fn cluster_vip(spec: &ServiceSpec) -> Option<&str> {
-    spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None")
-}
-
 /// Kubernetes Services and ServiceEntry hosts with their ports.
 fn registry(model: &Model<'_>) -> Vec<Service> {
     let objects = model.objects;
@@ -94,7 +88,7 @@ fn registry(model: &Model<'_>) -> Vec<Service> {
     let no_spec = ServiceSpec::default();
     for svc in &objects.services {
         let spec = svc.spec.spec.as_ref().unwrap_or(&no_spec);
-        let vip = cluster_vip(spec).map(str::to_string);
+        let vip = spec.cluster_vip().map(str::to_string);
         let ports = spec
             .ports
             .iter()
@@ -469,7 +463,7 @@ pub(super) fn envoy_route(r: &RouteView) -> Route {
     route
 }
 
-/// True when the labels select the pod.
-pub(super) fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    !selector.is_empty() && labels_match(selector, labels)
+/// True when the labels select the pod: an empty selector selects none.
+pub(super) fn selects<K: AsRef<str>, V: AsRef<str>>(selector: impl IntoIterator<Item = (K, V)> + Copy, labels: &BTreeMap<String, String>) -> bool {
+    selector.into_iter().next().is_some() && labels_match(selector, labels)
 }

@@ -4,8 +4,7 @@ use crate::error::{Error, Result};
 use crate::istio::ambient::{GATEWAY_NAME_LABEL, WAYPOINT_CLASS};
 use crate::istio::labels_match;
 use crate::istio::names::{DEFAULT_DOMAIN, Protocol};
-use crate::snapshot::{ObjectRef, Objects, Pod, Resource};
-use k8s_openapi::api::core::v1::Service;
+use crate::snapshot::{ObjectRef, Objects, PackedLabels, Pod, Resource, Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
@@ -74,17 +73,18 @@ impl Target {
 
     /// Builds a target from a Service object.
     pub fn from_service(svc: &Resource<Service>) -> Target {
-        let spec = svc.spec.spec.clone().unwrap_or_default();
+        let no_spec = ServiceSpec::default();
+        let spec = svc.spec.spec.as_ref().unwrap_or(&no_spec);
         let ports = spec
             .ports
-            .unwrap_or_default()
-            .into_iter()
+            .iter()
+            .flatten()
             .map(|p| TargetPort {
                 port: p.port as u32,
                 protocol: Protocol::of_service_port(p.name.as_deref(), p.app_protocol.as_deref(), p.protocol.as_deref(), p.port as u32),
-                name: p.name,
-                app_protocol: p.app_protocol,
-                target_port: p.target_port,
+                name: p.name.clone(),
+                app_protocol: p.app_protocol.clone(),
+                target_port: p.target_port.clone(),
             })
             .collect();
         Target {
@@ -92,8 +92,8 @@ impl Target {
             namespace: svc.meta.namespace.clone(),
             fqdn: format!("{}.{}.svc.{DEFAULT_DOMAIN}", svc.meta.name, svc.meta.namespace),
             ports,
-            selector: spec.selector.unwrap_or_default(),
-            cluster_ip: spec.cluster_ip.filter(|ip| ip != "None" && !ip.is_empty()),
+            selector: spec.selector.as_ref().map(PackedLabels::to_map).unwrap_or_default(),
+            cluster_ip: spec.cluster_vip().map(str::to_string),
             export_to: export_to_annotation(&svc.meta.annotations),
         }
     }

@@ -6,8 +6,7 @@
 use super::PortSelector;
 use super::gateway::{Gateway, Server, ServerPort, ServerTls};
 use super::virtual_service::{Destination, HttpMatch, HttpRoute, RouteDestination, StringMatch, VirtualService};
-use crate::snapshot::{MeshConfig, Meta, Resource};
-use k8s_openapi::api::core::v1::Service;
+use crate::snapshot::{MeshConfig, Meta, Resource, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass, IngressRule};
 use std::collections::BTreeMap;
 

@@ -6,8 +6,7 @@ use crate::intent::target::{Caller, SidecarState};
 use crate::istio::Gateway;
 use crate::istio::ambient::{GATEWAY_NAME_LABEL, INGRESS_USE_WAYPOINT, WAYPOINT_FOR, WaypointBinding, service_waypoint, workload_is_ambient};
 use crate::istio::names::DEFAULT_DOMAIN;
-use crate::snapshot::{Meta, Pod, Resource};
-use k8s_openapi::api::core::v1::Service;
+use crate::snapshot::{Meta, Pod, Resource, Service};
 
 /// The waypoint a Service is bound to, as far as the objects tell.
 #[derive(Debug, Clone)]

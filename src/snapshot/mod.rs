@@ -5,12 +5,14 @@
 mod credential;
 mod manifest;
 mod objects;
+mod service;
 mod workloads;
 
 pub use crate::istio::PackedLabels;
 pub use credential::{CertificateState, Credential};
 pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest, mesh_target};
 pub use objects::{Document, Keep, MeshConfig, Meta, ObjectRef, Objects, Origin, Resource, SERVICE_NAME_LABEL, Skipped};
+pub use service::{Service, ServiceSpec};
 pub use workloads::{Container, Deployment, DeploymentSpec, Pod, PodSpec, PodStatus, PodTemplateSpec};
 
 use serde::{Deserialize, Serialize};

@@ -8,12 +8,13 @@
 
 use super::Gap;
 use super::credential::Credential;
+use super::service::{Service, ServiceObject};
 use super::workloads::{Deployment, Pod};
 use crate::error::{Error, Result};
 use crate::istio::gateway_api::{ReferenceGrant, Route, RouteKind};
 use crate::istio::gateway_api_decode::Decoded;
 use crate::istio::{DestinationRule, Gateway, PackedLabels, PeerAuthentication, RequestAuthentication, ServiceEntry, Sidecar, VirtualService};
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -637,10 +638,8 @@ impl Objects {
             }
             ("", "Namespace") => self.namespaces.push(kube_object(doc, origin, k, |n: &mut Namespace| &mut n.metadata)?),
             ("", "Service") => {
-                let mut service = kube_object(doc, origin, k, |s: &mut Service| &mut s.metadata)?;
-                // Most Services have a port or two; read by doubling, each kept room for four.
-                service.spec.spec.iter_mut().flat_map(|s| s.ports.as_mut()).for_each(Vec::shrink_to_fit);
-                self.services.push(service);
+                let mut service: ServiceObject = doc.typed(origin, k)?;
+                self.services.push(Resource::new(Meta::take(&mut service.metadata, origin), Service { spec: service.spec }));
             }
             ("", "Pod") => self.pods.push(kube_object(doc, origin, k, |p: &mut Pod| &mut p.metadata)?),
             ("", "Node") => self.nodes.push(kube_object(doc, origin, k, |n: &mut Node| &mut n.metadata)?),

@@ -18,8 +18,7 @@ use crate::istio::names::DEFAULT_DOMAIN;
 use crate::model::Model;
 use crate::model::virtual_services::vs_hosts;
 use crate::model::waypoints::ServiceWaypoint;
-use crate::snapshot::{Meta, ObjectRef, ProxyCapture, Resource};
-use k8s_openapi::api::core::v1::Service;
+use crate::snapshot::{Meta, ObjectRef, ProxyCapture, Resource, Service};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Why no waypoint applies the Service's L7 rules, as a finding id, the reason and the fix;

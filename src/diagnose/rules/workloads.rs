@@ -444,7 +444,7 @@ pub fn mtls_conflict(model: &Model<'_>, target: &Target, ctx: &CallerContext<'_>
 pub fn deployment_service_conflicts(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
     let objects = model.objects;
     // Services by namespace, once: a scan of every Service per Deployment grew with their product.
-    let mut services_in: BTreeMap<&str, Vec<&Resource<k8s_openapi::api::core::v1::Service>>> = BTreeMap::new();
+    let mut services_in: BTreeMap<&str, Vec<&Resource<crate::snapshot::Service>>> = BTreeMap::new();
     for svc in &objects.services {
         services_in.entry(svc.meta.namespace.as_str()).or_default().push(svc);
     }
@@ -459,7 +459,7 @@ pub fn deployment_service_conflicts(model: &Model<'_>, scope: Scope<'_>, out: &m
         {
             continue;
         }
-        let services: Vec<&Resource<k8s_openapi::api::core::v1::Service>> = services_in
+        let services: Vec<&Resource<crate::snapshot::Service>> = services_in
             .get(ns)
             .into_iter()
             .flatten()
