@@ -192,7 +192,7 @@ const GATEWAY_SERVICE: &str = "internal.istio.io/gateway-service";
 /// For a Gateway bound through services: `Some(Some(ports))` when one of them has the caller
 /// as an endpoint, with (port, target port); `Some(None)` when none has; `None` without the
 /// annotation (the selector decides).
-fn gateway_service_ports(objects: &Objects, annotation: Option<&String>, caller: &Caller, pod_ip: Option<&str>) -> Option<Option<Vec<(u32, u32)>>> {
+fn gateway_service_ports(objects: &Objects, annotation: Option<&str>, caller: &Caller, pod_ip: Option<&str>) -> Option<Option<Vec<(u32, u32)>>> {
     let hosts: Vec<&str> = annotation?.split(',').map(str::trim).filter(|h| !h.is_empty()).collect();
     let mut ports = Vec::new();
     let mut found = false;

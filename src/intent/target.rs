@@ -110,7 +110,7 @@ impl Target {
 }
 
 /// Splits the `networking.istio.io/exportTo` annotation.
-pub fn export_to_annotation(annotations: &BTreeMap<String, String>) -> Vec<String> {
+pub fn export_to_annotation(annotations: &PackedLabels) -> Vec<String> {
     annotations.get("networking.istio.io/exportTo").map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
 }
 
@@ -252,7 +252,7 @@ pub fn sidecar_exemption(pod: &Resource<Pod>) -> Option<&'static str> {
     if pod.spec.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
         return Some("The pod uses hostNetwork, so it is never injected");
     }
-    let inject = pod.meta.labels.get(INJECT).or_else(|| pod.meta.annotations.get(INJECT).map(String::as_str));
+    let inject = pod.meta.labels.get(INJECT).or_else(|| pod.meta.annotations.get(INJECT));
     if inject.is_some_and(|v| v.eq_ignore_ascii_case("false")) {
         return Some("The pod opts out with sidecar.istio.io/inject: \"false\"");
     }

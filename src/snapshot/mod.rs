@@ -11,7 +11,7 @@ mod workloads;
 pub use crate::istio::PackedLabels;
 pub use credential::{CertificateState, Credential};
 pub use manifest::{FORMAT_VERSION, MANIFEST_FILE, Manifest, mesh_target};
-pub use objects::{Document, Keep, MeshConfig, Meta, ObjectRef, Objects, Origin, Resource, SERVICE_NAME_LABEL, Skipped};
+pub use objects::{Document, Keep, LAST_APPLIED, MeshConfig, Meta, ObjectRef, Objects, Origin, Resource, SERVICE_NAME_LABEL, Skipped};
 pub use service::{Service, ServiceSpec};
 pub use workloads::{Container, Deployment, DeploymentSpec, Pod, PodSpec, PodStatus, PodTemplateSpec};
 

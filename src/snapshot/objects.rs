@@ -35,8 +35,8 @@ pub struct Meta {
     pub namespace: String,
     /// `metadata.labels`.
     pub labels: PackedLabels,
-    /// `metadata.annotations`.
-    pub annotations: BTreeMap<String, String>,
+    /// `metadata.annotations`, but `kubectl apply`'s copy of the object ([`LAST_APPLIED`]).
+    pub annotations: PackedLabels,
     /// `metadata.creationTimestamp` (RFC 3339), used for istiod's oldest-first ordering.
     pub creation_timestamp: Option<String>,
     /// `kind/name` of each owner reference, plus field managers (who rewrites this object).
@@ -66,7 +66,7 @@ impl Meta {
             name: m.name.unwrap_or_default(),
             namespace: m.namespace.unwrap_or_else(|| "default".to_string()),
             labels: m.labels.map(PackedLabels::from).unwrap_or_default(),
-            annotations: m.annotations.unwrap_or_default(),
+            annotations: m.annotations.iter().flatten().filter(|(k, _)| *k != LAST_APPLIED).collect(),
             creation_timestamp: m.creation_timestamp.as_ref().map(|t| t.0.to_string()),
             owners,
             origin: origin.clone(),
@@ -332,6 +332,10 @@ pub struct Skipped {
     /// `metadata.labels` (of an EndpointSlice, only the one that names its Service).
     pub labels: PackedLabels,
 }
+
+/// The annotation `kubectl apply` keeps a full copy of the object in: nothing reads it, and
+/// held for every object of an applied mesh it would double what the objects take.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -1109,6 +1113,15 @@ mod tests {
         assert_eq!(kept, expected);
         assert_eq!(objects.skipped.len(), items.len() - expected.len());
         assert_eq!(objects.pods[4].meta.origin.to_string(), "pods.json items[6]");
+    }
+
+    #[test]
+    fn kubectl_applys_copy_of_an_object_is_not_kept() {
+        let annotations = json!({LAST_APPLIED: "{\"kind\":\"Service\"}", "networking.istio.io/exportTo": "."});
+        let items = [json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "shop", "annotations": annotations}})];
+        let objects = read(&items, None).unwrap();
+        let kept: Vec<(&str, &str)> = objects.services[0].meta.annotations.iter().collect();
+        assert_eq!(kept, [("networking.istio.io/exportTo", ".")]);
     }
 
     #[test]

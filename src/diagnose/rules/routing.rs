@@ -522,7 +522,7 @@ const WEIGHT_OWNER_KEYS: &[(&str, &str)] = &[
 fn managed_by(vs: &Resource<VirtualService>) -> Vec<String> {
     let meta = &vs.meta;
     let mut out: Vec<String> = WEIGHT_OWNERS.iter().filter(|(key, _)| meta.owners.iter().any(|o| o.starts_with(key))).map(|(_, who)| who.to_string()).collect();
-    let keys = meta.annotations.keys().map(String::as_str).chain(meta.labels.keys());
+    let keys = meta.annotations.keys().chain(meta.labels.keys());
     for key in keys {
         if let Some((_, who)) = WEIGHT_OWNER_KEYS.iter().find(|(prefix, _)| key.starts_with(prefix)) {
             out.push(format!("{who} ({key})"));

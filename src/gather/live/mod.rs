@@ -25,7 +25,7 @@ use crate::intent::{
     target::{Caller, Target},
 };
 use crate::question::{From, Question};
-use crate::snapshot::{Document, FORMAT_VERSION, Gap, Manifest, NOT_SERVED, Objects, ProxyCapture, Snapshot};
+use crate::snapshot::{Document, FORMAT_VERSION, Gap, LAST_APPLIED, Manifest, NOT_SERVED, Objects, ProxyCapture, Snapshot};
 use ::kube::Api;
 use ::kube::core::params::ListParams;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -238,9 +238,6 @@ fn scrubbed(item: Item) -> Option<Item> {
     // Serializing a `Value` cannot fail: its keys are strings.
     serde_json::value::to_raw_value(&value).ok()
 }
-
-/// The annotation `kubectl apply` keeps a full copy of the object in.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The pods `selector` picks (a Gateway's, or ztunnel's): cluster-wide, since gateway pods may
 /// run in any namespace, else in istio-system and `gateway_ns`.
