@@ -101,7 +101,7 @@ pub fn workload_labels(model: &Model<'_>, pod: &Resource<Pod>) -> BTreeMap<Strin
     let node_name = pod.spec.spec.as_ref().and_then(|s| s.node_name.as_deref());
     if let Some(node) = node_name.and_then(|n| model.objects.nodes.iter().find(|node| node.meta.name == n)) {
         for key in TOPOLOGY_LABELS {
-            if let Some(v) = node.meta.labels.get(*key).filter(|v| !v.is_empty()) {
+            if let Some(v) = node.meta.labels.get(key).filter(|v| !v.is_empty()) {
                 labels.entry(key.to_string()).or_insert_with(|| v.to_string());
             }
         }

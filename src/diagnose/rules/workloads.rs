@@ -75,7 +75,7 @@ fn bare_pods(model: &Model<'_>, namespace: &str) -> Vec<String> {
 pub fn namespace_not_injected(model: &Model<'_>, scope: Scope<'_>, out: &mut Vec<Finding>) {
     for ns in model.objects.namespaces.iter().map(|n| n.meta.name.as_str()).filter(|ns| scope.namespace(ns) && !is_system(model, ns)) {
         let labels = model.objects.namespace(ns).map(|n| &n.meta.labels);
-        let unlabelled = labels.is_some_and(|l| ["istio-injection", "istio.io/rev"].iter().all(|k| !l.contains_key(*k)));
+        let unlabelled = labels.is_some_and(|l| ["istio-injection", "istio.io/rev"].iter().all(|k| !l.contains_key(k)));
         let ambient = labels.is_some_and(|l| l.get("istio.io/dataplane-mode").is_some_and(|m| m == "ambient"));
         if unlabelled && !ambient && model.objects.injection_enabled_by_default {
             out.push(
@@ -111,7 +111,7 @@ pub fn namespace_injection_conflict(model: &Model<'_>, scope: Scope<'_>, out: &m
         let mut set: Vec<String> = injection.map(|v| format!("istio-injection={v}")).into_iter().collect();
         // Another value of istio-injection opts out: the other labels are then moot.
         if injection.is_none_or(|v| v == "enabled") {
-            set.extend(["istio.io/rev", "istio.io/dataplane-mode"].iter().filter_map(|k| labels.get(*k).map(|v| format!("{k}={v}"))));
+            set.extend(["istio.io/rev", "istio.io/dataplane-mode"].iter().filter_map(|k| labels.get(k).map(|v| format!("{k}={v}"))));
         }
         if set.len() < 2 {
             continue;
