@@ -23,8 +23,8 @@ impl PackedLabels {
     }
 
     /// The labels, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        (0..self.len()).map(|i| self.pair(i))
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { labels: self, next: 0 }
     }
 
     /// The value of label `key`.
@@ -89,11 +89,33 @@ impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for PackedLabels {
     }
 }
 
+/// The pairs of a [`PackedLabels`], in key order.
+pub struct Iter<'l> {
+    labels: &'l PackedLabels,
+    next: usize,
+}
+
+impl<'l> Iterator for Iter<'l> {
+    type Item = (&'l str, &'l str);
+    fn next(&mut self) -> Option<Self::Item> {
+        let pair = (self.next < self.labels.len()).then(|| self.labels.pair(self.next))?;
+        self.next += 1;
+        Some(pair)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.labels.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
 impl<'l> IntoIterator for &'l PackedLabels {
     type Item = (&'l str, &'l str);
-    type IntoIter = Box<dyn Iterator<Item = (&'l str, &'l str)> + 'l>;
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+    type IntoIter = Iter<'l>;
+    fn into_iter(self) -> Iter<'l> {
+        self.iter()
     }
 }
 
@@ -148,6 +170,8 @@ mod tests {
         assert_eq!(packed.to_map(), map);
         assert_eq!((packed.get("app"), packed.get("tier"), packed.get("zone")), (Some("ratings"), Some(""), None));
         assert_eq!(packed.len(), 3);
+        assert_eq!((&packed).into_iter().collect::<Vec<_>>(), [("app", "ratings"), ("tier", ""), ("version", "v2")]);
+        assert_eq!(packed.iter().skip(1).len(), 2);
         assert_eq!(PackedLabels::from(map.clone()), packed);
         assert!(serde_json::from_str::<PackedLabels>(r#"{"app": 1}"#).is_err());
     }

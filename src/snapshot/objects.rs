@@ -35,7 +35,7 @@ pub struct Meta {
     pub namespace: String,
     /// `metadata.labels`.
     pub labels: PackedLabels,
-    /// `metadata.annotations`, but `kubectl apply`'s copy of the object ([`LAST_APPLIED`]).
+    /// `metadata.annotations`, without `kubectl apply`'s copy of the object ([`LAST_APPLIED`]).
     pub annotations: PackedLabels,
     /// `metadata.creationTimestamp` (RFC 3339), used for istiod's oldest-first ordering.
     pub creation_timestamp: Option<String>,
@@ -88,8 +88,8 @@ impl Meta {
 }
 
 /// Where an object was read from: a file and document, and its place in a list there. The
-/// document's name is shared by its objects: written out for each, it was a sizeable part of a
-/// big mesh's memory.
+/// document's name is shared by its objects: written out for each, it cost a hundred bytes and
+/// more per object of a big mesh.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     document: Arc<str>,
