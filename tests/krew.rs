@@ -370,4 +370,7 @@ fn the_release_workflow_builds_every_platform_of_the_manifest() {
         let target = m["target"].as_str().unwrap();
         !target.contains("linux") || target.ends_with("-musl")
     }));
+    // jemalloc built on a 4 KiB-page runner would crash on the arm64 kernels that use 64 KiB.
+    let build = workflow["jobs"]["build"]["steps"].as_array().unwrap().iter().find(|s| s["name"] == "Build").unwrap();
+    assert_eq!(build["env"]["AARCH64_UNKNOWN_LINUX_MUSL_JEMALLOC_SYS_WITH_LG_PAGE"], "16");
 }
